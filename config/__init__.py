@@ -1,0 +1,27 @@
+"""Typed, frozen settings read once at the edge from `FLEETBRIDGE_*` variables and an optional TOML file."""
+
+from config.settings import (
+    ApiSettings,
+    BridgeSettings,
+    DatabaseSettings,
+    MqttSettings,
+    RedisSettings,
+    Settings,
+    SettingsError,
+    SimSettings,
+    StackSettings,
+    load_settings,
+)
+
+__all__ = [
+    "ApiSettings",
+    "BridgeSettings",
+    "DatabaseSettings",
+    "MqttSettings",
+    "RedisSettings",
+    "Settings",
+    "SettingsError",
+    "SimSettings",
+    "StackSettings",
+    "load_settings",
+]

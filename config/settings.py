@@ -1,0 +1,189 @@
+"""Settings: one frozen dataclass per section, filled from a mapping (the environment) and TOML.
+
+Each field `f` of section `s` is read from `FLEETBRIDGE_<S>_<F>` (upper case), then from `[s] f` in the
+TOML file named by `FLEETBRIDGE_CONFIG`, then its default. A value of the wrong type or out of range
+fails at start with a `SettingsError` that names the variable and what it expects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+ENV_PREFIX = "FLEETBRIDGE_"
+CONFIG_FILE_VAR = "FLEETBRIDGE_CONFIG"
+
+
+class SettingsError(ValueError):
+    """A setting could not be read; the message names the variable and what it expects."""
+
+
+def _bounded(default: Any, *, low: float | None = None, high: float | None = None, doc: str = "") -> Any:
+    return field(default=default, metadata={"low": low, "high": high, "doc": doc})
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    """How to reach the broker. An empty URL means: the local stack starts its own."""
+
+    url: str = ""
+    client_id: str = "fleetbridge-bridge-1"
+    share_group: str = "fleetbridge"
+    receive_maximum: int = _bounded(2000, low=1, high=65535, doc="messages in flight to the bridge")
+    session_expiry_s: int = _bounded(7 * 24 * 3600, low=0, high=0xFFFFFFFF)
+    keepalive_s: int = _bounded(30, low=5, high=3600)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """How to reach Redis. An empty URL means: the local stack starts its own."""
+
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """How to reach PostgreSQL, and how long history is kept."""
+
+    url: str = ""
+    retention_days: int = _bounded(30, low=1, high=36500)
+    partitions_ahead_days: int = _bounded(7, low=1, high=365)
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeSettings:
+    """Batching, limits and timing of the bridge."""
+
+    batch_max_messages: int = _bounded(2000, low=1, high=1_000_000)
+    batch_max_age_ms: int = _bounded(200, low=1, high=600_000)
+    max_payload_bytes: int = _bounded(256 * 1024, low=64, high=256 * 1024 * 1024)
+    max_samples_per_message: int = _bounded(1000, low=1, high=100_000)
+    future_skew_s: int = _bounded(300, low=0, high=86400 * 365)
+    stats_interval_ms: int = _bounded(500, low=50, high=600_000)
+    retry_max_s: float = _bounded(5.0, low=0.01, high=3600)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """Where the API listens."""
+
+    host: str = "127.0.0.1"
+    port: int = _bounded(8000, low=0, high=65535)
+
+
+@dataclass(frozen=True, slots=True)
+class StackSettings:
+    """The local stack: where its servers keep their data and which ports they take (0: any free)."""
+
+    state_dir: Path = Path(".fleet")
+    mqtt_port: int = _bounded(1883, low=0, high=65535)
+    redis_port: int = _bounded(6379, low=0, high=65535)
+    postgres_port: int = _bounded(5432, low=0, high=65535)
+
+
+@dataclass(frozen=True, slots=True)
+class SimSettings:
+    """The simulated fleet of the local stack."""
+
+    devices: int = _bounded(20, low=0, high=100_000)
+    rate_hz: float = _bounded(1.0, low=0.001, high=1000)
+    seed: int = 7
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything fleetbridge reads from its environment."""
+
+    mqtt: MqttSettings = MqttSettings()
+    redis: RedisSettings = RedisSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    bridge: BridgeSettings = BridgeSettings()
+    api: ApiSettings = ApiSettings()
+    stack: StackSettings = StackSettings()
+    sim: SimSettings = SimSettings()
+
+
+T = TypeVar("T")
+
+
+def load_settings(env: Mapping[str, str], config_file: Path | None = None) -> Settings:
+    """Build `Settings` from `env` (usually `os.environ`) and the optional TOML file."""
+    path = config_file or (Path(env[CONFIG_FILE_VAR]) if env.get(CONFIG_FILE_VAR) else None)
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            file_values = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise SettingsError(f"{CONFIG_FILE_VAR}: file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{CONFIG_FILE_VAR}: {path} is not valid TOML: {exc}") from exc
+    sections: dict[str, Any] = {}
+    hints = typing.get_type_hints(Settings)
+    for section in dataclasses.fields(Settings):
+        section_type = hints[section.name]
+        table = file_values.get(section.name, {})
+        if not isinstance(table, dict):
+            raise SettingsError(f"{path}: [{section.name}] must be a table")
+        sections[section.name] = _load_section(section_type, section.name, env, table, path)
+    return Settings(**sections)
+
+
+def _load_section(cls: type[T], section: str, env: Mapping[str, str], table: dict[str, Any], path: Path | None) -> T:
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in table:
+        if key not in known:
+            raise SettingsError(f"{path}: [{section}] has unknown key {key!r}; known: {', '.join(sorted(known))}")
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        var = f"{ENV_PREFIX}{section.upper()}_{f.name.upper()}"
+        if var in env:
+            raw: Any = env[var]
+            source = var
+        elif f.name in table:
+            raw = table[f.name]
+            source = f"{path} [{section}] {f.name}"
+        else:
+            continue
+        values[f.name] = _convert(raw, hints[f.name], f.metadata, source)
+    return cls(**values)
+
+
+def _convert(raw: Any, kind: Any, meta: Mapping[str, Any], source: str) -> Any:
+    if isinstance(kind, types.UnionType):
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    try:
+        if kind is bool:
+            value: Any = _to_bool(raw)
+        elif kind is int:
+            value = int(raw) if not isinstance(raw, bool) else int("bool is not a number")
+        elif kind is float:
+            value = float(raw)
+        elif kind is Path:
+            value = Path(str(raw)).expanduser()
+        else:
+            value = str(raw)
+    except ValueError:
+        expected = {bool: "true or false", int: "a whole number", float: "a number", Path: "a path"}.get(kind, "text")
+        raise SettingsError(f"{source}: expected {expected}, got {raw!r}") from None
+    low, high = meta.get("low"), meta.get("high")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise SettingsError(f"{source}: expected a value from {low} to {high}, got {raw!r}")
+    return value
+
+
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(text)

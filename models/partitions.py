@@ -1,0 +1,112 @@
+"""Time partitions on plain PostgreSQL: daily partitions created ahead of time, dropped after retention.
+
+TimescaleDB does all of this itself (chunks and a retention policy); there this module does nothing.
+Rows that landed in a default partition (a timestamp outside every partition) are moved into the new
+partition when it is created, so attaching never fails and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Final
+
+import psycopg
+from psycopg import sql
+
+from models.migrate import uses_timescale
+
+log = logging.getLogger(__name__)
+
+PARTITIONED_TABLES: Final = ("telemetry", "events")
+
+
+@dataclass(slots=True)
+class MaintenanceReport:
+    """What one maintenance pass changed."""
+
+    created: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+
+def partition_name(table: str, day: date) -> str:
+    """The name of `table`'s partition for one UTC day."""
+    return f"{table}_p{day:%Y%m%d}"
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def existing_partitions(conn: psycopg.Connection[tuple[Any, ...]], table: str) -> dict[str, tuple[datetime, datetime]]:
+    """The daily partitions of `table` with their [from, to) bounds (the default partition excluded)."""
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = %s",
+        (table,),
+    ).fetchall()
+    found: dict[str, tuple[datetime, datetime]] = {}
+    prefix = f"{table}_p"
+    for (name,) in rows:
+        if not name.startswith(prefix):
+            continue
+        day = datetime.strptime(name[len(prefix) :], "%Y%m%d").replace(tzinfo=UTC).date()
+        found[name] = (_day_start(day), _day_start(day + timedelta(days=1)))
+    return found
+
+
+def maintain(
+    conn: psycopg.Connection[tuple[Any, ...]], *, now: datetime, ahead_days: int = 7, retention_days: int = 30
+) -> MaintenanceReport:
+    """Create missing daily partitions from retention ago to `ahead_days` ahead; drop expired ones."""
+    report = MaintenanceReport()
+    if uses_timescale(conn):
+        return report
+    today = now.astimezone(UTC).date()
+    oldest = today - timedelta(days=retention_days)
+    wanted = [oldest + timedelta(days=n) for n in range((today - oldest).days + ahead_days + 1)]
+    for table in PARTITIONED_TABLES:
+        existing = existing_partitions(conn, table)
+        for day in wanted:
+            name = partition_name(table, day)
+            if name not in existing:
+                _create(conn, table, name, _day_start(day), _day_start(day + timedelta(days=1)))
+                report.created.append(name)
+        horizon = _day_start(oldest)
+        for name, (_, upper) in existing.items():
+            if upper <= horizon:
+                with conn.transaction():
+                    conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+                report.dropped.append(name)
+        with conn.transaction():
+            deleted = conn.execute(
+                sql.SQL("DELETE FROM {} WHERE ts < %s").format(sql.Identifier(f"{table}_default")), (horizon,)
+            ).rowcount
+        if deleted:
+            log.info("retention removed %d expired rows from %s_default", deleted, table)
+    if report.created or report.dropped:
+        log.info("partitions created %s, dropped %s", report.created, report.dropped)
+    return report
+
+
+def _create(conn: psycopg.Connection[tuple[Any, ...]], table: str, name: str, lower: datetime, upper: datetime) -> None:
+    ident = sql.Identifier(name)
+    with conn.transaction():
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
+                ident, sql.Identifier(table)
+            )
+        )
+        conn.execute(
+            sql.SQL(
+                "WITH moved AS (DELETE FROM {} WHERE ts >= %s AND ts < %s RETURNING *) INSERT INTO {} SELECT * FROM moved"
+            ).format(sql.Identifier(f"{table}_default"), ident),
+            (lower, upper),
+        )
+        conn.execute(
+            # DDL takes no bind parameters: the bounds go in as quoted literals.
+            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+                sql.Identifier(table), ident, sql.Literal(lower), sql.Literal(upper)
+            )
+        )

@@ -1,0 +1,155 @@
+"""Last-known device state as cached in Redis, the live-update stream, and the bridge's replies.
+
+Redis layout (Redis is a cache beside PostgreSQL; it can be rebuilt from the database):
+
+* `fleet:state:{device_id}` — a hash, one field per state part (`pos`, `m.<metric>`, `a.<metric>`,
+  `quality`, `seen`). Each value is `"<ts_ms>:<boot>:<seq>:<json>"`: the device time and sequence of
+  the sample that set it, then the value. The bridge merges field by field, newer device time wins,
+  ties broken by (boot, seq), atomically in one Lua script, so a late sample never regresses state.
+* `fleet:geo` — a GEO set of the latest position of every device.
+* `fleet:live` — a capped stream of live updates read by every API instance. Entry fields:
+  `d` (device id), `k` (kind: `state`), then the changed state fields under their own names.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+
+STATE_KEY_PREFIX: Final = "fleet:state:"
+GEO_KEY: Final = "fleet:geo"
+LIVE_STREAM_KEY: Final = "fleet:live"
+LIVE_STREAM_MAXLEN: Final = 100_000
+FIELD_POSITION: Final = "pos"
+FIELD_QUALITY: Final = "quality"
+METRIC_PREFIX: Final = "m."
+AGGREGATE_PREFIX: Final = "a."
+RESERVED_LIVE_FIELDS: Final = frozenset({"d", "k"})
+
+
+def state_key(device_id: str) -> str:
+    """The Redis hash holding one device's last-known state."""
+    return f"{STATE_KEY_PREFIX}{device_id}"
+
+
+def encode_field(ts_ms: int, boot: int, seq: int, value_json: bytes) -> bytes:
+    """Encode one state field as stored in Redis and carried on the live stream."""
+    return b"%d:%d:%d:%s" % (ts_ms, boot, seq, value_json)
+
+
+class FieldValue(msgspec.Struct, frozen=True):
+    """One part of a device's state, with the device time and sequence of the sample that set it."""
+
+    value: Any
+    ts: datetime
+    seq: int
+    boot: int = 0
+
+
+class Aggregate(msgspec.Struct, frozen=True):
+    """One second of a high-rate metric: min, max, avg and count."""
+
+    min: float
+    max: float
+    avg: float
+    count: int
+
+
+class PositionState(msgspec.Struct, frozen=True):
+    """A device's last known position and when it was measured."""
+
+    lat: float
+    lon: float
+    ts: datetime
+    seq: int
+    alt: float | None = None
+    speed: float | None = None
+    heading: float | None = None
+    accuracy: float | None = None
+
+
+class DeviceState(msgspec.Struct, frozen=True):
+    """A device's last-known state, merged from every sample seen, newest value per field."""
+
+    device_id: str
+    ts: datetime | None
+    position: PositionState | None = None
+    metrics: dict[str, FieldValue] = {}
+    aggregates: dict[str, FieldValue] = {}
+    quality: FieldValue | None = None
+
+
+def decode_field(raw: bytes | str) -> FieldValue:
+    """Decode one stored state field."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    ts_ms, boot, seq, value = data.split(b":", 3)
+    return FieldValue(
+        value=msgspec.json.decode(value),
+        ts=datetime.fromtimestamp(int(ts_ms) / 1000, UTC),
+        seq=int(seq),
+        boot=int(boot),
+    )
+
+
+def state_from_fields(device_id: str, fields: dict[bytes, bytes] | dict[str, str]) -> DeviceState:
+    """Build a `DeviceState` from a state hash (or the changed fields of a live update)."""
+    position: PositionState | None = None
+    metrics: dict[str, FieldValue] = {}
+    aggregates: dict[str, FieldValue] = {}
+    quality: FieldValue | None = None
+    latest: datetime | None = None
+    for raw_name, raw_value in fields.items():
+        name = raw_name.decode() if isinstance(raw_name, bytes) else raw_name
+        if name in RESERVED_LIVE_FIELDS:
+            continue
+        field = decode_field(raw_value)
+        latest = field.ts if latest is None or field.ts > latest else latest
+        if name == FIELD_POSITION:
+            position = PositionState(ts=field.ts, seq=field.seq, **field.value)
+        elif name == FIELD_QUALITY:
+            quality = field
+        elif name.startswith(METRIC_PREFIX):
+            metrics[name[len(METRIC_PREFIX) :]] = field
+        elif name.startswith(AGGREGATE_PREFIX):
+            aggregates[name[len(AGGREGATE_PREFIX) :]] = field
+    return DeviceState(device_id, latest, position, metrics, aggregates, quality)
+
+
+class PersistedRange(msgspec.Struct, frozen=True, array_like=True):
+    """Samples `first..last` (inclusive) of boot `boot`: on the wire `[boot, first, last]`."""
+
+    boot: int
+    first: int
+    last: int
+
+
+class Persisted(msgspec.Struct, frozen=True):
+    """Published on `fleet/v1/{id}/persisted` after COMMIT: the firmware may free exactly these."""
+
+    ranges: list[PersistedRange]
+    committed_at: datetime
+
+
+class RejectedNotice(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Published on `fleet/v1/{id}/rejected`: why a message or one of its samples was refused."""
+
+    reason: str
+    topic: str
+    received_at: datetime
+    index: int | None = None
+    seq: int | None = None
+    boot: int | None = None
+
+
+def seq_ranges(pairs: list[tuple[int, int]]) -> list[PersistedRange]:
+    """Collapse (boot, seq) pairs into sorted inclusive ranges; duplicates collapse too."""
+    ranges: list[PersistedRange] = []
+    for boot, seq in sorted(set(pairs)):
+        if ranges and ranges[-1].boot == boot and ranges[-1].last + 1 == seq:
+            last = ranges[-1]
+            ranges[-1] = PersistedRange(boot, last.first, seq)
+        else:
+            ranges.append(PersistedRange(boot, seq, seq))
+    return ranges
