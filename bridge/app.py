@@ -1,0 +1,235 @@
+"""Wire the bridge's stages together and run them: the one place that knows all of them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import psycopg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from bridge import decode as decode_stage
+from bridge import fanout
+from bridge.batch import Batch, Batcher
+from bridge.cache import RedisStateCache, StateCache
+from bridge.decode import Decoded
+from bridge.errors import CacheUnavailableError, SinkUnavailableError
+from bridge.message import RawMessage
+from bridge.sink import PostgresTelemetrySink, WriteReport
+from bridge.source import MqttSource
+from bridge.stats import BridgeStats, stats_key
+from config import Settings
+from models import partitions
+from models.telemetry import Limits
+from models.topics import TopicKind, shared
+
+log = logging.getLogger(__name__)
+
+POST_COMMIT_QUEUE_BATCHES: Final = 8  # committed batches waiting for Redis and replies; bounds memory
+MAINTENANCE_INTERVAL_S: Final = 3600.0
+STATS_LOG_INTERVAL_S: Final = 10.0
+SUCCESS: Final = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A committed batch on its way to Redis and to the devices' reply topics."""
+
+    decoded: list[Decoded]
+    committed_at: datetime
+
+
+class Bridge:
+    """The pipeline: handler -> batcher -> sink (COMMIT) -> acks; then cache and replies."""
+
+    def __init__(self, settings: Settings, *, source: MqttSource, sink: PostgresTelemetrySink, cache: StateCache,
+                 redis: aioredis.Redis | None = None) -> None:
+        self._settings = settings
+        self._source = source
+        self._sink = sink
+        self._cache = cache
+        self._redis = redis
+        bridge = settings.bridge
+        self._limits = Limits(
+            max_payload_bytes=bridge.max_payload_bytes,
+            max_samples_per_message=bridge.max_samples_per_message,
+            future_skew=timedelta(seconds=bridge.future_skew_s),
+            max_age=timedelta(days=settings.database.retention_days),
+        )
+        self._batcher = Batcher(max_messages=bridge.batch_max_messages, max_age_s=bridge.batch_max_age_ms / 1000)
+        self._wakeup = asyncio.Event()
+        self._committed: asyncio.Queue[Committed | None] = asyncio.Queue(POST_COMMIT_QUEUE_BATCHES)
+        self.stats = BridgeStats()
+
+    async def handle(self, message: RawMessage) -> int:
+        """Take one message; return its PUBACK reason code once the COMMIT holding it is done."""
+        self.stats.received += 1
+        self.stats.inflight += 1
+        try:
+            decoded = decode_stage.decode_message(message, now=datetime.now(UTC), limits=self._limits)
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if self._batcher.add(decoded, done, time.monotonic()) or self._batcher.pending() == 1:
+                self._wakeup.set()
+            await done
+        finally:
+            self.stats.inflight -= 1
+        return decode_stage.PAYLOAD_FORMAT_INVALID if decoded.refused_whole else SUCCESS
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run every stage until `stop` is set; then flush what is held and disconnect."""
+        async with asyncio.TaskGroup() as group:
+            source_task = group.create_task(self._source.run(self.handle, stop), name="source")
+            flusher = group.create_task(self._flush_loop(stop), name="flusher")
+            post = group.create_task(self._post_commit_loop(), name="post-commit")
+            side = [
+                group.create_task(self._stats_loop(stop), name="stats"),
+                group.create_task(self._maintenance_loop(stop), name="maintenance"),
+            ]
+            await stop.wait()
+            self._wakeup.set()
+            await flusher  # commits and acknowledges everything already received
+            await asyncio.sleep(0.2)  # lets the final PUBACKs reach the socket before it closes
+            await self._source.disconnect()
+            await source_task
+            await self._committed.put(None)
+            await post
+            for task in side:
+                task.cancel()
+        await self._sink.close()
+        await self._publish_stats()
+
+    async def _flush_loop(self, stop: asyncio.Event) -> None:
+        while True:
+            due = self._batcher.due_in(time.monotonic())
+            if stop.is_set() and due is None:
+                return
+            if due is None or due > 0:
+                self._wakeup.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=due)
+                if not stop.is_set() and (self._batcher.due_in(time.monotonic()) or 0) > 0:
+                    continue
+            if self._batcher.pending():
+                await self._commit(self._batcher.take(), stop)
+
+    async def _commit(self, batch: Batch, stop: asyncio.Event) -> None:
+        decoded = [entry.decoded for entry in batch.entries]
+        delay = 0.1
+        while True:
+            try:
+                report = await self._sink.write(decoded)
+                break
+            except SinkUnavailableError as exc:
+                self.stats.sink_retries += 1
+                log.warning("batch of %d messages not committed (%s); retrying in %.1f s", len(batch), exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._settings.bridge.retry_max_s)
+        self._account(report, decoded)
+        for entry in batch.entries:
+            if not entry.done.done():
+                entry.done.set_result(None)
+        await self._committed.put(Committed(decoded + report.refused_by_database, datetime.now(UTC)))
+
+    def _account(self, report: WriteReport, decoded: list[Decoded]) -> None:
+        refused = {id(d) for d in report.refused_by_database}
+        stats = self.stats
+        stats.batches += 1
+        stats.committed_messages += report.messages
+        stats.inserted_rows += report.inserted
+        stats.rejected += report.rejected
+        stats.refused_by_database += len(report.refused_by_database)
+        for item in decoded:
+            if id(item) not in refused:
+                stats.committed_samples += len(item.rows)
+                stats.committed_readings += item.readings
+
+    async def _post_commit_loop(self) -> None:
+        while (committed := await self._committed.get()) is not None:
+            accepted = [d for d in committed.decoded if d.rows]
+            for topic, payload in fanout.persisted_messages(accepted, committed.committed_at):
+                self._source.publish(topic, payload)
+            for topic, payload in fanout.rejected_messages(d for d in committed.decoded if d.rejections):
+                self._source.publish(topic, payload)
+            updates = decode_stage.coalesce([s for d in accepted for s in d.states])
+            if updates:
+                try:
+                    await self._cache.merge(updates)
+                except CacheUnavailableError as exc:
+                    self.stats.cache_failures += 1
+                    log.warning("last-known state not updated: %s", exc)
+
+    async def _stats_loop(self, stop: asyncio.Event) -> None:
+        last_log = time.monotonic()
+        interval = self._settings.bridge.stats_interval_ms / 1000
+        while not stop.is_set():
+            await asyncio.sleep(interval)
+            await self._publish_stats()
+            if time.monotonic() - last_log >= STATS_LOG_INTERVAL_S:
+                last_log = time.monotonic()
+                s = self.stats
+                log.info("received %d, committed %d msgs / %d readings, rejected %d, in flight %d, batches %d",
+                         s.received, s.committed_messages, s.committed_readings, s.rejected, s.inflight, s.batches)
+
+    async def _publish_stats(self) -> None:
+        if self._redis is None:
+            return
+        status = self._source.status
+        fields = self.stats.as_fields(connects=status.connects, session_present=status.session_present)
+        try:
+            await self._redis.hset(stats_key(self._settings.mqtt.client_id), mapping=fields)  # type: ignore[misc]
+        except (RedisError, OSError) as exc:
+            log.debug("stats not published: %s", exc)
+
+    async def _maintenance_loop(self, stop: asyncio.Event) -> None:
+        database = self._settings.database
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(_maintain_partitions, database.url, database.partitions_ahead_days,
+                                        database.retention_days)
+            except psycopg.Error as exc:
+                log.warning("partition maintenance failed: %s; next try in %.0f s", exc, MAINTENANCE_INTERVAL_S)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=MAINTENANCE_INTERVAL_S)
+
+
+def _maintain_partitions(url: str, ahead_days: int, retention_days: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        partitions.maintain(conn, now=datetime.now(UTC), ahead_days=ahead_days, retention_days=retention_days)
+
+
+def build(settings: Settings) -> tuple[Bridge, aioredis.Redis]:
+    """Construct the bridge from settings; the caller owns the Redis client's lifetime."""
+    mqtt = settings.mqtt
+    source = MqttSource(
+        url=mqtt.url,
+        client_id=mqtt.client_id,
+        subscriptions=[shared(TopicKind.TELEMETRY, mqtt.share_group)],
+        receive_maximum=mqtt.receive_maximum,
+        session_expiry_s=mqtt.session_expiry_s,
+        keepalive_s=mqtt.keepalive_s,
+        retry_max_s=settings.bridge.retry_max_s,
+    )
+    redis = aioredis.Redis.from_url(settings.redis.url)
+    bridge = Bridge(
+        settings,
+        source=source,
+        sink=PostgresTelemetrySink(settings.database.url),
+        cache=RedisStateCache(redis),
+        redis=redis,
+    )
+    return bridge, redis
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Run one bridge instance until `stop` is set."""
+    bridge, redis = build(settings)
+    try:
+        await bridge.run(stop)
+    finally:
+        await redis.aclose()

@@ -1,0 +1,233 @@
+"""Decode and validate one MQTT message into database rows, state updates and rejections.
+
+Pure: the clock is an argument. A bad sample is rejected alone; its good neighbours go on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+
+from bridge.message import RawMessage
+from models import topics
+from models.state import AGGREGATE_PREFIX, FIELD_POSITION, FIELD_QUALITY, METRIC_PREFIX, encode_field
+from models.telemetry import (
+    DecodedTelemetry,
+    Limits,
+    MessageRejection,
+    Sample,
+    decode_telemetry,
+)
+
+# Typed columns of `telemetry`, in COPY order; metrics without a column go to `extra`.
+TELEMETRY_COLUMNS: Final = (
+    "ts",
+    "received_at",
+    "seq",
+    "lat",
+    "lon",
+    "odometer",
+    "boot",
+    "alt",
+    "speed",
+    "heading",
+    "accuracy",
+    "fuel",
+    "engine_temp",
+    "temperature",
+    "pressure",
+    "vibration",
+    "flow",
+    "level",
+    "battery",
+    "quality",
+    "device_id",
+    "extra",
+    "agg",
+)
+TELEMETRY_TYPES: Final = (
+    "timestamptz",
+    "timestamptz",
+    "int8",
+    "float8",
+    "float8",
+    "float8",
+    "int4",
+    "float4",
+    "float4",
+    "float4",
+    "float4",
+    "float4",
+    "float4",
+    "float4",
+    "float4",
+    "float4",
+    "float4",
+    "float4",
+    "float4",
+    "int2",
+    "text",
+    "jsonb",
+    "jsonb",
+)
+# Metric name -> index of its typed column in a telemetry row.
+METRIC_COLUMNS: Final = {
+    name: TELEMETRY_COLUMNS.index(name)
+    for name in ("odometer", "fuel", "engine_temp", "temperature", "pressure", "vibration", "flow", "level", "battery")
+}
+_EXTRA = TELEMETRY_COLUMNS.index("extra")
+_AGG = TELEMETRY_COLUMNS.index("agg")
+
+# MQTT 5 PUBACK reason for a message refused whole (kept in the dead-letter table all the same).
+PAYLOAD_FORMAT_INVALID: Final = 0x99
+
+TelemetryRow = tuple[Any, ...]
+_json = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A message, or one sample of it, refused with a reason; becomes a dead-letter row."""
+
+    topic: str
+    device_id: str | None
+    reason: str
+    payload: bytes
+    received_at: datetime
+    index: int = -1
+    seq: int | None = None
+    boot: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StateUpdate:
+    """The state fields one sample sets, encoded for the Redis merge."""
+
+    device_id: str
+    order: tuple[int, int, int]  # (ts_ms, boot, seq): newer wins
+    fields: dict[str, bytes]
+
+
+@dataclass(slots=True)
+class Decoded:
+    """Everything one message contributes to a batch."""
+
+    device_id: str | None
+    topic: str
+    payload: bytes
+    received_at: datetime
+    rows: list[TelemetryRow] = field(default_factory=list)
+    keys: list[tuple[int, int]] = field(default_factory=list)  # (boot, seq) of each row
+    states: list[StateUpdate] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    readings: int = 0
+
+    @property
+    def refused_whole(self) -> bool:
+        """True when nothing of the message was accepted."""
+        return not self.rows and bool(self.rejections)
+
+
+def decode_message(message: RawMessage, *, now: datetime, limits: Limits) -> Decoded:
+    """Turn one received message into rows, state updates and rejections."""
+    try:
+        topic = topics.parse(message.topic)
+    except topics.TopicError as exc:
+        return _refuse(message, None, str(exc))
+    if topic.kind is not topics.TopicKind.TELEMETRY:
+        return _refuse(message, topic.device_id, f"the bridge does not ingest {topic.kind.value!r} here")
+    result = decode_telemetry(message.payload, content_type=message.content_type, now=now, limits=limits)
+    if isinstance(result, MessageRejection):
+        return _refuse(message, topic.device_id, result.reason)
+    return _accept(message, topic.device_id, result)
+
+
+def _refuse(message: RawMessage, device_id: str | None, reason: str) -> Decoded:
+    rejection = Rejection(message.topic, device_id, reason, message.payload, message.received_at)
+    return Decoded(device_id, message.topic, message.payload, message.received_at, rejections=[rejection])
+
+
+def _accept(message: RawMessage, device_id: str, result: DecodedTelemetry) -> Decoded:
+    decoded = Decoded(device_id, message.topic, message.payload, message.received_at)
+    for sample in result.samples:
+        decoded.rows.append(telemetry_row(device_id, sample, message.received_at))
+        decoded.keys.append((sample.boot, sample.seq))
+        decoded.states.append(state_update(device_id, sample))
+        decoded.readings += sample.readings
+    for bad in result.rejections:
+        decoded.rejections.append(
+            Rejection(
+                message.topic,
+                device_id,
+                bad.reason,
+                message.payload,
+                message.received_at,
+                bad.index,
+                bad.seq,
+                bad.boot,
+            )
+        )
+    return decoded
+
+
+def telemetry_row(device_id: str, sample: Sample, received_at: datetime) -> TelemetryRow:
+    """One `telemetry` row in `TELEMETRY_COLUMNS` order."""
+    row: list[Any] = [None] * len(TELEMETRY_COLUMNS)
+    row[0] = sample.ts
+    row[1] = received_at
+    row[2] = sample.seq
+    row[6] = sample.boot
+    row[19] = sample.quality
+    row[20] = device_id
+    pos = sample.pos
+    if pos is not None:
+        row[3] = pos.lat
+        row[4] = pos.lon
+        row[7] = pos.alt
+        row[8] = pos.speed
+        row[9] = pos.heading
+        row[10] = pos.accuracy
+    extra: dict[str, float] | None = None
+    for name, value in sample.metrics.items():
+        column = METRIC_COLUMNS.get(name)
+        if column is None:
+            if extra is None:
+                extra = {}
+            extra[name] = value
+        else:
+            row[column] = value
+    row[_EXTRA] = extra
+    if sample.agg:
+        row[_AGG] = {name: [a.min, a.max, a.avg, a.count] for name, a in sample.agg.items()}
+    return tuple(row)
+
+
+def state_update(device_id: str, sample: Sample) -> StateUpdate:
+    """The state fields one sample sets, each stamped with the sample's time and sequence."""
+    ts_ms = int(sample.ts.timestamp() * 1000)
+    boot, seq = sample.boot, sample.seq
+    fields: dict[str, bytes] = {}
+    if sample.pos is not None:
+        fields[FIELD_POSITION] = encode_field(ts_ms, boot, seq, _json.encode(sample.pos))
+    for name, value in sample.metrics.items():
+        fields[METRIC_PREFIX + name] = encode_field(ts_ms, boot, seq, _json.encode(value))
+    for name, agg in sample.agg.items():
+        fields[AGGREGATE_PREFIX + name] = encode_field(ts_ms, boot, seq, _json.encode(agg))
+    if sample.quality is not None:
+        fields[FIELD_QUALITY] = encode_field(ts_ms, boot, seq, _json.encode(sample.quality))
+    return StateUpdate(device_id, (ts_ms, boot, seq), fields)
+
+
+def coalesce(states: list[StateUpdate]) -> dict[str, dict[str, tuple[tuple[int, int, int], bytes]]]:
+    """Newest value per device and field among `states`, so Redis sees one merge per device per batch."""
+    merged: dict[str, dict[str, tuple[tuple[int, int, int], bytes]]] = {}
+    for update in states:
+        device = merged.setdefault(update.device_id, {})
+        for name, encoded in update.fields.items():
+            current = device.get(name)
+            if current is None or update.order > current[0]:
+                device[name] = (update.order, encoded)
+    return merged

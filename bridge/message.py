@@ -1,0 +1,17 @@
+"""The bridge's own message type: the MQTT library's message is wrapped at the edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One message as received from the broker, before decoding."""
+
+    topic: str
+    payload: bytes
+    content_type: str | None
+    received_at: datetime
+    dup: bool = False

@@ -1,0 +1,213 @@
+"""Write batches to PostgreSQL: COPY into a staging table, insert what is new, one COMMIT per batch.
+
+Redelivered samples insert nothing twice (ON CONFLICT on the (device_id, ts, seq) key). A batch that
+fails on its data is split until the bad messages are isolated; those are dead-lettered and the rest
+commits. A failure of the database itself is raised as `SinkUnavailableError` for the caller to retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+import psycopg
+from psycopg import errors as pg_errors
+
+from bridge.decode import TELEMETRY_COLUMNS, TELEMETRY_TYPES, Decoded, Rejection
+from bridge.errors import SinkUnavailableError
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_MAX_BYTES: Final = 64 * 1024
+_COLUMNS = ", ".join(TELEMETRY_COLUMNS)
+_JSONB_COLUMNS = tuple(i for i, kind in enumerate(TELEMETRY_TYPES) if kind == "jsonb")
+_CREATE_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS telemetry_stage (LIKE telemetry INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_COPY_STAGE = f"COPY telemetry_stage ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_INSERT_NEW = f"INSERT INTO telemetry ({_COLUMNS}) SELECT {_COLUMNS} FROM telemetry_stage ON CONFLICT DO NOTHING"
+_INSERT_REJECTED = (
+    "INSERT INTO rejected_messages (received_at, topic, device_id, reason, sample_index, seq,"
+    " payload_sha256, payload, payload_size) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (topic, payload_sha256, sample_index) DO NOTHING"
+)
+# Sorted ids keep concurrent bridge instances from deadlocking on the registry rows.
+_UPSERT_DEVICES = (
+    "INSERT INTO devices (id, last_seen) SELECT * FROM unnest(%s::text[], %s::timestamptz[])"
+    " ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen)"
+)
+# SQLSTATE classes that blame the batch's data rather than the database: 22 data exception,
+# 23 integrity constraint violation, 54 program limit exceeded (a value too large).
+_DATA_ERRORS: Final = (pg_errors.DataError, pg_errors.IntegrityError, pg_errors.ProgramLimitExceeded)
+_json = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class WriteReport:
+    """What one batch did to the database."""
+
+    messages: int
+    rows: int
+    inserted: int
+    rejected: int
+    refused_by_database: list[Decoded]
+    transactions: int
+
+
+class PostgresTelemetrySink:
+    """The durable path: one connection, one transaction per batch (or per split part)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def connect(self) -> None:
+        """Open the connection and its staging table; raise `SinkUnavailableError` when unreachable."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._url, autocommit=False, application_name="fleetbridge-bridge")
+            await conn.execute(_CREATE_STAGE)
+            await conn.commit()
+        except psycopg.Error as exc:
+            raise SinkUnavailableError(f"PostgreSQL unreachable: {exc}") from exc
+        self._conn = conn
+
+    async def close(self) -> None:
+        """Close the connection, if any."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def write(self, batch: Sequence[Decoded]) -> WriteReport:
+        """Commit `batch`, isolating messages whose data the database refuses."""
+        if self._conn is None or self._conn.closed:
+            await self.connect()
+        refused: list[Decoded] = []
+        totals = [0, 0, 0]  # inserted, rejected, transactions
+        await self._write_splitting(list(batch), refused, totals)
+        if refused:
+            await self._dead_letter_refused(refused)
+            totals[2] += 1
+        return WriteReport(
+            messages=len(batch),
+            rows=sum(len(d.rows) for d in batch),
+            inserted=totals[0],
+            rejected=totals[1],
+            refused_by_database=refused,
+            transactions=totals[2],
+        )
+
+    async def _write_splitting(self, part: list[Decoded], refused: list[Decoded], totals: list[int]) -> None:
+        try:
+            inserted, rejected = await self._write_once(part)
+        except _DATA_ERRORS as exc:
+            if len(part) == 1:
+                log.warning("database refused message on %s: %s", part[0].topic, exc)
+                refused.append(_with_db_reason(part[0], exc))
+                return
+            middle = len(part) // 2
+            await self._write_splitting(part[:middle], refused, totals)
+            await self._write_splitting(part[middle:], refused, totals)
+            return
+        totals[0] += inserted
+        totals[1] += rejected
+        totals[2] += 1
+
+    async def _write_once(self, part: list[Decoded]) -> tuple[int, int]:
+        conn = self._conn
+        assert conn is not None
+        rejections = [r for d in part for r in d.rejections]
+        try:
+            async with conn.transaction(), conn.cursor() as cur:
+                inserted = 0
+                if any(d.rows for d in part):
+                    async with cur.copy(_COPY_STAGE) as copy:
+                        copy.set_types(list(TELEMETRY_TYPES))
+                        for decoded in part:
+                            for row in decoded.rows:
+                                await copy.write_row(_jsonb_ready(row))
+                    await cur.execute(_INSERT_NEW)
+                    inserted = cur.rowcount
+                if rejections:
+                    await cur.executemany(_INSERT_REJECTED, [_rejection_params(r) for r in rejections])
+                await _upsert_devices(cur, part)
+        except _DATA_ERRORS:
+            raise
+        except psycopg.Error as exc:
+            await self._drop_connection()
+            raise SinkUnavailableError(f"PostgreSQL write failed: {exc}") from exc
+        except OSError as exc:
+            await self._drop_connection()
+            raise SinkUnavailableError(f"PostgreSQL connection lost: {exc}") from exc
+        return inserted, len(rejections)
+
+    async def _dead_letter_refused(self, refused: list[Decoded]) -> None:
+        conn = self._conn
+        assert conn is not None
+        try:
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.executemany(_INSERT_REJECTED, [_rejection_params(r) for d in refused for r in d.rejections])
+        except psycopg.Error as exc:
+            await self._drop_connection()
+            raise SinkUnavailableError(f"PostgreSQL dead-letter write failed: {exc}") from exc
+
+    async def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            except psycopg.Error:
+                log.debug("ignoring error while closing a failed connection", exc_info=True)
+            self._conn = None
+
+
+async def _upsert_devices(cur: psycopg.AsyncCursor[Any], part: list[Decoded]) -> None:
+    seen: dict[str, Any] = {}
+    for decoded in part:
+        if decoded.rows and decoded.device_id is not None:
+            last = seen.get(decoded.device_id)
+            if last is None or decoded.received_at > last:
+                seen[decoded.device_id] = decoded.received_at
+    if seen:
+        ids = sorted(seen)
+        await cur.execute(_UPSERT_DEVICES, (ids, [seen[i] for i in ids]))
+
+
+def _jsonb_ready(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    if row[_JSONB_COLUMNS[0]] is None and row[_JSONB_COLUMNS[1]] is None:
+        return row
+    values = list(row)
+    for index in _JSONB_COLUMNS:
+        if values[index] is not None:
+            values[index] = psycopg.types.json.Jsonb(values[index], dumps=lambda obj: _json.encode(obj).decode())
+    return tuple(values)
+
+
+def _rejection_params(rejection: Rejection) -> tuple[Any, ...]:
+    payload = rejection.payload
+    return (
+        rejection.received_at,
+        rejection.topic,
+        rejection.device_id,
+        rejection.reason,
+        rejection.index,
+        rejection.seq,
+        hashlib.sha256(payload).digest(),
+        payload[:DEAD_LETTER_MAX_BYTES],
+        len(payload),
+    )
+
+
+def _with_db_reason(decoded: Decoded, exc: Exception) -> Decoded:
+    """The message as one dead letter: the database refused it, so none of its rows are stored."""
+    reason = f"database refused: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    rejection = Rejection(decoded.topic, decoded.device_id, reason, decoded.payload, decoded.received_at)
+    return Decoded(
+        decoded.device_id,
+        decoded.topic,
+        decoded.payload,
+        decoded.received_at,
+        rejections=[*decoded.rejections, rejection],
+    )

@@ -1,0 +1,210 @@
+"""The MQTT adapter: the only module that knows the MQTT client library (gmqtt).
+
+gmqtt, with `optimistic_acknowledgement=False`, runs each message's async handler as a task and sends the
+PUBACK, with the reason code the handler returns, when that task finishes: the bridge's handler returns
+only after the COMMIT holding the message, so acknowledgement follows durability.
+
+Reconnecting is owned here, not by gmqtt: each connection gets a fresh client object. A handler that
+finishes after its connection died then acknowledges into that dead connection, never into the next
+one, where the broker may already have reused the packet id for a message not yet committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import gmqtt
+from gmqtt.mqtt.constants import MQTTv50
+
+from bridge.errors import BridgeError
+from bridge.message import RawMessage
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[RawMessage], Awaitable[int]]
+CONNECT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where the broker is and who we are there, parsed from `mqtt://user:pass@host:port`."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
+            raise BridgeError(f"broker URL {url!r} must look like mqtt://[user:password@]host[:port] (or mqtts://)")
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+class _OneConnectionClient(gmqtt.Client):  # type: ignore[misc]
+    """A gmqtt client that never reconnects by itself; it reports the loss and the source starts anew."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lost = asyncio.Event()
+
+    async def reconnect(self, delay: bool = False) -> None:
+        self.lost.set()
+
+
+@dataclass(slots=True)
+class SourceStatus:
+    """What the source knows about its connection, for stats and tests."""
+
+    connects: int = 0
+    session_present: bool | None = None
+    connected: bool = False
+
+
+class MqttSource:
+    """Subscribes with a persistent session and hands every message to the bridge's handler."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        client_id: str,
+        subscriptions: list[str],
+        receive_maximum: int,
+        session_expiry_s: int,
+        keepalive_s: int,
+        retry_max_s: float,
+    ) -> None:
+        self._address = BrokerAddress.parse(url)
+        self._client_id = client_id
+        self._subscriptions = subscriptions
+        self._receive_maximum = receive_maximum
+        self._session_expiry_s = session_expiry_s
+        self._keepalive_s = keepalive_s
+        self._retry_max_s = retry_max_s
+        self._client: _OneConnectionClient | None = None
+        self._handler: Handler | None = None
+        self.status = SourceStatus()
+        self.connected = asyncio.Event()
+
+    async def run(self, handler: Handler, stop: asyncio.Event) -> None:
+        """Stay connected until `stop` is set, reconnecting with backoff after every loss."""
+        self._handler = handler
+        delay = 0.1
+        while not stop.is_set():
+            client = self._new_client()
+            try:
+                # A broker that accepts TCP but never answers CONNACK must not hang the bridge.
+                await asyncio.wait_for(
+                    client.connect(
+                        self._address.host,
+                        self._address.port,
+                        ssl=ssl.create_default_context() if self._address.tls else False,
+                        keepalive=self._keepalive_s,
+                        version=MQTTv50,
+                    ),
+                    timeout=CONNECT_TIMEOUT_S,
+                )
+            except (OSError, gmqtt.MQTTConnectError, asyncio.TimeoutError) as exc:
+                log.warning("MQTT connect to %s:%s failed: %s; retrying in %.1f s", self._address.host,
+                            self._address.port, exc, delay)
+                await _close_quietly(client)
+                await _wait(stop, delay)
+                delay = min(delay * 2, self._retry_max_s)
+                continue
+            delay = 0.1
+            self._client = client
+            self.status.connects += 1
+            self.status.connected = True
+            self.connected.set()
+            client.subscribe([gmqtt.Subscription(topic, qos=1) for topic in self._subscriptions])
+            log.info("MQTT connected to %s:%s as %s (session present: %s)", self._address.host,
+                     self._address.port, self._client_id, self.status.session_present)
+            lost = asyncio.ensure_future(client.lost.wait())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            lost.cancel()
+            stopping.cancel()
+            self.connected.clear()
+            self.status.connected = False
+            if not stop.is_set():
+                log.warning("MQTT connection lost; reconnecting")
+                self._client = None
+                await _close_quietly(client)
+
+    async def disconnect(self) -> None:
+        """Close the connection cleanly (the session stays on the broker)."""
+        client, self._client = self._client, None
+        self.connected.clear()
+        self.status.connected = False
+        if client is not None:
+            await _close_quietly(client)
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
+        """Publish if connected; False when there is no connection (the caller decides what that means)."""
+        client = self._client
+        if client is None or client.lost.is_set():
+            return False
+        client.publish(topic, payload, qos=qos, retain=retain)
+        return True
+
+    def _new_client(self) -> _OneConnectionClient:
+        client = _OneConnectionClient(
+            self._client_id,
+            clean_session=False,
+            optimistic_acknowledgement=False,
+            session_expiry_interval=self._session_expiry_s,
+            receive_maximum=self._receive_maximum,
+        )
+        if self._address.username is not None:
+            client.set_auth_credentials(self._address.username, self._address.password)
+        client.on_message = self._on_message
+        client.on_connect = self._on_connect
+        return client
+
+    def _on_connect(self, client: Any, flags: int, rc: int, properties: dict[str, Any]) -> None:
+        self.status.session_present = bool(flags)
+
+    async def _on_message(self, client: Any, topic: str, payload: bytes, qos: int, properties: dict[str, Any]) -> int:
+        handler = self._handler
+        assert handler is not None
+        content = properties.get("content_type")
+        content_type = content[0] if isinstance(content, list) and content else content
+        message = RawMessage(
+            topic=topic,
+            payload=payload,
+            content_type=content_type if isinstance(content_type, str) else None,
+            received_at=datetime.now(UTC),
+            dup=bool(properties.get("dup")),
+        )
+        return await handler(message)
+
+
+async def _close_quietly(client: _OneConnectionClient) -> None:
+    try:
+        await asyncio.wait_for(client.disconnect(), timeout=2)
+    except (OSError, asyncio.TimeoutError, AttributeError, gmqtt.MQTTConnectError):
+        log.debug("ignoring error while closing an MQTT connection", exc_info=True)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except asyncio.TimeoutError:
+        return

@@ -1,0 +1,10 @@
+"""The state merge contract on the in-memory cache (the Redis one runs the same contract in integration)."""
+
+from __future__ import annotations
+
+from bridge.cache import MemoryStateCache
+from tests.contracts.state_cache import check_state_cache_contract
+
+
+async def test_memory_state_cache_keeps_the_contract() -> None:
+    await check_state_cache_contract(MemoryStateCache())

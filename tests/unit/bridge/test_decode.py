@@ -1,0 +1,84 @@
+"""The decode stage: rows for PostgreSQL, state updates for Redis, rejections for the dead-letter table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
+from bridge.decode import (
+    PAYLOAD_FORMAT_INVALID,
+    TELEMETRY_COLUMNS,
+    StateUpdate,
+    coalesce,
+    decode_message,
+)
+from bridge.message import RawMessage
+from models.state import decode_field
+from models.telemetry import Limits
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def message(payload: object, topic: str = "fleet/v1/t1/telemetry") -> RawMessage:
+    data = payload if isinstance(payload, bytes) else msgspec.json.encode(payload)
+    return RawMessage(topic=topic, payload=data, content_type=None, received_at=NOW)
+
+
+def test_decode_maps_known_metrics_to_columns_and_others_to_extra() -> None:
+    sample = {
+        "seq": 7,
+        "ts": NOW.isoformat(),
+        "boot": 2,
+        "pos": {"lat": 1.5, "lon": 2.5, "speed": 30, "heading": 90},
+        "metrics": {"fuel": 40, "engine_temp": 88, "rpm": 1500},
+        "quality": 90,
+    }
+    decoded = decode_message(message(sample), now=NOW, limits=Limits())
+    (row,) = decoded.rows
+    columns = dict(zip(TELEMETRY_COLUMNS, row, strict=True))
+    assert columns["device_id"] == "t1"
+    assert columns["seq"] == 7
+    assert columns["boot"] == 2
+    assert (columns["lat"], columns["lon"], columns["speed"], columns["heading"]) == (1.5, 2.5, 30, 90)
+    assert (columns["fuel"], columns["engine_temp"]) == (40, 88)
+    assert columns["extra"] == {"rpm": 1500}
+    assert columns["received_at"] == NOW
+    assert decoded.keys == [(2, 7)]
+    assert decoded.readings == 4
+
+
+def test_decode_refuses_topics_outside_the_grammar_with_the_reason() -> None:
+    decoded = decode_message(message({"seq": 1}, topic="fleet/v1/+bad/telemetry"), now=NOW, limits=Limits())
+    assert decoded.refused_whole
+    assert decoded.device_id is None
+    assert "does not match" in decoded.rejections[0].reason
+
+
+def test_decode_refuses_unparseable_payload_whole_and_keeps_it() -> None:
+    decoded = decode_message(message(b"\xff\xfe not json"), now=NOW, limits=Limits())
+    assert decoded.refused_whole
+    assert decoded.rejections[0].payload == b"\xff\xfe not json"
+    assert PAYLOAD_FORMAT_INVALID == 0x99
+
+
+def test_decode_state_update_carries_time_and_sequence() -> None:
+    sample = {"seq": 3, "ts": NOW.isoformat(), "metrics": {"fuel": 12.5}}
+    decoded = decode_message(message(sample), now=NOW, limits=Limits())
+    (update,) = decoded.states
+    assert update.order == (int(NOW.timestamp() * 1000), 0, 3)
+    field = decode_field(update.fields["m.fuel"])
+    assert (field.value, field.ts, field.seq) == (12.5, NOW, 3)
+
+
+def test_coalesce_keeps_the_newest_value_per_field_regardless_of_arrival_order() -> None:
+    older = (int((NOW - timedelta(seconds=5)).timestamp() * 1000), 0, 1)
+    newer = (int(NOW.timestamp() * 1000), 0, 2)
+    updates = [
+        StateUpdate("t1", newer, {"m.fuel": b"new", "pos": b"newpos"}),
+        StateUpdate("t1", older, {"m.fuel": b"old", "m.level": b"oldlevel"}),
+    ]
+    merged = coalesce(updates)
+    assert merged["t1"]["m.fuel"] == (newer, b"new")
+    assert merged["t1"]["pos"] == (newer, b"newpos")
+    assert merged["t1"]["m.level"] == (older, b"oldlevel")
