@@ -24,8 +24,15 @@ def main() -> int:
     except SettingsError as exc:
         print(f"fleetbridge bridge: {exc}", file=sys.stderr)
         return 2
-    missing = [name for name, url in (("MQTT", settings.mqtt.url), ("REDIS", settings.redis.url),
-                                      ("DATABASE", settings.database.url)) if not url]
+    missing = [
+        name
+        for name, url in (
+            ("MQTT", settings.mqtt.url),
+            ("REDIS", settings.redis.url),
+            ("DATABASE", settings.database.url),
+        )
+        if not url
+    ]
     if missing:
         names = ", ".join(f"FLEETBRIDGE_{name}_URL" for name in missing)
         print(f"fleetbridge bridge: set {names} (or start everything with `fleet up`)", file=sys.stderr)

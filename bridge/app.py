@@ -13,6 +13,7 @@ from typing import Final
 import psycopg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT
 
 from bridge import decode as decode_stage
 from bridge import fanout
@@ -48,8 +49,15 @@ class Committed:
 class Bridge:
     """The pipeline: handler -> batcher -> sink (COMMIT) -> acks; then cache and replies."""
 
-    def __init__(self, settings: Settings, *, source: MqttSource, sink: PostgresTelemetrySink, cache: StateCache,
-                 redis: aioredis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        source: MqttSource,
+        sink: PostgresTelemetrySink,
+        cache: StateCache,
+        redis: aioredis.Redis | None = None,
+    ) -> None:
         self._settings = settings
         self._source = source
         self._sink = sink
@@ -69,8 +77,10 @@ class Bridge:
 
     async def handle(self, message: RawMessage) -> int:
         """Take one message; return its PUBACK reason code once the COMMIT holding it is done."""
-        self.stats.received += 1
-        self.stats.inflight += 1
+        stats = self.stats
+        stats.received += 1
+        stats.inflight += 1
+        stats.inflight_peak = max(stats.inflight_peak, stats.inflight)
         try:
             decoded = decode_stage.decode_message(message, now=datetime.now(UTC), limits=self._limits)
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -152,10 +162,15 @@ class Bridge:
     async def _post_commit_loop(self) -> None:
         while (committed := await self._committed.get()) is not None:
             accepted = [d for d in committed.decoded if d.rows]
-            for topic, payload in fanout.persisted_messages(accepted, committed.committed_at):
-                self._source.publish(topic, payload)
-            for topic, payload in fanout.rejected_messages(d for d in committed.decoded if d.rejections):
-                self._source.publish(topic, payload)
+            # QoS 0: a lost reply costs only a resend from the device, which the database dedupes,
+            # whereas QoS 1 per device per batch would exhaust the packet ids the broker grants.
+            replies = [
+                *fanout.persisted_messages(accepted, committed.committed_at),
+                *fanout.rejected_messages(d for d in committed.decoded if d.rejections),
+            ]
+            for topic, payload in replies:
+                if not self._source.publish(topic, payload):
+                    self.stats.replies_dropped += 1
             updates = decode_stage.coalesce([s for d in accepted for s in d.states])
             if updates:
                 try:
@@ -173,16 +188,24 @@ class Bridge:
             if time.monotonic() - last_log >= STATS_LOG_INTERVAL_S:
                 last_log = time.monotonic()
                 s = self.stats
-                log.info("received %d, committed %d msgs / %d readings, rejected %d, in flight %d, batches %d",
-                         s.received, s.committed_messages, s.committed_readings, s.rejected, s.inflight, s.batches)
+                log.info(
+                    "received %d, committed %d msgs / %d readings, rejected %d, in flight %d, batches %d",
+                    s.received,
+                    s.committed_messages,
+                    s.committed_readings,
+                    s.rejected,
+                    s.inflight,
+                    s.batches,
+                )
 
     async def _publish_stats(self) -> None:
         if self._redis is None:
             return
         status = self._source.status
         fields = self.stats.as_fields(connects=status.connects, session_present=status.session_present)
+        mapping: dict[EncodableT, EncodableT] = dict(fields.items())
         try:
-            await self._redis.hset(stats_key(self._settings.mqtt.client_id), mapping=fields)  # type: ignore[misc]
+            await self._redis.hset(stats_key(self._settings.mqtt.client_id), mapping=mapping)
         except (RedisError, OSError) as exc:
             log.debug("stats not published: %s", exc)
 
@@ -190,8 +213,9 @@ class Bridge:
         database = self._settings.database
         while not stop.is_set():
             try:
-                await asyncio.to_thread(_maintain_partitions, database.url, database.partitions_ahead_days,
-                                        database.retention_days)
+                await asyncio.to_thread(
+                    _maintain_partitions, database.url, database.partitions_ahead_days, database.retention_days
+                )
             except psycopg.Error as exc:
                 log.warning("partition maintenance failed: %s; next try in %.0f s", exc, MAINTENANCE_INTERVAL_S)
             with contextlib.suppress(asyncio.TimeoutError):

@@ -87,7 +87,15 @@ class RedisStateCache:
 
     async def fields(self, device_id: str) -> dict[str, bytes]:
         try:
-            raw: dict[bytes, bytes] = await self._client.hgetall(state_key(device_id))  # type: ignore[misc]
+            raw = await self._client.hgetall(state_key(device_id))
         except (RedisError, OSError) as exc:
             raise CacheUnavailableError(f"Redis read failed: {exc}") from exc
-        return {key.decode(): value for key, value in raw.items()}
+        return {_text(key): _bytes(value) for key, value in raw.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value

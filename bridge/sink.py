@@ -16,6 +16,7 @@ from typing import Any, Final
 import msgspec
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
 
 from bridge.decode import TELEMETRY_COLUMNS, TELEMETRY_TYPES, Decoded, Rejection
 from bridge.errors import SinkUnavailableError
@@ -68,7 +69,9 @@ class PostgresTelemetrySink:
     async def connect(self) -> None:
         """Open the connection and its staging table; raise `SinkUnavailableError` when unreachable."""
         try:
-            conn = await psycopg.AsyncConnection.connect(self._url, autocommit=False, application_name="fleetbridge-bridge")
+            conn = await psycopg.AsyncConnection.connect(
+                self._url, autocommit=False, application_name="fleetbridge-bridge"
+            )
             await conn.execute(_CREATE_STAGE)
             await conn.commit()
         except psycopg.Error as exc:
@@ -181,7 +184,7 @@ def _jsonb_ready(row: tuple[Any, ...]) -> tuple[Any, ...]:
     values = list(row)
     for index in _JSONB_COLUMNS:
         if values[index] is not None:
-            values[index] = psycopg.types.json.Jsonb(values[index], dumps=lambda obj: _json.encode(obj).decode())
+            values[index] = Jsonb(values[index], dumps=lambda obj: _json.encode(obj).decode())
     return tuple(values)
 
 

@@ -121,9 +121,14 @@ class MqttSource:
                     ),
                     timeout=CONNECT_TIMEOUT_S,
                 )
-            except (OSError, gmqtt.MQTTConnectError, asyncio.TimeoutError) as exc:
-                log.warning("MQTT connect to %s:%s failed: %s; retrying in %.1f s", self._address.host,
-                            self._address.port, exc, delay)
+            except (TimeoutError, OSError, gmqtt.MQTTConnectError) as exc:
+                log.warning(
+                    "MQTT connect to %s:%s failed: %s; retrying in %.1f s",
+                    self._address.host,
+                    self._address.port,
+                    exc,
+                    delay,
+                )
                 await _close_quietly(client)
                 await _wait(stop, delay)
                 delay = min(delay * 2, self._retry_max_s)
@@ -134,8 +139,13 @@ class MqttSource:
             self.status.connected = True
             self.connected.set()
             client.subscribe([gmqtt.Subscription(topic, qos=1) for topic in self._subscriptions])
-            log.info("MQTT connected to %s:%s as %s (session present: %s)", self._address.host,
-                     self._address.port, self._client_id, self.status.session_present)
+            log.info(
+                "MQTT connected to %s:%s as %s (session present: %s)",
+                self._address.host,
+                self._address.port,
+                self._client_id,
+                self.status.session_present,
+            )
             lost = asyncio.ensure_future(client.lost.wait())
             stopping = asyncio.ensure_future(stop.wait())
             await asyncio.wait({lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -156,12 +166,20 @@ class MqttSource:
         if client is not None:
             await _close_quietly(client)
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
-        """Publish if connected; False when there is no connection (the caller decides what that means)."""
+    def publish(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> bool:
+        """Publish if connected; False when it could not be sent (the caller decides what that means).
+
+        QoS 1 publishes hold a packet id until the broker's PUBACK, and the broker grants only its
+        Receive Maximum of them: a caller publishing per device per batch should use QoS 0.
+        """
         client = self._client
         if client is None or client.lost.is_set():
             return False
-        client.publish(topic, payload, qos=qos, retain=retain)
+        try:
+            client.publish(topic, payload, qos=qos, retain=retain)
+        except (OverflowError, OSError) as exc:  # gmqtt: no packet id left; the transport: closed
+            log.debug("publish to %s dropped: %s", topic, exc)
+            return False
         return True
 
     def _new_client(self) -> _OneConnectionClient:
@@ -199,12 +217,12 @@ class MqttSource:
 async def _close_quietly(client: _OneConnectionClient) -> None:
     try:
         await asyncio.wait_for(client.disconnect(), timeout=2)
-    except (OSError, asyncio.TimeoutError, AttributeError, gmqtt.MQTTConnectError):
+    except (TimeoutError, OSError, AttributeError, gmqtt.MQTTConnectError):
         log.debug("ignoring error while closing an MQTT connection", exc_info=True)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return

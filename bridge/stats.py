@@ -28,7 +28,9 @@ class BridgeStats:
     batches: int = 0
     sink_retries: int = 0
     cache_failures: int = 0
+    replies_dropped: int = 0
     inflight: int = 0
+    inflight_peak: int = 0
     pid: int = field(default_factory=os.getpid)
 
     def as_fields(self, *, connects: int, session_present: bool | None) -> dict[str, str]:

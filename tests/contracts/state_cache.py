@@ -17,7 +17,12 @@ async def check_state_cache_contract(cache: StateCache) -> None:
     assert await cache.merge({"d1": {"m.fuel": ((t, 0, 6), b"%d:0:6:49.0" % t)}}) == 1
     assert await cache.merge({"d1": {"m.fuel": ((t, 0, 6), b"%d:0:6:49.0" % t)}}) == 0
     # Several devices in one call.
-    assert await cache.merge({"d2": {"m.fuel": ((t, 0, 1), b"%d:0:1:1.0" % t)}, "d3": {"m.fuel": ((t, 0, 1), b"%d:0:1:2.0" % t)}}) == 2
+    assert (
+        await cache.merge(
+            {"d2": {"m.fuel": ((t, 0, 1), b"%d:0:1:1.0" % t)}, "d3": {"m.fuel": ((t, 0, 1), b"%d:0:1:2.0" % t)}}
+        )
+        == 2
+    )
     fields = await cache.fields("d1")
     assert fields == {"m.fuel": b"%d:0:6:49.0" % t, "m.level": b"%d:0:9:70.0" % (t - 1000)}
     assert await cache.fields("nobody") == {}

@@ -22,14 +22,18 @@ from config import Settings, load_settings
 @pytest.fixture
 def bridge_settings(mqtt_url: str, redis_url: str, database_url: str) -> Settings:
     """Settings for one bridge instance with a client id of its own (a fresh broker session)."""
-    settings = load_settings({
-        "FLEETBRIDGE_MQTT_URL": mqtt_url,
-        "FLEETBRIDGE_REDIS_URL": redis_url,
-        "FLEETBRIDGE_DATABASE_URL": database_url,
-        "FLEETBRIDGE_BRIDGE_STATS_INTERVAL_MS": "100",
-    })
-    return replace(settings, mqtt=replace(settings.mqtt, client_id=f"bridge-{uuid.uuid4().hex[:8]}",
-                                          share_group=f"g{uuid.uuid4().hex[:8]}"))
+    settings = load_settings(
+        {
+            "FLEETBRIDGE_MQTT_URL": mqtt_url,
+            "FLEETBRIDGE_REDIS_URL": redis_url,
+            "FLEETBRIDGE_DATABASE_URL": database_url,
+            "FLEETBRIDGE_BRIDGE_STATS_INTERVAL_MS": "100",
+        }
+    )
+    return replace(
+        settings,
+        mqtt=replace(settings.mqtt, client_id=f"bridge-{uuid.uuid4().hex[:8]}", share_group=f"g{uuid.uuid4().hex[:8]}"),
+    )
 
 
 @contextlib.asynccontextmanager
@@ -50,14 +54,16 @@ async def running_bridge(settings: Settings) -> AsyncIterator[Bridge]:
 def bridge_env(settings: Settings, **overrides: str) -> dict[str, str]:
     """The environment that makes `python -m bridge` use `settings`."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("FLEETBRIDGE_")}
-    env.update({
-        "FLEETBRIDGE_MQTT_URL": settings.mqtt.url,
-        "FLEETBRIDGE_MQTT_CLIENT_ID": settings.mqtt.client_id,
-        "FLEETBRIDGE_MQTT_SHARE_GROUP": settings.mqtt.share_group,
-        "FLEETBRIDGE_REDIS_URL": settings.redis.url,
-        "FLEETBRIDGE_DATABASE_URL": settings.database.url,
-        "FLEETBRIDGE_BRIDGE_STATS_INTERVAL_MS": "100",
-    })
+    env.update(
+        {
+            "FLEETBRIDGE_MQTT_URL": settings.mqtt.url,
+            "FLEETBRIDGE_MQTT_CLIENT_ID": settings.mqtt.client_id,
+            "FLEETBRIDGE_MQTT_SHARE_GROUP": settings.mqtt.share_group,
+            "FLEETBRIDGE_REDIS_URL": settings.redis.url,
+            "FLEETBRIDGE_DATABASE_URL": settings.database.url,
+            "FLEETBRIDGE_BRIDGE_STATS_INTERVAL_MS": "100",
+        }
+    )
     env.update(overrides)
     return env
 

@@ -32,23 +32,31 @@ UNCOMMITTED_AT_KILL = 1000
 async def publish_fleet(url: str, acked: list[tuple[str, int]], pace_s: float) -> None:
     host, port = url.removeprefix("mqtt://").split(":")
     start = datetime.now(UTC)
-    async with aiomqtt.Client(host, int(port), protocol=aiomqtt.ProtocolVersion.V5, max_inflight_messages=200) as client:
+    async with aiomqtt.Client(
+        host, int(port), protocol=aiomqtt.ProtocolVersion.V5, max_inflight_messages=200
+    ) as client:
         for seq in range(SAMPLES_PER_DEVICE):
             ts = start.timestamp() - SAMPLES_PER_DEVICE + seq
             pending = []
             for n in range(DEVICES):
                 device = f"kill-{n:02d}"
-                payload = msgspec.json.encode({"seq": seq, "ts": datetime.fromtimestamp(ts, UTC).isoformat(),
-                                               "pos": {"lat": 50 + n / 10, "lon": 5.0}, "metrics": {"fuel": 50}})
+                payload = msgspec.json.encode(
+                    {
+                        "seq": seq,
+                        "ts": datetime.fromtimestamp(ts, UTC).isoformat(),
+                        "pos": {"lat": 50 + n / 10, "lon": 5.0},
+                        "metrics": {"fuel": 50},
+                    }
+                )
                 pending.append(client.publish(f"fleet/v1/{device}/telemetry", payload, qos=1))
             await asyncio.gather(*pending)  # returns once the broker has PUBACKed each one
             acked.extend((f"kill-{n:02d}", seq) for n in range(DEVICES))
             await asyncio.sleep(pace_s)
 
 
-async def wait_for(predicate: Callable[[], object], what: str, timeout: float) -> None:
+async def wait_for(predicate: Callable[[], object], what: str, limit_s: float) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + limit_s
     while True:
         result = predicate()
         if asyncio.iscoroutine(result):
@@ -56,7 +64,7 @@ async def wait_for(predicate: Callable[[], object], what: str, timeout: float) -
         if result:
             return
         if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {limit_s} s waiting for {what}")
         await asyncio.sleep(0.05)
 
 
@@ -65,12 +73,14 @@ async def test_sigkill_with_uncommitted_messages_loses_and_duplicates_nothing(
 ) -> None:
     client_id = bridge_settings.mqtt.client_id
     # Long batches: the first instance holds thousands of received, unacknowledged messages.
-    first = bridge_process(bridge_env(
-        bridge_settings,
-        FLEETBRIDGE_MQTT_RECEIVE_MAXIMUM="6000",
-        FLEETBRIDGE_BRIDGE_BATCH_MAX_MESSAGES="6000",
-        FLEETBRIDGE_BRIDGE_BATCH_MAX_AGE_MS="120000",
-    ))
+    first = bridge_process(
+        bridge_env(
+            bridge_settings,
+            FLEETBRIDGE_MQTT_RECEIVE_MAXIMUM="6000",
+            FLEETBRIDGE_BRIDGE_BATCH_MAX_MESSAGES="6000",
+            FLEETBRIDGE_BRIDGE_BATCH_MAX_AGE_MS="120000",
+        )
+    )
 
     async def first_connected() -> bool:
         stats = await bridge_stats(bridge_settings.redis.url, client_id)
@@ -123,7 +133,9 @@ async def test_sigkill_with_uncommitted_messages_loses_and_duplicates_nothing(
     lost = set(acked) - set(counts)
     duplicated = {key: n for key, n in counts.items() if n > 1}
     unexpected = set(counts) - set(acked)
-    print(f"killed with {held['inflight']} uncommitted; stored {len(counts)} of {len(acked)}; "
-          f"lost {len(lost)}, duplicated {len(duplicated)}")
+    print(
+        f"killed with {held['inflight']} uncommitted; stored {len(counts)} of {len(acked)}; "
+        f"lost {len(lost)}, duplicated {len(duplicated)}"
+    )
     assert held["inflight"] >= UNCOMMITTED_AT_KILL
     assert (len(lost), len(duplicated), len(unexpected)) == (0, 0, 0)

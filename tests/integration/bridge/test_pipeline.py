@@ -29,8 +29,8 @@ def sample(seq: int, ts: datetime, **extra: Any) -> dict[str, Any]:
     return {"seq": seq, "ts": ts.isoformat(), **extra}
 
 
-async def wait_committed(bridge: Bridge, messages: int, timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_committed(bridge: Bridge, messages: int, limit_s: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_s
     while bridge.stats.committed_messages < messages:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"only {bridge.stats.committed_messages} of {messages} messages committed")
@@ -40,18 +40,31 @@ async def wait_committed(bridge: Bridge, messages: int, timeout: float = 20) -> 
 async def test_bridge_stores_valid_samples_and_dead_letters_invalid_ones(bridge_settings: Settings) -> None:
     host, port = broker(bridge_settings.mqtt.url)
     now = datetime.now(UTC).replace(microsecond=0)
-    good = [sample(n, now - timedelta(seconds=20 - n), pos={"lat": 52.0 + n / 100, "lon": 4.0}, metrics={"fuel": 50 - n})
-            for n in range(10)]
+    good = [
+        sample(n, now - timedelta(seconds=20 - n), pos={"lat": 52.0 + n / 100, "lon": 4.0}, metrics={"fuel": 50 - n})
+        for n in range(10)
+    ]
     bad_payloads = [
         b"{not json",
         msgspec.json.encode(sample(100, now, metrics={"fuel": 120})),
         msgspec.json.encode(sample(101, now + timedelta(hours=1))),
     ]
-    mixed_batch = msgspec.json.encode({"samples": [sample(200, now, metrics={"level": 10}), sample(201, now, pos={"lat": 95, "lon": 0})]})
-    async with running_bridge(bridge_settings) as bridge, aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as device:
+    mixed_batch = msgspec.json.encode(
+        {"samples": [sample(200, now, metrics={"level": 10}), sample(201, now, pos={"lat": 95, "lon": 0})]}
+    )
+    async with (
+        running_bridge(bridge_settings) as bridge,
+        aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as device,
+    ):
         await device.subscribe("fleet/v1/dev-a/+", qos=1)
-        payloads = [msgspec.json.encode(good[0]), *bad_payloads[:1], *[msgspec.json.encode(s) for s in good[1:5]],
-                    *bad_payloads[1:], mixed_batch, *[msgspec.json.encode(s) for s in good[5:]]]
+        payloads = [
+            msgspec.json.encode(good[0]),
+            *bad_payloads[:1],
+            *[msgspec.json.encode(s) for s in good[1:5]],
+            *bad_payloads[1:],
+            mixed_batch,
+            *[msgspec.json.encode(s) for s in good[5:]],
+        ]
         for payload in payloads:
             await device.publish("fleet/v1/dev-a/telemetry", payload, qos=1)
         await wait_committed(bridge, len(payloads))
@@ -84,7 +97,8 @@ async def test_bridge_stores_valid_samples_and_dead_letters_invalid_ones(bridge_
         assert any(idx == 1 and "lat" in r for r, idx, _ in dead)
         assert reasons
         last_seen = conn.execute("SELECT last_seen FROM devices WHERE id = 'dev-a'").fetchone()
-        assert last_seen is not None and last_seen[0] is not None
+        assert last_seen is not None
+        assert last_seen[0] is not None
     notices = [msgspec.json.decode(p, type=RejectedNotice) for p in replies["rejected"]]
     assert {n.seq for n in notices} == {None, 100, 101, 201}
 
@@ -92,13 +106,24 @@ async def test_bridge_stores_valid_samples_and_dead_letters_invalid_ones(bridge_
 async def test_bridge_state_is_newest_by_device_time_even_when_samples_arrive_late(bridge_settings: Settings) -> None:
     host, port = broker(bridge_settings.mqtt.url)
     now = datetime.now(UTC).replace(microsecond=0)
-    async with running_bridge(bridge_settings) as bridge, aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as device:
-        await device.publish("fleet/v1/dev-b/telemetry", msgspec.json.encode(
-            sample(2, now, pos={"lat": 10.0, "lon": 20.0}, metrics={"fuel": 30})), qos=1)
+    async with (
+        running_bridge(bridge_settings) as bridge,
+        aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as device,
+    ):
+        await device.publish(
+            "fleet/v1/dev-b/telemetry",
+            msgspec.json.encode(sample(2, now, pos={"lat": 10.0, "lon": 20.0}, metrics={"fuel": 30})),
+            qos=1,
+        )
         await wait_committed(bridge, 1)
         # A store-and-forward backlog arrives after the live sample: it must not move the truck back.
-        await device.publish("fleet/v1/dev-b/telemetry", msgspec.json.encode(
-            sample(1, now - timedelta(minutes=5), pos={"lat": 11.0, "lon": 21.0}, metrics={"fuel": 35, "level": 80})), qos=1)
+        await device.publish(
+            "fleet/v1/dev-b/telemetry",
+            msgspec.json.encode(
+                sample(1, now - timedelta(minutes=5), pos={"lat": 11.0, "lon": 21.0}, metrics={"fuel": 35, "level": 80})
+            ),
+            qos=1,
+        )
         await wait_committed(bridge, 2)
         await asyncio.sleep(0.3)
     client = aioredis.Redis.from_url(bridge_settings.redis.url)
@@ -113,4 +138,5 @@ async def test_bridge_state_is_newest_by_device_time_even_when_samples_arrive_la
     assert state.metrics["fuel"].value == 30
     assert state.metrics["level"].value == 80  # the late sample still fills what the newer one lacked
     assert len(live) == 2
-    assert geo[0] is not None and abs(geo[0][1] - 10.0) < 1e-4
+    assert geo[0] is not None
+    assert abs(geo[0][1] - 10.0) < 1e-4

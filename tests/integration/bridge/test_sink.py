@@ -30,12 +30,14 @@ async def test_sink_writes_a_redelivered_batch_only_once(database_url: str) -> N
     batch = [decoded("s1", n, metrics={"fuel": 10.0, "custom_metric": 1.5}) for n in range(50)]
     try:
         first = await sink.write(batch)
-        second = await sink.write(batch[10:] + [decoded("s1", 50)])
+        second = await sink.write([*batch[10:], decoded("s1", 50)])
     finally:
         await sink.close()
     assert (first.inserted, second.inserted) == (50, 1)
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*), count(DISTINCT seq), max(extra->>'custom_metric') FROM telemetry").fetchone()
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT seq), max(extra->>'custom_metric') FROM telemetry"
+        ).fetchone()
     assert row == (51, 51, "1.5")
 
 

@@ -21,7 +21,9 @@ def decoded(device: str, keys: list[tuple[int, int]]) -> Decoded:
 
 
 def test_persisted_is_one_message_per_device_with_coalesced_ranges() -> None:
-    out = persisted_messages([decoded("a", [(0, 1), (0, 2)]), decoded("b", [(0, 9)]), decoded("a", [(0, 3), (1, 0)])], NOW)
+    out = persisted_messages(
+        [decoded("a", [(0, 1), (0, 2)]), decoded("b", [(0, 9)]), decoded("a", [(0, 3), (1, 0)])], NOW
+    )
     by_topic = {topic: msgspec.json.decode(payload, type=Persisted) for topic, payload in out}
     assert set(by_topic) == {"fleet/v1/a/persisted", "fleet/v1/b/persisted"}
     assert by_topic["fleet/v1/a/persisted"].ranges == [PersistedRange(0, 1, 3), PersistedRange(1, 0, 0)]
@@ -29,7 +31,7 @@ def test_persisted_is_one_message_per_device_with_coalesced_ranges() -> None:
 
 
 def test_persisted_wire_format_is_boot_first_last_triples() -> None:
-    (_, payload), = persisted_messages([decoded("a", [(0, 5), (0, 6)])], NOW)
+    ((_, payload),) = persisted_messages([decoded("a", [(0, 5), (0, 6)])], NOW)
     assert msgspec.json.decode(payload)["ranges"] == [[0, 5, 6]]
 
 

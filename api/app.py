@@ -1,0 +1,112 @@
+"""`create_app(settings)`: the Litestar application, with its backends opened and closed by its lifespan.
+
+Nothing is read from the environment here and nothing is built at import time: every call returns a
+fresh app (tests build one per client; several instances can share one process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Final
+
+from litestar import Litestar, Router
+from litestar.logging.config import LoggingConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from api.auth import require_access
+from api.backends import DEPENDENCIES, STATE_KEY, Backends, Pool
+from api.devices.controllers import DeviceController
+from api.health.controllers import healthz, readyz
+from api.live.controllers import live
+from api.live.hub import LiveHub
+from api.live.stream import LiveStreamReader
+from api.problems import log_server_error, problem_details_plugin
+from api.telemetry.controllers import TelemetryController
+from api.ui.controllers import index
+from config import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+API_PREFIX: Final = "/api/v1"
+API_VERSION: Final = "1.0.0"
+POOL_MIN_SIZE: Final = 1
+POOL_MAX_SIZE: Final = 10
+# How long a request waits for a database connection before answering 503: a caller (or a load
+# balancer) learns fast that PostgreSQL is away, instead of holding the connection for psycopg's 30 s.
+POOL_ACQUIRE_TIMEOUT_S: Final = 5.0
+STARTUP_PROBE_TIMEOUT_S: Final = 2.0
+# One immediate retry replaces a pooled Redis connection that went stale (a Redis restart); longer
+# outages are the stream reader's to ride out, with its own logged backoff, and requests fail fast.
+REDIS_RETRIES: Final = 1
+
+
+def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # open=False + open(wait=False): the API starts (and /readyz can say why it is not ready) while
+        # PostgreSQL is still down; the pool keeps connecting in the background.
+        pool: Pool = AsyncConnectionPool(
+            settings.database.url,
+            open=False,
+            min_size=POOL_MIN_SIZE,
+            max_size=POOL_MAX_SIZE,
+            timeout=POOL_ACQUIRE_TIMEOUT_S,
+            kwargs={"autocommit": True},
+            name="api",
+        )
+        await pool.open(wait=False)
+        redis = Redis.from_url(settings.redis.url, retry=Retry(NoBackoff(), REDIS_RETRIES))
+        hub = LiveHub()
+        reader = LiveStreamReader(redis, hub)
+        try:
+            # Pin the stream position now, so every update after startup reaches subscribers; if Redis
+            # is down the reader finds its position once it can.
+            async with asyncio.timeout(STARTUP_PROBE_TIMEOUT_S):
+                await reader.start_from_latest()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("live stream position unknown at startup (%s); the reader will retry", exc)
+        app.state[STATE_KEY] = Backends(pool=pool, redis=redis, hub=hub)
+        reader_task = asyncio.create_task(reader.run(), name="live-stream-reader")
+        try:
+            yield
+        finally:
+            reader_task.cancel()
+            await asyncio.gather(reader_task, return_exceptions=True)
+            await redis.aclose()
+            await pool.close()
+
+    return lifespan
+
+
+def create_app(settings: Settings) -> Litestar:
+    """A new API application for `settings`; raises `SettingsError` when a backend URL is missing."""
+    missing = [name for name, url in (("REDIS", settings.redis.url), ("DATABASE", settings.database.url)) if not url]
+    if missing:
+        names = " and ".join(f"FLEETBRIDGE_{name}_URL" for name in missing)
+        raise SettingsError(f"the API needs {names} (the local stack sets them)")
+    api = Router(API_PREFIX, route_handlers=[DeviceController, TelemetryController, live])
+    return Litestar(
+        route_handlers=[api, healthz, readyz, index],
+        dependencies=DEPENDENCIES,
+        # Every route, the WebSocket and the schema included: the one seam for authentication.
+        guards=[require_access],
+        lifespan=[_backends_lifespan(settings)],
+        plugins=[problem_details_plugin()],
+        # Only the JSON document (at /schema and /schema/openapi.json): the HTML viewers load their
+        # JavaScript from CDNs, which operators' networks may not reach.
+        openapi_config=OpenAPIConfig(
+            title="fleetbridge API", version=API_VERSION, path="/schema", render_plugins=[JsonRenderPlugin()]
+        ),
+        logging_config=LoggingConfig(configure_root_logger=False, log_exceptions="never"),
+        after_exception=[log_server_error],
+    )

@@ -1,0 +1,60 @@
+"""The connections every request shares, opened and closed by the app's lifespan.
+
+They live in `app.state` and reach handlers through Litestar dependency injection (`pool`, `redis`,
+`hub`), so a handler names what it needs and tests can build a fresh app per client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias
+
+from litestar.datastructures import State
+from litestar.di import Provide
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from api.live.hub import LiveHub
+
+STATE_KEY: Final = "backends"
+
+Pool: TypeAlias = AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Backends:
+    """PostgreSQL pool, Redis client and the live hub of one app instance."""
+
+    pool: Pool
+    redis: Redis
+    hub: LiveHub
+
+
+def _backends(state: State) -> Backends:
+    backends = state.get(STATE_KEY)
+    if not isinstance(backends, Backends):
+        raise TypeError("app.state holds no Backends: the API's lifespan has not run")
+    return backends
+
+
+def provide_pool(state: State) -> Pool:
+    """The PostgreSQL connection pool."""
+    return _backends(state).pool
+
+
+def provide_redis(state: State) -> Redis:
+    """The Redis client."""
+    return _backends(state).redis
+
+
+def provide_hub(state: State) -> LiveHub:
+    """The live-update hub fed by this instance's stream reader."""
+    return _backends(state).hub
+
+
+DEPENDENCIES: Final = {
+    "pool": Provide(provide_pool, sync_to_thread=False),
+    "redis": Provide(provide_redis, sync_to_thread=False),
+    "hub": Provide(provide_hub, sync_to_thread=False),
+}

@@ -1,0 +1,1 @@
+"""The device registry (PostgreSQL) and each device's last-known state (Redis)."""

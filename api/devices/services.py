@@ -1,0 +1,107 @@
+"""Reading the device registry from PostgreSQL and last-known state from Redis."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import msgspec
+from psycopg.rows import dict_row
+from redis.asyncio import Redis
+
+from api.backends import Pool
+from api.devices.schemas import Device, DevicePage
+from models.state import STATE_KEY_PREFIX, DeviceState, state_from_fields, state_key
+
+log = logging.getLogger(__name__)
+
+DEVICES_PAGE_MAX: Final = 1000
+DEVICES_PAGE_DEFAULT: Final = 100
+SCAN_BATCH_KEYS: Final = 1000
+FIELD_LOG_BYTES: Final = 200
+
+_DEVICE_COLUMNS: Final = "id, kind, name, group_name, metadata, created_at, last_seen, disabled"
+# Two statements rather than `%s IS NULL OR id > %s`, which a cached generic plan cannot serve by index.
+_FIRST_PAGE: Final = f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY id LIMIT %(limit)s"
+_NEXT_PAGE: Final = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id > %(after)s ORDER BY id LIMIT %(limit)s"
+
+
+async def list_devices(pool: Pool, *, limit: int, after: str | None) -> DevicePage:
+    """One page of the registry, keyset-paginated on `id` (stable while devices are added)."""
+    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        # One row more than asked tells whether another page exists without a COUNT.
+        await cur.execute(_FIRST_PAGE if after is None else _NEXT_PAGE, {"after": after, "limit": limit + 1})
+        rows = await cur.fetchall()
+    items = [
+        Device(
+            id=row["id"],
+            kind=row["kind"],
+            name=row["name"],
+            group=row["group_name"],
+            metadata=row["metadata"],
+            created_at=row["created_at"],
+            last_seen=row["last_seen"],
+            disabled=row["disabled"],
+        )
+        for row in rows[:limit]
+    ]
+    next_cursor = items[-1].id if len(rows) > limit else None
+    return DevicePage(items=items, next_cursor=next_cursor)
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def decode_state(device_id: str, fields: Mapping[Any, bytes | str]) -> DeviceState:
+    """Decode a state hash (or a live update's changed fields); never raises on bad data.
+
+    A field that does not decode is logged once with its value truncated and left out, so one corrupt
+    field cannot hide a device's whole state.
+    """
+    raw = {_as_bytes(name): _as_bytes(value) for name, value in fields.items()}
+    try:
+        return state_from_fields(device_id, raw)
+    except (ValueError, TypeError, msgspec.MsgspecError):
+        pass
+    good: dict[bytes, bytes] = {}
+    for name, value in raw.items():
+        try:
+            state_from_fields(device_id, {name: value})
+        except (ValueError, TypeError, msgspec.MsgspecError) as exc:
+            log.warning(
+                "device %s: skipping undecodable state field %r=%r: %s", device_id, name, value[:FIELD_LOG_BYTES], exc
+            )
+        else:
+            good[name] = value
+    return state_from_fields(device_id, good)
+
+
+async def read_state(redis: Redis, device_id: str) -> DeviceState | None:
+    """A device's last-known state, or None when Redis holds nothing for it."""
+    fields = await redis.hgetall(state_key(device_id))
+    return decode_state(device_id, fields) if fields else None
+
+
+async def read_states(redis: Redis, device_ids: Iterable[str]) -> dict[str, DeviceState | None]:
+    """The last-known state of several devices in one round trip."""
+    ids = list(device_ids)
+    async with redis.pipeline(transaction=False) as pipe:
+        for device_id in ids:
+            pipe.hgetall(state_key(device_id))
+        replies = await pipe.execute()
+    return {
+        device_id: decode_state(device_id, fields) if fields else None
+        for device_id, fields in zip(ids, replies, strict=True)
+    }
+
+
+async def known_device_ids(redis: Redis, *, limit: int) -> list[str]:
+    """Up to `limit` ids of devices that have state in Redis (order unspecified)."""
+    found: list[str] = []
+    async for key in redis.scan_iter(match=f"{STATE_KEY_PREFIX}*", count=SCAN_BATCH_KEYS, _type="HASH"):
+        found.append(_as_bytes(key).decode()[len(STATE_KEY_PREFIX) :])
+        if len(found) >= limit:
+            break
+    return found

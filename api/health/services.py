@@ -1,0 +1,53 @@
+"""Probing the backends: Redis PING and PostgreSQL SELECT 1, each within a short deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from redis.asyncio import Redis
+
+from api.backends import Pool
+from api.health.schemas import Check, Readiness
+
+CHECK_TIMEOUT_S: Final = 2.0
+
+
+async def _timed(probe: Callable[[], Awaitable[object]], timeout_s: float) -> Check:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout_s):
+            await probe()
+    except TimeoutError:
+        error: str | None = f"no answer within {timeout_s} s"
+    # A probe reports any failure as data: that is its whole purpose.
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    else:
+        error = None
+    return Check(ok=error is None, duration_ms=round((time.perf_counter() - started) * 1000, 1), error=error)
+
+
+async def check_redis(redis: Redis, timeout_s: float = CHECK_TIMEOUT_S) -> Check:
+    """PING Redis."""
+    return await _timed(redis.ping, timeout_s)
+
+
+async def check_postgres(pool: Pool, timeout_s: float = CHECK_TIMEOUT_S) -> Check:
+    """Run SELECT 1 on a pooled connection."""
+
+    async def probe() -> None:
+        async with pool.connection(timeout=timeout_s) as conn:
+            await conn.execute("SELECT 1")
+
+    return await _timed(probe, timeout_s)
+
+
+async def readiness(redis: Redis, pool: Pool) -> Readiness:
+    """Probe both backends concurrently."""
+    redis_check, postgres_check = await asyncio.gather(check_redis(redis), check_postgres(pool))
+    checks = {"redis": redis_check, "postgres": postgres_check}
+    ready = all(check.ok for check in checks.values())
+    return Readiness(status="ready" if ready else "unavailable", checks=checks)

@@ -1,0 +1,71 @@
+"""RFC 9457 problem responses (what went wrong, for whoever reads the response) and server-error logging."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from litestar.exceptions import HTTPException
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_404_NOT_FOUND,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from litestar.types import Scope
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+
+def bad_request(detail: str) -> ProblemDetailsException:
+    """A 400 problem naming the offending parameter and what it expects."""
+    return ProblemDetailsException(status_code=HTTP_400_BAD_REQUEST, title="Bad request", detail=detail)
+
+
+def not_found(detail: str) -> ProblemDetailsException:
+    """A 404 problem."""
+    return ProblemDetailsException(status_code=HTTP_404_NOT_FOUND, title="Not found", detail=detail)
+
+
+def _redis_down(exc: RedisError) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=HTTP_503_SERVICE_UNAVAILABLE, title="Service unavailable", detail=f"Redis is unavailable: {exc}"
+    )
+
+
+def _postgres_down(exc: psycopg.OperationalError) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        title="Service unavailable",
+        detail=f"PostgreSQL is unavailable: {exc}",
+    )
+
+
+def problem_details_plugin() -> ProblemDetailsPlugin:
+    """Every HTTP error as `application/problem+json`; an unreachable backend as 503, not 500."""
+    return ProblemDetailsPlugin(
+        ProblemDetailsConfig(
+            enable_for_all_http_exceptions=True,
+            exception_to_problem_detail_map={
+                RedisError: _redis_down,
+                # PoolTimeout (no connection within the timeout) is an OperationalError too.
+                psycopg.OperationalError: _postgres_down,
+            },
+        )
+    )
+
+
+async def log_server_error(exc: Exception, scope: Scope) -> None:
+    """Log what the server got wrong; a client's bad request is its answer, not a log line.
+
+    Litestar's own exception logging cannot tell the two apart (it logs every 4xx with a traceback, or
+    nothing outside debug mode), so the app turns it off and uses this `after_exception` hook.
+    """
+    if isinstance(exc, HTTPException) and exc.status_code < HTTP_500_INTERNAL_SERVER_ERROR:
+        return
+    if isinstance(exc, RedisError | psycopg.OperationalError):
+        log.warning("%s: backend unavailable: %s", scope.get("path"), exc)
+        return
+    log.error("%s: unhandled error", scope.get("path"), exc_info=exc)

@@ -1,0 +1,60 @@
+"""Run the API under uvicorn: `serve` for `python -m api` and the `fleet` CLI, `running` in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import uvicorn
+
+from api.app import create_app
+from config import Settings
+
+GRACEFUL_SHUTDOWN_S: Final = 5
+STARTUP_POLL_S: Final = 0.01
+
+
+def server_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """The uvicorn configuration serving a fresh app for `settings` on `settings.api.host:port`."""
+    options: dict[str, Any] = {
+        "host": settings.api.host,
+        "port": settings.api.port,
+        "loop": "uvloop",
+        # The sans-I/O implementation of `websockets`: its legacy one is deprecated.
+        "ws": "websockets-sansio",
+        "lifespan": "on",
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+    }
+    return uvicorn.Config(create_app(settings), **(options | overrides))
+
+
+def serve(settings: Settings) -> None:
+    """Serve until interrupted (blocking; uvicorn owns the event loop and the signals)."""
+    uvicorn.Server(server_config(settings)).run()
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve a fresh app in the current event loop on a free port of `host`; yield its base URL.
+
+    For tests and in-process stacks: it leaves global logging alone and stops when the block ends.
+    """
+    config = server_config(settings, host=host, log_config=None)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind((host, 0))
+        port = listener.getsockname()[1]
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(sockets=[listener]), name=f"api-{port}")
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()  # a startup failure surfaces here
+                    raise RuntimeError("the API server stopped during startup")
+                await asyncio.sleep(STARTUP_POLL_S)
+            yield f"http://{host}:{port}"
+        finally:
+            server.should_exit = True
+            await task

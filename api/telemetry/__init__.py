@@ -1,0 +1,1 @@
+"""Raw telemetry history of one device from PostgreSQL, keyset-paginated on (ts, seq)."""

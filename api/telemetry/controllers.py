@@ -1,0 +1,53 @@
+"""HTTP endpoint of telemetry history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
+
+from api.backends import Pool
+from api.problems import bad_request
+from api.telemetry.query import LIMIT_DEFAULT, LIMIT_MAX, SELECTABLE, BadParam, parse_query
+from api.telemetry.schemas import TelemetryPage
+from api.telemetry.services import fetch_page
+from models.telemetry import utcnow
+
+
+class TelemetryController(Controller):
+    """`/devices/{device_id}/telemetry`: raw samples as stored, oldest first."""
+
+    path = "/devices/{device_id:str}/telemetry"
+    tags = ("telemetry",)
+
+    @get("/", summary="Raw telemetry history of one device")
+    async def history(
+        self,
+        *,
+        pool: NamedDependency[Pool],
+        device_id: FromPath[str],
+        start: Annotated[
+            str | None,
+            QueryParameter(
+                name="from", description="ISO-8601 with time zone, inclusive; default: one hour before `to`"
+            ),
+        ] = None,
+        end: Annotated[
+            str | None, QueryParameter(name="to", description="ISO-8601 with time zone, exclusive; default: now")
+        ] = None,
+        metric: Annotated[
+            str | None,
+            QueryParameter(
+                description=f"only samples carrying this value, and only it: one of {', '.join(SELECTABLE)}"
+            ),
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=LIMIT_MAX, description="rows per page")] = LIMIT_DEFAULT,
+        cursor: Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page")] = None,
+    ) -> TelemetryPage:
+        """Samples with `from <= ts < to` in (ts, seq) order, a page at a time."""
+        query = parse_query(device_id, start=start, end=end, metric=metric, limit=limit, cursor=cursor, now=utcnow())
+        if isinstance(query, BadParam):
+            raise bad_request(query.reason)
+        return await fetch_page(pool, query)

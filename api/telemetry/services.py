@@ -1,0 +1,117 @@
+"""Reading telemetry history: one parameterised, keyset-paginated statement per page."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from api.backends import Pool
+from api.telemetry.cursor import TelemetryCursor, encode_cursor
+from api.telemetry.query import METRIC_COLUMNS, POSITION, TelemetryQuery
+from api.telemetry.schemas import AggregateStats, PositionFix, TelemetryItem, TelemetryPage
+
+SAMPLE_COLUMNS: Final = ("ts", "seq", "boot", "received_at", "quality")
+POSITION_COLUMNS: Final = ("lat", "lon", "alt", "speed", "heading", "accuracy")
+JSON_COLUMNS: Final = ("extra", "agg")
+AGGREGATE_FIELDS: Final = 4
+
+
+def _columns(metric: str | None) -> tuple[str, ...]:
+    if metric is None:
+        return SAMPLE_COLUMNS + POSITION_COLUMNS + METRIC_COLUMNS + JSON_COLUMNS
+    if metric == POSITION:
+        return SAMPLE_COLUMNS + POSITION_COLUMNS
+    return (*SAMPLE_COLUMNS, metric)
+
+
+def build_statement(query: TelemetryQuery) -> tuple[sql.Composed, dict[str, Any]]:
+    """The SELECT for one page. Column names come only from the whitelists above, values only as params."""
+    conditions: list[sql.Composable] = [sql.SQL("device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s")]
+    if query.metric is not None:
+        present = "lat" if query.metric == POSITION else query.metric
+        conditions.append(sql.SQL("{} IS NOT NULL").format(sql.Identifier(present)))
+    params: dict[str, Any] = {
+        "device_id": query.device_id,
+        "start": query.start,
+        "end": query.end,
+        # One row more than asked tells whether another page exists.
+        "limit": query.limit + 1,
+    }
+    if query.after is not None:
+        # A row comparison, so the (device_id, ts, seq) primary key serves the seek.
+        conditions.append(sql.SQL("(ts, seq) > (%(after_ts)s, %(after_seq)s)"))
+        params |= {"after_ts": query.after.ts, "after_seq": query.after.seq}
+    statement = sql.SQL("SELECT {columns} FROM telemetry WHERE {conditions} ORDER BY ts, seq LIMIT %(limit)s").format(
+        columns=sql.SQL(", ").join(sql.Identifier(name) for name in _columns(query.metric)),
+        conditions=sql.SQL(" AND ").join(conditions),
+    )
+    return statement, params
+
+
+def _position(row: Mapping[str, Any]) -> PositionFix | None:
+    if row.get("lat") is None or row.get("lon") is None:
+        return None
+    return PositionFix(
+        lat=row["lat"],
+        lon=row["lon"],
+        alt=row["alt"],
+        speed=row["speed"],
+        heading=row["heading"],
+        accuracy=row["accuracy"],
+    )
+
+
+def _metrics(row: Mapping[str, Any]) -> dict[str, float]:
+    metrics = {name: row[name] for name in METRIC_COLUMNS if row.get(name) is not None}
+    extra = row.get("extra")
+    if isinstance(extra, dict):
+        # Metrics without a typed column; the typed ones win if a name somehow appears in both.
+        metrics = {
+            # bool is an int subclass, hence `type(...) in` rather than isinstance.
+            **{name: float(value) for name, value in extra.items() if type(value) in (int, float)},
+            **metrics,
+        }
+    return metrics
+
+
+def _aggregates(stored: object) -> dict[str, AggregateStats]:
+    # The bridge stores each as [min, max, avg, count]; anything else is skipped, not fatal.
+    if not isinstance(stored, dict):
+        return {}
+    found: dict[str, AggregateStats] = {}
+    for name, values in stored.items():
+        if isinstance(values, list) and len(values) == AGGREGATE_FIELDS:
+            low, high, mean, count = values
+            found[name] = AggregateStats(min=low, max=high, avg=mean, count=count)
+    return found
+
+
+def row_to_item(row: Mapping[str, Any]) -> TelemetryItem:
+    """One `telemetry` row (any column subset chosen by `_columns`) as an API item."""
+    return TelemetryItem(
+        ts=row["ts"],
+        seq=row["seq"],
+        boot=row["boot"],
+        received_at=row["received_at"],
+        position=_position(row),
+        metrics=_metrics(row),
+        quality=row["quality"],
+        aggregates=_aggregates(row.get("agg")),
+    )
+
+
+async def fetch_page(pool: Pool, query: TelemetryQuery) -> TelemetryPage:
+    """One page of a device's telemetry in (ts, seq) order."""
+    statement, params = build_statement(query)
+    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(statement, params)
+        rows = await cur.fetchall()
+    items = [row_to_item(row) for row in rows[: query.limit]]
+    next_cursor = None
+    if len(rows) > query.limit:
+        last = items[-1]
+        next_cursor = encode_cursor(TelemetryCursor(last.ts, last.seq))
+    return TelemetryPage(items=items, next_cursor=next_cursor)

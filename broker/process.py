@@ -1,0 +1,112 @@
+"""Start a real Mosquitto from the rendered config, for tests and the local stack.
+
+Readiness is a real MQTT handshake (CONNECT answered by CONNACK), not an open port: Mosquitto
+listens a moment before it serves, and only a CONNACK proves it parsed its config and runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+from typing import Final
+
+from broker.config import production_config_text, render_config
+from stack.process import (
+    LOOPBACK,
+    LaunchSpec,
+    ServerProcess,
+    ServerStartError,
+    check_enterable,
+    claim_port,
+    give_dir_to,
+    running_as_root,
+)
+
+MOSQUITTO_USER: Final = "mosquitto"
+MOSQUITTO_FALLBACK_BINARY: Final = Path("/usr/sbin/mosquitto")
+PROBE_TIMEOUT_S: Final = 1.0
+# MQTT 3.1.1 CONNECT: protocol "MQTT" level 4, clean session, keepalive 60 s, empty client id
+# (the broker assigns one). The oldest protocol every broker speaks keeps the probe trivial.
+_PROBE_CONNECT: Final = bytes([0x10, 12, 0, 4, *b"MQTT", 4, 0x02, 0, 60, 0, 0])
+_DISCONNECT: Final = bytes([0xE0, 0])
+_CONNACK_TYPE: Final = 0x20
+
+
+def mosquitto_binary(binary: Path | None = None) -> Path:
+    """`binary`, else `mosquitto` from PATH, else Debian's /usr/sbin path; `ServerStartError` if none exists."""
+    found = binary or (Path(which) if (which := shutil.which("mosquitto")) else MOSQUITTO_FALLBACK_BINARY)
+    if not found.exists():
+        raise ServerStartError(f"mosquitto not found at {found}: install the mosquitto package")
+    return found
+
+
+def mqtt_answers(port: int, host: str = LOOPBACK, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """True when an MQTT broker on `host`:`port` answers CONNECT with a CONNACK.
+
+    Any CONNACK counts, "not authorised" included: it proves the broker is up, which is all a
+    readiness probe asks; the probe carries no credentials.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.sendall(_PROBE_CONNECT)
+            reply = _receive_exactly(sock, 4)
+            if reply is None or reply[0] != _CONNACK_TYPE or reply[1] != 2:
+                return False
+            sock.sendall(_DISCONNECT)  # so the broker logs a clean disconnect, not a dropped client
+            return True
+    except OSError:
+        return False
+
+
+def _receive_exactly(sock: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def start_mosquitto(
+    data_dir: Path,
+    port: int = 0,
+    *,
+    anonymous: bool = True,
+    password_file: Path | None = None,
+    acl_file: Path | None = None,
+    binary: Path | None = None,
+) -> ServerProcess:
+    """Start Mosquitto on 127.0.0.1:`port` (0: a free port) with `data_dir` for its state; return once it answers.
+
+    The config is rendered from the production mosquitto.conf into `data_dir`. Started as root,
+    Mosquitto drops to the `mosquitto` user: `data_dir` is handed to it, and the password and ACL
+    files must be readable by it. The defaults are development mode: anonymous, loopback only.
+    """
+    port = claim_port(port, "mosquitto")
+    data_dir = data_dir.absolute()
+    give_dir_to(data_dir, MOSQUITTO_USER)
+    if running_as_root():
+        check_enterable(data_dir, MOSQUITTO_USER)
+    config_path = data_dir / "mosquitto.conf"
+    config_path.write_text(
+        render_config(
+            production_config_text(),
+            port=port,
+            data_dir=data_dir,
+            anonymous=anonymous,
+            password_file=password_file,
+            acl_file=acl_file,
+        )
+    )
+    return ServerProcess.start(
+        "mosquitto",
+        url=f"mqtt://{LOOPBACK}:{port}",
+        port=port,
+        data_dir=data_dir,
+        # The config logs to stderr, which the launcher sends here: one file that also holds the
+        # errors Mosquitto prints before it has read its config.
+        log_path=data_dir / "mosquitto.log",
+        spec=LaunchSpec(argv=(str(mosquitto_binary(binary)), "-c", str(config_path)), ready=lambda: mqtt_answers(port)),
+    )

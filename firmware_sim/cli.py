@@ -1,0 +1,257 @@
+"""`python -m firmware_sim` and `fleet sim`: run a simulated fleet (or replay a trip) against a broker.
+
+Progress (published and acknowledged per second) goes to stderr once a second, a summary at the end.
+Exit status: 0 when every sample was acknowledged, 1 when some were not (or were refused or dropped),
+2 for bad arguments. `main()` reads no environment: defaults come from its arguments, which the
+`__main__` module (or the `fleet` CLI) fills from settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import resource
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+
+from config.settings import SimSettings
+from firmware_sim.address import DEFAULT_URL, BrokerAddress, parse_broker_url
+from firmware_sim.device import Device, DeviceOptions, TlsOptions
+from firmware_sim.errors import SimError
+from firmware_sim.fleet import FDS_PER_DEVICE, FDS_SPARE, Fleet, FleetOptions, FleetStats
+from firmware_sim.replay import load_recording, plan_replay, play
+from firmware_sim.truck import READINGS_PER_SAMPLE
+from models.telemetry import utcnow
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 1.0
+
+
+def build_parser(defaults: SimSettings, default_url: str = DEFAULT_URL) -> argparse.ArgumentParser:
+    """The command line; `defaults` supplies the fleet size, rate and seed."""
+    parser = argparse.ArgumentParser(
+        prog="python -m firmware_sim",
+        description="Simulated trucks publishing telemetry over MQTT (QoS 1), or a recorded trip replayed.",
+    )
+    parser.add_argument(
+        "--url", default=default_url, help="broker, mqtt://[user[:password]@]host[:port] or mqtts://… (%(default)s)"
+    )
+    parser.add_argument("--devices", type=_count, default=defaults.devices, help="devices (%(default)s)")
+    parser.add_argument(
+        "--rate",
+        type=_non_negative,
+        default=defaults.rate_hz,
+        help="samples per second per device; 0: as fast as the broker acknowledges (%(default)s)",
+    )
+    parser.add_argument("--duration", type=_non_negative, help="stop after this many seconds")
+    parser.add_argument("--count", type=_count, help="stop after this many samples per device")
+    parser.add_argument("--batch", type=_positive_int, default=1, help="samples per message (%(default)s)")
+    parser.add_argument("--prefix", default="truck-", help="device id prefix (%(default)s)")
+    parser.add_argument("--first-index", type=_count, default=1, help="number of the first device (%(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="route and sensor seed (%(default)s)")
+    parser.add_argument("--replay", type=Path, metavar="FILE", help="replay a recorded trip instead (see replay.py)")
+    parser.add_argument("--speed", type=_non_negative, default=1.0, help="replay speed factor; 0: all at once (1)")
+    parser.add_argument(
+        "--original-time", action="store_true", help="replay with the recorded timestamps instead of re-basing to now"
+    )
+    parser.add_argument(
+        "--max-inflight", type=_positive_int, default=100, help="unacknowledged messages per device (%(default)s)"
+    )
+    parser.add_argument(
+        "--connect-timeout", type=_non_negative, default=10.0, help="wait this long for connections (%(default)s s)"
+    )
+    parser.add_argument(
+        "--drain", type=_non_negative, default=10.0, help="at the end, wait this long for acks (%(default)s s)"
+    )
+    parser.add_argument("--ca-file", help="CA bundle for mqtts:// (default: the system's)")
+    parser.add_argument("--cert-file", help="client certificate for mqtts://")
+    parser.add_argument("--key-file", help="client key for mqtts://")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def main(argv: list[str] | None = None, *, defaults: SimSettings | None = None, default_url: str = DEFAULT_URL) -> int:
+    """Run the simulator with command-line arguments `argv` (default: `sys.argv[1:]`); return the exit status."""
+    parser = build_parser(defaults or SimSettings(), default_url)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        address = parse_broker_url(args.url)
+    except SimError as exc:
+        parser.error(str(exc))
+    device_options = DeviceOptions(
+        tls=TlsOptions(args.ca_file, args.cert_file, args.key_file) if address.tls else None,
+        max_inflight=args.max_inflight,
+    )
+    try:
+        if args.replay is not None:
+            return _replay(args, address, device_options)
+        return _simulate(args, address, device_options)
+    except SimError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+
+
+def _simulate(args: argparse.Namespace, address: BrokerAddress, device_options: DeviceOptions) -> int:
+    options = FleetOptions(
+        devices=args.devices,
+        rate_hz=args.rate or None,
+        duration_s=args.duration,
+        count=args.count,
+        batch=args.batch,
+        prefix=args.prefix,
+        first_index=args.first_index,
+        seed=args.seed,
+        device=device_options,
+    )
+    _raise_fd_limit(options.devices * FDS_PER_DEVICE + FDS_SPARE)
+    fleet = Fleet(address, options)
+    rate = f"{args.rate:g}/s per device" if args.rate else "as fast as acknowledged"
+    sys.stderr.write(f"fleet: {options.devices} devices ({args.prefix}…) -> {address}, {rate}, batch {args.batch}\n")
+    fleet.start()
+    try:
+        if not fleet.wait_connected(args.connect_timeout):
+            connected = fleet.stats().connected
+            sys.stderr.write(f"warning: {connected}/{options.devices} devices connected; the rest keep retrying\n")
+        return _drive(fleet.run, fleet.stop, fleet.stats, fleet.wait_acked, args)
+    finally:
+        fleet.close()
+
+
+def _replay(args: argparse.Namespace, address: BrokerAddress, device_options: DeviceOptions) -> int:
+    recording = load_recording(args.replay)
+    steps = plan_replay(recording, speed=args.speed, start=None if args.original_time else utcnow())
+    device = Device(recording.device_id, address, device_options)
+    stop = threading.Event()
+    sent = 0
+
+    def run() -> None:
+        nonlocal sent
+        sent = play(steps, device.send, stop=stop)
+
+    def stats() -> FleetStats:
+        return FleetStats.total([device.stats()], produced=sent, elapsed_s=time.monotonic() - started, lag_s=0.0)
+
+    sys.stderr.write(f"replay: {len(steps)} samples of {recording.device_id} -> {address}, speed {args.speed:g}\n")
+    started = time.monotonic()
+    device.connect()
+    try:
+        if not device.wait_connected(args.connect_timeout):
+            sys.stderr.write("warning: not connected yet; samples are held until the device connects\n")
+        return _drive(run, stop.set, stats, device.wait_acked, args)
+    finally:
+        device.close()
+
+
+def _drive(
+    run: Callable[[], None],
+    stop: Callable[[], None],
+    stats: Callable[[], FleetStats],
+    wait_acked: Callable[[float], bool],
+    args: argparse.Namespace,
+) -> int:
+    """Run `run` on a worker thread, print progress until it ends (or Ctrl-C/SIGTERM), drain, summarise."""
+    worker = threading.Thread(target=run, name="fleet-scheduler", daemon=True)
+    began = stats()
+    started = time.monotonic()
+    with _sigterm_calls(stop):
+        worker.start()
+        try:
+            last, last_t = began, started
+            while worker.is_alive():
+                worker.join(PROGRESS_INTERVAL_S)
+                now = time.monotonic()
+                current = stats()
+                if not args.quiet:
+                    sys.stderr.write(_progress_line(current, last, now - started, now - last_t))
+                last, last_t = current, now
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted: stopping\n")
+            stop()
+            worker.join()
+    run_s = time.monotonic() - started
+    ran = stats()
+    drained = wait_acked(args.drain)
+    final = stats()
+    sys.stderr.write(_summary(final, ran.published - began.published, run_s))
+    if not drained:
+        sys.stderr.write(f"warning: {final.outbox} samples still unacknowledged after {args.drain:g} s\n")
+    return 0 if drained and not final.refused and not final.dropped else 1
+
+
+def _progress_line(current: FleetStats, last: FleetStats, t_s: float, dt_s: float) -> str:
+    dt = max(dt_s, 1e-9)
+    return (
+        f"{t_s:7.1f}s  connected {current.connected}/{current.devices}"
+        f"  published {current.published} (+{(current.published - last.published) / dt:.0f}/s)"
+        f"  acked {current.acked} (+{(current.acked - last.acked) / dt:.0f}/s)"
+        f"  outbox {current.outbox}  resent {current.resent}  lag {current.lag_s:.2f}s\n"
+    )
+
+
+def _summary(stats: FleetStats, published_in_run: int, run_s: float) -> str:
+    rate = published_in_run / run_s if run_s > 0 else 0.0
+    return (
+        f"summary: {run_s:.1f} s, {stats.devices} devices: produced {stats.produced}, published {stats.published} "
+        f"({rate:.0f} samples/s, ~{rate * READINGS_PER_SAMPLE:.0f} readings/s at {READINGS_PER_SAMPLE} per sample), "
+        f"acked {stats.acked} ({stats.acked_readings} readings), resent {stats.resent}, deferred {stats.deferred}, "
+        f"refused {stats.refused}, dropped {stats.dropped}, unacknowledged {stats.outbox}, "
+        f"persisted {stats.persisted}, rejected {stats.rejected}\n"
+    )
+
+
+@contextlib.contextmanager
+def _sigterm_calls(stop: Callable[[], None]) -> Iterator[None]:
+    """While inside, SIGTERM stops the run as Ctrl-C does (only the main thread may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_fd_limit(needed: int) -> None:
+    """Raise this process's open-file limit towards `needed`, as far as the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text}")
+    return value

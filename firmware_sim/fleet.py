@@ -1,0 +1,304 @@
+"""A fleet of simulated trucks: N devices stepped on a drift-free schedule, or as fast as acks allow.
+
+Each device has its own paho client and network thread, as real devices have their own connections;
+one scheduler thread (the caller of `run()`) steps the trucks and hands their samples to the devices.
+A thread per device is fine up to a few hundred devices on a small machine (each also takes three file
+descriptors); for thousands, run several processes with different `prefix` or `first_index`.
+
+Schedule: at `rate_hz`, device i of n samples at `start + k/rate_hz + i/(n·rate_hz)` — spread over the
+period rather than all at once, and computed from the start, so the schedule never drifts. The sample
+time is the scheduled time; when the scheduler falls behind it catches up and `FleetStats.lag_s` says
+by how much. Without a rate (`rate_hz=None`) every connected device sends as fast as the broker
+acknowledges, keeping at most `DeviceOptions.max_inflight` messages unacknowledged.
+"""
+
+from __future__ import annotations
+
+import resource
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Final, Self
+
+from firmware_sim.address import BrokerAddress
+from firmware_sim.device import Device, DeviceOptions, DeviceStats
+from firmware_sim.errors import SimError
+from firmware_sim.route import DEFAULT_CENTRE, GeoPoint
+from firmware_sim.truck import Truck
+from models.telemetry import Sample, utcnow
+from models.topics import is_device_id
+
+FDS_PER_DEVICE: Final = 3  # the connection and paho's wake-up socket pair
+FDS_SPARE: Final = 64
+MIN_SLEEP_S: Final = 0.0005  # shorter waits cost more than they are worth: send now
+IDLE_WAIT_S: Final = 0.05  # unthrottled mode with every device at its window: wait for an ack this long
+
+
+@dataclass(frozen=True, slots=True)
+class FleetOptions:
+    """What the fleet simulates and how fast. `count` is samples per device; both limits may be set."""
+
+    devices: int = 20
+    rate_hz: float | None = 1.0  # samples per second per device; None: as fast as acks allow
+    duration_s: float | None = None
+    count: int | None = None
+    batch: int = 1  # samples per message (a `TelemetryBatch` when > 1)
+    prefix: str = "truck-"
+    first_index: int = 1
+    seed: int | str = 7
+    centre: GeoPoint = DEFAULT_CENTRE
+    device: DeviceOptions = field(default_factory=DeviceOptions)
+
+    def __post_init__(self) -> None:
+        if self.devices < 0:
+            raise ValueError("devices must be ≥ 0")
+        if self.rate_hz is not None and not self.rate_hz > 0:
+            raise ValueError("rate_hz must be > 0, or None for as fast as possible")
+        if self.duration_s is not None and self.duration_s < 0:
+            raise ValueError("duration_s must be ≥ 0")
+        if self.count is not None and self.count < 0:
+            raise ValueError("count must be ≥ 0")
+        if self.batch < 1:
+            raise ValueError("batch must be ≥ 1")
+        if self.first_index < 0:
+            raise ValueError("first_index must be ≥ 0")
+        # The first id has the fewest digits, the last the most: both must be valid.
+        for index in {self.first_index, self.first_index + self.devices - 1} if self.devices else set():
+            (device_id,) = device_ids(self.prefix, 1, index)
+            if not is_device_id(device_id):
+                raise ValueError(f"prefix {self.prefix!r} does not make valid device ids (e.g. {device_id!r})")
+
+
+def device_ids(prefix: str, devices: int, first_index: int = 1) -> list[str]:
+    """The ids of a fleet: `truck-0001`, `truck-0002`, … (wider numbers past 9999)."""
+    return [f"{prefix}{i:04d}" for i in range(first_index, first_index + devices)]
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStats:
+    """Fleet totals (samples unless named otherwise; see `DeviceStats` for each counter's meaning).
+
+    `produced` counts samples the trucks measured, including those still waiting to fill a batch.
+    `lag_s` is how far the scheduler was behind its schedule at its last step.
+    """
+
+    devices: int
+    connected: int
+    produced: int
+    published: int
+    acked: int
+    acked_readings: int
+    resent: int
+    deferred: int
+    refused: int
+    dropped: int
+    outbox: int
+    persisted: int
+    rejected: int
+    elapsed_s: float
+    lag_s: float
+
+    @classmethod
+    def total(cls, per_device: Sequence[DeviceStats], *, produced: int, elapsed_s: float, lag_s: float) -> Self:
+        """Sum the device counters."""
+        return cls(
+            devices=len(per_device),
+            connected=sum(s.connected for s in per_device),
+            produced=produced,
+            published=sum(s.published for s in per_device),
+            acked=sum(s.acked for s in per_device),
+            acked_readings=sum(s.acked_readings for s in per_device),
+            resent=sum(s.resent for s in per_device),
+            deferred=sum(s.deferred for s in per_device),
+            refused=sum(s.refused for s in per_device),
+            dropped=sum(s.dropped for s in per_device),
+            outbox=sum(s.outbox for s in per_device),
+            persisted=sum(s.persisted for s in per_device),
+            rejected=sum(s.rejected for s in per_device),
+            elapsed_s=elapsed_s,
+            lag_s=lag_s,
+        )
+
+
+class Fleet:
+    """N simulated trucks, each a `Truck` model on its own `Device` connection.
+
+    Typical use: `start()`, `wait_connected()`, `run()` (blocks until the duration or count is reached,
+    or until `stop()` from another thread), `wait_acked()`, `close()`. Also a context manager that
+    starts and closes. `step_all()` steps every truck once by hand, for tests and scenarios.
+    """
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        options: FleetOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.options = options = options or FleetOptions()
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._progress = threading.Event()
+        self._stop = threading.Event()
+        ids = device_ids(options.prefix, options.devices, options.first_index)
+        self.devices: tuple[Device, ...] = tuple(
+            Device(device_id, address, options.device, on_settled=self._progress.set) for device_id in ids
+        )
+        self.trucks: tuple[Truck, ...] = tuple(
+            Truck(device_id, seed=options.seed, centre=options.centre) for device_id in ids
+        )
+        self._pending: list[list[Sample]] = [[] for _ in ids]
+        self._produced = [0] * len(ids)
+        self._started_at: float | None = None
+        self._lag_s = 0.0
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start every device's network thread; they connect (and reconnect) by themselves."""
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        needed = len(self.devices) * FDS_PER_DEVICE + FDS_SPARE
+        if soft != resource.RLIM_INFINITY and needed > soft:
+            raise SimError(
+                f"{len(self.devices)} devices need about {needed} file descriptors, the limit is {soft}: "
+                "raise it (ulimit -n) or run fewer devices per process"
+            )
+        self._started_at = self._clock()
+        for device in self.devices:
+            device.connect()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Wait until every device is connected; False if `timeout_s` passed first."""
+        deadline = self._clock() + timeout_s
+        return all(d.wait_connected(max(0.0, deadline - self._clock())) for d in self.devices)
+
+    def stop(self) -> None:
+        """Make `run()` return after its current step; a stopped fleet stays stopped. Any thread may call it."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """Step the fleet until its duration or count is reached, or `stop()`; then flush partial batches.
+
+        `count` is samples per device in this run; with neither limit, run until `stop()`.
+        """
+        if self._started_at is None:
+            self._started_at = self._clock()
+        try:
+            if self.options.rate_hz is None:
+                self._run_unthrottled()
+            else:
+                self._run_scheduled(self.options.rate_hz)
+        finally:
+            self.flush()
+
+    def step_all(self, now: datetime | None = None, dt_s: float | None = None) -> None:
+        """Step every truck once at device time `now` (default: the wall clock) and send as configured."""
+        now = now or self._wall_clock()
+        if dt_s is None:
+            dt_s = 1.0 / self.options.rate_hz if self.options.rate_hz else 1.0
+        for i in range(len(self.devices)):
+            self._step(i, now, dt_s)
+
+    def flush(self) -> None:
+        """Send the samples waiting to fill a batch."""
+        for i, device in enumerate(self.devices):
+            if self._pending[i]:
+                device.send(self._pending[i])
+                self._pending[i] = []
+
+    def wait_acked(self, timeout_s: float) -> bool:
+        """Wait until every device's outbox is empty; False if `timeout_s` passed first."""
+        deadline = self._clock() + timeout_s
+        return all(d.wait_acked(max(0.0, deadline - self._clock())) for d in self.devices)
+
+    def device_stats(self) -> list[DeviceStats]:
+        """Every device's counters."""
+        return [d.stats() for d in self.devices]
+
+    def stats(self) -> FleetStats:
+        """Fleet totals."""
+        elapsed = 0.0 if self._started_at is None else self._clock() - self._started_at
+        return FleetStats.total(self.device_stats(), produced=sum(self._produced), elapsed_s=elapsed, lag_s=self._lag_s)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop `run()`, say `offline`, disconnect every device and join the network threads."""
+        self._stop.set()
+        # In phases across all devices, so that a slow broker costs `timeout_s` once, not per device.
+        for device in self.devices:
+            device.begin_close()
+        deadline = self._clock() + timeout_s
+        for device in self.devices:
+            device.disconnect(deadline - self._clock())
+        for device in self.devices:
+            device.join()
+
+    def _step(self, i: int, now: datetime, dt_s: float) -> None:
+        pending = self._pending[i]
+        pending.append(self.trucks[i].step(now, dt_s))
+        self._produced[i] += 1
+        if len(pending) >= self.options.batch:
+            self.devices[i].send(pending[0] if len(pending) == 1 else pending)
+            self._pending[i] = []
+
+    def _run_scheduled(self, rate_hz: float) -> None:
+        period = 1.0 / rate_hz
+        n = len(self.devices)
+        if n == 0:
+            return
+        slot = period / n
+        count, duration = self.options.count, self.options.duration_s
+        start = self._clock()
+        wall_start = self._wall_clock()
+        tick = 0
+        while count is None or tick < count:
+            for i in range(n):
+                offset = tick * period + i * slot
+                if duration is not None and offset >= duration:
+                    return
+                delay = offset - (self._clock() - start)
+                if delay > MIN_SLEEP_S:
+                    if self._stop.wait(delay):
+                        return
+                elif self._stop.is_set():
+                    return
+                self._lag_s = max(0.0, -delay)
+                self._step(i, wall_start + timedelta(seconds=offset), period)
+            tick += 1
+
+    def _run_unthrottled(self) -> None:
+        count, duration = self.options.count, self.options.duration_s
+        window = self.options.device.max_inflight
+        start = self._clock()
+        last_step = [start] * len(self.devices)
+        produced = [0] * len(self.devices)
+        while not self._stop.is_set():
+            now = self._clock()
+            if duration is not None and now - start >= duration:
+                return
+            if count is not None and all(p >= count for p in produced):
+                return
+            self._progress.clear()
+            wall_now = self._wall_clock()
+            stepped = False
+            for i, device in enumerate(self.devices):
+                if count is not None and produced[i] >= count:
+                    continue
+                if not device.connected or device.in_flight >= window:
+                    continue
+                self._step(i, wall_now, now - last_step[i])
+                last_step[i] = now
+                produced[i] += 1
+                stepped = True
+            if not stepped:
+                self._progress.wait(IDLE_WAIT_S)

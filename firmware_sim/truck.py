@@ -1,0 +1,132 @@
+"""The device model of a truck: what its telematics unit measures, one `Sample` per step. No MQTT here.
+
+A truck drives a generated route (`route.Drive`) and reports position, speed, heading and GNSS quality,
+plus three metrics: `fuel` (%; falls with distance and idling, refuelled at 10 %), `engine_temp` (°C;
+a cold engine warms towards ~90 °C and then moves with load) and `odometer` (km). The clock is passed
+in, so the same seed and the same steps always give the same samples, and tests need no sleeps.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import datetime
+from typing import Final
+
+from firmware_sim.route import DEFAULT_CENTRE, Drive, GeoPoint, Route
+from models.telemetry import Position, Sample
+
+TANK_L: Final = 400.0
+CONSUMPTION_L_PER_KM: Final = 0.32
+IDLE_L_PER_H: Final = 2.5
+REFUEL_BELOW_PCT: Final = 10.0
+ENGINE_WARM_C: Final = 90.0
+ENGINE_TIME_CONSTANT_S: Final = 240.0
+BASE_ALTITUDE_M: Final = 34.0
+GNSS_GOOD_ACCURACY_M: Final = 2.5
+READINGS_PER_SAMPLE: Final = 4  # the position and three metrics
+
+
+class Truck:
+    """One simulated truck. `step()` advances it and returns its next sample; `seq` counts from `first_seq`."""
+
+    def __init__(
+        self,
+        device_id: str,
+        *,
+        seed: int | str = 0,
+        boot: int = 0,
+        first_seq: int = 0,
+        centre: GeoPoint = DEFAULT_CENTRE,
+        fuel_pct: float | None = None,
+        odometer_km: float | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self.boot = boot
+        self._seq = first_seq
+        key = f"{seed}:{device_id}"
+        # Deterministic simulation, not security: a seeded PRNG is the point.
+        self._rng = rng = random.Random(f"truck:{key}")  # noqa: S311
+        start_km = odometer_km if odometer_km is not None else rng.uniform(5_000.0, 600_000.0)
+        self._drive = Drive(Route(key, centre=centre), seed=key, odometer_km=start_km)
+        self._fuel_pct = fuel_pct if fuel_pct is not None else rng.uniform(35.0, 100.0)
+        self._ambient_c = rng.uniform(2.0, 28.0)
+        self._engine_c = self._ambient_c + rng.uniform(0.0, 3.0)  # every boot starts with a cold engine
+        self._engine_wander_c = 0.0
+        self._gnss_degraded_s = 0.0  # time left in an urban canyon or under a bridge
+        self._last_odometer_km = self._drive.odometer_km
+
+    @property
+    def next_seq(self) -> int:
+        """The `seq` the next sample will carry."""
+        return self._seq
+
+    def step(self, now: datetime, dt_s: float) -> Sample:
+        """Advance the truck by `dt_s` seconds and return what it measured at device time `now`."""
+        motion = self._drive.advance(dt_s)
+        driven_km = motion.odometer_km - self._last_odometer_km
+        self._last_odometer_km = motion.odometer_km
+        self._burn_fuel(driven_km, dt_s)
+        self._heat_engine(motion.speed_kmh, dt_s)
+        quality, accuracy_m = self._gnss(dt_s)
+        sample = Sample(
+            seq=self._seq,
+            ts=now,
+            boot=self.boot,
+            pos=self._position(motion.position, motion.speed_kmh, motion.heading_deg, accuracy_m),
+            metrics={
+                # Fuel sloshes in the tank: the level sensor reads a little around the true level.
+                "fuel": round(_clamp(self._fuel_pct + self._rng.gauss(0.0, 0.2), 0.0, 100.0), 1),
+                "engine_temp": round(_clamp(self._engine_c + self._rng.gauss(0.0, 0.3), -40.0, 150.0), 1),
+                "odometer": round(motion.odometer_km, 3),
+            },
+            quality=quality,
+        )
+        self._seq += 1
+        return sample
+
+    def _burn_fuel(self, driven_km: float, dt_s: float) -> None:
+        used_l = driven_km * CONSUMPTION_L_PER_KM + IDLE_L_PER_H * dt_s / 3600.0
+        self._fuel_pct -= used_l / TANK_L * 100.0
+        if self._fuel_pct <= REFUEL_BELOW_PCT:
+            self._fuel_pct = self._rng.uniform(92.0, 100.0)
+
+    def _heat_engine(self, speed_kmh: float, dt_s: float) -> None:
+        # Thermostat target, a little higher under load, plus a slow random wander (traffic, weather).
+        self._engine_wander_c = _clamp(self._engine_wander_c + self._rng.gauss(0.0, 0.05) * dt_s, -3.0, 3.0)
+        target = ENGINE_WARM_C + 4.0 * speed_kmh / 90.0 + self._engine_wander_c
+        blend = 1.0 - math.exp(-dt_s / ENGINE_TIME_CONSTANT_S)
+        self._engine_c += (target - self._engine_c) * blend
+
+    def _gnss(self, dt_s: float) -> tuple[int, float]:
+        """Fix quality (0–100) and accuracy (m): mostly good, with spells of urban-canyon degradation."""
+        if self._gnss_degraded_s > 0:
+            self._gnss_degraded_s -= dt_s
+            quality = int(_clamp(self._rng.gauss(60.0, 10.0), 20.0, 85.0))
+        else:
+            # About one spell per 10 minutes, lasting 5–60 s.
+            if self._rng.random() < dt_s / 600.0:
+                self._gnss_degraded_s = self._rng.uniform(5.0, 60.0)
+            quality = int(_clamp(self._rng.gauss(96.0, 2.0), 88.0, 100.0))
+        accuracy_m = GNSS_GOOD_ACCURACY_M + (100 - quality) * 0.4 + abs(self._rng.gauss(0.0, 0.5))
+        return quality, round(accuracy_m, 1)
+
+    def _position(self, true: GeoPoint, speed_kmh: float, heading_deg: float, accuracy_m: float) -> Position:
+        noise_m = accuracy_m / 2.0
+        lat = true.lat + self._rng.gauss(0.0, noise_m) / 111_320.0
+        lon = true.lon + self._rng.gauss(0.0, noise_m) / (111_320.0 * math.cos(math.radians(true.lat)))
+        alt = BASE_ALTITUDE_M + 12.0 * math.sin(self._last_odometer_km / 3.0) + self._rng.gauss(0.0, noise_m)
+        measured_speed = speed_kmh + self._rng.gauss(0.0, 0.4) if speed_kmh > 0 else 0.0
+        heading = round(heading_deg, 1)
+        return Position(
+            lat=round(lat, 6),
+            lon=round(lon, 6),
+            alt=round(alt, 1),
+            speed=round(_clamp(measured_speed, 0.0, 500.0), 1),
+            heading=0.0 if heading >= 360.0 else heading,
+            accuracy=accuracy_m,
+        )
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return min(max(value, low), high)

@@ -1,0 +1,114 @@
+"""The device registry listing (PostgreSQL) and last-known state (Redis) over HTTP."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import httpx
+import psycopg
+import pytest
+import redis.asyncio as aioredis
+
+from models.state import encode_field, state_key
+
+pytestmark = pytest.mark.integration
+
+
+async def insert_devices(database_url: str, ids: list[str]) -> None:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn, conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO devices (id, name, group_name, metadata, last_seen) VALUES (%s, %s, %s, %s, %s)",
+            [(i, f"Truck {i}", "north", json.dumps({"plate": i.upper()}), datetime.now(UTC)) for i in ids],
+        )
+
+
+async def test_devices_list_pages_by_id_until_exhausted(http: httpx.AsyncClient, database_url: str) -> None:
+    ids = [f"truck-{n:04d}" for n in range(7)]
+    await insert_devices(database_url, list(reversed(ids)))
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params = {"limit": "3"} | ({"cursor": cursor} if cursor else {})
+        response = await http.get("/api/v1/devices", params=params)
+        assert response.status_code == 200
+        body = response.json()
+        seen += [item["id"] for item in body["items"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+
+    assert seen == ids
+    assert pages == 3
+    first = (await http.get("/api/v1/devices", params={"limit": "1"})).json()["items"][0]
+    assert first["name"] == "Truck truck-0000"
+    assert first["group"] == "north"
+    assert first["metadata"] == {"plate": "TRUCK-0000"}
+    assert first["kind"] == "truck"
+    assert first["disabled"] is False
+    assert first["last_seen"] is not None
+
+
+async def test_devices_list_is_empty_without_devices(http: httpx.AsyncClient) -> None:
+    response = await http.get("/api/v1/devices")
+
+    assert response.json() == {"items": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize("params", [{"limit": "0"}, {"limit": "1001"}, {"limit": "x"}, {"cursor": "a/b"}])
+async def test_devices_list_rejects_bad_params_as_problem(http: httpx.AsyncClient, params: dict[str, str]) -> None:
+    response = await http.get("/api/v1/devices", params=params)
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_device_state_decodes_the_redis_hash(http: httpx.AsyncClient, redis_client: aioredis.Redis) -> None:
+    ts_ms = 1_764_000_000_123
+    await redis_client.hset(
+        state_key("truck-0001"),
+        mapping={
+            "pos": encode_field(ts_ms, 0, 41, b'{"lat":52.5,"lon":13.4,"speed":63.5,"heading":90.0}'),
+            "m.fuel": encode_field(ts_ms - 1000, 0, 40, b"71.5"),
+            "m.engine_temp": encode_field(ts_ms, 0, 41, b"88.0"),
+            "quality": encode_field(ts_ms, 0, 41, b"97"),
+        },
+    )
+
+    response = await http.get("/api/v1/devices/truck-0001/state")
+
+    assert response.status_code == 200
+    state = response.json()
+    assert state["device_id"] == "truck-0001"
+    assert state["ts"] == "2025-11-24T16:00:00.123000Z"
+    assert state["position"]["lat"] == 52.5
+    assert state["position"]["speed"] == 63.5
+    assert state["position"]["seq"] == 41
+    assert state["metrics"]["fuel"]["value"] == 71.5
+    assert state["metrics"]["fuel"]["seq"] == 40
+    assert state["metrics"]["engine_temp"]["value"] == 88.0
+    assert state["quality"]["value"] == 97
+
+
+async def test_device_state_skips_a_corrupt_field_and_serves_the_rest(
+    http: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    await redis_client.hset(
+        state_key("truck-0002"), mapping={"m.fuel": encode_field(1_764_000_000_000, 0, 1, b"50"), "m.level": b"garbage"}
+    )
+
+    response = await http.get("/api/v1/devices/truck-0002/state")
+
+    assert response.status_code == 200
+    assert set(response.json()["metrics"]) == {"fuel"}
+
+
+async def test_device_state_of_unknown_device_is_404_problem(http: httpx.AsyncClient) -> None:
+    response = await http.get("/api/v1/devices/truck-9999/state")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "truck-9999" in response.json()["detail"]

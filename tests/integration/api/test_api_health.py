@@ -1,0 +1,112 @@
+"""Liveness, readiness against real and unreachable backends, the schema and the operator page."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+
+from api.server import running
+from config import Settings, load_settings
+
+pytestmark = pytest.mark.integration
+
+
+def settings_for(redis_url: str, database_url: str) -> Settings:
+    return load_settings({"FLEETBRIDGE_REDIS_URL": redis_url, "FLEETBRIDGE_DATABASE_URL": database_url})
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_healthz_answers(http: httpx.AsyncClient) -> None:
+    response = await http.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_is_ready_when_both_backends_answer(http: httpx.AsyncClient) -> None:
+    response = await http.get("/readyz")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["redis"]["ok"] is True
+    assert body["checks"]["postgres"]["ok"] is True
+
+
+async def test_readyz_names_the_backend_that_does_not_answer(
+    http: httpx.AsyncClient, redis_url: str, database_url: str
+) -> None:
+    # A second instance whose Redis is gone, beside the healthy first one.
+    broken = settings_for(f"redis://127.0.0.1:{closed_port()}/0", database_url)
+
+    async with running(broken) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        response = await client.get("/readyz")
+        state = await client.get("/api/v1/devices/truck-0001/state")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["redis"]["ok"] is False
+    assert body["checks"]["redis"]["error"]
+    assert body["checks"]["postgres"]["ok"] is True
+    assert state.status_code == 503
+    assert "Redis" in state.json()["detail"]
+    assert (await http.get("/readyz")).status_code == 200
+
+
+async def test_readyz_reports_an_unreachable_database(redis_url: str) -> None:
+    broken = settings_for(redis_url, f"postgresql://postgres@127.0.0.1:{closed_port()}/fleet")
+
+    async with running(broken) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        response = await client.get("/readyz")
+        devices = await client.get("/api/v1/devices")
+
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["redis"]["ok"] is True
+    assert checks["postgres"]["ok"] is False
+    assert devices.status_code == 503
+    assert devices.headers["content-type"] == "application/problem+json"
+
+
+async def test_openapi_schema_is_served_as_json_without_cdn_pages(http: httpx.AsyncClient) -> None:
+    schema = await http.get("/schema/openapi.json")
+    root = await http.get("/schema")
+
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    assert {"/api/v1/devices", "/api/v1/devices/{device_id}/state", "/api/v1/devices/{device_id}/telemetry"} <= set(
+        paths
+    )
+    assert root.status_code == 200
+    assert root.headers["content-type"].startswith("application/vnd.oai.openapi+json")
+    assert (await http.get("/schema/swagger")).status_code == 404
+
+
+async def test_operator_page_is_self_contained(http: httpx.AsyncClient) -> None:
+    response = await http.get("/")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert "/api/v1/live" in page
+    assert "/api/v1/devices" in page
+    assert "<script src" not in page  # nothing fetched from elsewhere, no CDN
+    assert "http://" not in page
+    assert "https://" not in page
+
+
+def test_create_app_names_missing_backend_urls() -> None:
+    from api.app import create_app
+    from config import SettingsError
+
+    with pytest.raises(SettingsError, match="FLEETBRIDGE_REDIS_URL and FLEETBRIDGE_DATABASE_URL"):
+        create_app(Settings())

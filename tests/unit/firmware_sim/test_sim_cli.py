@@ -1,0 +1,49 @@
+"""The simulator's command line, where it needs no broker: arguments, defaults and early errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.settings import SimSettings
+from firmware_sim.cli import build_parser, main
+
+
+def test_cli_takes_its_defaults_from_settings() -> None:
+    args = build_parser(SimSettings(devices=3, rate_hz=2.5, seed=11), "mqtt://example:1884").parse_args([])
+    assert (args.url, args.devices, args.rate, args.seed, args.batch, args.prefix) == (
+        "mqtt://example:1884",
+        3,
+        2.5,
+        11,
+        1,
+        "truck-",
+    )
+
+
+def test_cli_parses_every_documented_flag() -> None:
+    argv = "--url mqtts://u:p@h:8884 --devices 100 --rate 0 --duration 10 --count 5 --batch 20 --prefix van- --seed 3"
+    args = build_parser(SimSettings()).parse_args([*argv.split(), "--replay", "trip.json", "--speed", "4"])
+    assert (args.devices, args.rate, args.duration, args.count, args.batch, args.prefix) == (
+        100,
+        0.0,
+        10.0,
+        5,
+        20,
+        "van-",
+    )
+    assert (args.replay, args.speed, args.seed) == (Path("trip.json"), 4.0, 3)
+
+
+@pytest.mark.parametrize("argv", [["--rate", "-1"], ["--batch", "0"], ["--devices", "x"], ["--url", "http://h"]])
+def test_cli_refuses_bad_arguments_with_status_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_cli_reports_an_unreadable_recording(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--replay", str(tmp_path / "none.json")]) == 1
+    assert "none.json" in capsys.readouterr().err

@@ -1,0 +1,76 @@
+"""The fleet runner without a broker: ids, batching into messages, and the drift-free schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from firmware_sim.address import BrokerAddress
+from firmware_sim.fleet import Fleet, FleetOptions, device_ids
+from models.telemetry import Sample
+
+NOWHERE = BrokerAddress("127.0.0.1", 1)  # never connected: these tests do not start the devices
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+
+
+def _capture(fleet: Fleet) -> list[list[list[Sample]]]:
+    """Replace each device's send with a recorder of the messages it would publish."""
+    sent: list[list[list[Sample]]] = [[] for _ in fleet.devices]
+    for i, device in enumerate(fleet.devices):
+
+        def send(samples: Sample | Sequence[Sample], i: int = i) -> None:
+            sent[i].append([samples] if isinstance(samples, Sample) else list(samples))
+
+        device.send = send  # type: ignore[method-assign]
+    return sent
+
+
+def test_device_ids_are_numbered_with_a_prefix() -> None:
+    assert device_ids("truck-", 3) == ["truck-0001", "truck-0002", "truck-0003"]
+    assert device_ids("s.", 2, first_index=9999) == ["s.9999", "s.10000"]
+
+
+def test_fleet_options_reject_ids_that_are_not_device_ids() -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        FleetOptions(prefix="a/b-")
+    with pytest.raises(ValueError, match="batch"):
+        FleetOptions(batch=0)
+
+
+def test_fleet_batches_samples_into_messages() -> None:
+    fleet = Fleet(NOWHERE, FleetOptions(devices=2, batch=5))
+    sent = _capture(fleet)
+    for k in range(12):
+        fleet.step_all(T0 + timedelta(seconds=k), 1.0)
+    assert [len(m) for m in sent[0]] == [5, 5]
+    fleet.flush()
+    assert [len(m) for m in sent[0]] == [5, 5, 2]
+    assert [s.seq for m in sent[1] for s in m] == list(range(12))
+    assert fleet.stats().produced == 24
+
+
+def test_fleet_holds_samples_while_its_devices_are_offline() -> None:
+    fleet = Fleet(NOWHERE, FleetOptions(devices=3))
+    for k in range(4):
+        fleet.step_all(T0 + timedelta(seconds=k), 1.0)
+    stats = fleet.stats()
+    assert (stats.deferred, stats.outbox, stats.published, stats.connected) == (12, 12, 0, 0)
+
+
+def test_fleet_schedule_spreads_devices_over_the_period_without_drift() -> None:
+    fleet = Fleet(NOWHERE, FleetOptions(devices=4, rate_hz=100.0, duration_s=0.1), wall_clock=lambda: T0)
+    sent = _capture(fleet)
+    fleet.run()
+    for i, messages in enumerate(sent):
+        times = [m[0].ts for m in messages]
+        # Exactly duration × rate samples each, at scheduled (not measured) times, offset by i/(n·rate).
+        assert times == [T0 + timedelta(seconds=k / 100.0 + i / 400.0) for k in range(10)]
+
+
+def test_fleet_count_limits_samples_per_device() -> None:
+    fleet = Fleet(NOWHERE, FleetOptions(devices=2, rate_hz=1000.0, count=7, batch=3))
+    sent = _capture(fleet)
+    fleet.run()
+    assert [[len(m) for m in messages] for messages in sent] == [[3, 3, 1], [3, 3, 1]]
