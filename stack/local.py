@@ -1,0 +1,222 @@
+"""The local stack behind `fleet up`: Mosquitto, Redis and PostgreSQL as child processes, then the
+bridge, the API and a simulated fleet, with their URLs printed; Ctrl-C (or `fleet down`) stops it all.
+
+A URL given in settings (`FLEETBRIDGE_MQTT_URL`, `_REDIS_URL`, `_DATABASE_URL`) names an existing
+server, which is used instead of starting one. A configured port that is taken (a system Mosquitto on
+1883 is common) is replaced by a free one, and the replacement is said.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import psycopg
+
+from broker.process import start_mosquitto
+from config import Settings
+from models.migrate import migrate
+from models.partitions import maintain
+from stack.postgres import start_postgres
+from stack.process import ServerProcess, StackError, check_enterable, port_is_free, running_as_root
+from stack.redis import start_redis
+
+STATE_FILE: Final = "stack.json"
+CHILD_STOP_TIMEOUT_S: Final = 15.0
+SERVER_DATA_FALLBACK: Final = Path("/var/tmp/fleetbridge")  # noqa: S108 - a fixed, documented place
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class LocalStack:
+    """What `up` started, so that `down` stops exactly that, in reverse order."""
+
+    settings: Settings
+    say: Say
+    servers: list[ServerProcess] = field(default_factory=list)
+    children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def up(self, *, with_sim: bool = True) -> dict[str, str]:
+        """Start everything; return the URLs. Raises `StackError` with what to do next."""
+        settings = self.settings
+        state = settings.stack.state_dir.absolute()
+        state.mkdir(parents=True, exist_ok=True)
+        server_dir = _server_dir(state, self.say)
+        mqtt_url = settings.mqtt.url or self._start(
+            "Mosquitto", lambda port: start_mosquitto(server_dir / "mosquitto", port), settings.stack.mqtt_port
+        )
+        redis_url = settings.redis.url or self._start(
+            "Redis", lambda port: start_redis(server_dir / "redis", port), settings.stack.redis_port
+        )
+        database_url = settings.database.url or self._start(
+            "PostgreSQL",
+            lambda port: start_postgres(server_dir / "postgres" / "data", port),
+            settings.stack.postgres_port,
+        )
+        self.say("applying database migrations")
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            applied = migrate(conn, retention_days=settings.database.retention_days)
+            maintain(
+                conn,
+                now=datetime.now(UTC),
+                ahead_days=settings.database.partitions_ahead_days,
+                retention_days=settings.database.retention_days,
+            )
+        self.say(f"schema up to date ({len(applied)} migrations applied now)")
+        api_port = settings.api.port
+        if not port_is_free(api_port):
+            api_port = 0
+        env = _child_env(settings, mqtt_url, redis_url, database_url)
+        if api_port == 0:
+            from stack.process import free_port
+
+            api_port = free_port()
+            self.say(f"port {settings.api.port} is taken: the API uses {api_port} instead")
+        env["FLEETBRIDGE_API_PORT"] = str(api_port)
+        logs = state / "logs"
+        logs.mkdir(exist_ok=True)
+        self._spawn("bridge", [sys.executable, "-m", "bridge"], env, logs)
+        self._spawn("api", [sys.executable, "-m", "api"], env, logs)
+        self.urls = {
+            "ui": f"http://{settings.api.host}:{api_port}/",
+            "api": f"http://{settings.api.host}:{api_port}/api/v1/devices",
+            "openapi": f"http://{settings.api.host}:{api_port}/schema/openapi.json",
+            "mqtt": mqtt_url,
+            "redis": redis_url,
+            "database": database_url,
+            "logs": str(logs),
+        }
+        if with_sim and settings.sim.devices:
+            sim = [sys.executable, "-m", "firmware_sim", "--url", mqtt_url, "--quiet"]
+            self._spawn("simulator", sim, env, logs)
+        (state / STATE_FILE).write_text(json.dumps({"pid": os.getpid(), "urls": self.urls}, indent=2))
+        return self.urls
+
+    def check(self) -> str | None:
+        """The name of a child that exited, or None while all run."""
+        for name, child in self.children:
+            if child.poll() is not None:
+                return name
+        return None
+
+    def down(self) -> None:
+        """Stop the children (simulator first), then the servers, newest first."""
+        for name, child in reversed(self.children):
+            if child.poll() is None:
+                self.say(f"stopping {name}")
+                child.send_signal(signal.SIGINT)
+        for _, child in reversed(self.children):
+            try:
+                child.wait(CHILD_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        for server in reversed(self.servers):
+            self.say(f"stopping {server.name}")
+            server.stop()
+        state_file = self.settings.stack.state_dir.absolute() / STATE_FILE
+        state_file.unlink(missing_ok=True)
+
+    def _start(self, label: str, start: Callable[[int], ServerProcess], port: int) -> str:
+        if port and not port_is_free(port):
+            self.say(f"port {port} is taken (a system {label}?): starting ours on a free port instead")
+            port = 0
+        self.say(f"starting {label}")
+        server = start(port)
+        self.servers.append(server)
+        self.say(f"{label} ready at {server.url} (log: {server.log_path})")
+        return server.url
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], logs: Path) -> None:
+        log = (logs / f"{name}.log").open("ab")
+        self.say(f"starting {name} (log: {logs / f'{name}.log'})")
+        # Own process group: a Ctrl-C in the terminal reaches `fleet up`, which stops children in order.
+        child = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self.children.append((name, child))
+
+
+def _server_dir(state: Path, say: Say) -> Path:
+    """Where server data goes: the state folder, unless the server users cannot enter it (e.g. /root)."""
+    if not running_as_root():
+        return state
+    try:
+        for user in ("postgres", "mosquitto"):
+            check_enterable(state, user)
+    except StackError:
+        digest = hashlib.sha256(str(state).encode()).hexdigest()[:12]
+        fallback = SERVER_DATA_FALLBACK / digest
+        fallback.mkdir(parents=True, exist_ok=True)
+        for folder in (SERVER_DATA_FALLBACK, fallback):
+            folder.chmod(0o755)
+        say(f"{state} is not reachable by the postgres and mosquitto users: server data goes to {fallback}")
+        return fallback
+    return state
+
+
+def _child_env(settings: Settings, mqtt_url: str, redis_url: str, database_url: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FLEETBRIDGE_")}
+    env.update(
+        {
+            "FLEETBRIDGE_MQTT_URL": mqtt_url,
+            "FLEETBRIDGE_REDIS_URL": redis_url,
+            "FLEETBRIDGE_DATABASE_URL": database_url,
+            "FLEETBRIDGE_API_HOST": settings.api.host,
+            "FLEETBRIDGE_SIM_DEVICES": str(settings.sim.devices),
+            "FLEETBRIDGE_SIM_RATE_HZ": str(settings.sim.rate_hz),
+            "FLEETBRIDGE_SIM_SEED": str(settings.sim.seed),
+        }
+    )
+    return env
+
+
+def running_stack(state_dir: Path) -> dict[str, object] | None:
+    """The state of a `fleet up` still running from `state_dir`, if any."""
+    path = state_dir.absolute() / STATE_FILE
+    try:
+        data: dict[str, object] = json.loads(path.read_text())
+        pid = data["pid"]
+        if not isinstance(pid, int):
+            return None
+        os.kill(pid, 0)
+    except (FileNotFoundError, ProcessLookupError, json.JSONDecodeError, KeyError):
+        return None
+    return data
+
+
+def stop_running(state_dir: Path, *, timeout_s: float = 60.0) -> bool:
+    """Ask a running `fleet up` to stop (as Ctrl-C would) and wait for it; False when none runs."""
+    data = running_stack(state_dir)
+    if data is None:
+        return False
+    pid = data["pid"]
+    assert isinstance(pid, int)
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    raise StackError(f"`fleet up` (pid {pid}) did not stop within {timeout_s:.0f} s; stop it with: kill {pid}")
+
+
+def with_state_dir(settings: Settings, state_dir: Path | None) -> Settings:
+    """`settings` with another state folder, when one is given on the command line."""
+    if state_dir is None:
+        return settings
+    return dataclasses.replace(settings, stack=dataclasses.replace(settings.stack, state_dir=state_dir))
