@@ -1,0 +1,76 @@
+"""SQLModel mappings of the tables the migrations create, for code that prefers an ORM view.
+
+The SQL in `models/migrations/` is the source of truth (partitioning and TimescaleDB cannot be
+expressed here); a test keeps these classes and the migrated schema from drifting apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, LargeBinary, SmallInteger
+from sqlalchemy.dialects.postgresql import JSONB, REAL
+from sqlmodel import Field, SQLModel
+
+
+class Device(SQLModel, table=True):
+    """A device in the registry; the bridge keeps `last_seen` current."""
+
+    __tablename__ = "devices"
+
+    id: str = Field(primary_key=True, max_length=64)
+    kind: str = "truck"
+    name: str | None = None
+    group_name: str | None = None
+    metadata_: dict[str, Any] = Field(default_factory=dict, sa_column=Column("metadata", JSONB, nullable=False))
+    created_at: datetime
+    last_seen: datetime | None = None
+    disabled: bool = False
+
+
+class RejectedMessage(SQLModel, table=True):
+    """A refused message or sample, kept for inspection."""
+
+    __tablename__ = "rejected_messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime
+    topic: str
+    device_id: str | None = None
+    reason: str
+    sample_index: int = -1
+    seq: int | None = None
+    payload_sha256: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    payload_size: int
+
+
+class Telemetry(SQLModel, table=True):
+    """One sample of one device; (device_id, ts, seq) is its identity."""
+
+    __tablename__ = "telemetry"
+
+    device_id: str = Field(primary_key=True)
+    ts: datetime = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    received_at: datetime
+    boot: int = 0
+    lat: float | None = None
+    lon: float | None = None
+    odometer: float | None = None
+    alt: float | None = Field(default=None, sa_column=Column(REAL))
+    speed: float | None = Field(default=None, sa_column=Column(REAL))
+    heading: float | None = Field(default=None, sa_column=Column(REAL))
+    accuracy: float | None = Field(default=None, sa_column=Column(REAL))
+    fuel: float | None = Field(default=None, sa_column=Column(REAL))
+    engine_temp: float | None = Field(default=None, sa_column=Column(REAL))
+    temperature: float | None = Field(default=None, sa_column=Column(REAL))
+    pressure: float | None = Field(default=None, sa_column=Column(REAL))
+    vibration: float | None = Field(default=None, sa_column=Column(REAL))
+    flow: float | None = Field(default=None, sa_column=Column(REAL))
+    level: float | None = Field(default=None, sa_column=Column(REAL))
+    battery: float | None = Field(default=None, sa_column=Column(REAL))
+    quality: int | None = Field(default=None, sa_column=Column(SmallInteger))
+    extra: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    agg: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
