@@ -43,7 +43,9 @@ async def running(settings: Settings, *, host: str = "127.0.0.1") -> AsyncIterat
     For tests and in-process stacks: it leaves global logging alone and stops when the block ends.
     """
     config = server_config(settings, host=host, log_config=None)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+    # IPPROTO_TCP explicitly: asyncio enables TCP_NODELAY only for such sockets, and without it every
+    # response after the first on a kept-alive connection waits ~40 ms for delayed ACKs.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as listener:
         listener.bind((host, 0))
         port = listener.getsockname()[1]
         server = uvicorn.Server(config)

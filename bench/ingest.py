@@ -49,7 +49,7 @@ from stack.postgres import start_postgres  # noqa: E402
 from stack.redis import start_redis  # noqa: E402
 
 READINGS_PER_SAMPLE = 4
-BRIDGE_ID = "bench-bridge"
+BRIDGE_ID = "bench-bridge"  # instances are numbered: bench-bridge-1, -2, …
 NAIVE_ID = "bench-naive"
 SUB_ID = "bench-mosquitto-sub"
 RECEIVE_MAXIMUM = 2000
@@ -171,48 +171,57 @@ def drain_mosquitto_sub(url: str, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def drain_bridge(urls: dict[str, str], count: int) -> tuple[float, dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBRIDGE_")}
-    env.update(
-        {
-            "FLEETBRIDGE_MQTT_URL": urls["mqtt"],
-            "FLEETBRIDGE_MQTT_CLIENT_ID": BRIDGE_ID,
-            "FLEETBRIDGE_MQTT_RECEIVE_MAXIMUM": str(RECEIVE_MAXIMUM),
-            "FLEETBRIDGE_REDIS_URL": urls["redis"],
-            "FLEETBRIDGE_DATABASE_URL": urls["database"],
-            "FLEETBRIDGE_BRIDGE_STATS_INTERVAL_MS": "50",
-        }
-    )
+def bridge_ids(instances: int) -> list[str]:
+    return [f"{BRIDGE_ID}-{n}" for n in range(1, instances + 1)]
+
+
+def drain_bridge(urls: dict[str, str], count: int, instances: int, logs: Path) -> tuple[float, dict[str, int]]:
+    """Start `instances` bridge processes sharing one subscription; time until all of `count` committed."""
     r = redis.Redis.from_url(urls["redis"], decode_responses=True)
-    r.delete(f"fleet:bridge:{BRIDGE_ID}")
-    child = subprocess.Popen(
-        [sys.executable, "-m", "bridge"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(ROOT / "bench" / "results" / "bridge.log").open("wb"),
-    )
+    children = []
+    for client_id in bridge_ids(instances):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBRIDGE_")}
+        env.update(
+            {
+                "FLEETBRIDGE_MQTT_URL": urls["mqtt"],
+                "FLEETBRIDGE_MQTT_CLIENT_ID": client_id,
+                "FLEETBRIDGE_MQTT_RECEIVE_MAXIMUM": str(RECEIVE_MAXIMUM),
+                "FLEETBRIDGE_REDIS_URL": urls["redis"],
+                "FLEETBRIDGE_DATABASE_URL": urls["database"],
+                "FLEETBRIDGE_BRIDGE_STATS_INTERVAL_MS": "50",
+            }
+        )
+        r.delete(f"fleet:bridge:{client_id}")
+        log = (logs / f"{client_id}.log").open("wb")
+        children.append(
+            subprocess.Popen([sys.executable, "-m", "bridge"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        )
+        log.close()
     try:
         started = None
         last_report = time.perf_counter()
         while True:
-            stats = r.hgetall(f"fleet:bridge:{BRIDGE_ID}")
-            if started is None and stats.get("connects") == "1":
+            stats = [r.hgetall(f"fleet:bridge:{client_id}") for client_id in bridge_ids(instances)]
+            if started is None and all(s.get("connects") == "1" for s in stats):
                 started = time.perf_counter()
-            if int(stats.get("committed_messages", 0)) >= count:
+            committed = sum(int(s.get("committed_messages", 0)) for s in stats)
+            if committed >= count:
                 break
-            if child.poll() is not None:
-                raise RuntimeError("the bridge exited during the benchmark")
+            if any(child.poll() is not None for child in children):
+                raise RuntimeError(f"a bridge exited during the benchmark: see {logs}")
             if time.perf_counter() - last_report > 5:
                 last_report = time.perf_counter()
-                progress(f"bridge: {stats.get('committed_messages', 0)} of {count} committed")
+                progress(f"bridge: {committed} of {count} committed")
             time.sleep(0.01)
         assert started is not None
         elapsed = time.perf_counter() - started
-        return count / elapsed, stats
+        totals = {key: sum(int(s.get(key, 0)) for s in stats) for key in ("batches", "inflight_peak")}
+        return count / elapsed, totals
     finally:
-        child.terminate()
-        child.wait(30)
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(30)
         r.close()
 
 
@@ -267,6 +276,7 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=1, help="samples per message")
     parser.add_argument("--naive-seconds", type=float, default=10.0)
+    parser.add_argument("--bridges", type=int, default=1, help="bridge processes sharing the subscription")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
@@ -287,7 +297,8 @@ def main() -> int:
             maintain(conn, now=datetime.now(UTC))
 
         create_session(SUB_ID, mosquitto.url, "fleet/v1/+/telemetry")
-        create_session(BRIDGE_ID, mosquitto.url, "$share/fleetbridge/fleet/v1/+/telemetry")
+        for client_id in bridge_ids(args.bridges):
+            create_session(client_id, mosquitto.url, "$share/fleetbridge/fleet/v1/+/telemetry")
         create_session(NAIVE_ID, mosquitto.url, "$share/naive/fleet/v1/+/telemetry")
 
         progress(f"generating {args.messages} messages ({args.samples} samples × {READINGS_PER_SAMPLE} readings)")
@@ -299,8 +310,8 @@ def main() -> int:
 
         progress("draining with mosquitto_sub")
         sub_rate = drain_mosquitto_sub(mosquitto.url, args.messages)
-        progress("draining with the bridge")
-        bridge_rate, stats = drain_bridge(urls, args.messages)
+        progress(f"draining with {args.bridges} bridge process(es)")
+        bridge_rate, stats = drain_bridge(urls, args.messages, args.bridges, base)
         progress(f"draining with the naive bridge for {args.naive_seconds:.0f} s")
         naive_rate = drain_naive(urls, args.naive_seconds)
 
@@ -322,14 +333,17 @@ def main() -> int:
             "mosquitto_sub_readings_per_s": round(sub_rate * readings),
             "bridge_msgs_per_s": round(bridge_rate),
             "bridge_readings_per_s": round(bridge_rate * readings),
-            "bridge_batches": int(stats.get("batches", 0)),
+            "bridge_processes": args.bridges,
+            "bridge_batches": stats["batches"],
+            "bridge_inflight_peak": stats["inflight_peak"],
             "naive_msgs_per_s": round(naive_rate),
             "naive_readings_per_s": round(naive_rate * readings),
             "bridge_vs_naive": round(bridge_rate / naive_rate, 1) if naive_rate else None,
             "bridge_vs_mosquitto_sub": round(bridge_rate / sub_rate, 2),
         }
         print(json.dumps(result, indent=2))
-        out = ROOT / "bench" / "results" / f"ingest-{args.samples}spm-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+        stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
+        out = ROOT / "bench" / "results" / f"ingest-{args.samples}spm-{args.bridges}b-{stamp}.json"
         out.write_text(json.dumps(result, indent=2) + "\n")
         progress(f"wrote {out.relative_to(ROOT)}")
     finally:

@@ -171,7 +171,7 @@ class Bridge:
             for topic, payload in replies:
                 if not self._source.publish(topic, payload):
                     self.stats.replies_dropped += 1
-            updates = decode_stage.coalesce([s for d in accepted for s in d.states])
+            updates = decode_stage.coalesce(accepted)
             if updates:
                 try:
                     await self._cache.merge(updates)

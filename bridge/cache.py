@@ -12,11 +12,10 @@ from typing import Any, Final, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from bridge.decode import Merge
 from bridge.errors import CacheUnavailableError
 from models.state import GEO_KEY, LIVE_STREAM_KEY, LIVE_STREAM_MAXLEN, state_key
 
-# One state entry per field: device -> field -> ((ts_ms, boot, seq), encoded value).
-Merge = dict[str, dict[str, tuple[tuple[int, int, int], bytes]]]
 DEVICES_PER_CALL: Final = 500  # bounds one script's run time, so Redis stays responsive
 
 

@@ -5,6 +5,7 @@ Pure: the clock is an argument. A bad sample is rejected alone; its good neighbo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -102,15 +103,6 @@ class Rejection:
     boot: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StateUpdate:
-    """The state fields one sample sets, encoded for the Redis merge."""
-
-    device_id: str
-    order: tuple[int, int, int]  # (ts_ms, boot, seq): newer wins
-    fields: dict[str, bytes]
-
-
 @dataclass(slots=True)
 class Decoded:
     """Everything one message contributes to a batch."""
@@ -121,7 +113,7 @@ class Decoded:
     received_at: datetime
     rows: list[TelemetryRow] = field(default_factory=list)
     keys: list[tuple[int, int]] = field(default_factory=list)  # (boot, seq) of each row
-    states: list[StateUpdate] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     readings: int = 0
 
@@ -155,7 +147,7 @@ def _accept(message: RawMessage, device_id: str, result: DecodedTelemetry) -> De
     for sample in result.samples:
         decoded.rows.append(telemetry_row(device_id, sample, message.received_at))
         decoded.keys.append((sample.boot, sample.seq))
-        decoded.states.append(state_update(device_id, sample))
+        decoded.samples.append(sample)
         decoded.readings += sample.readings
     for bad in result.rejections:
         decoded.rejections.append(
@@ -205,29 +197,38 @@ def telemetry_row(device_id: str, sample: Sample, received_at: datetime) -> Tele
     return tuple(row)
 
 
-def state_update(device_id: str, sample: Sample) -> StateUpdate:
-    """The state fields one sample sets, each stamped with the sample's time and sequence."""
-    ts_ms = int(sample.ts.timestamp() * 1000)
-    boot, seq = sample.boot, sample.seq
-    fields: dict[str, bytes] = {}
-    if sample.pos is not None:
-        fields[FIELD_POSITION] = encode_field(ts_ms, boot, seq, _json.encode(sample.pos))
-    for name, value in sample.metrics.items():
-        fields[METRIC_PREFIX + name] = encode_field(ts_ms, boot, seq, _json.encode(value))
-    for name, agg in sample.agg.items():
-        fields[AGGREGATE_PREFIX + name] = encode_field(ts_ms, boot, seq, _json.encode(agg))
-    if sample.quality is not None:
-        fields[FIELD_QUALITY] = encode_field(ts_ms, boot, seq, _json.encode(sample.quality))
-    return StateUpdate(device_id, (ts_ms, boot, seq), fields)
+Order = tuple[int, int, int]  # (ts_ms, boot, seq): the newer state value wins
+Merge = dict[str, dict[str, tuple[Order, bytes]]]
 
 
-def coalesce(states: list[StateUpdate]) -> dict[str, dict[str, tuple[tuple[int, int, int], bytes]]]:
-    """Newest value per device and field among `states`, so Redis sees one merge per device per batch."""
-    merged: dict[str, dict[str, tuple[tuple[int, int, int], bytes]]] = {}
-    for update in states:
-        device = merged.setdefault(update.device_id, {})
-        for name, encoded in update.fields.items():
-            current = device.get(name)
-            if current is None or update.order > current[0]:
-                device[name] = (update.order, encoded)
-    return merged
+def coalesce(decoded: Iterable[Decoded]) -> Merge:
+    """Newest value per device and state field among the accepted samples, encoded for the Redis merge.
+
+    Picking winners first and encoding only them keeps the cost per batch near one encode per device
+    and field, however many samples a device sent.
+    """
+    newest: dict[str, dict[str, tuple[Order, Any]]] = {}
+    for item in decoded:
+        if item.device_id is None or not item.samples:
+            continue
+        fields = newest.setdefault(item.device_id, {})
+        for sample in item.samples:
+            order = (int(sample.ts.timestamp() * 1000), sample.boot, sample.seq)
+            candidates: list[tuple[str, Any]] = []
+            if sample.pos is not None:
+                candidates.append((FIELD_POSITION, sample.pos))
+            candidates.extend((METRIC_PREFIX + name, value) for name, value in sample.metrics.items())
+            candidates.extend((AGGREGATE_PREFIX + name, value) for name, value in sample.agg.items())
+            if sample.quality is not None:
+                candidates.append((FIELD_QUALITY, sample.quality))
+            for name, value in candidates:
+                current = fields.get(name)
+                if current is None or order > current[0]:
+                    fields[name] = (order, value)
+    return {
+        device: {
+            name: (order, encode_field(order[0], order[1], order[2], _json.encode(value)))
+            for name, (order, value) in fields.items()
+        }
+        for device, fields in newest.items()
+    }

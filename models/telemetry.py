@@ -170,6 +170,15 @@ def decode_telemetry(
     envelope_decoder, sample_decoder, probe = (
         (_MSGPACK_ENVELOPE, _MSGPACK_SAMPLE, _MSGPACK_PROBE) if msgpack else (_JSON_ENVELOPE, _JSON_SAMPLE, _JSON_PROBE)
     )
+    if b"samples" not in payload:
+        # Fast path, one parse: nearly every live message is a single sample.
+        try:
+            return _checked([sample_decoder.decode(payload)], [], now=now, limits=limits)
+        except msgspec.ValidationError as exc:
+            seq, boot = _probe(probe, payload)
+            return DecodedTelemetry([], [SampleRejection(f"invalid sample: {exc}", 0, seq, boot)])
+        except msgspec.DecodeError as exc:
+            return MessageRejection(f"not valid {'MessagePack' if msgpack else 'JSON'} telemetry: {exc}")
     try:
         envelope = envelope_decoder.decode(payload)
     except msgspec.DecodeError as exc:
@@ -182,20 +191,32 @@ def decode_telemetry(
                 f"batch of {len(envelope.samples)} samples exceeds {limits.max_samples_per_message}"
             )
         parts = list(envelope.samples)
-    samples: list[Sample] = []
+    decoded: list[Sample | None] = []
     rejections: list[SampleRejection] = []
     for index, part in enumerate(parts):
         try:
-            sample = sample_decoder.decode(part)
+            decoded.append(sample_decoder.decode(part))
         except msgspec.DecodeError as exc:
+            decoded.append(None)
             seq, boot = _probe(probe, part)
             rejections.append(SampleRejection(f"invalid sample: {exc}", index, seq, boot))
+    return _checked(decoded, rejections, now=now, limits=limits)
+
+
+def _checked(
+    decoded: list[Sample | None], rejections: list[SampleRejection], *, now: datetime, limits: Limits
+) -> DecodedTelemetry:
+    """Apply `check_sample` to decoded samples; `None` marks one already rejected at its index."""
+    samples: list[Sample] = []
+    for index, sample in enumerate(decoded):
+        if sample is None:
             continue
         reason = check_sample(sample, now=now, limits=limits)
         if reason is None:
             samples.append(sample)
         else:
             rejections.append(SampleRejection(reason, index, sample.seq, sample.boot))
+    rejections.sort(key=lambda r: r.index)
     return DecodedTelemetry(samples, rejections)
 
 

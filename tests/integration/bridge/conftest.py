@@ -91,6 +91,7 @@ async def bridge_stats(redis_url: str, client_id: str) -> dict[str, str]:
     """The counters a bridge instance publishes to Redis."""
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        return await client.hgetall(f"fleet:bridge:{client_id}")  # type: ignore[no-any-return,misc]
+        stats = await client.hgetall(f"fleet:bridge:{client_id}")
+        return {str(key): str(value) for key, value in stats.items()}
     finally:
         await client.aclose()

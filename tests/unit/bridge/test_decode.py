@@ -9,7 +9,6 @@ import msgspec
 from bridge.decode import (
     PAYLOAD_FORMAT_INVALID,
     TELEMETRY_COLUMNS,
-    StateUpdate,
     coalesce,
     decode_message,
 )
@@ -62,23 +61,29 @@ def test_decode_refuses_unparseable_payload_whole_and_keeps_it() -> None:
     assert PAYLOAD_FORMAT_INVALID == 0x99
 
 
-def test_decode_state_update_carries_time_and_sequence() -> None:
+def test_coalesce_encodes_state_fields_with_time_and_sequence() -> None:
     sample = {"seq": 3, "ts": NOW.isoformat(), "metrics": {"fuel": 12.5}}
     decoded = decode_message(message(sample), now=NOW, limits=Limits())
-    (update,) = decoded.states
-    assert update.order == (int(NOW.timestamp() * 1000), 0, 3)
-    field = decode_field(update.fields["m.fuel"])
+    merged = coalesce([decoded])
+    order, encoded = merged["t1"]["m.fuel"]
+    assert order == (int(NOW.timestamp() * 1000), 0, 3)
+    field = decode_field(encoded)
     assert (field.value, field.ts, field.seq) == (12.5, NOW, 3)
 
 
 def test_coalesce_keeps_the_newest_value_per_field_regardless_of_arrival_order() -> None:
-    older = (int((NOW - timedelta(seconds=5)).timestamp() * 1000), 0, 1)
-    newer = (int(NOW.timestamp() * 1000), 0, 2)
-    updates = [
-        StateUpdate("t1", newer, {"m.fuel": b"new", "pos": b"newpos"}),
-        StateUpdate("t1", older, {"m.fuel": b"old", "m.level": b"oldlevel"}),
-    ]
-    merged = coalesce(updates)
-    assert merged["t1"]["m.fuel"] == (newer, b"new")
-    assert merged["t1"]["pos"] == (newer, b"newpos")
-    assert merged["t1"]["m.level"] == (older, b"oldlevel")
+    newer = {"seq": 2, "ts": NOW.isoformat(), "pos": {"lat": 2, "lon": 2}, "metrics": {"fuel": 20}}
+    older = {"seq": 1, "ts": (NOW - timedelta(seconds=5)).isoformat(), "metrics": {"fuel": 10, "level": 70}}
+    batch = [decode_message(message(p), now=NOW, limits=Limits()) for p in (newer, older)]
+    merged = coalesce(batch)["t1"]
+    assert decode_field(merged["m.fuel"][1]).value == 20
+    assert decode_field(merged["pos"][1]).value == {
+        "lat": 2.0,
+        "lon": 2.0,
+        "alt": None,
+        "speed": None,
+        "heading": None,
+        "accuracy": None,
+    }
+    assert decode_field(merged["m.level"][1]).value == 70  # only the older sample had it
+    assert merged["m.level"][0][2] == 1
