@@ -84,12 +84,22 @@ class Bridge:
         try:
             decoded = decode_stage.decode_message(message, now=datetime.now(UTC), limits=self._limits)
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            if self._batcher.add(decoded, done, time.monotonic()) or self._batcher.pending() == 1:
+            if self._batcher.add(decoded, done, time.monotonic(), message.generation) or self._batcher.pending() == 1:
                 self._wakeup.set()
             await done
         finally:
             self.stats.inflight -= 1
         return decode_stage.PAYLOAD_FORMAT_INVALID if decoded.refused_whole else SUCCESS
+
+    def forget(self, generation: int) -> None:
+        """Let go of what a lost connection delivered and no batch has taken: the broker sends it again."""
+        dropped = self._batcher.drop(generation)
+        for entry in dropped:
+            if not entry.done.done():
+                entry.done.set_result(None)  # its PUBACK goes to the dead connection, where it is void
+        if dropped:
+            self.stats.dropped_on_disconnect += len(dropped)
+            log.info("released %d uncommitted messages of a lost connection; the broker redelivers them", len(dropped))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every stage until `stop` is set; then flush what is held and disconnect."""
@@ -238,6 +248,7 @@ def build(settings: Settings) -> tuple[Bridge, aioredis.Redis]:
         session_expiry_s=mqtt.session_expiry_s,
         keepalive_s=mqtt.keepalive_s,
         retry_max_s=settings.bridge.retry_max_s,
+        high_water=settings.bridge.max_held_messages,
     )
     redis = aioredis.Redis.from_url(settings.redis.url)
     bridge = Bridge(
@@ -247,6 +258,7 @@ def build(settings: Settings) -> tuple[Bridge, aioredis.Redis]:
         cache=RedisStateCache(redis),
         redis=redis,
     )
+    source.on_connection_lost = bridge.forget
     return bridge, redis
 
 

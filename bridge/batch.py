@@ -17,6 +17,7 @@ class Entry:
 
     decoded: Decoded
     done: asyncio.Future[None]
+    generation: int = 0
 
 
 @dataclass(slots=True)
@@ -38,11 +39,11 @@ class Batcher:
         self._max_age_s = max_age_s
         self._current = Batch()
 
-    def add(self, decoded: Decoded, done: asyncio.Future[None], now: float) -> bool:
+    def add(self, decoded: Decoded, done: asyncio.Future[None], now: float, generation: int = 0) -> bool:
         """Add one message; True when the current batch became full."""
         if not self._current.entries:
             self._current.opened_at = now
-        self._current.entries.append(Entry(decoded, done))
+        self._current.entries.append(Entry(decoded, done, generation))
         return len(self._current.entries) >= self._max_messages
 
     def pending(self) -> int:
@@ -56,6 +57,15 @@ class Batcher:
         if len(self._current.entries) >= self._max_messages:
             return 0.0
         return max(0.0, self._current.opened_at + self._max_age_s - now)
+
+    def drop(self, generation: int) -> list[Entry]:
+        """Remove the waiting entries that came on connection `generation`; return them."""
+        kept: list[Entry] = []
+        dropped: list[Entry] = []
+        for entry in self._current.entries:
+            (dropped if entry.generation == generation else kept).append(entry)
+        self._current.entries = kept
+        return dropped
 
     def take(self) -> Batch:
         """Hand over the current batch and start a new one."""

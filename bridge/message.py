@@ -15,3 +15,4 @@ class RawMessage:
     content_type: str | None
     received_at: datetime
     dup: bool = False
+    generation: int = 0  # which connection delivered it; its acknowledgement can go only there

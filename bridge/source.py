@@ -60,12 +60,48 @@ class BrokerAddress:
 class _OneConnectionClient(gmqtt.Client):  # type: ignore[misc]
     """A gmqtt client that never reconnects by itself; it reports the loss and the source starts anew."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, generation: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lost = asyncio.Event()
+        self.generation = generation
+        self.inflight = 0
+        self.paused = False
+        self._reads_allowed = asyncio.Event()
+        self._reads_allowed.set()
 
     async def reconnect(self, delay: bool = False) -> None:
         self.lost.set()
+
+    def gate_reads(self) -> None:
+        """Route the connection's socket reads through a gate that `set_reading` opens and closes.
+
+        gmqtt has no public flow control, and pausing its transport directly does not hold: its
+        StreamReader resumes the transport whenever the read loop drains it. Holding the read loop
+        instead lets the reader's buffer fill, whereupon the reader pauses the transport and TCP
+        pushes back on the broker. gmqtt is reached here, in the one module that knows the library.
+        """
+        protocol = getattr(getattr(self, "_connection", None), "_protocol", None)
+        if protocol is None:
+            return
+        original = protocol.read
+        gate = self._reads_allowed
+
+        async def gated_read(n: int = -1) -> bytes:
+            # Let the handlers of the messages just parsed start, so they count before the next read.
+            await asyncio.sleep(0)
+            await gate.wait()
+            data: bytes = await original(n)
+            return data
+
+        protocol.read = gated_read
+
+    def set_reading(self, enabled: bool) -> None:
+        """Hold or release the reading of further messages from the broker."""
+        if enabled:
+            self._reads_allowed.set()
+        else:
+            self._reads_allowed.clear()
+        self.paused = not enabled
 
 
 @dataclass(slots=True)
@@ -90,8 +126,15 @@ class MqttSource:
         session_expiry_s: int,
         keepalive_s: int,
         retry_max_s: float,
+        high_water: int,
+        on_connection_lost: Callable[[int], None] | None = None,
     ) -> None:
         self._address = BrokerAddress.parse(url)
+        # Messages held at once before reading pauses. Receive Maximum should bound this already,
+        # but Mosquitto 2.0.11 sends past it when a session with a backlog reconnects.
+        self._high_water = high_water
+        self.on_connection_lost = on_connection_lost
+        self._generation = 0
         self._client_id = client_id
         self._subscriptions = subscriptions
         self._receive_maximum = receive_maximum
@@ -108,6 +151,7 @@ class MqttSource:
         self._handler = handler
         delay = 0.1
         while not stop.is_set():
+            self._generation += 1
             client = self._new_client()
             try:
                 # A broker that accepts TCP but never answers CONNACK must not hang the bridge.
@@ -134,6 +178,7 @@ class MqttSource:
                 delay = min(delay * 2, self._retry_max_s)
                 continue
             delay = 0.1
+            client.gate_reads()
             self._client = client
             self.status.connects += 1
             self.status.connected = True
@@ -157,6 +202,9 @@ class MqttSource:
                 log.warning("MQTT connection lost; reconnecting")
                 self._client = None
                 await _close_quietly(client)
+                if self.on_connection_lost is not None:
+                    # What that connection delivered and nobody committed yet comes again on the next.
+                    self.on_connection_lost(client.generation)
 
     async def disconnect(self) -> None:
         """Close the connection cleanly (the session stays on the broker)."""
@@ -185,6 +233,7 @@ class MqttSource:
     def _new_client(self) -> _OneConnectionClient:
         client = _OneConnectionClient(
             self._client_id,
+            generation=self._generation,
             clean_session=False,
             optimistic_acknowledgement=False,
             session_expiry_interval=self._session_expiry_s,
@@ -199,19 +248,33 @@ class MqttSource:
     def _on_connect(self, client: Any, flags: int, rc: int, properties: dict[str, Any]) -> None:
         self.status.session_present = bool(flags)
 
-    async def _on_message(self, client: Any, topic: str, payload: bytes, qos: int, properties: dict[str, Any]) -> int:
+    async def _on_message(
+        self, client: _OneConnectionClient, topic: str, payload: bytes, qos: int, properties: dict[str, Any]
+    ) -> int:
         handler = self._handler
         assert handler is not None
+        client.inflight += 1
+        if client.inflight >= self._high_water and not client.paused:
+            log.info("%d messages held: pausing reads until commits catch up", client.inflight)
+            client.set_reading(False)
+        try:
+            return await handler(self._wrap(client, topic, payload, properties))
+        finally:
+            client.inflight -= 1
+            if client.paused and client.inflight <= self._high_water // 2:
+                client.set_reading(True)
+
+    def _wrap(self, client: _OneConnectionClient, topic: str, payload: bytes, properties: dict[str, Any]) -> RawMessage:
         content = properties.get("content_type")
         content_type = content[0] if isinstance(content, list) and content else content
-        message = RawMessage(
+        return RawMessage(
             topic=topic,
             payload=payload,
             content_type=content_type if isinstance(content_type, str) else None,
             received_at=datetime.now(UTC),
             dup=bool(properties.get("dup")),
+            generation=client.generation,
         )
-        return await handler(message)
 
 
 async def _close_quietly(client: _OneConnectionClient) -> None:

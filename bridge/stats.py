@@ -29,6 +29,7 @@ class BridgeStats:
     sink_retries: int = 0
     cache_failures: int = 0
     replies_dropped: int = 0
+    dropped_on_disconnect: int = 0
     inflight: int = 0
     inflight_peak: int = 0
     pid: int = field(default_factory=os.getpid)

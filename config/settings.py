@@ -62,6 +62,9 @@ class BridgeSettings:
 
     batch_max_messages: int = _bounded(2000, low=1, high=1_000_000)
     batch_max_age_ms: int = _bounded(200, low=1, high=600_000)
+    max_held_messages: int = _bounded(
+        5000, low=1, high=10_000_000, doc="received, uncommitted messages held before reading from the broker pauses"
+    )
     max_payload_bytes: int = _bounded(256 * 1024, low=64, high=256 * 1024 * 1024)
     max_samples_per_message: int = _bounded(1000, low=1, high=100_000)
     future_skew_s: int = _bounded(300, low=0, high=86400 * 365)
