@@ -78,6 +78,10 @@ class ApiSettings:
 
     host: str = "127.0.0.1"
     port: int = _bounded(8000, low=0, high=65535)
+    # Empty: a random secret per process (tokens then survive neither a restart nor another instance).
+    jwt_secret: str = ""
+    token_ttl_s: int = _bounded(900, low=30, high=86400)
+    login_attempts_per_minute: int = _bounded(10, low=1, high=10_000)
 
 
 @dataclass(frozen=True, slots=True)
