@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+import msgspec
 import psycopg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -18,7 +19,7 @@ from redis.typing import EncodableT
 from bridge import decode as decode_stage
 from bridge import fanout
 from bridge.batch import Batch, Batcher
-from bridge.cache import RedisStateCache, StateCache
+from bridge.cache import RedisStateCache, StateCache, States
 from bridge.decode import Decoded
 from bridge.errors import CacheUnavailableError, SinkUnavailableError
 from bridge.message import RawMessage
@@ -27,14 +28,17 @@ from bridge.source import MqttSource
 from bridge.stats import BridgeStats, stats_key
 from config import Settings
 from models import partitions
+from models.state import state_from_fields
 from models.telemetry import Limits
-from models.topics import TopicKind, shared
+from models.topics import TopicKind, device_topic, shared, wildcard
 
 log = logging.getLogger(__name__)
+_json = msgspec.json.Encoder()
 
 POST_COMMIT_QUEUE_BATCHES: Final = 8  # committed batches waiting for Redis and replies; bounds memory
 MAINTENANCE_INTERVAL_S: Final = 3600.0
 STATS_LOG_INTERVAL_S: Final = 10.0
+PRESENCE_SWEEP_INTERVAL_S: Final = 5.0
 SUCCESS: Final = 0
 
 
@@ -110,6 +114,7 @@ class Bridge:
             side = [
                 group.create_task(self._stats_loop(stop), name="stats"),
                 group.create_task(self._maintenance_loop(stop), name="maintenance"),
+                group.create_task(self._presence_loop(stop), name="presence"),
             ]
             await stop.wait()
             self._wakeup.set()
@@ -154,10 +159,13 @@ class Bridge:
         for entry in batch.entries:
             if not entry.done.done():
                 entry.done.set_result(None)
-        await self._committed.put(Committed(decoded + report.refused_by_database, datetime.now(UTC)))
+        # A message the database refused was dead-lettered instead: it must not count as stored.
+        refused = {id(d) for d in report.refused_by_database_originals}
+        outcome = [d for d in decoded if id(d) not in refused] + report.refused_by_database
+        await self._committed.put(Committed(outcome, datetime.now(UTC)))
 
     def _account(self, report: WriteReport, decoded: list[Decoded]) -> None:
-        refused = {id(d) for d in report.refused_by_database}
+        refused = {id(d) for d in report.refused_by_database_originals}
         stats = self.stats
         stats.batches += 1
         stats.committed_messages += report.messages
@@ -181,13 +189,52 @@ class Bridge:
             for topic, payload in replies:
                 if not self._source.publish(topic, payload):
                     self.stats.replies_dropped += 1
-            updates = decode_stage.coalesce(accepted)
+            updates = decode_stage.coalesce(committed.decoded)
             if updates:
+                seen = {d.device_id for d in accepted if d.device_id is not None}
                 try:
-                    await self._cache.merge(updates)
+                    changed = await self._cache.merge(updates, seen=seen, now=committed.committed_at)
                 except CacheUnavailableError as exc:
                     self.stats.cache_failures += 1
                     log.warning("last-known state not updated: %s", exc)
+                else:
+                    self._republish(changed)
+
+    def _republish(self, changed: States) -> None:
+        """Each changed device's whole state, retained on `fleet/v1/{id}/state` for integrators."""
+        for device, fields in changed.items():
+            state = state_from_fields(device, fields)
+            if not self._source.publish(device_topic(device, TopicKind.STATE), _json.encode(state), retain=True):
+                self.stats.replies_dropped += 1
+
+    async def _presence_loop(self, stop: asyncio.Event) -> None:
+        """Mark devices offline that have been silent for longer than the presence timeout."""
+        timeout = timedelta(seconds=self._settings.bridge.presence_timeout_s)
+        interval = min(PRESENCE_SWEEP_INTERVAL_S, timeout.total_seconds() / 2)
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            now = datetime.now(UTC)
+            try:
+                changed = await self._cache.sweep(silent_since=now - timeout, now=now)
+            except CacheUnavailableError as exc:
+                log.warning("presence sweep skipped: %s", exc)
+                continue
+            if changed:
+                log.info("%d devices silent for %s: marked offline", len(changed), timeout)
+                self._republish(changed)
+                await self._store_presence(changed)
+
+    async def _store_presence(self, changed: States) -> None:
+        updates = []
+        for device, fields in changed.items():
+            presence = state_from_fields(device, fields).presence
+            if presence is not None:
+                updates.append(decode_stage.PresenceUpdate(device, presence.state, presence.source, presence.since, 2))
+        try:
+            await self._sink.write_presence(updates)
+        except SinkUnavailableError as exc:
+            log.warning("presence not stored in PostgreSQL: %s", exc)
 
     async def _stats_loop(self, stop: asyncio.Event) -> None:
         last_log = time.monotonic()
@@ -243,7 +290,9 @@ def build(settings: Settings) -> tuple[Bridge, aioredis.Redis]:
     source = MqttSource(
         url=mqtt.url,
         client_id=mqtt.client_id,
-        subscriptions=[shared(TopicKind.TELEMETRY, mqtt.share_group)],
+        # Status is retained, and shared subscriptions never receive retained messages (MQTT 5 §4.8.2):
+        # every instance reads every status; presence updates are idempotent.
+        subscriptions=[shared(TopicKind.TELEMETRY, mqtt.share_group), wildcard(TopicKind.STATUS)],
         receive_maximum=mqtt.receive_maximum,
         session_expiry_s=mqtt.session_expiry_s,
         keepalive_s=mqtt.keepalive_s,

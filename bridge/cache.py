@@ -1,29 +1,57 @@
-"""Last-known state: merge field by field, newer device time wins, and announce changes on the live stream.
+"""Last-known state: merge field by field, newer wins, and announce changes on the live stream.
 
 `StateCache` is the capability; `RedisStateCache` is the real one (one Lua call per batch, atomic), and
 `MemoryStateCache` follows the same contract for pure tests. Redis is off the acknowledgement path.
+
+Presence rides along: a device that sends telemetry is marked online (by heartbeat) unless its own
+status said otherwise, and `sweep` marks online devices offline once they are silent for too long.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from datetime import datetime
 from importlib import resources
 from typing import Any, Final, Protocol
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bridge.decode import Merge
 from bridge.errors import CacheUnavailableError
-from models.state import GEO_KEY, LIVE_STREAM_KEY, LIVE_STREAM_MAXLEN, state_key
+from models.state import (
+    FIELD_PRESENCE,
+    GEO_KEY,
+    LIVE_STREAM_KEY,
+    LIVE_STREAM_MAXLEN,
+    SEEN_KEY,
+    PresenceState,
+    decode_field,
+    encode_field,
+    state_key,
+)
 
 DEVICES_PER_CALL: Final = 500  # bounds one script's run time, so Redis stays responsive
+States = dict[str, dict[str, bytes]]  # device -> its whole state, for every device that changed
+_json = msgspec.json.Encoder()
+
+
+def presence_field(state: str, now: datetime) -> bytes:
+    """The encoded `presence` field that heartbeat (silence or renewed telemetry) sets at `now`."""
+    value = PresenceState(state="online" if state == "online" else "offline", source="heartbeat", since=now)
+    return encode_field(int(now.timestamp() * 1000), 0, 0, _json.encode(value))
 
 
 class StateCache(Protocol):
     """Keeps each device's newest state."""
 
-    async def merge(self, updates: Merge) -> int:
-        """Merge newer-wins; return how many devices changed."""
+    async def merge(self, updates: Merge, *, seen: Collection[str], now: datetime) -> States:
+        """Merge newer-wins; devices in `seen` sent telemetry now. Returns the changed devices' state."""
+        ...
+
+    async def sweep(self, *, silent_since: datetime, now: datetime) -> States:
+        """Mark offline every online device that sent no telemetry since `silent_since`."""
         ...
 
     async def fields(self, device_id: str) -> dict[str, bytes]:
@@ -32,33 +60,51 @@ class StateCache(Protocol):
 
 
 class MemoryStateCache:
-    """The same merge in a dict; for tests of the pure stages."""
+    """The same contract in dicts; for tests of the pure stages."""
 
     def __init__(self) -> None:
-        self._state: dict[str, dict[str, tuple[tuple[int, int, int], bytes]]] = {}
+        self._state: dict[str, dict[str, bytes]] = {}
+        self._seen: dict[str, datetime] = {}
         self.announced: list[tuple[str, dict[str, bytes]]] = []
 
-    async def merge(self, updates: Merge) -> int:
-        changed = 0
-        for device, fields in updates.items():
+    async def merge(self, updates: Merge, *, seen: Collection[str], now: datetime) -> States:
+        changed: States = {}
+        for device in {*updates, *seen}:
             stored = self._state.setdefault(device, {})
             changes: dict[str, bytes] = {}
-            for name, (order, encoded) in fields.items():
+            for name, (order, encoded) in updates.get(device, {}).items():
                 current = stored.get(name)
-                if current is None or order > current[0]:
-                    stored[name] = (order, encoded)
+                if current is None or order > _order(current):
+                    stored[name] = encoded
                     changes[name] = encoded
+            if device in seen:
+                self._seen[device] = now
+                presence = stored.get(FIELD_PRESENCE)
+                value = decode_field(presence).value if presence is not None else None
+                if value is None or (value["state"] == "offline" and value["source"] == "heartbeat"):
+                    stored[FIELD_PRESENCE] = changes[FIELD_PRESENCE] = presence_field("online", now)
             if changes:
-                changed += 1
                 self.announced.append((device, changes))
+                changed[device] = dict(stored)
         return changed
 
+    async def sweep(self, *, silent_since: datetime, now: datetime) -> States:
+        silent = [device for device, at in self._seen.items() if at < silent_since]
+        updates: Merge = {}
+        for device in silent:
+            del self._seen[device]
+            presence = self._state.get(device, {}).get(FIELD_PRESENCE)
+            if presence is not None and decode_field(presence).value["state"] == "online":
+                encoded = presence_field("offline", now)
+                updates[device] = {FIELD_PRESENCE: (_order(encoded), encoded)}
+        return await self.merge(updates, seen=(), now=now) if updates else {}
+
     async def fields(self, device_id: str) -> dict[str, bytes]:
-        return {name: encoded for name, (_, encoded) in self._state.get(device_id, {}).items()}
+        return dict(self._state.get(device_id, {}))
 
 
 class RedisStateCache:
-    """State hashes, GEO index and live stream in Redis, merged atomically by a Lua script."""
+    """State hashes, GEO index, last-seen set and live stream in Redis, merged atomically by a Lua script."""
 
     def __init__(self, client: aioredis.Redis, *, stream_maxlen: int = LIVE_STREAM_MAXLEN) -> None:
         self._client = client
@@ -66,23 +112,48 @@ class RedisStateCache:
         source = (resources.files("bridge") / "merge.lua").read_text()
         self._script = client.register_script(source)
 
-    async def merge(self, updates: Merge) -> int:
-        changed = 0
-        devices = list(updates.items())
+    async def merge(self, updates: Merge, *, seen: Collection[str], now: datetime) -> States:
+        changed: States = {}
+        devices = sorted({*updates, *seen})
+        online = presence_field("online", now)
+        now_ms = int(now.timestamp() * 1000)
         for start in range(0, len(devices), DEVICES_PER_CALL):
             chunk = devices[start : start + DEVICES_PER_CALL]
-            keys: list[Any] = [state_key(device) for device, _ in chunk]
-            keys += [GEO_KEY, LIVE_STREAM_KEY]
-            args: list[Any] = [self._maxlen]
-            for device, fields in chunk:
-                args += [device, len(fields)]
+            keys: list[Any] = [state_key(device) for device in chunk]
+            keys += [GEO_KEY, LIVE_STREAM_KEY, SEEN_KEY]
+            args: list[Any] = [self._maxlen, now_ms, online]
+            for device in chunk:
+                fields = updates.get(device, {})
+                args += [device, 1 if device in seen else 0, len(fields)]
                 for name, (_, encoded) in fields.items():
                     args += [name, encoded]
             try:
-                changed += int(await self._script(keys=keys, args=args))
+                reply = await self._script(keys=keys, args=args)
             except (RedisError, OSError) as exc:
                 raise CacheUnavailableError(f"Redis state merge failed: {exc}") from exc
+            changed.update(_states(list(reply)))
         return changed
+
+    async def sweep(self, *, silent_since: datetime, now: datetime) -> States:
+        try:
+            silent = await self._client.zrangebyscore(SEEN_KEY, "-inf", f"({int(silent_since.timestamp() * 1000)}")
+            names = [_text(device) for device in silent if isinstance(device, bytes | str)]
+            if not names:
+                return {}
+            async with self._client.pipeline(transaction=False) as pipe:
+                for device in names:
+                    pipe.hget(state_key(device), FIELD_PRESENCE)
+                presences: list[bytes | None] = await pipe.execute()
+            await self._client.zrem(SEEN_KEY, *names)
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailableError(f"Redis presence sweep failed: {exc}") from exc
+        offline = presence_field("offline", now)
+        updates: Merge = {
+            device: {FIELD_PRESENCE: (_order(offline), offline)}
+            for device, presence in zip(names, presences, strict=True)
+            if presence is not None and decode_field(presence).value["state"] == "online"
+        }
+        return await self.merge(updates, seen=(), now=now) if updates else {}
 
     async def fields(self, device_id: str) -> dict[str, bytes]:
         try:
@@ -90,6 +161,22 @@ class RedisStateCache:
         except (RedisError, OSError) as exc:
             raise CacheUnavailableError(f"Redis read failed: {exc}") from exc
         return {_text(key): _bytes(value) for key, value in raw.items()}
+
+
+def _states(reply: list[bytes]) -> States:
+    states: States = {}
+    i = 0
+    while i < len(reply):
+        device, count = _text(reply[i]), int(reply[i + 1])
+        pairs = reply[i + 2 : i + 2 + 2 * count]
+        states[device] = {_text(pairs[n]): _bytes(pairs[n + 1]) for n in range(0, len(pairs), 2)}
+        i += 2 + 2 * count
+    return states
+
+
+def _order(encoded: bytes) -> tuple[int, int, int]:
+    ts, boot, seq = encoded.split(b":", 3)[:3]
+    return int(ts), int(boot), int(seq)
 
 
 def _text(value: bytes | str) -> str:

@@ -5,16 +5,26 @@ Pure: the clock is an argument. A bad sample is rejected alone; its good neighbo
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 
 from bridge.message import RawMessage
 from models import topics
-from models.state import AGGREGATE_PREFIX, FIELD_POSITION, FIELD_QUALITY, METRIC_PREFIX, encode_field
+from models.events import Status
+from models.state import (
+    AGGREGATE_PREFIX,
+    FIELD_POSITION,
+    FIELD_PRESENCE,
+    FIELD_QUALITY,
+    METRIC_PREFIX,
+    PresenceState,
+    encode_field,
+)
 from models.telemetry import (
     DecodedTelemetry,
     Limits,
@@ -84,9 +94,12 @@ _AGG = TELEMETRY_COLUMNS.index("agg")
 
 # MQTT 5 PUBACK reason for a message refused whole (kept in the dead-letter table all the same).
 PAYLOAD_FORMAT_INVALID: Final = 0x99
+# At most 4 bytes a character: a refused topic this long still fits a btree index row (see `_storable_topic`).
+DEAD_LETTER_TOPIC_MAX_CHARS: Final = 512
 
 TelemetryRow = tuple[Any, ...]
 _json = msgspec.json.Encoder()
+_STATUS = msgspec.json.Decoder(Status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +116,22 @@ class Rejection:
     boot: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceUpdate:
+    """A device's presence as one message establishes it."""
+
+    device_id: str
+    state: Literal["online", "offline"]
+    source: Literal["status", "heartbeat"]
+    since: datetime
+    order_ms: int  # newer wins; 1 for a retained replay
+
+    def field(self) -> bytes:
+        """The encoded `presence` state field."""
+        value = PresenceState(state=self.state, source=self.source, since=self.since)
+        return encode_field(self.order_ms, 0, 0, _json.encode(value))
+
+
 @dataclass(slots=True)
 class Decoded:
     """Everything one message contributes to a batch."""
@@ -114,13 +143,14 @@ class Decoded:
     rows: list[TelemetryRow] = field(default_factory=list)
     keys: list[tuple[int, int]] = field(default_factory=list)  # (boot, seq) of each row
     samples: list[Sample] = field(default_factory=list)
+    presence: PresenceUpdate | None = None
     rejections: list[Rejection] = field(default_factory=list)
     readings: int = 0
 
     @property
     def refused_whole(self) -> bool:
         """True when nothing of the message was accepted."""
-        return not self.rows and bool(self.rejections)
+        return not self.rows and self.presence is None and bool(self.rejections)
 
 
 def decode_message(message: RawMessage, *, now: datetime, limits: Limits) -> Decoded:
@@ -128,13 +158,48 @@ def decode_message(message: RawMessage, *, now: datetime, limits: Limits) -> Dec
     try:
         topic = topics.parse(message.topic)
     except topics.TopicError as exc:
-        return _refuse(message, None, str(exc))
+        return _refuse(replace(message, topic=_storable_topic(message.topic)), None, str(exc))
+    if topic.kind is topics.TopicKind.STATUS:
+        return _presence(message, topic.device_id)
     if topic.kind is not topics.TopicKind.TELEMETRY:
         return _refuse(message, topic.device_id, f"the bridge does not ingest {topic.kind.value!r} here")
     result = decode_telemetry(message.payload, content_type=message.content_type, now=now, limits=limits)
     if isinstance(result, MessageRejection):
         return _refuse(message, topic.device_id, result.reason)
     return _accept(message, topic.device_id, result)
+
+
+def _presence(message: RawMessage, device_id: str) -> Decoded:
+    """A device's status: `online`/`offline` as JSON (`models.events.Status`) or as plain text."""
+    text = message.payload.strip()
+    stated_at: datetime | None = None
+    state: Literal["online", "offline"]
+    if text in (b"online", b"offline"):
+        state = "online" if text == b"online" else "offline"
+    else:
+        try:
+            status = _STATUS.decode(message.payload)
+        except msgspec.DecodeError as exc:
+            return _refuse(message, device_id, f"invalid status: {exc}")
+        state, stated_at = status.state, status.ts
+    since = (stated_at or message.received_at) if message.retain else message.received_at
+    # A retained status replayed on subscribe is old news: ordered first, it only fills a gap.
+    order_ms = 1 if message.retain else int(message.received_at.timestamp() * 1000)
+    update = PresenceUpdate(device_id, state, "status", since, order_ms)
+    return Decoded(device_id, message.topic, message.payload, message.received_at, presence=update)
+
+
+def _storable_topic(topic: str) -> str:
+    """`topic` cut to what the dead-letter table can index, the rest named by its length and digest.
+
+    `rejected_messages` is unique on (topic, payload digest, index), and a btree row holds at most 2704
+    bytes: a longer topic (Mosquitto accepts up to 65535 bytes) would make the database refuse the dead
+    letter itself, and the bridge retry that batch forever. Only a topic outside the grammar is this long.
+    """
+    if len(topic) <= DEAD_LETTER_TOPIC_MAX_CHARS:
+        return topic
+    digest = hashlib.sha256(topic.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{topic[: DEAD_LETTER_TOPIC_MAX_CHARS - 64]}… ({len(topic)} characters, sha256 {digest})"
 
 
 def _refuse(message: RawMessage, device_id: str | None, reason: str) -> Decoded:
@@ -208,7 +273,13 @@ def coalesce(decoded: Iterable[Decoded]) -> Merge:
     and field, however many samples a device sent.
     """
     newest: dict[str, dict[str, tuple[Order, Any]]] = {}
+    presence: dict[str, tuple[Order, bytes]] = {}
     for item in decoded:
+        if item.presence is not None:
+            order = (item.presence.order_ms, 0, 0)
+            current_presence = presence.get(item.presence.device_id)
+            if current_presence is None or order > current_presence[0]:
+                presence[item.presence.device_id] = (order, item.presence.field())
         if item.device_id is None or not item.samples:
             continue
         fields = newest.setdefault(item.device_id, {})
@@ -225,10 +296,13 @@ def coalesce(decoded: Iterable[Decoded]) -> Merge:
                 current = fields.get(name)
                 if current is None or order > current[0]:
                     fields[name] = (order, value)
-    return {
+    merged: Merge = {
         device: {
             name: (order, encode_field(order[0], order[1], order[2], _json.encode(value)))
             for name, (order, value) in fields.items()
         }
         for device, fields in newest.items()
     }
+    for device, entry in presence.items():
+        merged.setdefault(device, {})[FIELD_PRESENCE] = entry
+    return merged

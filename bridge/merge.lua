@@ -1,8 +1,10 @@
 -- Merge state fields newer-wins, field by field, for several devices in one call.
--- KEYS: one state hash per device, then the GEO set, then the live stream.
--- ARGV: stream maxlen, then per device: device id, field count, (field name, encoded value)...
+-- KEYS: one state hash per device, then the GEO set, the live stream and the last-seen sorted set.
+-- ARGV: stream maxlen, now (ms), the encoded `presence` field meaning "online by heartbeat", then per
+-- device: device id, seen (1 when it sent telemetry now), field count, (field name, encoded value)...
 -- An encoded value is "<ts_ms>:<boot>:<seq>:<json>"; (ts_ms, boot, seq) orders values.
--- Returns the number of devices whose state changed.
+-- Returns, for every device whose state changed: device id, field count, then its whole state
+-- (field, value)..., so the caller can republish it.
 local function order(encoded)
   local ts, boot, seq = string.match(encoded, '^(%d+):(%d+):(%d+):')
   return tonumber(ts), tonumber(boot), tonumber(seq)
@@ -16,17 +18,25 @@ local function newer(candidate, current)
   return s1 > s2
 end
 
-local devices = #KEYS - 2
+local function value_of(encoded)
+  return cjson.decode(string.match(encoded, '^%d+:%d+:%d+:(.*)$'))
+end
+
+local devices = #KEYS - 3
 local geo = KEYS[devices + 1]
 local stream = KEYS[devices + 2]
+local seen_set = KEYS[devices + 3]
 local maxlen = ARGV[1]
-local i = 2
-local changed_devices = 0
+local now = ARGV[2]
+local online_by_heartbeat = ARGV[3]
+local i = 4
+local result = {}
 for d = 1, devices do
   local key = KEYS[d]
   local device = ARGV[i]
-  local count = tonumber(ARGV[i + 1])
-  i = i + 2
+  local seen = ARGV[i + 1] == '1'
+  local count = tonumber(ARGV[i + 2])
+  i = i + 3
   local changes = {}
   for _ = 1, count do
     local name, encoded = ARGV[i], ARGV[i + 1]
@@ -37,7 +47,7 @@ for d = 1, devices do
       changes[#changes + 1] = name
       changes[#changes + 1] = encoded
       if name == 'pos' then
-        local pos = cjson.decode(string.match(encoded, '^%d+:%d+:%d+:(.*)$'))
+        local pos = value_of(encoded)
         -- Redis GEO covers latitudes up to ±85.05112878 (Web Mercator).
         if pos.lat >= -85.05112878 and pos.lat <= 85.05112878 then
           redis.call('GEOADD', geo, pos.lon, pos.lat, device)
@@ -45,9 +55,28 @@ for d = 1, devices do
       end
     end
   end
+  if seen then
+    redis.call('ZADD', seen_set, now, device)
+    -- Telemetry from a device of unknown presence, or again after silence, means it is online;
+    -- an offline that the device itself declared (its status or Last Will) stands.
+    local presence = redis.call('HGET', key, 'presence')
+    local revive = not presence
+    if presence then
+      local p = value_of(presence)
+      revive = p.state == 'offline' and p.source == 'heartbeat'
+    end
+    if revive then
+      redis.call('HSET', key, 'presence', online_by_heartbeat)
+      changes[#changes + 1] = 'presence'
+      changes[#changes + 1] = online_by_heartbeat
+    end
+  end
   if #changes > 0 then
-    changed_devices = changed_devices + 1
     redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'd', device, 'k', 'state', unpack(changes))
+    local whole = redis.call('HGETALL', key)
+    result[#result + 1] = device
+    result[#result + 1] = #whole / 2
+    for n = 1, #whole do result[#result + 1] = whole[n] end
   end
 end
-return changed_devices
+return result

@@ -15,4 +15,5 @@ class RawMessage:
     content_type: str | None
     received_at: datetime
     dup: bool = False
+    retain: bool = False  # a retained message replayed by the broker on subscribe
     generation: int = 0  # which connection delivered it; its acknowledgement can go only there

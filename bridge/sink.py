@@ -18,7 +18,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
-from bridge.decode import TELEMETRY_COLUMNS, TELEMETRY_TYPES, Decoded, Rejection
+from bridge.decode import TELEMETRY_COLUMNS, TELEMETRY_TYPES, Decoded, PresenceUpdate, Rejection
 from bridge.errors import SinkUnavailableError
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,20 @@ _UPSERT_DEVICES = (
     "INSERT INTO devices (id, last_seen) SELECT * FROM unnest(%s::text[], %s::timestamptz[])"
     " ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen)"
 )
+# Live statuses are ordered by when they arrived; a retained status replayed on subscribe only fills a gap.
+_PRESENCE_LIVE = (
+    "INSERT INTO devices (id, presence, presence_source, presence_since)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])"
+    " ON CONFLICT (id) DO UPDATE SET presence = EXCLUDED.presence, presence_source = EXCLUDED.presence_source,"
+    " presence_since = EXCLUDED.presence_since"
+    " WHERE devices.presence_since IS NULL OR devices.presence_since <= EXCLUDED.presence_since"
+)
+_PRESENCE_FILL = (
+    "INSERT INTO devices (id, presence, presence_source, presence_since)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])"
+    " ON CONFLICT (id) DO UPDATE SET presence = EXCLUDED.presence, presence_source = EXCLUDED.presence_source,"
+    " presence_since = EXCLUDED.presence_since WHERE devices.presence IS NULL"
+)
 # SQLSTATE classes that blame the batch's data rather than the database: 22 data exception,
 # 23 integrity constraint violation, 54 program limit exceeded (a value too large).
 _DATA_ERRORS: Final = (pg_errors.DataError, pg_errors.IntegrityError, pg_errors.ProgramLimitExceeded)
@@ -55,7 +69,8 @@ class WriteReport:
     rows: int
     inserted: int
     rejected: int
-    refused_by_database: list[Decoded]
+    refused_by_database: list[Decoded]  # the dead letters written in their place
+    refused_by_database_originals: list[Decoded]  # the messages as they came, none of their rows stored
     transactions: int
 
 
@@ -88,28 +103,47 @@ class PostgresTelemetrySink:
         """Commit `batch`, isolating messages whose data the database refuses."""
         if self._conn is None or self._conn.closed:
             await self.connect()
-        refused: list[Decoded] = []
+        refused: list[tuple[Decoded, Exception]] = []
         totals = [0, 0, 0]  # inserted, rejected, transactions
         await self._write_splitting(list(batch), refused, totals)
-        if refused:
-            await self._dead_letter_refused(refused)
+        letters = [_with_db_reason(d, exc) for d, exc in refused]
+        if letters:
+            await self._dead_letter_refused(letters)
             totals[2] += 1
         return WriteReport(
             messages=len(batch),
             rows=sum(len(d.rows) for d in batch),
             inserted=totals[0],
             rejected=totals[1],
-            refused_by_database=refused,
+            refused_by_database=letters,
+            refused_by_database_originals=[d for d, _ in refused],
             transactions=totals[2],
         )
 
-    async def _write_splitting(self, part: list[Decoded], refused: list[Decoded], totals: list[int]) -> None:
+    async def write_presence(self, updates: Sequence[PresenceUpdate]) -> None:
+        """Store presence that silence decided (the bridge's sweep), outside any batch."""
+        if not updates:
+            return
+        if self._conn is None or self._conn.closed:
+            await self.connect()
+        conn = self._conn
+        assert conn is not None
+        try:
+            async with conn.transaction(), conn.cursor() as cur:
+                await _update_presence(cur, [_presence_only(u) for u in updates])
+        except psycopg.Error as exc:
+            await self._drop_connection()
+            raise SinkUnavailableError(f"PostgreSQL presence update failed: {exc}") from exc
+
+    async def _write_splitting(
+        self, part: list[Decoded], refused: list[tuple[Decoded, Exception]], totals: list[int]
+    ) -> None:
         try:
             inserted, rejected = await self._write_once(part)
         except _DATA_ERRORS as exc:
             if len(part) == 1:
                 log.warning("database refused message on %s: %s", part[0].topic, exc)
-                refused.append(_with_db_reason(part[0], exc))
+                refused.append((part[0], exc))
                 return
             middle = len(part) // 2
             await self._write_splitting(part[:middle], refused, totals)
@@ -137,6 +171,7 @@ class PostgresTelemetrySink:
                 if rejections:
                     await cur.executemany(_INSERT_REJECTED, [_rejection_params(r) for r in rejections])
                 await _upsert_devices(cur, part)
+                await _update_presence(cur, part)
         except _DATA_ERRORS:
             raise
         except psycopg.Error as exc:
@@ -178,6 +213,31 @@ async def _upsert_devices(cur: psycopg.AsyncCursor[Any], part: list[Decoded]) ->
         await cur.execute(_UPSERT_DEVICES, (ids, [seen[i] for i in ids]))
 
 
+async def _update_presence(cur: psycopg.AsyncCursor[Any], part: list[Decoded]) -> None:
+    newest: dict[str, PresenceUpdate] = {}
+    for decoded in part:
+        update = decoded.presence
+        if update is not None:
+            current = newest.get(update.device_id)
+            if current is None or update.order_ms > current.order_ms:
+                newest[update.device_id] = update
+    for statement, updates in (
+        (_PRESENCE_LIVE, [u for u in newest.values() if u.order_ms > 1]),
+        (_PRESENCE_FILL, [u for u in newest.values() if u.order_ms <= 1]),
+    ):
+        if updates:
+            updates.sort(key=lambda u: u.device_id)
+            await cur.execute(
+                statement,
+                (
+                    [u.device_id for u in updates],
+                    [u.state for u in updates],
+                    [u.source for u in updates],
+                    [u.since for u in updates],
+                ),
+            )
+
+
 def _jsonb_ready(row: tuple[Any, ...]) -> tuple[Any, ...]:
     if row[_JSONB_COLUMNS[0]] is None and row[_JSONB_COLUMNS[1]] is None:
         return row
@@ -201,6 +261,10 @@ def _rejection_params(rejection: Rejection) -> tuple[Any, ...]:
         payload[:DEAD_LETTER_MAX_BYTES],
         len(payload),
     )
+
+
+def _presence_only(update: PresenceUpdate) -> Decoded:
+    return Decoded(update.device_id, "", b"", update.since, presence=update)
 
 
 def _with_db_reason(decoded: Decoded, exc: Exception) -> Decoded:

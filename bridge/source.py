@@ -273,6 +273,7 @@ class MqttSource:
             content_type=content_type if isinstance(content_type, str) else None,
             received_at=datetime.now(UTC),
             dup=bool(properties.get("dup")),
+            retain=bool(properties.get("retain")),
             generation=client.generation,
         )
 

@@ -69,6 +69,7 @@ class BridgeSettings:
     max_samples_per_message: int = _bounded(1000, low=1, high=100_000)
     future_skew_s: int = _bounded(300, low=0, high=86400 * 365)
     stats_interval_ms: int = _bounded(500, low=50, high=600_000)
+    presence_timeout_s: int = _bounded(90, low=2, high=86400, doc="silence after which a device is offline")
     retry_max_s: float = _bounded(5.0, low=0.01, high=3600)
 
 

@@ -9,12 +9,18 @@ Redis layout (Redis is a cache beside PostgreSQL; it can be rebuilt from the dat
 * `fleet:geo` — a GEO set of the latest position of every device.
 * `fleet:live` — a capped stream of live updates read by every API instance. Entry fields:
   `d` (device id), `k` (kind: `state`), then the changed state fields under their own names.
+* `fleet:seen` — a sorted set: device -> when the bridge last committed telemetry from it (ms).
+
+Presence is the state field `presence`, ordered by server time rather than device time: the retained
+`status` a device publishes (`online` on connect, `offline` as its Last Will) decides it, and a device
+silent for longer than the presence timeout is marked `offline` by heartbeat until it speaks again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -24,6 +30,8 @@ LIVE_STREAM_KEY: Final = "fleet:live"
 LIVE_STREAM_MAXLEN: Final = 100_000
 FIELD_POSITION: Final = "pos"
 FIELD_QUALITY: Final = "quality"
+FIELD_PRESENCE: Final = "presence"
+SEEN_KEY: Final = "fleet:seen"
 METRIC_PREFIX: Final = "m."
 AGGREGATE_PREFIX: Final = "a."
 RESERVED_LIVE_FIELDS: Final = frozenset({"d", "k"})
@@ -70,6 +78,18 @@ class PositionState(msgspec.Struct, frozen=True):
     accuracy: float | None = None
 
 
+class PresenceState(msgspec.Struct, frozen=True):
+    """Whether a device is connected, since when (server clock), and what decided it.
+
+    Stored as the state field `presence`; its ordering time is when the bridge learnt it, except for a
+    retained status replayed on subscribe, which is ordered first so that it only fills a gap.
+    """
+
+    state: Literal["online", "offline"]
+    source: Literal["status", "heartbeat"]
+    since: datetime
+
+
 class DeviceState(msgspec.Struct, frozen=True):
     """A device's last-known state, merged from every sample seen, newest value per field."""
 
@@ -79,6 +99,7 @@ class DeviceState(msgspec.Struct, frozen=True):
     metrics: dict[str, FieldValue] = {}
     aggregates: dict[str, FieldValue] = {}
     quality: FieldValue | None = None
+    presence: PresenceState | None = None
 
 
 def decode_field(raw: bytes | str) -> FieldValue:
@@ -93,18 +114,25 @@ def decode_field(raw: bytes | str) -> FieldValue:
     )
 
 
-def state_from_fields(device_id: str, fields: dict[bytes, bytes] | dict[str, str]) -> DeviceState:
+def state_from_fields(
+    device_id: str, fields: Mapping[bytes, bytes] | Mapping[str, str] | Mapping[str, bytes]
+) -> DeviceState:
     """Build a `DeviceState` from a state hash (or the changed fields of a live update)."""
     position: PositionState | None = None
     metrics: dict[str, FieldValue] = {}
     aggregates: dict[str, FieldValue] = {}
     quality: FieldValue | None = None
+    presence: PresenceState | None = None
     latest: datetime | None = None
     for raw_name, raw_value in fields.items():
         name = raw_name.decode() if isinstance(raw_name, bytes) else raw_name
         if name in RESERVED_LIVE_FIELDS:
             continue
         field = decode_field(raw_value)
+        if name == FIELD_PRESENCE:
+            # Server time, not device time: it does not move the state's `ts`.
+            presence = msgspec.convert(field.value, PresenceState)
+            continue
         latest = field.ts if latest is None or field.ts > latest else latest
         if name == FIELD_POSITION:
             position = PositionState(ts=field.ts, seq=field.seq, **field.value)
@@ -114,7 +142,7 @@ def state_from_fields(device_id: str, fields: dict[bytes, bytes] | dict[str, str
             metrics[name[len(METRIC_PREFIX) :]] = field
         elif name.startswith(AGGREGATE_PREFIX):
             aggregates[name[len(AGGREGATE_PREFIX) :]] = field
-    return DeviceState(device_id, latest, position, metrics, aggregates, quality)
+    return DeviceState(device_id, latest, position, metrics, aggregates, quality, presence)
 
 
 class PersistedRange(msgspec.Struct, frozen=True, array_like=True):

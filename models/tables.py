@@ -27,6 +27,9 @@ class Device(SQLModel, table=True):
     created_at: datetime
     last_seen: datetime | None = None
     disabled: bool = False
+    presence: str | None = None
+    presence_source: str | None = None
+    presence_since: datetime | None = None
 
 
 class RejectedMessage(SQLModel, table=True):

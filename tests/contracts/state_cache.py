@@ -1,28 +1,79 @@
-"""One contract for every `StateCache`: newer device time wins field by field; ties go to (boot, seq)."""
+"""One contract for every `StateCache`: newer device time wins field by field, ties go to (boot, seq);
+presence follows the device's status, and silence past the timeout marks a device offline."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
 from bridge.cache import StateCache
+from bridge.decode import PresenceUpdate
+from models.state import decode_field, state_from_fields
+
+T = 1_700_000_000_000
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def field(ts: int, seq: int, value: float) -> tuple[tuple[int, int, int], bytes]:
+    return (ts, 0, seq), b"%d:0:%d:%s" % (ts, seq, msgspec.json.encode(value))
+
+
+def status(device: str, state: str, at: datetime, *, retained: bool = False) -> tuple[tuple[int, int, int], bytes]:
+    order = 1 if retained else int(at.timestamp() * 1000)
+    update = PresenceUpdate(device, "online" if state == "online" else "offline", "status", at, order)
+    return (order, 0, 0), update.field()
 
 
 async def check_state_cache_contract(cache: StateCache) -> None:
     """Run the merge contract against `cache`, which must start empty."""
-    t = 1_700_000_000_000
-    assert await cache.merge({"d1": {"m.fuel": ((t, 0, 5), b"%d:0:5:50.0" % t)}}) == 1
+    changed = await cache.merge({"d1": {"m.fuel": field(T, 5, 50.0)}}, seen=(), now=NOW)
+    assert list(changed) == ["d1"]
+    assert changed["d1"] == {"m.fuel": field(T, 5, 50.0)[1]}
     # A late sample (older device time) never regresses a field...
-    assert await cache.merge({"d1": {"m.fuel": ((t - 1000, 0, 9), b"%d:0:9:10.0" % (t - 1000))}}) == 0
-    # ...but it may set a field that the newer sample did not carry.
-    assert await cache.merge({"d1": {"m.level": ((t - 1000, 0, 9), b"%d:0:9:70.0" % (t - 1000))}}) == 1
+    assert await cache.merge({"d1": {"m.fuel": field(T - 1000, 9, 10.0)}}, seen=(), now=NOW) == {}
+    # ...but it may set a field that the newer sample did not carry; the whole state comes back.
+    changed = await cache.merge({"d1": {"m.level": field(T - 1000, 9, 70.0)}}, seen=(), now=NOW)
+    assert set(changed["d1"]) == {"m.fuel", "m.level"}
     # Same device time: the higher sequence wins, and a replay of the same value changes nothing.
-    assert await cache.merge({"d1": {"m.fuel": ((t, 0, 6), b"%d:0:6:49.0" % t)}}) == 1
-    assert await cache.merge({"d1": {"m.fuel": ((t, 0, 6), b"%d:0:6:49.0" % t)}}) == 0
+    assert list(await cache.merge({"d1": {"m.fuel": field(T, 6, 49.0)}}, seen=(), now=NOW)) == ["d1"]
+    assert await cache.merge({"d1": {"m.fuel": field(T, 6, 49.0)}}, seen=(), now=NOW) == {}
     # Several devices in one call.
-    assert (
-        await cache.merge(
-            {"d2": {"m.fuel": ((t, 0, 1), b"%d:0:1:1.0" % t)}, "d3": {"m.fuel": ((t, 0, 1), b"%d:0:1:2.0" % t)}}
-        )
-        == 2
-    )
-    fields = await cache.fields("d1")
-    assert fields == {"m.fuel": b"%d:0:6:49.0" % t, "m.level": b"%d:0:9:70.0" % (t - 1000)}
+    two = await cache.merge({"d2": {"m.fuel": field(T, 1, 1.0)}, "d3": {"m.fuel": field(T, 1, 2.0)}}, seen=(), now=NOW)
+    assert sorted(two) == ["d2", "d3"]
+    assert await cache.fields("d1") == {"m.fuel": field(T, 6, 49.0)[1], "m.level": field(T - 1000, 9, 70.0)[1]}
     assert await cache.fields("nobody") == {}
+
+    # Telemetry from a device with no presence yet: online, by heartbeat.
+    changed = await cache.merge({"d4": {"m.fuel": field(T, 1, 5.0)}}, seen={"d4"}, now=NOW)
+    presence = state_from_fields("d4", changed["d4"]).presence
+    assert presence is not None
+    assert (presence.state, presence.source, presence.since) == ("online", "heartbeat", NOW)
+    # Its Last Will: offline, by status; telemetry still in the pipeline does not undo that.
+    later = NOW + timedelta(seconds=1)
+    await cache.merge({"d4": {"presence": status("d4", "offline", later)}}, seen=(), now=later)
+    await cache.merge({"d4": {"m.fuel": field(T + 1, 2, 5.0)}}, seen={"d4"}, now=later + timedelta(seconds=1))
+    presence = state_from_fields("d4", await cache.fields("d4")).presence
+    assert presence is not None
+    assert (presence.state, presence.source) == ("offline", "status")
+    # A retained status replayed on subscribe only fills a gap; it never overrides what is known.
+    await cache.merge({"d5": {"presence": status("d5", "online", later)}}, seen=(), now=later)
+    assert (
+        await cache.merge({"d5": {"presence": status("d5", "offline", NOW, retained=True)}}, seen=(), now=later) == {}
+    )
+    filled = await cache.merge({"d6": {"presence": status("d6", "offline", NOW, retained=True)}}, seen=(), now=later)
+    assert decode_field(filled["d6"]["presence"]).value["state"] == "offline"
+
+    # Silence: the sweep marks online devices offline by heartbeat; their next telemetry brings them back.
+    await cache.merge({"d7": {"m.fuel": field(T, 1, 5.0)}}, seen={"d7"}, now=NOW)
+    assert await cache.sweep(silent_since=NOW, now=NOW) == {}  # not silent yet
+    swept = await cache.sweep(silent_since=NOW + timedelta(seconds=90), now=NOW + timedelta(seconds=91))
+    assert "d7" in swept
+    assert "d4" not in swept  # already offline by its own status
+    presence = state_from_fields("d7", swept["d7"]).presence
+    assert presence is not None
+    assert (presence.state, presence.source) == ("offline", "heartbeat")
+    back = await cache.merge({"d7": {"m.fuel": field(T + 5, 2, 5.0)}}, seen={"d7"}, now=NOW + timedelta(seconds=95))
+    presence = state_from_fields("d7", back["d7"]).presence
+    assert presence is not None
+    assert (presence.state, presence.source) == ("online", "heartbeat")
