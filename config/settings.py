@@ -133,6 +133,10 @@ def load_settings(env: Mapping[str, str], config_file: Path | None = None) -> Se
             raise SettingsError(f"{CONFIG_FILE_VAR}: {path} is not valid TOML: {exc}") from exc
     sections: dict[str, Any] = {}
     hints = typing.get_type_hints(Settings)
+    known_sections = {f.name for f in dataclasses.fields(Settings)}
+    for name in file_values:
+        if name not in known_sections:
+            raise SettingsError(f"{path}: unknown section [{name}]; known: {', '.join(sorted(known_sections))}")
     for section in dataclasses.fields(Settings):
         section_type = hints[section.name]
         table = file_values.get(section.name, {})

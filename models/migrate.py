@@ -3,7 +3,7 @@
 Migrations are `models/migrations/NNNN_name.sql`. Where a `NNNN_name.timescale.sql` variant exists and
 the TimescaleDB extension is available, the variant is applied instead; the history (version numbers)
 is the same on both. After the history, `timescale_features.sql` runs idempotently where TimescaleDB
-is installed. An advisory lock makes concurrent starts (several bridges, the API) safe.
+is installed. An advisory lock makes concurrent runs (`fleet db migrate`, `fleet up`) safe.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def load_migrations() -> list[Migration]:
 
 
 def timescale_available(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
-    """True when the server can load TimescaleDB (it is in shared_preload_libraries and installed)."""
+    """True when the TimescaleDB extension is installed on the server (its image preloads the library)."""
     row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
     return row is not None
 

@@ -38,3 +38,10 @@ def test_toml_file_with_unknown_key_is_refused(tmp_path: Path) -> None:
     path.write_text("[redis]\nuri = 1\n")
     with pytest.raises(SettingsError, match="unknown key 'uri'"):
         load_settings({}, path)
+
+
+def test_toml_file_with_unknown_section_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.toml"
+    path.write_text("[reddis]\nurl = 1\n")
+    with pytest.raises(SettingsError, match=r"unknown section \[reddis\]"):
+        load_settings({}, path)
