@@ -181,6 +181,9 @@ def _presence(message: RawMessage, device_id: str) -> Decoded:
             status = _STATUS.decode(message.payload)
         except msgspec.DecodeError as exc:
             return _refuse(message, device_id, f"invalid status: {exc}")
+        except RecursionError:
+            # msgspec recurses once per level of nesting, even through an unknown field it skips.
+            return _refuse(message, device_id, "invalid status: nested too deeply")
         state, stated_at = status.state, status.ts
     since = (stated_at or message.received_at) if message.retain else message.received_at
     # A retained status replayed on subscribe is old news: ordered first, it only fills a gap.

@@ -185,12 +185,29 @@ class PostgresTelemetrySink:
     async def _dead_letter_refused(self, refused: list[Decoded]) -> None:
         conn = self._conn
         assert conn is not None
+        rows = [_rejection_params(r) for d in refused for r in d.rejections]
         try:
             async with conn.transaction(), conn.cursor() as cur:
-                await cur.executemany(_INSERT_REJECTED, [_rejection_params(r) for d in refused for r in d.rejections])
+                await cur.executemany(_INSERT_REJECTED, rows)
+        except _DATA_ERRORS:
+            # Even a dead letter can be refused; retrying it would stall every message behind it.
+            await self._dead_letter_one_by_one(rows)
         except psycopg.Error as exc:
             await self._drop_connection()
             raise SinkUnavailableError(f"PostgreSQL dead-letter write failed: {exc}") from exc
+
+    async def _dead_letter_one_by_one(self, rows: list[tuple[Any, ...]]) -> None:
+        conn = self._conn
+        assert conn is not None
+        for params in rows:
+            try:
+                async with conn.transaction(), conn.cursor() as cur:
+                    await cur.execute(_INSERT_REJECTED, _minimal(params))
+            except _DATA_ERRORS as exc:
+                log.error("dead letter for %.200r refused by the database and dropped: %s", params[1], exc)
+            except psycopg.Error as exc:
+                await self._drop_connection()
+                raise SinkUnavailableError(f"PostgreSQL dead-letter write failed: {exc}") from exc
 
     async def _drop_connection(self) -> None:
         if self._conn is not None:
@@ -261,6 +278,12 @@ def _rejection_params(rejection: Rejection) -> tuple[Any, ...]:
         payload[:DEAD_LETTER_MAX_BYTES],
         len(payload),
     )
+
+
+def _minimal(params: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A dead letter cut down to what any row can hold: short topic and reason, no device id or seq."""
+    received_at, topic, _device, reason, index, _seq, digest, payload, size = params
+    return (received_at, str(topic)[:512], None, str(reason)[:2000], index, None, digest, payload, size)
 
 
 def _presence_only(update: PresenceUpdate) -> Decoded:

@@ -10,7 +10,7 @@ from msgspec import Meta
 
 from models.telemetry import Boot, Seq, Timestamp
 
-EventName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+EventName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$(?!\n)")]  # see MetricName
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):

@@ -27,10 +27,14 @@ SpeedKmh = Annotated[float, Meta(ge=0, le=500)]
 HeadingDeg = Annotated[float, Meta(ge=0, lt=360)]
 AccuracyM = Annotated[float, Meta(ge=0, le=100_000)]
 Quality = Annotated[int, Meta(ge=0, le=100)]
-MetricName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+# `$(?!\n)`, not `$`: Python's `$` also matches before a trailing newline, and "fuel\n" would slip past
+# fuel's range. (`\Z` would do in Python, but JSON Schema validators read it as a literal "Z".)
+MetricName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$(?!\n)")]
 Timestamp = Annotated[datetime, Meta(tz=True)]
 
 MAX_METRICS_PER_SAMPLE: Final = 64
+_SQL_BIGINT_MIN: Final = -(2**63)
+_SQL_BIGINT_MAX: Final = 2**63 - 1
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True):
@@ -167,6 +171,22 @@ def decode_telemetry(
     if len(payload) > limits.max_payload_bytes:
         return MessageRejection(f"payload of {len(payload)} bytes exceeds {limits.max_payload_bytes}")
     msgpack = is_msgpack(content_type)
+    try:
+        return _decode(payload, msgpack=msgpack, now=now, limits=limits)
+    except RecursionError:
+        # msgspec recurses once per level of nesting, even through an unknown field it skips: a few
+        # kilobytes of `[` would otherwise escape as an exception.
+        return MessageRejection(f"not valid {_format_name(msgpack)} telemetry: nested too deeply")
+    except UnicodeDecodeError as exc:
+        # Invalid UTF-8 in a mapping key escapes msgspec as UnicodeDecodeError, not as DecodeError.
+        return MessageRejection(f"not valid {_format_name(msgpack)} telemetry: invalid UTF-8 in a key: {exc}")
+
+
+def _format_name(msgpack: bool) -> str:
+    return "MessagePack" if msgpack else "JSON"
+
+
+def _decode(payload: bytes, *, msgpack: bool, now: datetime, limits: Limits) -> DecodedTelemetry | MessageRejection:
     envelope_decoder, sample_decoder, probe = (
         (_MSGPACK_ENVELOPE, _MSGPACK_SAMPLE, _MSGPACK_PROBE) if msgpack else (_JSON_ENVELOPE, _JSON_SAMPLE, _JSON_PROBE)
     )
@@ -174,15 +194,16 @@ def decode_telemetry(
         # Fast path, one parse: nearly every live message is a single sample.
         try:
             return _checked([sample_decoder.decode(payload)], [], now=now, limits=limits)
-        except msgspec.ValidationError as exc:
-            seq, boot = _probe(probe, payload)
-            return DecodedTelemetry([], [SampleRejection(f"invalid sample: {exc}", 0, seq, boot)])
+        except msgspec.ValidationError:
+            # The full path below tells one bad sample from a message that is no telemetry object at all
+            # (`null`, an array) or a batch whose key is spelled with escapes (`"\u0073amples"`).
+            pass
         except msgspec.DecodeError as exc:
-            return MessageRejection(f"not valid {'MessagePack' if msgpack else 'JSON'} telemetry: {exc}")
+            return MessageRejection(f"not valid {_format_name(msgpack)} telemetry: {exc}")
     try:
         envelope = envelope_decoder.decode(payload)
     except msgspec.DecodeError as exc:
-        return MessageRejection(f"not valid {'MessagePack' if msgpack else 'JSON'} telemetry: {exc}")
+        return MessageRejection(f"not valid {_format_name(msgpack)} telemetry: {exc}")
     if envelope.samples is None:
         parts: list[bytes | msgspec.Raw] = [payload]
     else:
@@ -228,7 +249,10 @@ def _probe(
         found = decoder.decode(part)
     except msgspec.DecodeError:
         return None, None
-    return found.seq, found.boot
+    # The refusal is stored with its seq in a bigint column: a seq it cannot hold (2**64 - 1, say)
+    # would make the database refuse the dead letter itself, and the bridge retry it forever.
+    seq = found.seq if found.seq is not None and _SQL_BIGINT_MIN <= found.seq <= _SQL_BIGINT_MAX else None
+    return seq, found.boot
 
 
 def check_sample(sample: Sample, *, now: datetime, limits: Limits) -> str | None:

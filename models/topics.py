@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 PREFIX = "fleet/v1"
 DEVICE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
-_DEVICE_ID_RE = re.compile(rf"^{DEVICE_ID_PATTERN}$")
+_DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
 SHARE_GROUP = "fleetbridge"
 
 
@@ -33,7 +33,8 @@ class TopicError(ValueError):
 
 def is_device_id(value: str) -> bool:
     """True when `value` is a valid device id (also the MQTT username and topic segment)."""
-    return _DEVICE_ID_RE.match(value) is not None
+    # fullmatch, not match with `^…$`: `$` also matches before a trailing newline ("t1\n").
+    return _DEVICE_ID_RE.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)

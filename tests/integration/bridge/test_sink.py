@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -61,3 +62,24 @@ async def test_sink_isolates_messages_the_database_refuses_and_commits_the_rest(
     assert seqs == [n for n in range(40) if n not in (7, 31)]
     assert len(dead) == 2
     assert all(reason.startswith("database refused") for reason, _ in dead)
+
+
+async def test_sink_never_stalls_on_a_dead_letter_the_database_refuses(database_url: str) -> None:
+    good = decoded("s3", 1)
+    bad = decoded("s3", 2, pos={"lat": 1.0, "lon": 1.0})
+    row = list(bad.rows[0])
+    row[3] = 123.0  # refused by the CHECK on lat...
+    bad.rows[0] = tuple(row)
+    # ...and its dead letter's topic is too long (and incompressible) for the unique index.
+    bad.topic = "fleet/v1/s3/" + secrets.token_hex(5_000)
+    sink = PostgresTelemetrySink(database_url)
+    try:
+        report = await sink.write([good, bad])
+    finally:
+        await sink.close()
+    assert report.inserted == 1
+    with psycopg.connect(database_url) as conn:
+        dead = conn.execute("SELECT length(topic), reason FROM rejected_messages").fetchall()
+    assert len(dead) == 1
+    assert dead[0][0] == 512
+    assert dead[0][1].startswith("database refused")
