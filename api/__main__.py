@@ -20,6 +20,9 @@ def main() -> int:
         return 2
     try:
         serve(settings)
+    except SettingsError as exc:  # e.g. a token secret too short to sign with
+        logging.getLogger("api").error("invalid settings: %s", exc)
+        return 2
     except KeyboardInterrupt:
         # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal: that is a normal exit.
         return 130

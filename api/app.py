@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Final
 
 from litestar import Litestar, Router
+from litestar.di import Provide
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
@@ -23,7 +24,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from api.auth import require_access
+from api.accounts.controllers import ApiKeyController, UserController, login
+from api.accounts.limits import LoginThrottle
+from api.auth import PUBLIC, TokenIssuer, build_auth, require_access
 from api.backends import DEPENDENCIES, STATE_KEY, Backends, Pool
 from api.devices.controllers import DeviceController
 from api.health.controllers import healthz, readyz
@@ -89,23 +92,47 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
 
 
 def create_app(settings: Settings) -> Litestar:
-    """A new API application for `settings`; raises `SettingsError` when a backend URL is missing."""
+    """A new API application for `settings`; raises `SettingsError` when a backend URL is missing or the
+    token secret is too short."""
     missing = [name for name, url in (("REDIS", settings.redis.url), ("DATABASE", settings.database.url)) if not url]
     if missing:
         names = " and ".join(f"FLEETBRIDGE_{name}_URL" for name in missing)
         raise SettingsError(f"the API needs {names} (the local stack sets them)")
-    api = Router(API_PREFIX, route_handlers=[DeviceController, TelemetryController, live])
+    security = build_auth(settings.api)
+    tokens = TokenIssuer(security)
+    throttle = LoginThrottle(settings.api.login_attempts_per_minute)
+
+    def provide_tokens() -> TokenIssuer:
+        return tokens
+
+    def provide_login_throttle() -> LoginThrottle:
+        return throttle
+
+    api = Router(
+        API_PREFIX,
+        route_handlers=[DeviceController, TelemetryController, live, login, UserController, ApiKeyController],
+    )
     return Litestar(
         route_handlers=[api, healthz, readyz, index],
-        dependencies=DEPENDENCIES,
-        # Every route, the WebSocket and the schema included: the one seam for authentication.
+        dependencies={
+            **DEPENDENCIES,
+            "tokens": Provide(provide_tokens, sync_to_thread=False),
+            "login_throttle": Provide(provide_login_throttle, sync_to_thread=False),
+        },
+        # Authentication (who): JWTs and API keys, by the middleware `security` installs. Authorisation
+        # (what): this guard, on every route, the WebSocket and the schema included.
+        on_app_init=[security.on_app_init],
         guards=[require_access],
         lifespan=[_backends_lifespan(settings)],
         plugins=[problem_details_plugin()],
         # Only the JSON document (at /schema and /schema/openapi.json): the HTML viewers load their
-        # JavaScript from CDNs, which operators' networks may not reach.
+        # JavaScript from CDNs, which operators' networks may not reach. Public, like most APIs' schemas:
+        # it describes the routes, and every route still checks its caller.
         openapi_config=OpenAPIConfig(
-            title="fleetbridge API", version=API_VERSION, path="/schema", render_plugins=[JsonRenderPlugin()]
+            title="fleetbridge API",
+            version=API_VERSION,
+            openapi_router=Router("/schema", route_handlers=[], opt=PUBLIC),
+            render_plugins=[JsonRenderPlugin()],
         ),
         logging_config=LoggingConfig(configure_root_logger=False, log_exceptions="never"),
         after_exception=[log_server_error],

@@ -9,7 +9,11 @@ from litestar.exceptions import HTTPException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
+    HTTP_401_UNAUTHORIZED,
+    HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -24,9 +28,39 @@ def bad_request(detail: str) -> ProblemDetailsException:
     return ProblemDetailsException(status_code=HTTP_400_BAD_REQUEST, title="Bad request", detail=detail)
 
 
+def unauthorized(detail: str) -> ProblemDetailsException:
+    """A 401 problem with the RFC 6750 challenge: no usable credentials."""
+    return ProblemDetailsException(
+        status_code=HTTP_401_UNAUTHORIZED,
+        title="Unauthorized",
+        detail=detail,
+        headers={"WWW-Authenticate": 'Bearer realm="fleetbridge"'},
+    )
+
+
+def forbidden(detail: str) -> ProblemDetailsException:
+    """A 403 problem: the caller is known but may not do this."""
+    return ProblemDetailsException(status_code=HTTP_403_FORBIDDEN, title="Forbidden", detail=detail)
+
+
 def not_found(detail: str) -> ProblemDetailsException:
     """A 404 problem."""
     return ProblemDetailsException(status_code=HTTP_404_NOT_FOUND, title="Not found", detail=detail)
+
+
+def conflict(detail: str) -> ProblemDetailsException:
+    """A 409 problem: the request contradicts what exists (a name already taken)."""
+    return ProblemDetailsException(status_code=HTTP_409_CONFLICT, title="Conflict", detail=detail)
+
+
+def too_many_requests(detail: str, retry_after_s: int) -> ProblemDetailsException:
+    """A 429 problem with `Retry-After` in seconds."""
+    return ProblemDetailsException(
+        status_code=HTTP_429_TOO_MANY_REQUESTS,
+        title="Too many requests",
+        detail=detail,
+        headers={"Retry-After": str(retry_after_s)},
+    )
 
 
 def _redis_down(exc: RedisError) -> ProblemDetailsException:

@@ -4,17 +4,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import logging
+import re
 import socket
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from api.app import create_app
 from config import Settings
 
 GRACEFUL_SHUTDOWN_S: Final = 5
 STARTUP_POLL_S: Final = 0.01
+# The WebSocket takes its credentials as `?token=` (browsers cannot set its headers); uvicorn logs URLs.
+_CREDENTIALS_IN_URL: Final = re.compile(r"([?&]token=)[^&\s\"]*")
+
+
+class UrlCredentialsFilter(logging.Filter):
+    """Blanks `?token=…` in uvicorn's log lines (access lines and WebSocket handshakes), so logs hold no tokens."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's arguments in place; never drops a record."""
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _CREDENTIALS_IN_URL.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's own logging configuration, with `UrlCredentialsFilter` on the loggers that print URLs."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["url_credentials"] = {"()": UrlCredentialsFilter}
+    for name in ("uvicorn.error", "uvicorn.access"):
+        config["loggers"].setdefault(name, {})["filters"] = ["url_credentials"]
+    return config
 
 
 def server_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
@@ -27,6 +54,7 @@ def server_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
         "ws": "websockets-sansio",
         "lifespan": "on",
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+        "log_config": log_config(),
     }
     return uvicorn.Config(create_app(settings), **(options | overrides))
 

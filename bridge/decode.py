@@ -172,6 +172,9 @@ def decode_message(message: RawMessage, *, now: datetime, limits: Limits) -> Dec
 def _presence(message: RawMessage, device_id: str) -> Decoded:
     """A device's status: `online`/`offline` as JSON (`models.events.Status`) or as plain text."""
     text = message.payload.strip()
+    if not text:
+        # An empty retained message clears the topic (a decommissioned device): nothing to record.
+        return Decoded(device_id, message.topic, message.payload, message.received_at)
     stated_at: datetime | None = None
     state: Literal["online", "offline"]
     if text in (b"online", b"offline"):

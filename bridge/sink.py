@@ -42,18 +42,18 @@ _UPSERT_DEVICES = (
     " ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen)"
 )
 # Live statuses are ordered by when they arrived; a retained status replayed on subscribe only fills a gap.
+# Presence updates only devices the registry knows (provisioned, or seen sending telemetry): a retained
+# status of some unknown id must not invent registry rows. Live statuses are ordered by arrival; a
+# retained status replayed on subscribe only fills a gap.
 _PRESENCE_LIVE = (
-    "INSERT INTO devices (id, presence, presence_source, presence_since)"
-    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])"
-    " ON CONFLICT (id) DO UPDATE SET presence = EXCLUDED.presence, presence_source = EXCLUDED.presence_source,"
-    " presence_since = EXCLUDED.presence_since"
-    " WHERE devices.presence_since IS NULL OR devices.presence_since <= EXCLUDED.presence_since"
+    "UPDATE devices SET presence = u.presence, presence_source = u.source, presence_since = u.since"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS u(id, presence, source, since)"
+    " WHERE devices.id = u.id AND (devices.presence_since IS NULL OR devices.presence_since <= u.since)"
 )
 _PRESENCE_FILL = (
-    "INSERT INTO devices (id, presence, presence_source, presence_since)"
-    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])"
-    " ON CONFLICT (id) DO UPDATE SET presence = EXCLUDED.presence, presence_source = EXCLUDED.presence_source,"
-    " presence_since = EXCLUDED.presence_since WHERE devices.presence IS NULL"
+    "UPDATE devices SET presence = u.presence, presence_source = u.source, presence_since = u.since"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS u(id, presence, source, since)"
+    " WHERE devices.id = u.id AND devices.presence IS NULL"
 )
 # SQLSTATE classes that blame the batch's data rather than the database: 22 data exception,
 # 23 integrity constraint violation, 54 program limit exceeded (a value too large).

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -22,16 +23,24 @@ SCAN_BATCH_KEYS: Final = 1000
 FIELD_LOG_BYTES: Final = 200
 
 _DEVICE_COLUMNS: Final = "id, kind, name, group_name, metadata, created_at, last_seen, disabled"
-# Two statements rather than `%s IS NULL OR id > %s`, which a cached generic plan cannot serve by index.
-_FIRST_PAGE: Final = f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY id LIMIT %(limit)s"
-_NEXT_PAGE: Final = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id > %(after)s ORDER BY id LIMIT %(limit)s"
+# One statement per case rather than `%s IS NULL OR id > %s`, which a cached generic plan cannot serve by
+# index. Keyed by (after a cursor, limited to a group).
+_PAGES: Final = {
+    (False, False): f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY id LIMIT %(limit)s",
+    (True, False): f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id > %(after)s ORDER BY id LIMIT %(limit)s",
+    (False, True): f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE group_name = %(group)s ORDER BY id LIMIT %(limit)s",
+    (True, True): f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE group_name = %(group)s AND id > %(after)s"
+    " ORDER BY id LIMIT %(limit)s",
+}
 
 
-async def list_devices(pool: Pool, *, limit: int, after: str | None) -> DevicePage:
-    """One page of the registry, keyset-paginated on `id` (stable while devices are added)."""
+async def list_devices(pool: Pool, *, limit: int, after: str | None, group: str | None = None) -> DevicePage:
+    """One page of the registry (of one group's devices only, unless `group` is None), keyset-paginated
+    on `id` (stable while devices are added)."""
+    statement = _PAGES[after is not None, group is not None]
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         # One row more than asked tells whether another page exists without a COUNT.
-        await cur.execute(_FIRST_PAGE if after is None else _NEXT_PAGE, {"after": after, "limit": limit + 1})
+        await cur.execute(statement, {"after": after, "group": group, "limit": limit + 1})
         rows = await cur.fetchall()
     items = [
         Device(
@@ -48,6 +57,38 @@ async def list_devices(pool: Pool, *, limit: int, after: str | None) -> DevicePa
     ]
     next_cursor = items[-1].id if len(rows) > limit else None
     return DevicePage(items=items, next_cursor=next_cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceGroup:
+    """The registry's devices whose `group_name` is `name`: all that a group-limited API key may see.
+
+    Membership is read from PostgreSQL when asked; a device outside the group is treated exactly like a
+    device that does not exist, so a limited caller cannot learn that it does.
+    """
+
+    pool: Pool
+    name: str
+
+    async def among(self, device_ids: Collection[str]) -> set[str]:
+        """Those of `device_ids` that belong to the group."""
+        if not device_ids:
+            return set()
+        async with self.pool.connection() as conn, conn.cursor() as cur:
+            await cur.execute(
+                "SELECT id FROM devices WHERE group_name = %s AND id = ANY(%s)", (self.name, list(device_ids))
+            )
+            return {row[0] for row in await cur.fetchall()}
+
+    async def contains(self, device_id: str) -> bool:
+        """True when `device_id` belongs to the group."""
+        return bool(await self.among([device_id]))
+
+    async def members(self, *, limit: int) -> set[str]:
+        """Up to `limit` devices of the group (the first by id)."""
+        async with self.pool.connection() as conn, conn.cursor() as cur:
+            await cur.execute("SELECT id FROM devices WHERE group_name = %s ORDER BY id LIMIT %s", (self.name, limit))
+            return {row[0] for row in await cur.fetchall()}
 
 
 def _as_bytes(value: bytes | str) -> bytes:

@@ -8,13 +8,13 @@ from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from redis.asyncio import Redis
 
-from api.auth import PUBLIC
+from api.auth import NO_CREDENTIALS, PUBLIC
 from api.backends import Pool
 from api.health.schemas import Liveness, Readiness
 from api.health.services import readiness
 
 
-@get("/healthz", tags=["health"], opt=PUBLIC, summary="Liveness")
+@get("/healthz", tags=["health"], opt=PUBLIC, security=NO_CREDENTIALS, summary="Liveness")
 async def healthz() -> Liveness:
     """Answers while the process runs; touches no backend."""
     return Liveness()
@@ -24,6 +24,7 @@ async def healthz() -> Liveness:
     "/readyz",
     tags=["health"],
     opt=PUBLIC,
+    security=NO_CREDENTIALS,
     summary="Readiness",
     responses={HTTP_503_SERVICE_UNAVAILABLE: ResponseSpec(Readiness, description="a backend did not answer")},
 )

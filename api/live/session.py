@@ -7,12 +7,13 @@ import logging
 from typing import Any, Final
 
 import msgspec
+import psycopg
 from litestar import WebSocket
 from litestar.exceptions import WebSocketDisconnect
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from api.devices.services import known_device_ids, read_states
+from api.devices.services import DeviceGroup, known_device_ids, read_states
 from api.live.hub import LiveHub
 from api.live.outbox import Outbox
 from api.live.schemas import (
@@ -39,12 +40,19 @@ class LiveSession:
 
     A receive loop applies subscribe/unsubscribe requests; a send loop is the only writer to the
     socket, so snapshots, acknowledgements and updates go out in order.
+
+    With a `group` (a group-limited API key) only that group's devices are served: `"*"` means the
+    group's devices at the time of the request, and a named device outside the group is answered like
+    an unknown one (a `null` snapshot, then nothing).
     """
 
-    def __init__(self, socket: WebSocket[Any, Any, Any], hub: LiveHub, redis: Redis) -> None:
+    def __init__(
+        self, socket: WebSocket[Any, Any, Any], hub: LiveHub, redis: Redis, *, group: DeviceGroup | None = None
+    ) -> None:
         self._socket = socket
         self._hub = hub
         self._redis = redis
+        self._group = group
         self._outbox = Outbox()
         self._devices: set[str] = set()
         self._everything = False
@@ -83,6 +91,9 @@ class LiveSession:
                 except RedisError as exc:
                     # The subscription stands; only the snapshot is missing. Tell the client, keep serving.
                     self._outbox.push(SERVER_MESSAGES.encode(ErrorMessage(f"snapshot unavailable: {exc}")))
+                except psycopg.OperationalError as exc:
+                    # The group's members could not be read: nothing was subscribed.
+                    self._outbox.push(SERVER_MESSAGES.encode(ErrorMessage(f"device registry unavailable: {exc}")))
             else:
                 self._unsubscribe(request)
         # Read the next request only once this one's replies are written: bounds the control backlog.
@@ -91,6 +102,15 @@ class LiveSession:
     async def _subscribe(self, requested: list[str]) -> None:
         everything = ALL_DEVICES in requested
         named = {device_id for device_id in requested if device_id != ALL_DEVICES}
+        hidden: set[str] = set()
+        if self._group is not None:
+            visible = await self._group.among(named)
+            hidden = named - visible
+            named = visible
+            if everything:
+                # One more than allowed, so that a group too large for one connection is refused below.
+                named |= await self._group.members(limit=MAX_SUBSCRIBED_DEVICES + 1)
+                everything = False
         if len(self._devices | named) > MAX_SUBSCRIBED_DEVICES:
             message = f"at most {MAX_SUBSCRIBED_DEVICES} devices per connection; subscribe to {ALL_DEVICES!r} instead"
             self._outbox.push(SERVER_MESSAGES.encode(ErrorMessage(message)))
@@ -106,6 +126,8 @@ class LiveSession:
         if everything:
             known = await known_device_ids(self._redis, limit=MAX_SUBSCRIBED_DEVICES)
             snapshot_ids = sorted(named | set(known))
+        for device_id in sorted(hidden):
+            self._outbox.push(SERVER_MESSAGES.encode(SnapshotMessage(device_id, None)))
         for start in range(0, len(snapshot_ids), SNAPSHOT_BATCH_DEVICES):
             states = await read_states(self._redis, snapshot_ids[start : start + SNAPSHOT_BATCH_DEVICES])
             for device_id, state in states.items():
@@ -114,6 +136,9 @@ class LiveSession:
 
     def _unsubscribe(self, request: Unsubscribe) -> None:
         named = {device_id for device_id in request.devices if device_id != ALL_DEVICES}
+        if self._group is not None and ALL_DEVICES in request.devices:
+            # A limited connection's "*" was its group's devices, subscribed by name.
+            named |= self._devices
         if ALL_DEVICES in request.devices:
             self._everything = False
             self._hub.unsubscribe_all(self._outbox)

@@ -54,7 +54,13 @@ def parse_entry(entry_id: str, fields: Mapping[Any, bytes | str]) -> LiveUpdate 
         return BadEntry(entry_id, f"device id {device_id!r} is not valid")
     changed = {name: value for name, value in named.items() if name not in RESERVED_LIVE_FIELDS}
     changes = decode_state(device_id, changed)
-    if changes.position is None and not changes.metrics and not changes.aggregates and changes.quality is None:
+    if (
+        changes.position is None
+        and not changes.metrics
+        and not changes.aggregates
+        and changes.quality is None
+        and changes.presence is None
+    ):
         return BadEntry(entry_id, "no decodable state fields")
     return LiveUpdate(device_id, changes, entry_id)
 

@@ -24,6 +24,7 @@ def _later(a: DeviceState, b: DeviceState) -> DeviceState:
         metrics={**a.metrics, **b.metrics},
         aggregates={**a.aggregates, **b.aggregates},
         quality=b.quality if b.quality is not None else a.quality,
+        presence=b.presence if b.presence is not None else a.presence,
     )
 
 

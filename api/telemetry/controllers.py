@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
+from api.auth import may_see_device, principal_of
 from api.backends import Pool
-from api.problems import bad_request
+from api.problems import bad_request, not_found
 from api.telemetry.query import LIMIT_DEFAULT, LIMIT_MAX, SELECTABLE, BadParam, parse_query
 from api.telemetry.schemas import TelemetryPage
 from api.telemetry.services import fetch_page
@@ -26,6 +27,7 @@ class TelemetryController(Controller):
     async def history(
         self,
         *,
+        request: Request[Any, Any, Any],
         pool: NamedDependency[Pool],
         device_id: FromPath[str],
         start: Annotated[
@@ -46,8 +48,14 @@ class TelemetryController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=LIMIT_MAX, description="rows per page")] = LIMIT_DEFAULT,
         cursor: Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page")] = None,
     ) -> TelemetryPage:
-        """Samples with `from <= ts < to` in (ts, seq) order, a page at a time."""
+        """Samples with `from <= ts < to` in (ts, seq) order, a page at a time.
+
+        An unknown device has an empty history, except for a group-limited API key: a device outside its
+        group, or unknown, is a 404.
+        """
         query = parse_query(device_id, start=start, end=end, metric=metric, limit=limit, cursor=cursor, now=utcnow())
         if isinstance(query, BadParam):
             raise bad_request(query.reason)
+        if not await may_see_device(principal_of(request), pool, device_id):
+            raise not_found(f"no device {device_id!r}")
         return await fetch_page(pool, query)

@@ -1,7 +1,7 @@
 """The whole spine for one test: simulated trucks → Mosquitto → bridge → Redis + PostgreSQL → API.
 
 `api_url` runs a bridge and an API in the test's event loop, both on `bridge_settings` (so they share
-the test's Redis and database); `start_fleet` starts simulated fleets on the session broker, each
+the test's Redis and database); `http` is a client logged in as an admin; `start_fleet` starts simulated fleets on the session broker, each
 with device ids of its own, and closes them at teardown; `watch_live` is a WebSocket client of
 `/api/v1/live` that records what it is sent while the test goes on.
 """
@@ -14,9 +14,10 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -27,6 +28,7 @@ from config import Settings
 from firmware_sim.address import parse_broker_url
 from firmware_sim.fleet import Fleet, FleetOptions
 from models.telemetry import utcnow
+from tests.integration.api.conftest import ADMIN_NAME, TEST_JWT_SECRET, add_account, log_in
 from tests.integration.bridge import conftest as bridge_fixtures
 from tests.integration.bridge.conftest import running_bridge
 
@@ -59,14 +61,24 @@ async def eventually(
 @pytest.fixture
 async def api_url(bridge_settings: Settings) -> AsyncIterator[str]:
     """The base URL of an API serving what a bridge, running alongside, ingests from the broker."""
-    async with running_bridge(bridge_settings), running(bridge_settings) as url:
+    settings = replace(bridge_settings, api=replace(bridge_settings.api, jwt_secret=TEST_JWT_SECRET))
+    async with running_bridge(settings), running(settings) as url:
         yield url
 
 
 @pytest.fixture
-async def http(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client of the test's API."""
+async def admin_token(api_url: str, database_url: str) -> str:
+    """The access token of an admin account made for the test, from the API's login route."""
+    await add_account(database_url, ADMIN_NAME, "admin")
     async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+        return await log_in(client, ADMIN_NAME)
+
+
+@pytest.fixture
+async def http(api_url: str, admin_token: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the test's API, logged in as an admin."""
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    async with httpx.AsyncClient(base_url=api_url, timeout=10, headers=headers) as client:
         yield client
 
 
@@ -101,6 +113,7 @@ class LiveWatcher:
     snapshots: dict[str, Any] = field(default_factory=dict)
     updates: Counter[str] = field(default_factory=Counter)
     last_position: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_presence: dict[str, dict[str, Any]] = field(default_factory=dict)
     unexpected: list[dict[str, Any]] = field(default_factory=list)
 
     async def subscribe(self, ws: ClientConnection, devices: list[str]) -> None:
@@ -126,15 +139,20 @@ class LiveWatcher:
             self.updates[device_id] += 1
             if message["changes"]["position"] is not None:
                 self.last_position[device_id] = message["changes"]["position"]
+            if message["changes"].get("presence") is not None:
+                self.last_presence[device_id] = message["changes"]["presence"]
 
 
 @pytest.fixture
-def watch_live(api_url: str) -> Callable[[list[str]], contextlib.AbstractAsyncContextManager[LiveWatcher]]:
+def watch_live(
+    api_url: str, admin_token: str
+) -> Callable[[list[str]], contextlib.AbstractAsyncContextManager[LiveWatcher]]:
     """`async with watch_live(devices) as watcher`: subscribed (snapshots taken), then recording."""
 
     @contextlib.asynccontextmanager
     async def watch(devices: list[str]) -> AsyncIterator[LiveWatcher]:
-        url = api_url.replace("http://", "ws://", 1) + "/api/v1/live"
+        # The token as a query parameter, the way the operator page passes it.
+        url = api_url.replace("http://", "ws://", 1) + "/api/v1/live?" + urlencode({"token": admin_token})
         async with connect(url, open_timeout=WS_TIMEOUT_S) as ws:
             watcher = LiveWatcher()
             await watcher.subscribe(ws, devices)

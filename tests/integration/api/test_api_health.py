@@ -8,13 +8,10 @@ import httpx
 import pytest
 
 from api.server import running
-from config import Settings, load_settings
+from config import Settings
+from tests.integration.api.conftest import mint_token, settings_for
 
 pytestmark = pytest.mark.integration
-
-
-def settings_for(redis_url: str, database_url: str) -> Settings:
-    return load_settings({"FLEETBRIDGE_REDIS_URL": redis_url, "FLEETBRIDGE_DATABASE_URL": database_url})
 
 
 def closed_port() -> int:
@@ -24,15 +21,15 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_healthz_answers(http: httpx.AsyncClient) -> None:
-    response = await http.get("/healthz")
+async def test_healthz_answers(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/healthz")
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
-async def test_readyz_is_ready_when_both_backends_answer(http: httpx.AsyncClient) -> None:
-    response = await http.get("/readyz")
+async def test_readyz_is_ready_when_both_backends_answer(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/readyz")
 
     assert response.status_code == 200, response.text
     body = response.json()
@@ -44,10 +41,11 @@ async def test_readyz_is_ready_when_both_backends_answer(http: httpx.AsyncClient
 async def test_readyz_names_the_backend_that_does_not_answer(
     http: httpx.AsyncClient, redis_url: str, database_url: str
 ) -> None:
-    # A second instance whose Redis is gone, beside the healthy first one.
+    # A second instance whose Redis is gone, beside the healthy first one; the same token secret, so the
+    # first instance's token holds there too.
     broken = settings_for(f"redis://127.0.0.1:{closed_port()}/0", database_url)
 
-    async with running(broken) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+    async with running(broken) as url, httpx.AsyncClient(base_url=url, timeout=10, headers=http.headers) as client:
         response = await client.get("/readyz")
         state = await client.get("/api/v1/devices/truck-0001/state")
 
@@ -64,8 +62,9 @@ async def test_readyz_names_the_backend_that_does_not_answer(
 
 async def test_readyz_reports_an_unreachable_database(redis_url: str) -> None:
     broken = settings_for(redis_url, f"postgresql://postgres@127.0.0.1:{closed_port()}/fleet")
+    headers = {"Authorization": f"Bearer {mint_token(broken, 'admin', 'admin')}"}
 
-    async with running(broken) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+    async with running(broken) as url, httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as client:
         response = await client.get("/readyz")
         devices = await client.get("/api/v1/devices")
 
@@ -77,9 +76,9 @@ async def test_readyz_reports_an_unreachable_database(redis_url: str) -> None:
     assert devices.headers["content-type"] == "application/problem+json"
 
 
-async def test_openapi_schema_is_served_as_json_without_cdn_pages(http: httpx.AsyncClient) -> None:
-    schema = await http.get("/schema/openapi.json")
-    root = await http.get("/schema")
+async def test_openapi_schema_is_public_json_without_cdn_pages(anonymous: httpx.AsyncClient) -> None:
+    schema = await anonymous.get("/schema/openapi.json")
+    root = await anonymous.get("/schema")
 
     assert schema.status_code == 200
     paths = schema.json()["paths"]
@@ -88,11 +87,17 @@ async def test_openapi_schema_is_served_as_json_without_cdn_pages(http: httpx.As
     )
     assert root.status_code == 200
     assert root.headers["content-type"].startswith("application/vnd.oai.openapi+json")
-    assert (await http.get("/schema/swagger")).status_code == 404
+    assert (await anonymous.get("/schema/swagger")).status_code == 404
+    document = schema.json()
+    assert document["security"] == [{"OAuth2PasswordBearer": []}, {"ApiKey": []}]
+    assert document["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"]["tokenUrl"] == (
+        "/api/v1/auth/token"
+    )
+    assert paths["/api/v1/auth/token"]["post"]["security"] == [{}]
 
 
-async def test_operator_page_is_self_contained(http: httpx.AsyncClient) -> None:
-    response = await http.get("/")
+async def test_operator_page_is_self_contained(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/")
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")

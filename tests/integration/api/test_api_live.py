@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import redis.asyncio as aioredis
@@ -23,8 +24,9 @@ TS_MS = 1_764_000_000_000
 
 
 @asynccontextmanager
-async def live_client(api_url: str) -> AsyncIterator[ClientConnection]:
-    async with connect(api_url.replace("http://", "ws://") + "/api/v1/live", open_timeout=TIMEOUT_S) as ws:
+async def live_client(api_url: str, token: str) -> AsyncIterator[ClientConnection]:
+    url = api_url.replace("http://", "ws://") + "/api/v1/live?" + urlencode({"token": token})
+    async with connect(url, open_timeout=TIMEOUT_S) as ws:
         yield ws
 
 
@@ -52,7 +54,7 @@ async def publish(redis_client: aioredis.Redis, device_id: str, fields: dict[str
 
 
 async def test_live_sends_snapshots_then_changes_of_subscribed_devices_only(
-    api_url: str, redis_client: aioredis.Redis
+    api_url: str, admin_token: str, redis_client: aioredis.Redis
 ) -> None:
     await redis_client.hset(
         state_key("truck-0001"),
@@ -62,7 +64,7 @@ async def test_live_sends_snapshots_then_changes_of_subscribed_devices_only(
         },
     )
 
-    async with live_client(api_url) as ws:
+    async with live_client(api_url, admin_token) as ws:
         replies = await subscribe(ws, ["truck-0001", "truck-0002"])
         await publish(redis_client, "truck-0003", {"m.fuel": encode_field(TS_MS + 500, 0, 1, b"10.0")})
         entry_id = await publish(redis_client, "truck-0001", {"m.fuel": encode_field(TS_MS + 1000, 0, 6, b"69.5")})
@@ -81,12 +83,12 @@ async def test_live_sends_snapshots_then_changes_of_subscribed_devices_only(
 
 
 async def test_live_subscribe_to_all_snapshots_known_devices_and_streams_any(
-    api_url: str, redis_client: aioredis.Redis
+    api_url: str, admin_token: str, redis_client: aioredis.Redis
 ) -> None:
     for n in (1, 2):
         await redis_client.hset(state_key(f"truck-000{n}"), mapping={"m.fuel": encode_field(TS_MS, 0, 1, b"50.0")})
 
-    async with live_client(api_url) as ws:
+    async with live_client(api_url, admin_token) as ws:
         replies = await subscribe(ws, ["*"])
         await publish(redis_client, "van-42", {"quality": encode_field(TS_MS, 0, 9, b"88")})
         update = await receive(ws)
@@ -99,8 +101,10 @@ async def test_live_subscribe_to_all_snapshots_known_devices_and_streams_any(
     assert update["changes"]["quality"]["value"] == 88
 
 
-async def test_live_unsubscribe_stops_a_devices_updates(api_url: str, redis_client: aioredis.Redis) -> None:
-    async with live_client(api_url) as ws:
+async def test_live_unsubscribe_stops_a_devices_updates(
+    api_url: str, admin_token: str, redis_client: aioredis.Redis
+) -> None:
+    async with live_client(api_url, admin_token) as ws:
         await subscribe(ws, ["truck-0001", "truck-0002"])
         replies = await subscribe(ws, ["truck-0001"], action="unsubscribe")
         await publish(redis_client, "truck-0001", {"m.fuel": encode_field(TS_MS, 0, 1, b"1.0")})
@@ -111,8 +115,10 @@ async def test_live_unsubscribe_stops_a_devices_updates(api_url: str, redis_clie
     assert update["device_id"] == "truck-0002"
 
 
-async def test_live_refuses_a_bad_request_and_keeps_the_connection(api_url: str, redis_client: aioredis.Redis) -> None:
-    async with live_client(api_url) as ws:
+async def test_live_refuses_a_bad_request_and_keeps_the_connection(
+    api_url: str, admin_token: str, redis_client: aioredis.Redis
+) -> None:
+    async with live_client(api_url, admin_token) as ws:
         not_json = await subscribe(ws, ["truck/0001"])
         await ws.send("not json")
         garbage = await receive(ws)
@@ -126,8 +132,10 @@ async def test_live_refuses_a_bad_request_and_keeps_the_connection(api_url: str,
     assert update["device_id"] == "truck-0001"
 
 
-async def test_live_skips_undecodable_stream_entries(api_url: str, redis_client: aioredis.Redis) -> None:
-    async with live_client(api_url) as ws:
+async def test_live_skips_undecodable_stream_entries(
+    api_url: str, admin_token: str, redis_client: aioredis.Redis
+) -> None:
+    async with live_client(api_url, admin_token) as ws:
         await subscribe(ws, ["truck-0001"])
         await publish(redis_client, "truck-0001", {"m.fuel": b"not-an-encoded-field"})
         await redis_client.xadd(LIVE_STREAM_KEY, {"d": "bad/id", "k": "state", "m.fuel": b"1"})
@@ -138,13 +146,13 @@ async def test_live_skips_undecodable_stream_entries(api_url: str, redis_client:
 
 
 async def test_live_every_instance_delivers_from_the_shared_stream(
-    api_settings: Settings, redis_client: aioredis.Redis
+    api_settings: Settings, admin_token: str, redis_client: aioredis.Redis
 ) -> None:
     async with (
         running(api_settings) as first_url,
         running(api_settings) as second_url,
-        live_client(first_url) as first,
-        live_client(second_url) as second,
+        live_client(first_url, admin_token) as first,
+        live_client(second_url, admin_token) as second,
     ):
         await subscribe(first, ["truck-0001"])
         await subscribe(second, ["*"])

@@ -87,3 +87,17 @@ def test_coalesce_keeps_the_newest_value_per_field_regardless_of_arrival_order()
     }
     assert decode_field(merged["m.level"][1]).value == 70  # only the older sample had it
     assert merged["m.level"][0][2] == 1
+
+
+def test_decode_reads_status_as_presence_and_ignores_a_cleared_status() -> None:
+    online = decode_message(message(b'{"state": "online"}', topic="fleet/v1/t1/status"), now=NOW, limits=Limits())
+    assert online.presence is not None
+    assert (online.presence.state, online.presence.source, online.presence.since) == ("online", "status", NOW)
+    plain = decode_message(message(b"offline", topic="fleet/v1/t1/status"), now=NOW, limits=Limits())
+    assert plain.presence is not None
+    assert plain.presence.state == "offline"
+    cleared = decode_message(message(b"", topic="fleet/v1/t1/status"), now=NOW, limits=Limits())
+    assert (cleared.presence, cleared.rejections, cleared.refused_whole) == (None, [], False)
+    bad = decode_message(message(b'{"state": "asleep"}', topic="fleet/v1/t1/status"), now=NOW, limits=Limits())
+    assert bad.refused_whole
+    assert "invalid status" in bad.rejections[0].reason

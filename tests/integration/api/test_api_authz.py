@@ -1,0 +1,380 @@
+"""Who may call what: every route against every kind of caller, valid or forged, over real HTTP and WebSocket.
+
+One test per caller walks every route and compares the whole table of statuses, so a failure shows
+the caller's full row. Then what a group-limited API key sees: its group's devices only, and every
+other device exactly as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import jwt
+import psycopg
+import pytest
+import redis.asyncio as aioredis
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from api.accounts.services import Refused, create_api_key, revoke_api_key
+from api.app import create_app
+from config import Settings
+from models.state import LIVE_STREAM_KEY, encode_field, state_key
+from tests.integration.api.conftest import TEST_JWT_SECRET, mint_token, settings_for
+
+pytestmark = pytest.mark.integration
+
+NORTH_DEVICE = "truck-n1"
+SOUTH_DEVICE = "truck-s1"
+TS_MS = 1_764_000_000_000
+WS_TIMEOUT_S = 5
+SWITCHING_PROTOCOLS = 101
+
+
+@dataclass(frozen=True)
+class World:
+    """One API instance with devices in two groups, and the credentials of every kind of caller."""
+
+    api_url: str
+    database_url: str
+    settings: Settings
+    keys: dict[str, str]
+    spare_key_id: int
+
+
+async def make_key(database_url: str, name: str, group: str | None) -> tuple[int, str]:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        created = await create_api_key(conn, name, group)
+    assert not isinstance(created, Refused)
+    return created.id, created.key
+
+
+@pytest.fixture
+async def world(api_url: str, api_settings: Settings, database_url: str, redis_client: aioredis.Redis) -> World:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO devices (id, group_name) VALUES (%s, 'north'), (%s, 'south')", (NORTH_DEVICE, SOUTH_DEVICE)
+        )
+    for device_id in (NORTH_DEVICE, SOUTH_DEVICE):
+        await redis_client.hset(state_key(device_id), mapping={"m.fuel": encode_field(TS_MS, 0, 1, b"50.0")})
+    _, everything = await make_key(database_url, "integrator", None)
+    _, north = await make_key(database_url, "north-integrator", "north")
+    revoked_id, revoked = await make_key(database_url, "former-integrator", None)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        assert await revoke_api_key(conn, revoked_id)
+    spare_id, _ = await make_key(database_url, "spare", None)
+    return World(
+        api_url=api_url,
+        database_url=database_url,
+        settings=api_settings,
+        keys={"everything": everything, "north": north, "revoked": revoked},
+        spare_key_id=spare_id,
+    )
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def claims(role: str = "admin", **overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"sub": "someone", "role": role, "iss": "fleetbridge", "iat": now, "exp": now + 600} | overrides
+
+
+def forge_payload(token: str, **changes: Any) -> str:
+    """`token` with its claims changed and its signature kept (as an attacker would try)."""
+    header, payload, signature = token.split(".")
+    decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return ".".join([header, b64url(json.dumps(decoded | changes).encode()), signature])
+
+
+def flip_signature(token: str) -> str:
+    header, payload, signature = token.split(".")
+    middle = len(signature) // 2
+    flipped = "A" if signature[middle] != "A" else "B"
+    return ".".join([header, payload, signature[:middle] + flipped + signature[middle + 1 :]])
+
+
+def unsigned(role: str) -> str:
+    header = b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    return f"{header}.{b64url(json.dumps(claims(role)).encode())}."
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# Each caller: how it authenticates (headers), and the role it acts with when the credentials are valid
+# ("key" for integrator keys), or None when they are not.
+def callers(world: World) -> dict[str, tuple[dict[str, str], str | None]]:
+    def token(role: str) -> str:
+        return mint_token(world.settings, f"the-{role}", role)
+
+    return {
+        "admin": (bearer(token("admin")), "admin"),
+        "operator": (bearer(token("operator")), "operator"),
+        "viewer": (bearer(token("viewer")), "viewer"),
+        "integrator key": ({"X-API-Key": world.keys["everything"]}, "key"),
+        "group-limited key": ({"X-API-Key": world.keys["north"]}, "key"),
+        "no credentials": ({}, None),
+        "expired token": (bearer(jwt.encode(claims(exp=int(time.time()) - 5), TEST_JWT_SECRET)), None),
+        "signature altered": (bearer(flip_signature(token("admin"))), None),
+        "role raised in payload": (bearer(forge_payload(token("viewer"), role="admin")), None),
+        "alg none": (bearer(unsigned("admin")), None),
+        "wrong secret": (bearer(jwt.encode(claims(), "another-secret-that-is-long-enough-0123456789")), None),
+        "other issuer": (bearer(jwt.encode(claims(iss="elsewhere"), TEST_JWT_SECRET)), None),
+        "unknown role": (bearer(jwt.encode(claims(role="root"), TEST_JWT_SECRET)), None),
+        "not a JWT": (bearer("not-a-token"), None),
+        "Basic scheme": ({"Authorization": "Basic YWRtaW46YWRtaW4="}, None),
+        "revoked key": ({"X-API-Key": world.keys["revoked"]}, None),
+        "unknown key": ({"X-API-Key": "fbk_" + "x" * 43}, None),
+    }
+
+
+Request = Callable[[httpx.AsyncClient, World, dict[str, str]], Awaitable[int]]
+
+
+def http_route(method: str, path: str, body: Callable[[], Any] | None = None) -> Request:
+    async def call(client: httpx.AsyncClient, world: World, headers: dict[str, str]) -> int:
+        target = path.format(spare=world.spare_key_id)
+        response = await client.request(method, target, headers=headers, json=body() if body else None)
+        return response.status_code
+
+    return call
+
+
+async def live_handshake(client: httpx.AsyncClient, world: World, headers: dict[str, str]) -> int:
+    url = world.api_url.replace("http://", "ws://") + "/api/v1/live"
+    try:
+        async with connect(url, additional_headers=headers, open_timeout=WS_TIMEOUT_S):
+            return SWITCHING_PROTOCOLS
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+# Route, least role ("public", "viewer" = any valid caller, "admin"), status on success.
+ROUTES: dict[str, tuple[Request, str, int]] = {
+    "GET /api/v1/devices": (http_route("GET", "/api/v1/devices"), "viewer", 200),
+    "GET /api/v1/devices/{id}/state": (http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/state"), "viewer", 200),
+    "GET /api/v1/devices/{id}/telemetry": (
+        http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/telemetry"),
+        "viewer",
+        200,
+    ),
+    "WebSocket /api/v1/live": (live_handshake, "viewer", SWITCHING_PROTOCOLS),
+    "GET /api/v1/users": (http_route("GET", "/api/v1/users"), "admin", 200),
+    "POST /api/v1/users": (
+        http_route(
+            "POST",
+            "/api/v1/users",
+            lambda: {"username": f"u{uuid.uuid4().hex[:8]}", "role": "viewer", "password": "a long enough password"},
+        ),
+        "admin",
+        201,
+    ),
+    "GET /api/v1/api-keys": (http_route("GET", "/api/v1/api-keys"), "admin", 200),
+    "POST /api/v1/api-keys": (http_route("POST", "/api/v1/api-keys", lambda: {"name": "made"}), "admin", 201),
+    "DELETE /api/v1/api-keys/{id}": (http_route("DELETE", "/api/v1/api-keys/{spare}"), "admin", 204),
+    "GET /healthz": (http_route("GET", "/healthz"), "public", 200),
+    "GET /readyz": (http_route("GET", "/readyz"), "public", 200),
+    "GET / (page shell)": (http_route("GET", "/"), "public", 200),
+    "GET /schema/openapi.json": (http_route("GET", "/schema/openapi.json"), "public", 200),
+}
+
+
+def expected(acting_as: str | None, needed: str, success: int) -> int:
+    if needed == "public":
+        return success
+    if acting_as is None:
+        return 401
+    if needed == "viewer" or acting_as == needed:
+        return success
+    return 403
+
+
+CALLERS = [
+    "admin",
+    "operator",
+    "viewer",
+    "integrator key",
+    "group-limited key",
+    "no credentials",
+    "expired token",
+    "signature altered",
+    "role raised in payload",
+    "alg none",
+    "wrong secret",
+    "other issuer",
+    "unknown role",
+    "not a JWT",
+    "Basic scheme",
+    "revoked key",
+    "unknown key",
+]
+
+
+@pytest.fixture
+async def client(world: World) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=world.api_url, timeout=10) as http_client:
+        yield http_client
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+async def test_authz_matrix_every_route_answers_each_caller_as_its_role_allows(
+    world: World, client: httpx.AsyncClient, caller: str
+) -> None:
+    headers, acting_as = callers(world)[caller]
+
+    seen = {route: await request(client, world, headers) for route, (request, _, _) in ROUTES.items()}
+
+    assert seen == {route: expected(acting_as, needed, success) for route, (_, needed, success) in ROUTES.items()}
+
+
+def test_authz_matrix_covers_every_route_of_the_app() -> None:
+    # Never contacted: building an app opens nothing until its lifespan starts.
+    settings = settings_for("redis://127.0.0.1:1/0", "postgresql://127.0.0.1:1/x")
+
+    app_paths = {route.path for route in create_app(settings).routes}
+    covered = {
+        "/api/v1/devices",
+        "/api/v1/devices/{device_id:str}/state",
+        "/api/v1/devices/{device_id:str}/telemetry",
+        "/api/v1/live",
+        "/api/v1/users",
+        "/api/v1/api-keys",
+        "/api/v1/api-keys/{key_id:int}",
+        "/healthz",
+        "/readyz",
+        "/",
+        "/schema/openapi.json",
+        # Public and tested in test_api_accounts.py and test_api_health.py:
+        "/api/v1/auth/token",
+        "/schema",
+        "/schema/{path:str}",
+    }
+    assert app_paths == covered
+
+
+async def test_authz_refusals_are_problems_with_a_bearer_challenge(client: httpx.AsyncClient, world: World) -> None:
+    missing = await client.get("/api/v1/devices")
+    expired = await client.get(
+        "/api/v1/devices", headers=bearer(jwt.encode(claims(exp=int(time.time()) - 5), TEST_JWT_SECRET))
+    )
+    forbidden = await client.get("/api/v1/users", headers=bearer(mint_token(world.settings, "v", "viewer")))
+    read_only = await client.post("/api/v1/api-keys", json={"name": "x"}, headers={"X-API-Key": world.keys["north"]})
+
+    for response in (missing, expired):
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    assert expired.json()["detail"] == "invalid or expired token"
+    assert forbidden.status_code == 403
+    assert forbidden.headers["content-type"] == "application/problem+json"
+    assert "admin" in forbidden.json()["detail"]
+    assert read_only.status_code == 403
+    assert read_only.json()["detail"] == "API keys are read-only"
+
+
+async def ws_status(world: World, query: dict[str, str]) -> tuple[int, dict[str, Any] | None]:
+    url = world.api_url.replace("http://", "ws://") + "/api/v1/live?" + urlencode(query)
+    try:
+        async with connect(url, open_timeout=WS_TIMEOUT_S):
+            return SWITCHING_PROTOCOLS, None
+    except InvalidStatus as exc:
+        return exc.response.status_code, json.loads(exc.response.body or b"null")
+
+
+async def test_live_takes_a_token_or_an_api_key_as_query_parameter(world: World) -> None:
+    assert await ws_status(world, {"token": mint_token(world.settings, "v", "viewer")}) == (SWITCHING_PROTOCOLS, None)
+    assert await ws_status(world, {"token": world.keys["north"]}) == (SWITCHING_PROTOCOLS, None)
+
+    for bad in ("", "garbage", world.keys["revoked"], jwt.encode(claims(exp=int(time.time()) - 5), TEST_JWT_SECRET)):
+        status, problem = await ws_status(world, {"token": bad})
+        assert status == 401, bad
+        assert problem is not None
+        assert problem["status"] == 401
+
+
+async def receive(ws: Any) -> dict[str, Any]:
+    decoded: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), WS_TIMEOUT_S))
+    return decoded
+
+
+async def subscribe(ws: Any, devices: list[str], action: str = "subscribe") -> list[dict[str, Any]]:
+    await ws.send(json.dumps({"action": action, "devices": devices}))
+    replies = [await receive(ws)]
+    while replies[-1]["type"] not in {"subscribed", "unsubscribed", "error"}:
+        replies.append(await receive(ws))
+    return replies
+
+
+async def test_group_key_lists_reads_and_streams_only_its_group(
+    world: World, client: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    north = {"X-API-Key": world.keys["north"]}
+
+    listing = await client.get("/api/v1/devices", headers=north)
+    everything = await client.get("/api/v1/devices", headers={"X-API-Key": world.keys["everything"]})
+    own_state = await client.get(f"/api/v1/devices/{NORTH_DEVICE}/state", headers=north)
+    own_history = await client.get(f"/api/v1/devices/{NORTH_DEVICE}/telemetry", headers=north)
+
+    assert [device["id"] for device in listing.json()["items"]] == [NORTH_DEVICE]
+    assert [device["id"] for device in everything.json()["items"]] == [NORTH_DEVICE, SOUTH_DEVICE]
+    assert own_state.status_code == 200
+    assert own_history.status_code == 200
+
+
+@pytest.mark.parametrize("resource", ["state", "telemetry"])
+async def test_group_key_sees_a_device_of_another_group_exactly_like_an_unknown_one(
+    world: World, client: httpx.AsyncClient, resource: str
+) -> None:
+    north = {"X-API-Key": world.keys["north"]}
+
+    other = await client.get(f"/api/v1/devices/{SOUTH_DEVICE}/{resource}", headers=north)
+    unknown = await client.get(f"/api/v1/devices/truck-nobody/{resource}", headers=north)
+
+    assert other.status_code == unknown.status_code == 404
+    assert other.headers["content-type"] == unknown.headers["content-type"] == "application/problem+json"
+    assert other.json() | {"detail": ""} == unknown.json() | {"detail": ""}
+    assert other.json()["detail"].replace(SOUTH_DEVICE, "X") == unknown.json()["detail"].replace("truck-nobody", "X")
+
+
+async def test_group_key_live_stream_serves_its_group_only(world: World, redis_client: aioredis.Redis) -> None:
+    url = world.api_url.replace("http://", "ws://") + "/api/v1/live?" + urlencode({"token": world.keys["north"]})
+    async with connect(url, open_timeout=WS_TIMEOUT_S) as ws:
+        everything = await subscribe(ws, ["*"])
+        named = await subscribe(ws, [SOUTH_DEVICE, "truck-nobody"])
+        for device_id, value in ((SOUTH_DEVICE, b"1.0"), (NORTH_DEVICE, b"2.0")):
+            await redis_client.xadd(
+                LIVE_STREAM_KEY, {"d": device_id, "k": "state", "m.fuel": encode_field(TS_MS + 1, 0, 2, value)}
+            )
+        update = await receive(ws)
+        dropped = await subscribe(ws, ["*"], action="unsubscribe")
+        await redis_client.xadd(
+            LIVE_STREAM_KEY, {"d": NORTH_DEVICE, "k": "state", "m.fuel": encode_field(TS_MS + 2, 0, 3, b"3.0")}
+        )
+        after = await subscribe(ws, [NORTH_DEVICE], action="unsubscribe")
+
+    assert [(reply["type"], reply.get("device_id")) for reply in everything] == [
+        ("snapshot", NORTH_DEVICE),
+        ("subscribed", None),
+    ]
+    assert everything[0]["state"]["metrics"]["fuel"]["value"] == 50.0
+    # Another group's device and an unknown one: the same null snapshot, and no updates.
+    assert named == [
+        {"type": "snapshot", "device_id": "truck-nobody", "state": None},
+        {"type": "snapshot", "device_id": SOUTH_DEVICE, "state": None},
+        {"type": "subscribed", "devices": [SOUTH_DEVICE, "truck-nobody"]},
+    ]
+    assert update["device_id"] == NORTH_DEVICE
+    assert dropped == [{"type": "unsubscribed", "devices": ["*"]}]
+    assert after == [{"type": "unsubscribed", "devices": [NORTH_DEVICE]}]  # no update arrived in between
