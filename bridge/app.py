@@ -39,6 +39,7 @@ POST_COMMIT_QUEUE_BATCHES: Final = 8  # committed batches waiting for Redis and 
 MAINTENANCE_INTERVAL_S: Final = 3600.0
 STATS_LOG_INTERVAL_S: Final = 10.0
 PRESENCE_SWEEP_INTERVAL_S: Final = 5.0
+STATUS_SUFFIX: Final = "/" + TopicKind.STATUS.value
 SUCCESS: Final = 0
 
 
@@ -168,7 +169,9 @@ class Bridge:
         refused = {id(d) for d in report.refused_by_database_originals}
         stats = self.stats
         stats.batches += 1
-        stats.committed_messages += report.messages
+        statuses = sum(1 for item in decoded if item.topic.endswith(STATUS_SUFFIX))
+        stats.committed_statuses += statuses
+        stats.committed_messages += report.messages - statuses
         stats.inserted_rows += report.inserted
         stats.rejected += report.rejected
         stats.refused_by_database += len(report.refused_by_database)

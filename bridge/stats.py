@@ -19,7 +19,8 @@ class BridgeStats:
     """Monotonic counters since start, plus the current in-flight count."""
 
     received: int = 0
-    committed_messages: int = 0
+    committed_messages: int = 0  # telemetry (and any other non-status) messages
+    committed_statuses: int = 0  # presence statuses, retained ones replayed on subscribe included
     committed_samples: int = 0
     committed_readings: int = 0
     inserted_rows: int = 0
