@@ -1,6 +1,13 @@
 """`python -m firmware_sim` and `fleet sim`: run a simulated fleet (or replay a trip) against a broker.
 
-Progress (published and acknowledged per second) goes to stderr once a second, a summary at the end.
+Progress (published and acknowledged per second) goes to stderr once a second, a summary at the end:
+the MQTT counters, then the store's (buffered, persisted, resent_unpersisted, dropped,
+oldest_unpersisted_age_s; see `firmware_sim.device.DeviceStats`).
+
+At the end the simulator waits up to `--drain` seconds for the broker's acknowledgements, and, when a
+bridge answered on `persisted` during the run, for the stores to drain too. With `--store-dir`, what is
+still unconfirmed stays on disk and goes out again on the next run with the same directory and ids.
+
 Exit status: 0 when every sample was acknowledged, 1 when some were not (or were refused or dropped),
 2 for bad arguments. `main()` reads no environment: defaults come from its arguments, which the
 `__main__` module (or the `fleet` CLI) fills from settings.
@@ -22,9 +29,9 @@ from types import FrameType
 
 from config.settings import SimSettings
 from firmware_sim.address import DEFAULT_URL, BrokerAddress, parse_broker_url
-from firmware_sim.device import Device, DeviceOptions, TlsOptions
+from firmware_sim.device import PERSIST_TIMEOUT_S, STORE_MAX_SAMPLES, Device, DeviceOptions, TlsOptions
 from firmware_sim.errors import SimError
-from firmware_sim.fleet import FDS_PER_DEVICE, FDS_SPARE, Fleet, FleetOptions, FleetStats
+from firmware_sim.fleet import Fleet, FleetOptions, FleetStats, fds_needed
 from firmware_sim.replay import load_recording, plan_replay, play
 from firmware_sim.truck import READINGS_PER_SAMPLE
 from models.telemetry import utcnow
@@ -70,6 +77,25 @@ def build_parser(defaults: SimSettings, default_url: str = DEFAULT_URL) -> argpa
     parser.add_argument(
         "--drain", type=_non_negative, default=10.0, help="at the end, wait this long for acks (%(default)s s)"
     )
+    parser.add_argument(
+        "--store-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep each device's unconfirmed samples and seq counter in DIR/<id>.sqlite, across restarts "
+        "(default: in memory, lost at exit)",
+    )
+    parser.add_argument(
+        "--store-max-samples",
+        type=_positive_int,
+        default=STORE_MAX_SAMPLES,
+        help="samples a device keeps until persisted; the oldest are dropped beyond (%(default)s)",
+    )
+    parser.add_argument(
+        "--persist-timeout",
+        type=_positive,
+        default=PERSIST_TIMEOUT_S,
+        help="resend samples the bridge has not confirmed this long after the broker acknowledged them (%(default)s s)",
+    )
     parser.add_argument("--ca-file", help="CA bundle for mqtts:// (default: the system's)")
     parser.add_argument("--cert-file", help="client certificate for mqtts://")
     parser.add_argument("--key-file", help="client key for mqtts://")
@@ -92,6 +118,9 @@ def main(argv: list[str] | None = None, *, defaults: SimSettings | None = None, 
     device_options = DeviceOptions(
         tls=TlsOptions(args.ca_file, args.cert_file, args.key_file) if address.tls else None,
         max_inflight=args.max_inflight,
+        store_dir=args.store_dir,
+        store_max_samples=args.store_max_samples,
+        persist_timeout_s=args.persist_timeout,
     )
     try:
         if args.replay is not None:
@@ -114,7 +143,7 @@ def _simulate(args: argparse.Namespace, address: BrokerAddress, device_options: 
         seed=args.seed,
         device=device_options,
     )
-    _raise_fd_limit(options.devices * FDS_PER_DEVICE + FDS_SPARE)
+    _raise_fd_limit(fds_needed(options))
     fleet = Fleet(address, options)
     rate = f"{args.rate:g}/s per device" if args.rate else "as fast as acknowledged"
     sys.stderr.write(f"fleet: {options.devices} devices ({args.prefix}…) -> {address}, {rate}, batch {args.batch}\n")
@@ -123,7 +152,14 @@ def _simulate(args: argparse.Namespace, address: BrokerAddress, device_options: 
         if not fleet.wait_connected(args.connect_timeout):
             connected = fleet.stats().connected
             sys.stderr.write(f"warning: {connected}/{options.devices} devices connected; the rest keep retrying\n")
-        return _drive(fleet.run, fleet.stop, fleet.stats, fleet.wait_acked, args)
+        return _drive(
+            fleet.run,
+            fleet.stop,
+            stats=fleet.stats,
+            wait_acked=fleet.wait_acked,
+            wait_persisted=fleet.wait_persisted,
+            args=args,
+        )
     finally:
         fleet.close()
 
@@ -148,7 +184,9 @@ def _replay(args: argparse.Namespace, address: BrokerAddress, device_options: De
     try:
         if not device.wait_connected(args.connect_timeout):
             sys.stderr.write("warning: not connected yet; samples are held until the device connects\n")
-        return _drive(run, stop.set, stats, device.wait_acked, args)
+        return _drive(
+            run, stop.set, stats=stats, wait_acked=device.wait_acked, wait_persisted=device.wait_persisted, args=args
+        )
     finally:
         device.close()
 
@@ -156,8 +194,10 @@ def _replay(args: argparse.Namespace, address: BrokerAddress, device_options: De
 def _drive(
     run: Callable[[], None],
     stop: Callable[[], None],
+    *,
     stats: Callable[[], FleetStats],
     wait_acked: Callable[[float], bool],
+    wait_persisted: Callable[[float], bool],
     args: argparse.Namespace,
 ) -> int:
     """Run `run` on a worker thread, print progress until it ends (or Ctrl-C/SIGTERM), drain, summarise."""
@@ -181,9 +221,13 @@ def _drive(
             worker.join()
     run_s = time.monotonic() - started
     ran = stats()
+    deadline = time.monotonic() + args.drain
     drained = wait_acked(args.drain)
+    if drained and stats().persisted:
+        # A bridge is answering: give it the rest of the drain time to confirm what it was sent.
+        wait_persisted(max(0.0, deadline - time.monotonic()))
     final = stats()
-    sys.stderr.write(_summary(final, ran.published - began.published, run_s))
+    sys.stderr.write(_summary(final, ran.published - began.published, run_s, args.store_dir))
     if not drained:
         sys.stderr.write(f"warning: {final.outbox} samples still unacknowledged after {args.drain:g} s\n")
     return 0 if drained and not final.refused and not final.dropped else 1
@@ -195,18 +239,22 @@ def _progress_line(current: FleetStats, last: FleetStats, t_s: float, dt_s: floa
         f"{t_s:7.1f}s  connected {current.connected}/{current.devices}"
         f"  published {current.published} (+{(current.published - last.published) / dt:.0f}/s)"
         f"  acked {current.acked} (+{(current.acked - last.acked) / dt:.0f}/s)"
-        f"  outbox {current.outbox}  resent {current.resent}  lag {current.lag_s:.2f}s\n"
+        f"  outbox {current.outbox}  resent {current.resent}  buffered {current.buffered}"
+        f"  persisted {current.persisted}  lag {current.lag_s:.2f}s\n"
     )
 
 
-def _summary(stats: FleetStats, published_in_run: int, run_s: float) -> str:
+def _summary(stats: FleetStats, published_in_run: int, run_s: float, store_dir: Path | None) -> str:
     rate = published_in_run / run_s if run_s > 0 else 0.0
+    store = f"store {store_dir}" if store_dir is not None else "store in memory"
     return (
         f"summary: {run_s:.1f} s, {stats.devices} devices: produced {stats.produced}, published {stats.published} "
         f"({rate:.0f} samples/s, ~{rate * READINGS_PER_SAMPLE:.0f} readings/s at {READINGS_PER_SAMPLE} per sample), "
         f"acked {stats.acked} ({stats.acked_readings} readings), resent {stats.resent}, deferred {stats.deferred}, "
-        f"refused {stats.refused}, dropped {stats.dropped}, unacknowledged {stats.outbox}, "
-        f"persisted {stats.persisted}, rejected {stats.rejected}\n"
+        f"refused {stats.refused}, unacknowledged {stats.outbox}, rejected {stats.rejected}\n"
+        f"{store}: buffered {stats.buffered}, persisted {stats.persisted}, "
+        f"resent_unpersisted {stats.resent_unpersisted}, dropped {stats.dropped}, "
+        f"oldest_unpersisted_age_s {stats.oldest_unpersisted_age_s:.1f}\n"
     )
 
 
@@ -247,6 +295,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
     return value
 
 

@@ -5,10 +5,17 @@ What a device does on the wire (topics from `models.topics`):
 * connects as MQTT 5 with clean start, user name = device id, and a retained Last Will
   `Status(state="offline")` on `fleet/v1/{id}/status`; on every connect it publishes a retained
   `Status(state="online")` and subscribes to its own `persisted` and `rejected` topics;
-* publishes telemetry at QoS 1 on `fleet/v1/{id}/telemetry` (one `Sample`, or a `TelemetryBatch`),
-  keeping every message in its `Outbox` until the broker's PUBACK arrives (see `outbox` for who resends
-  what after a reconnect);
-* records which (boot, seq) the broker acknowledged and which the bridge reported as persisted.
+* publishes telemetry at QoS 1 on `fleet/v1/{id}/telemetry` (one `Sample`, or a `TelemetryBatch`);
+* frees a sample from its store only when the bridge lists it on `persisted` (or refuses it).
+
+Store-and-forward, and who owns what (details in `forward` and `outbox`): every sample goes into the
+device's `SampleStore` (on disk under `DeviceOptions.store_dir`, else in memory) before it is first
+published, and stays there until `persisted` confirms it. While offline samples only accumulate there
+(bounded: the oldest are dropped and counted). paho owns a message from `publish()` to its PUBACK and
+resends it by itself after a reconnect; after the PUBACK the device's forwarder owns it again and
+resends what is still unconfirmed `persist_timeout_s` later, or at once after a reconnect. A device
+thread, the *forwarder*, publishes backlogs and resends, as much as the in-flight window allows; live
+samples are published directly by `send()` when nothing older is waiting.
 
 Reconnecting is paho's own policy, configured on purpose and nothing else: `loop_start()` runs paho's
 `loop_forever(retry_first_connection=True)`, which waits `reconnect_min_s`, doubling up to
@@ -25,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import msgspec
@@ -34,17 +42,24 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from firmware_sim.address import BrokerAddress
+from firmware_sim.errors import StoreError
+from firmware_sim.forward import Forwarder
 from firmware_sim.ledger import SeqLedger
 from firmware_sim.outbox import Outbox, OutboxEntry, Settled
+from firmware_sim.store import SampleStore, open_store
 from models.events import Status
 from models.state import Persisted, PersistedRange, RejectedNotice
-from models.telemetry import Sample, TelemetryBatch, utcnow
+from models.telemetry import Sample, utcnow
 from models.topics import TopicKind, device_topic, is_device_id
 
 logger = logging.getLogger(__name__)
 
 QOS_AT_LEAST_ONCE: Final = 1
 REJECTED_KEPT: Final = 100
+STORE_MAX_SAMPLES: Final = 100_000
+PERSIST_TIMEOUT_S: Final = 10.0
+BATCH_MAX_SAMPLES: Final = 100
+FORWARDER_IDLE_WAIT_S: Final = 1.0  # a safety net: the forwarder is woken whenever it has work
 _PERSISTED = msgspec.json.Decoder(Persisted)
 _REJECTED = msgspec.json.Decoder(RejectedNotice)
 _OFFLINE: Final = msgspec.json.encode(Status(state="offline"))
@@ -61,28 +76,53 @@ class TlsOptions:
 
 @dataclass(frozen=True, slots=True)
 class DeviceOptions:
-    """How a simulated device connects and buffers. Times in seconds (paho takes whole seconds)."""
+    """How a simulated device connects and buffers. Times in seconds (paho takes whole seconds).
+
+    `store_dir`: where each device keeps its store (`{store_dir}/{device_id}.sqlite`), so that its
+    unconfirmed samples and its seq counter survive a restart of the simulator; None keeps them in
+    memory, lost with the process (boot 0, seq from 0 in every process). `store_max_samples` bounds
+    the store (the oldest samples are dropped beyond it). `persist_timeout_s`: how long after the
+    broker's PUBACK a sample may go unconfirmed by `persisted` before it is sent again.
+    `batch_max_samples`: samples per message when sending a backlog or resending.
+    """
 
     password: str | None = None  # None: the password from the broker URL, if any
     tls: TlsOptions | None = None
     keepalive_s: int = 30
     reconnect_min_s: int = 1
     reconnect_max_s: int = 30
-    max_inflight: int = 100  # QoS 1 messages paho keeps unacknowledged on the wire at once
-    outbox_max_samples: int = 100_000  # the offline buffer; the oldest samples go first when it is full
+    max_inflight: int = 100  # QoS 1 messages kept unacknowledged on the wire at once
+    store_dir: Path | None = None
+    store_max_samples: int = STORE_MAX_SAMPLES
+    persist_timeout_s: float = PERSIST_TIMEOUT_S
+    batch_max_samples: int = BATCH_MAX_SAMPLES
+
+    def __post_init__(self) -> None:
+        if self.store_max_samples < 1:
+            raise ValueError("store_max_samples must be ≥ 1")
+        if not self.persist_timeout_s > 0:
+            raise ValueError("persist_timeout_s must be > 0")
+        if not 1 <= self.batch_max_samples <= 1000:
+            # 1000: the bridge's default `max_samples_per_message`; a larger batch is refused whole.
+            raise ValueError("batch_max_samples must be 1…1000")
+        if self.max_inflight < 1:
+            raise ValueError("max_inflight must be ≥ 1")
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceStats:
     """Counters of one device, in samples unless named otherwise.
 
-    `published`: handed to the MQTT client (each sample once). `acked`: acknowledged by the broker
-    (`acked_readings` counts their readings). `resent`: retransmitted after a reconnect because they
-    were in flight when the connection dropped. `deferred`: produced while offline, held in the outbox
-    and published when the connection came back. `refused`: the broker answered with a failure reason
-    code (not retried: a refusal does not go away by resending). `dropped`: pushed out of a full
-    offline buffer. `outbox`: not yet acknowledged. `persisted`: confirmed by the bridge on
-    `persisted`. `rejected`: notices received on `rejected`.
+    `published`: handed to the MQTT client the first time (each sample once). `acked`: acknowledged by
+    the broker the first time (`acked_readings` counts their readings). `resent`: retransmitted by paho
+    after a reconnect because they were in flight when the connection dropped. `resent_unpersisted`:
+    sent again by the device because `persisted` did not confirm them within the timeout, or a
+    reconnect came first. `deferred`: produced while offline and published when the connection came
+    back. `refused`: the broker answered with a failure reason code (freed: a refusal does not go away
+    by resending). `dropped`: pushed out of a full store. `outbox`: not yet acknowledged (unsent or in
+    flight). `buffered`: in the store now, not yet confirmed. `persisted`: distinct samples confirmed
+    by the bridge on `persisted`. `rejected`: notices received on `rejected`. `oldest_unpersisted_age_s`:
+    how old (by device time) the oldest sample in the store is; 0 when it is empty.
     """
 
     device_id: str
@@ -93,13 +133,16 @@ class DeviceStats:
     acked: int
     acked_readings: int
     resent: int
+    resent_unpersisted: int
     deferred: int
     refused: int
     dropped: int
     outbox: int
     in_flight_messages: int
+    buffered: int
     persisted: int
     rejected: int
+    oldest_unpersisted_age_s: float
 
 
 @dataclass(slots=True)
@@ -112,6 +155,7 @@ class _Counters:
     acked: int = 0
     acked_readings: int = 0
     resent: int = 0
+    resent_unpersisted: int = 0
     deferred: int = 0
     refused: int = 0
     dropped: int = 0
@@ -119,11 +163,12 @@ class _Counters:
 
 
 class Device:
-    """One simulated device on its own paho client and network thread.
+    """One simulated device on its own paho client, network thread and forwarder thread.
 
     `send()` may be called from any one thread (the fleet's scheduler); paho's callbacks run on the
-    device's network thread. A lock guards the bookkeeping, and is never held while calling into paho,
-    because paho holds its own lock while it runs `on_publish`.
+    device's network thread, backlogs and resends go out from its forwarder thread. A lock guards the
+    bookkeeping (and the store), and is never held while calling into paho, because paho holds its own
+    lock while it runs `on_publish`.
     """
 
     def __init__(
@@ -133,6 +178,8 @@ class Device:
         options: DeviceOptions | None = None,
         *,
         on_settled: Callable[[], None] | None = None,
+        store: SampleStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not is_device_id(device_id):
             raise ValueError(f"{device_id!r} is not a valid device id")
@@ -140,6 +187,7 @@ class Device:
         self.address = address
         self.options = options = options or DeviceOptions()
         self._on_settled = on_settled
+        self._clock = clock
         self._telemetry_topic = device_topic(device_id, TopicKind.TELEMETRY)
         self._status_topic = device_topic(device_id, TopicKind.STATUS)
         self._persisted_topic = device_topic(device_id, TopicKind.PERSISTED)
@@ -147,13 +195,22 @@ class Device:
 
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._outbox = Outbox(options.outbox_max_samples)
+        self._store = (
+            store if store is not None else open_store(options.store_dir, device_id, options.store_max_samples)
+        )
+        self._forwarder = Forwarder(
+            self._store, persist_timeout_s=options.persist_timeout_s, batch_max_samples=options.batch_max_samples
+        )
+        self._outbox = Outbox()
         self._acked = SeqLedger()
         self._persisted = SeqLedger()
         self._rejected: deque[RejectedNotice] = deque(maxlen=REJECTED_KEPT)
         self._connected = False
         self._closing = False
+        self._stopping = False
+        self._ignore_persisted = False
         self._offline: MQTTMessageInfo | None = None
+        self._forward_thread: threading.Thread | None = None
         self._n = _Counters()
 
         client = Client(
@@ -169,7 +226,7 @@ class Device:
         client.will_set(self._status_topic, _OFFLINE, qos=QOS_AT_LEAST_ONCE, retain=True)
         client.reconnect_delay_set(options.reconnect_min_s, options.reconnect_max_s)
         client.max_inflight_messages_set(options.max_inflight)
-        # Unlimited on paho's side: the outbox bounds what is held offline, max_inflight what is on the wire.
+        # Unlimited on paho's side: the store bounds what is held, the forwarder's window what is on the wire.
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -181,11 +238,16 @@ class Device:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def connect(self) -> None:
-        """Start the network thread; it connects, and reconnects after every loss, by itself."""
+        """Start the network thread (it connects, and reconnects after every loss, by itself) and the forwarder."""
         self._client.connect_async(
             self.address.host, self.address.port, keepalive=self.options.keepalive_s, clean_start=True
         )
         self._client.loop_start()
+        if self._forward_thread is None:
+            self._forward_thread = threading.Thread(
+                target=self._forward, name=f"{self.device_id}-forwarder", daemon=True
+            )
+            self._forward_thread.start()
 
     @property
     def connected(self) -> bool:
@@ -193,14 +255,24 @@ class Device:
         with self._lock:
             return self._connected
 
+    @property
+    def boot(self) -> int:
+        """The boot number the device's samples carry (kept in its store)."""
+        with self._lock:
+            return self._store.boot
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the device's next sample takes (kept in its store, so it survives restarts)."""
+        with self._lock:
+            return self._store.next_seq
+
     def wait_connected(self, timeout_s: float) -> bool:
         """Wait until connected; False if `timeout_s` passed first."""
-        deadline = time.monotonic() + timeout_s
-        with self._changed:
-            return self._changed.wait_for(lambda: self._connected, max(0.0, deadline - time.monotonic()))
+        return self._wait_for(lambda: self._connected, timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Say `offline` (retained), disconnect cleanly and stop the network thread.
+        """Say `offline` (retained), disconnect cleanly, stop the threads and close the store.
 
         A clean DISCONNECT discards the Last Will, so the device states its absence itself. The three
         steps are also public, so that a fleet can overlap them across its devices.
@@ -231,8 +303,18 @@ class Device:
         self._client.disconnect()
 
     def join(self) -> None:
-        """Stop the network thread (it ends promptly after `disconnect`)."""
+        """Stop the forwarder and the network thread (it ends promptly after `disconnect`), close the store.
+
+        What the store holds stays there: a device opened on the same store directory sends it again.
+        """
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+        if self._forward_thread is not None:
+            self._forward_thread.join()
         self._client.loop_stop()
+        with self._lock:
+            self._store.close()
 
     def cut_network(self) -> bool:
         """Fault: drop the TCP connection without DISCONNECT, as a dead cellular link would.
@@ -250,31 +332,33 @@ class Device:
         logger.info("%s: network cut (fault injected)", self.device_id)
         return True
 
+    def ignore_persisted(self, ignore: bool = True) -> None:
+        """Fault: while set, `persisted` replies are thrown away, as if the bridge's QoS 0 replies were lost."""
+        with self._lock:
+            self._ignore_persisted = ignore
+        logger.info("%s: %s `persisted` replies (fault injected)", self.device_id, "ignoring" if ignore else "reading")
+
     # -- telemetry ---------------------------------------------------------------------------------
 
     def send(self, samples: Sample | Sequence[Sample]) -> None:
-        """Publish one sample, or several as one `TelemetryBatch` message, at QoS 1 (or hold it offline)."""
-        if isinstance(samples, Sample):
-            payload = msgspec.json.encode(samples)
-            batch: Sequence[Sample] = (samples,)
-        else:
-            batch = samples
-            if not batch:
-                return
-            payload = msgspec.json.encode(TelemetryBatch(samples=list(batch)))
-        entry = OutboxEntry(
-            payload=payload,
-            keys=tuple((s.boot, s.seq) for s in batch),
-            readings=sum(s.readings for s in batch),
-        )
+        """Store one sample, or several, and publish them now as one message if connected and not behind.
+
+        Several samples go as one `TelemetryBatch`. Offline, or behind an older backlog, they wait in
+        the store for the forwarder.
+        """
+        batch: Sequence[Sample] = (samples,) if isinstance(samples, Sample) else samples
+        if not batch:
+            return
         with self._lock:
-            self._count_dropped(self._outbox.hold(entry))
-            if not self._connected:
-                self._n.deferred += entry.samples
+            entry, dropped = self._forwarder.append(batch, send_now=self._connected)
+            self._count_dropped(dropped)
+            if entry is None:
+                if not self._connected:
+                    self._n.deferred += len(batch)
+                self._changed.notify_all()  # the forwarder sends it when there is room
                 return
-            # Anything held (an earlier publish the client would not take) goes out first, in order.
-            entries = self._outbox.take_held()
-        self._transmit(entries)
+            self._outbox.start([entry])
+        self._transmit([entry])
 
     @property
     def in_flight(self) -> int:
@@ -282,11 +366,22 @@ class Device:
         with self._lock:
             return self._outbox.in_flight_messages
 
+    @property
+    def buffered(self) -> int:
+        """Samples in the store: not yet confirmed on `persisted` (nor refused, nor dropped)."""
+        with self._lock:
+            return len(self._store)
+
     def wait_acked(self, timeout_s: float) -> bool:
-        """Wait until the outbox is empty (everything acknowledged or refused); False on timeout."""
-        deadline = time.monotonic() + timeout_s
-        with self._changed:
-            return self._changed.wait_for(lambda: not self._outbox, max(0.0, deadline - time.monotonic()))
+        """Wait until every stored sample was sent and nothing is in flight; False on timeout.
+
+        Acknowledged is not persisted: see `wait_persisted`.
+        """
+        return self._wait_for(lambda: not self._outbox and not self._forwarder.unsent, timeout_s)
+
+    def wait_persisted(self, timeout_s: float) -> bool:
+        """Wait until the store is empty: everything confirmed on `persisted` (or refused, or dropped)."""
+        return self._wait_for(lambda: len(self._store) == 0, timeout_s)
 
     def acknowledged(self) -> list[PersistedRange]:
         """The (boot, seq) ranges the broker acknowledged."""
@@ -306,28 +401,41 @@ class Device:
     def stats(self) -> DeviceStats:
         """A consistent snapshot of the counters."""
         with self._lock:
+            oldest = None if self._stopping else self._store.oldest_ts()  # a stopped device's store is closed
             return DeviceStats(
                 device_id=self.device_id,
                 connected=self._connected,
-                outbox=self._outbox.pending_samples,
+                outbox=self._forwarder.unsent + self._outbox.in_flight_samples,
                 in_flight_messages=self._outbox.in_flight_messages,
+                buffered=len(self._store),
                 persisted=len(self._persisted),
+                oldest_unpersisted_age_s=0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds()),
                 **dataclasses.asdict(self._n),
             )
 
+    def _wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait until `predicate` (evaluated under the lock) holds; False if `timeout_s` passed first."""
+        with self._changed:
+            return self._changed.wait_for(predicate, max(0.0, timeout_s))
+
     def _transmit(self, entries: list[OutboxEntry]) -> None:
-        """Hand entries to paho in order. Called without the lock (paho may call back into us)."""
+        """Hand entries (started in the outbox) to paho in order. Called without the lock."""
         settled_early = False
         for i, entry in enumerate(entries):
             info = self._client.publish(self._telemetry_topic, entry.payload, qos=QOS_AT_LEAST_ONCE)
             with self._lock:
                 if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
-                    # Not taken (packet ids exhausted): keep the rest held for the next send or connect.
-                    self._outbox.requeue(entries[i:])
-                    logger.warning("%s: MQTT client queue full; %d messages held", self.device_id, len(entries) - i)
+                    # Not taken: the samples stay stored; these go first once there is room.
+                    for rest in reversed(entries[i:]):
+                        self._outbox.abandon(rest)
+                        self._forwarder.not_taken(rest)
+                    logger.warning("%s: MQTT client queue full; %d messages wait", self.device_id, len(entries) - i)
                     break
                 # MQTT_ERR_NO_CONN still means taken: paho sends it after the next CONNACK.
-                self._n.published += entry.samples
+                if entry.resend:
+                    self._n.resent_unpersisted += entry.samples
+                else:
+                    self._n.published += entry.samples
                 settled = self._outbox.bind(entry, info.mid)
                 if settled is not None:
                     self._record(settled)
@@ -336,22 +444,66 @@ class Device:
             self._on_settled()
 
     def _record(self, settled: Settled) -> None:
-        """Count a settled entry and wake waiters. Called with the lock held."""
+        """Count a settled entry, hand it back to the forwarder and wake waiters. Called with the lock held."""
         entry = settled.entry
         if settled.failed:
             self._n.refused += entry.samples
+            self._store_call(self._forwarder.discard, entry.keys)
         else:
-            self._n.acked += entry.samples
-            self._n.acked_readings += entry.readings
+            if not entry.resend:
+                self._n.acked += entry.samples
+                self._n.acked_readings += entry.readings
             for boot, seq in entry.keys:
                 self._acked.add(boot, seq)
+            self._forwarder.acked(entry, self._clock())
         self._changed.notify_all()
 
-    def _count_dropped(self, dropped: list[OutboxEntry]) -> None:
+    def _count_dropped(self, dropped: int) -> None:
         if dropped:
-            lost = sum(e.samples for e in dropped)
-            self._n.dropped += lost
-            logger.warning("%s: offline buffer full, dropped the %d oldest samples", self.device_id, lost)
+            self._n.dropped += dropped
+            logger.warning("%s: store full, dropped the %d oldest samples", self.device_id, dropped)
+
+    def _store_call(self, call: Callable[[Any], int], arg: Any) -> int:
+        """Run a store call from a paho callback: a store error is logged there, not raised into paho."""
+        try:
+            return call(arg)
+        except StoreError as exc:
+            logger.error("%s: %s", self.device_id, exc)
+            return 0
+
+    # -- forwarder thread --------------------------------------------------------------------------
+
+    def _forward(self) -> None:
+        """Publish backlogs and resends whenever connected with room in the window; sleep otherwise."""
+        while True:
+            with self._changed:
+                while True:
+                    if self._stopping:
+                        return
+                    entries = self._due_entries()
+                    if entries:
+                        break
+                    self._changed.wait(FORWARDER_IDLE_WAIT_S if entries is None else self._idle_wait_s())
+                self._outbox.start(entries)
+            self._transmit(entries)
+
+    def _due_entries(self) -> list[OutboxEntry] | None:
+        """What the forwarder may publish now; None when the store failed. Called with the lock held."""
+        room = self.options.max_inflight - self._outbox.in_flight_messages
+        if not self._connected or room <= 0:
+            return []
+        try:
+            return self._forwarder.take(self._clock(), messages=room)
+        except StoreError as exc:
+            logger.error("%s: %s; the forwarder retries in %g s", self.device_id, exc, FORWARDER_IDLE_WAIT_S)
+            return None
+
+    def _idle_wait_s(self) -> float:
+        """How long the forwarder may sleep: until the next resend comes due, if it could send it then."""
+        due = self._forwarder.next_due_at()
+        if due is None or not self._connected or self._outbox.in_flight_messages >= self.options.max_inflight:
+            return FORWARDER_IDLE_WAIT_S  # a connect or a PUBACK wakes it sooner
+        return min(FORWARDER_IDLE_WAIT_S, max(0.0, due - self._clock()))
 
     # -- paho callbacks (network thread) -----------------------------------------------------------
 
@@ -371,20 +523,23 @@ class Device:
             # paho resends these itself after this callback returns, with DUP set.
             resent = self._outbox.in_flight_samples
             self._n.resent += resent
-            held = self._outbox.take_held()
+            # Acknowledged but unconfirmed: the broker that acknowledged them may have lost them.
+            awaiting = self._forwarder.reconnected()
+            unsent = self._forwarder.unsent
             connects = self._n.connects
             self._changed.notify_all()
         if connects == 1:
-            logger.info("%s: connected to %s", self.device_id, self.address)
+            logger.info("%s: connected to %s; %d stored samples to send", self.device_id, self.address, unsent)
         else:
             logger.info(
-                "%s: reconnected (connect #%d); resending %d in-flight and publishing %d held samples",
+                "%s: reconnected (connect #%d); paho resends %d in-flight samples, the store %d unconfirmed "
+                "messages and %d unsent samples",
                 self.device_id,
                 connects,
                 resent,
-                sum(e.samples for e in held),
+                awaiting,
+                unsent,
             )
-        self._transmit(held)
 
     def _on_connect_fail(self, client: Client, userdata: Any) -> None:
         logger.info("%s: cannot reach %s; paho retries with backoff", self.device_id, self.address)
@@ -425,12 +580,21 @@ class Device:
             if message.topic == self._persisted_topic:
                 persisted = _PERSISTED.decode(message.payload)
                 with self._lock:
+                    if self._ignore_persisted:
+                        return
                     self._persisted.update(persisted.ranges)
+                    now = self._clock()
+                    self._store_call(lambda ranges: self._forwarder.confirm(ranges, now), persisted.ranges)
+                    self._changed.notify_all()
             elif message.topic == self._rejected_topic:
                 notice = _REJECTED.decode(message.payload)
                 with self._lock:
                     self._rejected.append(notice)
                     self._n.rejected += 1
+                    if notice.boot is not None and notice.seq is not None:
+                        # Refused by the bridge: resending cannot help, so it leaves the store.
+                        self._store_call(self._forwarder.discard, [(notice.boot, notice.seq)])
+                    self._changed.notify_all()
                 logger.info("%s: bridge rejected seq %s: %s", self.device_id, notice.seq, notice.reason)
         except msgspec.DecodeError as exc:
             logger.warning(

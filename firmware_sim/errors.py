@@ -13,3 +13,7 @@ class BrokerUrlError(SimError, ValueError):
 
 class RecordingError(SimError, ValueError):
     """A recorded trip that cannot be read or does not follow the documented format."""
+
+
+class StoreError(SimError):
+    """A device's sample store cannot be opened or written (in use by another process, disk full, …)."""

@@ -1,9 +1,13 @@
 """A fleet of simulated trucks: N devices stepped on a drift-free schedule, or as fast as acks allow.
 
-Each device has its own paho client and network thread, as real devices have their own connections;
-one scheduler thread (the caller of `run()`) steps the trucks and hands their samples to the devices.
-A thread per device is fine up to a few hundred devices on a small machine (each also takes three file
-descriptors); for thousands, run several processes with different `prefix` or `first_index`.
+Each device has its own paho client, network thread and forwarder thread, as real devices have their
+own connections; one scheduler thread (the caller of `run()`) steps the trucks and hands their samples
+to the devices. Two threads per device are fine up to a few hundred devices on a small machine (each
+device also takes three file descriptors, two more with an on-disk store); for thousands, run several
+processes with different `prefix` or `first_index`.
+
+Each truck starts at its device's stored boot and next seq, so a fleet restarted on the same store
+directory continues every device's seq where it stopped.
 
 Schedule: at `rate_hz`, device i of n samples at `start + k/rate_hz + i/(n·rate_hz)` — spread over the
 period rather than all at once, and computed from the start, so the schedule never drifts. The sample
@@ -27,6 +31,7 @@ from firmware_sim.address import BrokerAddress
 from firmware_sim.device import Device, DeviceOptions, DeviceStats
 from firmware_sim.errors import SimError
 from firmware_sim.route import DEFAULT_CENTRE, GeoPoint
+from firmware_sim.store import STORE_FDS_PER_DEVICE
 from firmware_sim.truck import Truck
 from models.telemetry import Sample, utcnow
 from models.topics import is_device_id
@@ -72,6 +77,12 @@ class FleetOptions:
                 raise ValueError(f"prefix {self.prefix!r} does not make valid device ids (e.g. {device_id!r})")
 
 
+def fds_needed(options: FleetOptions) -> int:
+    """File descriptors a fleet of `options` needs: connections, wake-up sockets, stores, and some spare."""
+    per_device = FDS_PER_DEVICE + (STORE_FDS_PER_DEVICE if options.device.store_dir is not None else 0)
+    return options.devices * per_device + FDS_SPARE
+
+
 def device_ids(prefix: str, devices: int, first_index: int = 1) -> list[str]:
     """The ids of a fleet: `truck-0001`, `truck-0002`, … (wider numbers past 9999)."""
     return [f"{prefix}{i:04d}" for i in range(first_index, first_index + devices)]
@@ -83,6 +94,7 @@ class FleetStats:
 
     `produced` counts samples the trucks measured, including those still waiting to fill a batch.
     `lag_s` is how far the scheduler was behind its schedule at its last step.
+    `oldest_unpersisted_age_s` is the largest of the devices'.
     """
 
     devices: int
@@ -92,12 +104,15 @@ class FleetStats:
     acked: int
     acked_readings: int
     resent: int
+    resent_unpersisted: int
     deferred: int
     refused: int
     dropped: int
     outbox: int
+    buffered: int
     persisted: int
     rejected: int
+    oldest_unpersisted_age_s: float
     elapsed_s: float
     lag_s: float
 
@@ -112,12 +127,15 @@ class FleetStats:
             acked=sum(s.acked for s in per_device),
             acked_readings=sum(s.acked_readings for s in per_device),
             resent=sum(s.resent for s in per_device),
+            resent_unpersisted=sum(s.resent_unpersisted for s in per_device),
             deferred=sum(s.deferred for s in per_device),
             refused=sum(s.refused for s in per_device),
             dropped=sum(s.dropped for s in per_device),
             outbox=sum(s.outbox for s in per_device),
+            buffered=sum(s.buffered for s in per_device),
             persisted=sum(s.persisted for s in per_device),
             rejected=sum(s.rejected for s in per_device),
+            oldest_unpersisted_age_s=max((s.oldest_unpersisted_age_s for s in per_device), default=0.0),
             elapsed_s=elapsed_s,
             lag_s=lag_s,
         )
@@ -144,12 +162,22 @@ class Fleet:
         self._wall_clock = wall_clock
         self._progress = threading.Event()
         self._stop = threading.Event()
+        _check_fd_limit(options)
         ids = device_ids(options.prefix, options.devices, options.first_index)
-        self.devices: tuple[Device, ...] = tuple(
-            Device(device_id, address, options.device, on_settled=self._progress.set) for device_id in ids
-        )
+        devices: list[Device] = []
+        try:
+            for device_id in ids:  # a loop, not extend(): on failure, `devices` holds exactly those opened
+                devices.append(  # noqa: PERF401
+                    Device(device_id, address, options.device, on_settled=self._progress.set)
+                )
+        except BaseException:
+            for device in devices:
+                device.join()  # closes the stores opened so far
+            raise
+        self.devices: tuple[Device, ...] = tuple(devices)
         self.trucks: tuple[Truck, ...] = tuple(
-            Truck(device_id, seed=options.seed, centre=options.centre) for device_id in ids
+            Truck(d.device_id, seed=options.seed, centre=options.centre, boot=d.boot, first_seq=d.next_seq)
+            for d in self.devices
         )
         self._pending: list[list[Sample]] = [[] for _ in ids]
         self._produced = [0] * len(ids)
@@ -166,14 +194,7 @@ class Fleet:
         self.close()
 
     def start(self) -> None:
-        """Start every device's network thread; they connect (and reconnect) by themselves."""
-        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        needed = len(self.devices) * FDS_PER_DEVICE + FDS_SPARE
-        if soft != resource.RLIM_INFINITY and needed > soft:
-            raise SimError(
-                f"{len(self.devices)} devices need about {needed} file descriptors, the limit is {soft}: "
-                "raise it (ulimit -n) or run fewer devices per process"
-            )
+        """Start every device's threads; they connect (and reconnect) by themselves."""
         self._started_at = self._clock()
         for device in self.devices:
             device.connect()
@@ -218,9 +239,14 @@ class Fleet:
                 self._pending[i] = []
 
     def wait_acked(self, timeout_s: float) -> bool:
-        """Wait until every device's outbox is empty; False if `timeout_s` passed first."""
+        """Wait until every device sent everything and the broker acknowledged it; False on timeout."""
         deadline = self._clock() + timeout_s
         return all(d.wait_acked(max(0.0, deadline - self._clock())) for d in self.devices)
+
+    def wait_persisted(self, timeout_s: float) -> bool:
+        """Wait until every device's store is empty (all confirmed on `persisted`); False on timeout."""
+        deadline = self._clock() + timeout_s
+        return all(d.wait_persisted(max(0.0, deadline - self._clock())) for d in self.devices)
 
     def device_stats(self) -> list[DeviceStats]:
         """Every device's counters."""
@@ -232,7 +258,7 @@ class Fleet:
         return FleetStats.total(self.device_stats(), produced=sum(self._produced), elapsed_s=elapsed, lag_s=self._lag_s)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop `run()`, say `offline`, disconnect every device and join the network threads."""
+        """Stop `run()`, say `offline`, disconnect every device, join its threads and close its store."""
         self._stop.set()
         # In phases across all devices, so that a slow broker costs `timeout_s` once, not per device.
         for device in self.devices:
@@ -302,3 +328,13 @@ class Fleet:
                 stepped = True
             if not stepped:
                 self._progress.wait(IDLE_WAIT_S)
+
+
+def _check_fd_limit(options: FleetOptions) -> None:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = fds_needed(options)
+    if soft != resource.RLIM_INFINITY and needed > soft:
+        raise SimError(
+            f"{options.devices} devices need about {needed} file descriptors, the limit is {soft}: "
+            "raise it (ulimit -n) or run fewer devices per process"
+        )

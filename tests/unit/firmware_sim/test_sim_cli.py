@@ -34,9 +34,27 @@ def test_cli_parses_every_documented_flag() -> None:
         "van-",
     )
     assert (args.replay, args.speed, args.seed) == (Path("trip.json"), 4.0, 3)
+    store = ["--store-dir", "/var/lib/sim", "--store-max-samples", "500", "--persist-timeout", "2.5"]
+    args = build_parser(SimSettings()).parse_args(store)
+    assert (args.store_dir, args.store_max_samples, args.persist_timeout) == (Path("/var/lib/sim"), 500, 2.5)
 
 
-@pytest.mark.parametrize("argv", [["--rate", "-1"], ["--batch", "0"], ["--devices", "x"], ["--url", "http://h"]])
+def test_cli_keeps_stores_in_memory_unless_given_a_directory() -> None:
+    args = build_parser(SimSettings()).parse_args([])
+    assert (args.store_dir, args.store_max_samples, args.persist_timeout) == (None, 100_000, 10.0)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--rate", "-1"],
+        ["--batch", "0"],
+        ["--devices", "x"],
+        ["--url", "http://h"],
+        ["--store-max-samples", "0"],
+        ["--persist-timeout", "0"],
+    ],
+)
 def test_cli_refuses_bad_arguments_with_status_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(argv)

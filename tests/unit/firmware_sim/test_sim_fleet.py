@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from firmware_sim.address import BrokerAddress
+from firmware_sim.device import DeviceOptions
 from firmware_sim.fleet import Fleet, FleetOptions, device_ids
 from models.telemetry import Sample
 
@@ -74,3 +76,28 @@ def test_fleet_count_limits_samples_per_device() -> None:
     sent = _capture(fleet)
     fleet.run()
     assert [[len(m) for m in messages] for messages in sent] == [[3, 3, 1], [3, 3, 1]]
+
+
+def test_fleet_restarted_on_its_store_directory_continues_each_devices_boot_and_seq(tmp_path: Path) -> None:
+    options = FleetOptions(devices=2, device=DeviceOptions(store_dir=tmp_path))
+    fleet = Fleet(NOWHERE, options)
+    boots = [d.boot for d in fleet.devices]
+    for k in range(3):
+        fleet.step_all(T0 + timedelta(seconds=k), 1.0)
+    stats = fleet.stats()
+    assert (stats.buffered, stats.deferred, stats.outbox) == (6, 6, 6)
+    assert stats.oldest_unpersisted_age_s > 0
+    fleet.close(timeout_s=0)
+    assert sorted(p.name for p in tmp_path.glob("*.sqlite")) == ["truck-0001.sqlite", "truck-0002.sqlite"]
+
+    again = Fleet(NOWHERE, options)
+    try:
+        assert [d.boot for d in again.devices] == boots
+        assert [d.next_seq for d in again.devices] == [3, 3]
+        assert again.stats().buffered == 6, "unsent samples survive the restart"
+        sent = _capture(again)
+        again.step_all(T0 + timedelta(seconds=3), 1.0)
+        assert [[s.seq for s in m] for m in sent[0]] == [[3]]
+        assert sent[0][0][0].boot == boots[0]
+    finally:
+        again.close(timeout_s=0)
