@@ -10,8 +10,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from config import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from broker.accounts import DeviceSpec
 
 
 def say(text: str) -> None:
@@ -36,7 +42,77 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("migrate", help="apply pending migrations and create time partitions")
+    _add_account_commands(commands)
+    _add_user_commands(commands)
     return parser
+
+
+ACCOUNT_COMMANDS = frozenset({"devices", "integrators", "services", "broker"})
+
+
+def _add_account_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`fleet devices|integrators|services|broker ...`: MQTT accounts, and the broker files made from them."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--database-url", help="the accounts database (default FLEETBRIDGE_DATABASE_URL)")
+    common.add_argument(
+        "--accounts-dir",
+        type=Path,
+        help="where the broker reads its password and ACL files (default STATE_DIR/accounts)",
+    )
+    common.add_argument("--state-dir", type=Path, help="the local stack's state folder (default .fleet)")
+    common.add_argument(
+        "--broker-pid", type=int, help="the Mosquitto to reload (default: every local one reading the files)"
+    )
+    common.add_argument("--no-reload", action="store_true", help="change the database only; write no files")
+    devices = commands.add_parser("devices", help="device accounts on the broker (a secret is printed once)")
+    actions = devices.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", parents=[common], help="register a device, print its new secret")
+    add.add_argument("id", help="the device id, also its MQTT username")
+    add.add_argument("--kind", help="e.g. truck, trailer, pump (default truck)")
+    add.add_argument("--name", help="a name for people")
+    add.add_argument("--group", help="the device group (integrators can be limited to one)")
+    imported = actions.add_parser(
+        "import", parents=[common], help="provision a CSV (id,kind,name,group); print id,secret"
+    )
+    imported.add_argument("file", type=Path)
+    rotate = actions.add_parser("rotate", parents=[common], help="print a new secret; the old one stops working")
+    rotate.add_argument("id")
+    rotate.add_argument("--reinstate", action="store_true", help="also give a revoked device a new secret")
+    for name, text in (
+        ("revoke", "remove the secret for good and end the device's connection"),
+        ("disable", "take the device off the broker, keeping its secret"),
+        ("enable", "let a disabled device connect again"),
+    ):
+        actions.add_parser(name, parents=[common], help=text).add_argument("id")
+    integrators = commands.add_parser("integrators", help="read-only MQTT accounts for third parties")
+    integrator_actions = integrators.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = integrator_actions.add_parser("add", parents=[common], help="create one, print its secret (read-only)")
+    add.add_argument("name", help="its MQTT username")
+    add.add_argument("--group", help="read only this device group's devices")
+    services = commands.add_parser("services", help="MQTT accounts of bridge and API instances")
+    service_actions = services.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = service_actions.add_parser("add", parents=[common], help="create one, print its secret")
+    add.add_argument("role", choices=["bridge", "api"])
+    add.add_argument("name", help="its MQTT username, e.g. fleetbridge-bridge")
+    for group_actions in (integrator_actions, service_actions):
+        group_actions.add_parser("rotate", parents=[common], help="print a new secret").add_argument("name")
+        group_actions.add_parser("revoke", parents=[common], help="remove its secret for good").add_argument("name")
+    broker = commands.add_parser("broker", help="the broker's account files")
+    actions = broker.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("reload", parents=[common], help="rewrite the files from the database and reload the broker")
+
+
+def _add_user_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`fleet users add|api-key`: operator accounts and integrator API keys of the HTTP API."""
+    users = commands.add_parser("users", help="operator accounts and API keys of the HTTP API")
+    actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="add an operator account (the password is prompted for)")
+    add.add_argument("name", help="the username")
+    add.add_argument("--role", required=True, choices=["admin", "operator", "viewer"])
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    key = actions.add_parser("api-key", help="make a read-only integrator API key and print it, once")
+    key.add_argument("name", help="who the key is for")
+    key.add_argument("--group", help="read only this device group's devices (devices.group_name)")
 
 
 def run(argv: list[str], env: Mapping[str, str]) -> int:
@@ -50,7 +126,7 @@ def run(argv: list[str], env: Mapping[str, str]) -> int:
         say(f"invalid settings: {exc}")
         return 2
     if args.command == "up":
-        return _up(settings, args)
+        return _up(settings, args, env)
     if args.command == "down":
         return _down(settings, args.state_dir)
     if args.command == "bridge":
@@ -61,6 +137,10 @@ def run(argv: list[str], env: Mapping[str, str]) -> int:
         from api.__main__ import main as api_main
 
         return api_main()
+    if args.command in ACCOUNT_COMMANDS:
+        return _accounts(settings, args)
+    if args.command == "users":
+        return _users(settings, args)
     return _migrate(settings)
 
 
@@ -76,7 +156,7 @@ def _sim(argv: list[str], env: Mapping[str, str]) -> int:
     return sim_main(argv, defaults=settings.sim, default_url=settings.mqtt.url or DEFAULT_URL)
 
 
-def _up(settings: Settings, args: argparse.Namespace) -> int:
+def _up(settings: Settings, args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import dataclasses
 
     from stack.local import LocalStack, running_stack, with_state_dir
@@ -94,7 +174,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     if running_stack(settings.stack.state_dir) is not None:
         say(f"a stack is already running from {settings.stack.state_dir}: stop it with `fleet down`")
         return 1
-    stack = LocalStack(settings, say)
+    stack = LocalStack(settings, say, dict(env))
     stopping = {"now": False}
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -106,9 +186,14 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
         urls = stack.up(with_sim=not args.no_sim)
         print("\nfleetbridge is running:", flush=True)
         print(f"  operator UI    {urls['ui']}")
+        if stack.operator_login:
+            print(f"  sign in as     {stack.operator_login}  (demo admin; kept in {settings.stack.state_dir}/)")
+        else:
+            print("  sign in as     your operator account (make one with `fleet users add NAME --role admin`)")
         print(f"  REST API       {urls['api']}")
         print(f"  OpenAPI        {urls['openapi']}")
-        print(f"  MQTT broker    {urls['mqtt']}  (development mode: anonymous on loopback)")
+        mode = "  (development mode: anonymous on loopback)" if stack.started_broker else ""
+        print(f"  MQTT broker    {urls['mqtt']}{mode}")
         print(f"  Redis          {urls['redis']}")
         print(f"  PostgreSQL     {urls['database']}")
         print(f"  logs           {urls['logs']}")
@@ -169,3 +254,114 @@ def _migrate(settings: Settings) -> int:
         f"applied {len(applied)} migrations {applied}; partitions created {len(report.created)}, dropped {len(report.dropped)}"
     )
     return 0
+
+
+def _users(settings: Settings, args: argparse.Namespace) -> int:
+    import getpass
+
+    import psycopg
+
+    from api.accounts.admin import add_api_key, add_user
+    from api.accounts.roles import Role
+    from api.accounts.services import Refused
+
+    if not settings.database.url:
+        say("set FLEETBRIDGE_DATABASE_URL to the API's database (`fleet up` prints it)")
+        return 2
+    try:
+        if args.action == "add":
+            if args.password_stdin:
+                password = sys.stdin.readline().removesuffix("\n")
+            elif not sys.stdin.isatty():
+                say("no terminal to ask for the password on: pass it with --password-stdin")
+                return 2
+            else:
+                password = getpass.getpass(f"password for {args.name}: ")
+                if getpass.getpass("again: ") != password:
+                    say("the passwords differ")
+                    return 1
+            user = add_user(settings.database.url, args.name, Role(args.role), password)
+            if isinstance(user, Refused):
+                say(user.reason)
+                return 1
+            say(f"added {user.username} ({user.role})")
+            return 0
+        key = add_api_key(settings.database.url, args.name, args.group)
+    except psycopg.Error as exc:
+        say(f"cannot use the database (is it migrated? `fleet db migrate`): {exc}")
+        return 1
+    if isinstance(key, Refused):
+        say(key.reason)
+        return 1
+    print(key.key, flush=True)
+    scope = f"devices of group {key.group!r}" if key.group is not None else "every device"
+    say(f"API key {key.id} for {key.name} (read-only, {scope}) shown above, and only now; send it as X-API-Key")
+    return 0
+
+
+def _accounts(settings: Settings, args: argparse.Namespace) -> int:
+    import psycopg
+
+    from broker import accounts, reload
+    from broker.acl import AclError
+    from broker.passwords import PasswordFormatError
+    from stack.local import with_state_dir
+
+    url = args.database_url or settings.database.url
+    if not url:
+        say("set FLEETBRIDGE_DATABASE_URL or pass --database-url: the accounts live in the database")
+        return 2
+    accounts_dir = args.accounts_dir or with_state_dir(settings, args.state_dir).stack.state_dir / "accounts"
+    try:
+        specs = accounts.read_device_csv(args.file.read_text()) if args.action == "import" else []
+        with psycopg.connect(url, autocommit=True) as conn:
+            if args.command != "broker":
+                _change_account(conn, args, specs)
+            if args.no_reload:
+                return 0
+            report = reload.apply(conn, accounts_dir, broker_pid=args.broker_pid)
+    except (accounts.AccountError, AclError, PasswordFormatError, reload.ReloadError, OSError) as exc:
+        say(str(exc))
+        return 1
+    except psycopg.OperationalError as exc:
+        say(f"cannot reach the database: {exc}")
+        return 1
+    if report.pids:
+        say(f"broker files written to {accounts_dir}; reloaded mosquitto (pid {', '.join(map(str, report.pids))})")
+    else:
+        say(f"broker files written to {accounts_dir}; no running mosquitto reads them (it will when started)")
+    return 0
+
+
+def _change_account(
+    conn: psycopg.Connection[tuple[Any, ...]], args: argparse.Namespace, specs: list[DeviceSpec]
+) -> None:
+    """One account change; a new secret goes to stdout at once, before the broker is touched."""
+    from broker import accounts
+    from broker.acl import Role
+
+    roles = {"devices": {Role.DEVICE}, "integrators": {Role.INTEGRATOR}, "services": accounts.SERVICE_ROLES}
+    role = args.command.removesuffix("s")
+    name = getattr(args, "id", None) or getattr(args, "name", None) or ""
+    if args.action == "import":
+        for credential in accounts.import_devices(conn, specs):
+            print(f"{credential.username},{credential.secret}", flush=True)
+        say(f"provisioned {len(specs)} devices; their secrets are shown above, and only now")
+    elif args.action in {"add", "rotate"}:
+        if args.action == "rotate":
+            reinstate = getattr(args, "reinstate", False)
+            credential = accounts.rotate(conn, name, roles=roles[args.command], reinstate=reinstate)
+        elif role == Role.DEVICE:
+            credential = accounts.add_device(conn, accounts.DeviceSpec(name, args.kind, args.name, args.group))
+        elif role == Role.INTEGRATOR:
+            credential = accounts.add_integrator(conn, name, group=args.group)
+        else:
+            credential = accounts.add_service_account(conn, Role(args.role), name)
+        print(credential.secret, flush=True)
+        say(f"{args.action}: new secret for {name} shown above, and only now")
+    elif args.action == "revoke":
+        revoked = accounts.revoke(conn, name, roles=roles[args.command])
+        say(f"revoked {name}" if revoked else f"{name} was revoked already")
+    else:
+        accounts.set_device_disabled(conn, name, args.action == "disable")
+        say(f"{args.action}d {name}")

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -45,9 +46,12 @@ class LocalStack:
 
     settings: Settings
     say: Say
+    base_env: dict[str, str] = field(default_factory=dict)  # the environment children inherit
     servers: list[ServerProcess] = field(default_factory=list)
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
+    started_broker: bool = False
+    operator_login: str | None = None  # "user / password" of a demo admin made for this state folder
 
     def up(self, *, with_sim: bool = True) -> dict[str, str]:
         """Start everything; return the URLs. Raises `StackError` with what to do next."""
@@ -76,20 +80,25 @@ class LocalStack:
                 retention_days=settings.database.retention_days,
             )
         self.say(f"schema up to date ({len(applied)} migrations applied now)")
+        self.operator_login = _demo_operator(database_url, state)
         api_port = settings.api.port
         if not port_is_free(api_port):
             api_port = 0
-        env = _child_env(settings, mqtt_url, redis_url, database_url)
+        env = _child_env(self.base_env, settings, mqtt_url, redis_url, database_url)
         if api_port == 0:
             from stack.process import free_port
 
             api_port = free_port()
             self.say(f"port {settings.api.port} is taken: the API uses {api_port} instead")
         env["FLEETBRIDGE_API_PORT"] = str(api_port)
+        if not settings.api.jwt_secret:
+            # One secret for the stack's API, kept across restarts so signed-in pages stay signed in.
+            env["FLEETBRIDGE_API_JWT_SECRET"] = _kept_secret(state / "jwt-secret")
         logs = state / "logs"
         logs.mkdir(exist_ok=True)
         self._spawn("bridge", [sys.executable, "-m", "bridge"], env, logs)
         self._spawn("api", [sys.executable, "-m", "api"], env, logs)
+        self.started_broker = not settings.mqtt.url
         self.urls = {
             "ui": f"http://{settings.api.host}:{api_port}/",
             "api": f"http://{settings.api.host}:{api_port}/api/v1/devices",
@@ -149,6 +158,37 @@ class LocalStack:
         self.children.append((name, child))
 
 
+DEMO_ADMIN: Final = "admin"
+
+
+def _kept_secret(path: Path, size: int = 48) -> str:
+    """A random secret stored (0600) in `path`, made on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(size)
+    path.touch(mode=0o600)
+    path.write_text(secret + "\n")
+    return secret
+
+
+def _demo_operator(database_url: str, state: Path) -> str | None:
+    """Make an admin for the demo when the database has no operator yet; its password is kept in the state folder.
+
+    None when operators exist already: they sign in with their own accounts (`fleet users add`).
+    """
+    from api.accounts.admin import add_user
+    from api.accounts.roles import Role
+
+    password_file = state / "admin-password"
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM users").fetchone()
+    if row is not None and row[0] > 0:
+        return f"{DEMO_ADMIN} / {password_file.read_text().strip()}" if password_file.exists() else None
+    password = _kept_secret(password_file, size=12)
+    add_user(database_url, DEMO_ADMIN, Role.ADMIN, password)
+    return f"{DEMO_ADMIN} / {password}"
+
+
 def _server_dir(state: Path, say: Say) -> Path:
     """Where server data goes: the state folder, unless the server users cannot enter it (e.g. /root)."""
     if not running_as_root():
@@ -167,8 +207,11 @@ def _server_dir(state: Path, say: Say) -> Path:
     return state
 
 
-def _child_env(settings: Settings, mqtt_url: str, redis_url: str, database_url: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("FLEETBRIDGE_")}
+def _child_env(
+    base: dict[str, str], settings: Settings, mqtt_url: str, redis_url: str, database_url: str
+) -> dict[str, str]:
+    # Children get every other setting as given (FLEETBRIDGE_CONFIG included); the stack fixes the rest.
+    env = dict(base)
     env.update(
         {
             "FLEETBRIDGE_MQTT_URL": mqtt_url,
