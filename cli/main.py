@@ -192,7 +192,7 @@ def _up(settings: Settings, args: argparse.Namespace, env: Mapping[str, str]) ->
             print("  sign in as     your operator account (make one with `fleet users add NAME --role admin`)")
         print(f"  REST API       {urls['api']}")
         print(f"  OpenAPI        {urls['openapi']}")
-        mode = "  (development mode: anonymous on loopback)" if stack.started_broker else ""
+        mode = "  (per-device accounts; device secrets in the state folder)" if stack.started_broker else ""
         print(f"  MQTT broker    {urls['mqtt']}{mode}")
         print(f"  Redis          {urls['redis']}")
         print(f"  PostgreSQL     {urls['database']}")

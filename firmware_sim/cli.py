@@ -99,6 +99,12 @@ def build_parser(defaults: SimSettings, default_url: str = DEFAULT_URL) -> argpa
     parser.add_argument("--ca-file", help="CA bundle for mqtts:// (default: the system's)")
     parser.add_argument("--cert-file", help="client certificate for mqtts://")
     parser.add_argument("--key-file", help="client key for mqtts://")
+    parser.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="CSV",
+        help="per-device secrets, lines `id,secret` as `fleet devices import` prints them",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -131,6 +137,23 @@ def main(argv: list[str] | None = None, *, defaults: SimSettings | None = None, 
         return 1
 
 
+def read_credentials(path: Path) -> dict[str, str]:
+    """`id,secret` lines (a header line `id,secret` is allowed); `SimError` names a bad line."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise SimError(f"cannot read credentials {path}: {exc}") from exc
+    found: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.strip() == "id,secret":
+            continue
+        device_id, comma, secret = line.partition(",")
+        if not comma or not device_id or not secret:
+            raise SimError(f"{path}:{number}: expected `id,secret`")
+        found[device_id.strip()] = secret.strip()
+    return found
+
+
 def _simulate(args: argparse.Namespace, address: BrokerAddress, device_options: DeviceOptions) -> int:
     options = FleetOptions(
         devices=args.devices,
@@ -142,6 +165,7 @@ def _simulate(args: argparse.Namespace, address: BrokerAddress, device_options: 
         first_index=args.first_index,
         seed=args.seed,
         device=device_options,
+        credentials=read_credentials(args.credentials) if args.credentials else {},
     )
     _raise_fd_limit(fds_needed(options))
     fleet = Fleet(address, options)

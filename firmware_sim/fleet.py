@@ -21,8 +21,8 @@ from __future__ import annotations
 import resource
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Final, Self
@@ -56,6 +56,9 @@ class FleetOptions:
     seed: int | str = 7
     centre: GeoPoint = DEFAULT_CENTRE
     device: DeviceOptions = field(default_factory=DeviceOptions)
+    # Per-device secrets (device id -> secret), as `fleet devices import` prints them; a device
+    # missing here uses `device.password` (or the URL's).
+    credentials: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.devices < 0:
@@ -167,9 +170,9 @@ class Fleet:
         devices: list[Device] = []
         try:
             for device_id in ids:  # a loop, not extend(): on failure, `devices` holds exactly those opened
-                devices.append(  # noqa: PERF401
-                    Device(device_id, address, options.device, on_settled=self._progress.set)
-                )
+                secret = options.credentials.get(device_id)
+                device_options = options.device if secret is None else replace(options.device, password=secret)
+                devices.append(Device(device_id, address, device_options, on_settled=self._progress.set))
         except BaseException:
             for device in devices:
                 device.join()  # closes the stores opened so far

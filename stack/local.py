@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
+from urllib.parse import quote
 
 import psycopg
 
 from broker.process import start_mosquitto
+from broker.reload import AccountPaths
 from config import Settings
 from models.migrate import migrate
 from models.partitions import maintain
@@ -59,9 +61,6 @@ class LocalStack:
         state = settings.stack.state_dir.absolute()
         state.mkdir(parents=True, exist_ok=True)
         server_dir = _server_dir(state, self.say)
-        mqtt_url = settings.mqtt.url or self._start(
-            "Mosquitto", lambda port: start_mosquitto(server_dir / "mosquitto", port), settings.stack.mqtt_port
-        )
         redis_url = settings.redis.url or self._start(
             "Redis", lambda port: start_redis(server_dir / "redis", port), settings.stack.redis_port
         )
@@ -81,10 +80,31 @@ class LocalStack:
             )
         self.say(f"schema up to date ({len(applied)} migrations applied now)")
         self.operator_login = _demo_operator(database_url, state)
+        bridge_url = sim_url = mqtt_url = settings.mqtt.url
+        sim_credentials: Path | None = None
+        if not mqtt_url:
+            # Our own broker runs with accounts: per-device secrets for the simulated trucks, a service
+            # account for the bridge; nobody connects anonymously.
+            accounts = _provision(database_url, server_dir / "accounts", state, settings)
+            mqtt_url = self._start(
+                "Mosquitto",
+                lambda port: start_mosquitto(
+                    server_dir / "mosquitto",
+                    port,
+                    anonymous=False,
+                    password_file=accounts.paths.passwords,
+                    acl_file=accounts.paths.acl,
+                ),
+                settings.stack.mqtt_port,
+            )
+            sim_url = mqtt_url
+            bridge_url = _with_credentials(mqtt_url, settings.mqtt.client_id, accounts.bridge_secret)
+            sim_credentials = accounts.device_secrets
+            self.say(f"MQTT accounts: bridge and {settings.sim.devices} devices (secrets in {sim_credentials})")
         api_port = settings.api.port
         if not port_is_free(api_port):
             api_port = 0
-        env = _child_env(self.base_env, settings, mqtt_url, redis_url, database_url)
+        env = _child_env(self.base_env, settings, bridge_url, redis_url, database_url)
         if api_port == 0:
             from stack.process import free_port
 
@@ -109,7 +129,9 @@ class LocalStack:
             "logs": str(logs),
         }
         if with_sim and settings.sim.devices:
-            sim = [sys.executable, "-m", "firmware_sim", "--url", mqtt_url, "--quiet"]
+            sim = [sys.executable, "-m", "firmware_sim", "--url", sim_url, "--quiet"]
+            if sim_credentials is not None:
+                sim += ["--credentials", str(sim_credentials)]
             self._spawn("simulator", sim, env, logs)
         (state / STATE_FILE).write_text(json.dumps({"pid": os.getpid(), "urls": self.urls}, indent=2))
         return self.urls
@@ -187,6 +209,43 @@ def _demo_operator(database_url: str, state: Path) -> str | None:
     password = _kept_secret(password_file, size=12)
     add_user(database_url, DEMO_ADMIN, Role.ADMIN, password)
     return f"{DEMO_ADMIN} / {password}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Accounts:
+    paths: AccountPaths
+    bridge_secret: str
+    device_secrets: Path
+
+
+def _provision(database_url: str, accounts_dir: Path, state: Path, settings: Settings) -> _Accounts:
+    """Accounts for the local broker: the bridge's, and one per simulated truck (new secrets each start).
+
+    The device secrets go to a 0600 CSV in the state folder, which the simulator reads.
+    """
+    from broker.accounts import DeviceSpec, add_service_account, import_devices, render_files, rotate
+    from broker.acl import Role
+    from broker.reload import write_files
+    from firmware_sim.fleet import device_ids
+
+    ids = device_ids("truck-", settings.sim.devices)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        bridge = add_service_account(conn, Role.BRIDGE, settings.mqtt.client_id, rotate_existing=True)
+        rows = conn.execute("SELECT username FROM mqtt_accounts WHERE username = ANY(%s)", (ids,)).fetchall()
+        existing = {row[0] for row in rows}
+        credentials = import_devices(conn, [DeviceSpec(i) for i in ids if i not in existing])
+        credentials += [rotate(conn, i, roles=[Role.DEVICE]) for i in sorted(existing)]
+        paths = write_files(accounts_dir, render_files(conn))
+    secrets_file = state / "device-secrets.csv"
+    secrets_file.unlink(missing_ok=True)
+    secrets_file.touch(mode=0o600)
+    secrets_file.write_text("id,secret\n" + "".join(f"{c.username},{c.secret}\n" for c in credentials))
+    return _Accounts(paths, bridge.secret, secrets_file)
+
+
+def _with_credentials(url: str, username: str, secret: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{quote(username, safe='')}:{quote(secret, safe='')}@{rest}"
 
 
 def _server_dir(state: Path, say: Say) -> Path:

@@ -1,0 +1,99 @@
+"""The demo behind `./dev up`: `fleet up`'s stack starts for real, trucks move, and the broker refuses
+anyone without an account."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from config import load_settings
+from stack.local import LocalStack
+from stack.process import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("stack")
+    for folder in (base, *base.parents):
+        if folder == Path("/"):
+            break
+        folder.chmod(folder.stat().st_mode | 0o005)  # the postgres and mosquitto users must get in
+    return base / "state"
+
+
+@pytest.fixture
+def stack(state_dir: Path) -> Iterator[LocalStack]:
+    env = {
+        "FLEETBRIDGE_STACK_STATE_DIR": str(state_dir),
+        "FLEETBRIDGE_STACK_MQTT_PORT": "0",
+        "FLEETBRIDGE_STACK_REDIS_PORT": "0",
+        "FLEETBRIDGE_STACK_POSTGRES_PORT": "0",
+        "FLEETBRIDGE_API_PORT": str(free_port()),
+        "FLEETBRIDGE_SIM_DEVICES": "2",
+        "FLEETBRIDGE_SIM_RATE_HZ": "5",
+    }
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBRIDGE_")} | env
+    local = LocalStack(load_settings(env), lambda text: None, base_env)
+    try:
+        yield local
+    finally:
+        local.down()
+
+
+def anonymous_connect(url: str) -> ReasonCode | None:
+    host, port = url.removeprefix("mqtt://").split(":")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    answer: list[ReasonCode] = []
+    client.on_connect = lambda c, u, f, rc, p: answer.append(rc)
+    client.connect(host, int(port))
+    deadline = time.monotonic() + 5
+    while not answer and time.monotonic() < deadline:
+        client.loop(0.1)
+    client.disconnect()
+    return answer[0] if answer else None
+
+
+def test_local_stack_moves_trucks_with_per_device_accounts(stack: LocalStack, state_dir: Path) -> None:
+    urls = stack.up()
+    assert stack.operator_login is not None
+    user, password = stack.operator_login.split(" / ")
+    base = urls["ui"].rstrip("/")
+    with httpx.Client(base_url=base, timeout=10) as http:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                token = http.post("/api/v1/auth/token", json={"username": user, "password": password})
+                if token.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the API never answered"
+            time.sleep(0.2)
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        assert http.get("/api/v1/devices/truck-0001/state").status_code == 401
+        seen: list[tuple[int, float, float]] = []
+        while len(set(seen)) < 3:
+            response = http.get("/api/v1/devices/truck-0001/state", headers=headers)
+            if response.status_code == 200 and response.json()["position"] is not None:
+                position = response.json()["position"]
+                seen.append((position["seq"], position["lat"], position["lon"]))
+            assert time.monotonic() < deadline, f"the truck did not move: {seen}"
+            time.sleep(0.2)
+    assert [s for s, _, _ in seen] == sorted(s for s, _, _ in seen)
+    assert len({(lat, lon) for _, lat, lon in seen}) > 1  # it moves
+    refused = anonymous_connect(urls["mqtt"])
+    assert refused is not None
+    assert refused.is_failure  # not authorised: the demo broker has no anonymous access
+    secrets_file = state_dir / "device-secrets.csv"
+    assert oct(secrets_file.stat().st_mode & 0o777) == "0o600"
+    assert secrets_file.read_text().splitlines()[1].startswith("truck-0001,")
