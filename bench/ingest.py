@@ -180,7 +180,12 @@ def drain_bridge(urls: dict[str, str], count: int, instances: int, logs: Path) -
     r = redis.Redis.from_url(urls["redis"], decode_responses=True)
     children = []
     for client_id in bridge_ids(instances):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBRIDGE_")}
+        # The bridge's own tuning (FLEETBRIDGE_BRIDGE_*) passes through, so that settings can be compared.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("FLEETBRIDGE_") or k.startswith("FLEETBRIDGE_BRIDGE_")
+        }
         env.update(
             {
                 "FLEETBRIDGE_MQTT_URL": urls["mqtt"],

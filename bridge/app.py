@@ -39,6 +39,7 @@ POST_COMMIT_QUEUE_BATCHES: Final = 8  # committed batches waiting for Redis and 
 MAINTENANCE_INTERVAL_S: Final = 3600.0
 STATS_LOG_INTERVAL_S: Final = 10.0
 PRESENCE_SWEEP_INTERVAL_S: Final = 5.0
+STATE_REPUBLISH_INTERVAL_S: Final = 1.0
 STATUS_SUFFIX: Final = "/" + TopicKind.STATUS.value
 SUCCESS: Final = 0
 
@@ -79,6 +80,7 @@ class Bridge:
         self._wakeup = asyncio.Event()
         self._committed: asyncio.Queue[Committed | None] = asyncio.Queue(POST_COMMIT_QUEUE_BATCHES)
         self.stats = BridgeStats()
+        self._state_pending: States = {}
 
     async def handle(self, message: RawMessage) -> int:
         """Take one message; return its PUBACK reason code once the COMMIT holding it is done."""
@@ -116,6 +118,7 @@ class Bridge:
                 group.create_task(self._stats_loop(stop), name="stats"),
                 group.create_task(self._maintenance_loop(stop), name="maintenance"),
                 group.create_task(self._presence_loop(stop), name="presence"),
+                group.create_task(self._state_loop(stop), name="state"),
             ]
             await stop.wait()
             self._wakeup.set()
@@ -204,11 +207,22 @@ class Bridge:
                     self._republish(changed)
 
     def _republish(self, changed: States) -> None:
-        """Each changed device's whole state, retained on `fleet/v1/{id}/state` for integrators."""
-        for device, fields in changed.items():
-            state = state_from_fields(device, fields)
-            if not self._source.publish(device_topic(device, TopicKind.STATE), _json.encode(state), retain=True):
-                self.stats.replies_dropped += 1
+        """Queue each changed device's whole state for `fleet/v1/{id}/state`; the newest per device wins."""
+        self._state_pending.update(changed)
+
+    async def _state_loop(self, stop: asyncio.Event) -> None:
+        """Publish the queued states, retained, once per interval: integrators see at most that much lag,
+        and a busy device costs one publish per interval rather than one per batch."""
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=STATE_REPUBLISH_INTERVAL_S)
+            pending, self._state_pending = self._state_pending, {}
+            for device, fields in pending.items():
+                state = state_from_fields(device, fields)
+                if not self._source.publish(device_topic(device, TopicKind.STATE), _json.encode(state), retain=True):
+                    self.stats.replies_dropped += 1
+            if stop.is_set():
+                return
 
     async def _presence_loop(self, stop: asyncio.Event) -> None:
         """Mark devices offline that have been silent for longer than the presence timeout."""

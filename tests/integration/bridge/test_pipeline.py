@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from bridge.app import Bridge
 from config import Settings
-from models.state import Persisted, RejectedNotice, state_from_fields, state_key
+from models.state import DeviceState, Persisted, RejectedNotice, state_from_fields, state_key
 from tests.integration.bridge.conftest import running_bridge
 
 pytestmark = pytest.mark.integration
@@ -141,3 +141,33 @@ async def test_bridge_state_is_newest_by_device_time_even_when_samples_arrive_la
     assert len([entry for entry in live if entry[1][b"d"] == b"dev-b"]) == 2
     assert geo[0] is not None
     assert abs(geo[0][1] - 10.0) < 1e-4
+
+
+async def test_bridge_republishes_the_normalised_state_retained_for_integrators(bridge_settings: Settings) -> None:
+    host, port = broker(bridge_settings.mqtt.url)
+    device_id = f"ret-{bridge_settings.mqtt.client_id[-8:]}"
+    now = datetime.now(UTC).replace(microsecond=0)
+    async with (
+        running_bridge(bridge_settings) as bridge,
+        aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as device,
+    ):
+        for seq in range(3):
+            sample = {
+                "seq": seq,
+                "ts": (now + timedelta(seconds=seq)).isoformat(),
+                "pos": {"lat": 50.0 + seq, "lon": 8.0},
+            }
+            await device.publish(f"fleet/v1/{device_id}/telemetry", msgspec.json.encode(sample), qos=1)
+        await wait_committed(bridge, 3)
+    # After the bridge is gone, a new subscriber still gets the newest state: it was retained.
+    async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as integrator:
+        await integrator.subscribe(f"fleet/v1/{device_id}/state", qos=1)
+        async with asyncio.timeout(10):
+            message = await anext(integrator.messages)
+    assert message.retain
+    state = msgspec.json.decode(bytes(message.payload), type=DeviceState)  # type: ignore[arg-type]
+    assert state.device_id == device_id
+    assert state.position is not None
+    assert (state.position.seq, state.position.lat) == (2, 52.0)
+    assert state.presence is not None
+    assert state.presence.state == "online"
