@@ -28,6 +28,7 @@ from api.accounts.controllers import ApiKeyController, UserController, login
 from api.accounts.limits import LoginThrottle
 from api.auth import PUBLIC, TokenIssuer, build_auth, require_access
 from api.backends import DEPENDENCIES, STATE_KEY, Backends, Pool
+from api.contract.controllers import asyncapi
 from api.devices.controllers import DeviceController
 from api.health.controllers import healthz, readyz
 from api.live.controllers import live
@@ -113,7 +114,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[DeviceController, TelemetryController, live, login, UserController, ApiKeyController],
     )
     return Litestar(
-        route_handlers=[api, healthz, readyz, index],
+        route_handlers=[api, healthz, readyz, index, asyncapi],
         dependencies={
             **DEPENDENCIES,
             "tokens": Provide(provide_tokens, sync_to_thread=False),

@@ -4,7 +4,7 @@ Part 1 (in-process, no servers): `bridge.decode.decode_message` on `--payloads` 
 of valid samples and batches (JSON and MessagePack), batches mixing valid and spoiled samples, mutated
 valid payloads (bit flips, truncation, splices, inserted and deleted bytes, hostile tokens), random JSON
 values, random bytes, hostile topics and the files of `tests/corpus/telemetry/`. An oracle checks each
-result: nothing raises; every rejection has a reason; every accepted sample obeys DESIGN.md
+result: nothing raises; every rejection has a reason; every accepted sample obeys docs/topics.md
 (`tests.corpus.violation`); valid messages are accepted whole; in a mixed batch exactly the spoiled
 samples are refused; corpus files have their indexed outcome.
 

@@ -123,11 +123,12 @@ class Bridge:
             await stop.wait()
             self._wakeup.set()
             await flusher  # commits and acknowledges everything already received
-            await asyncio.sleep(0.2)  # lets the final PUBACKs reach the socket before it closes
+            await self._committed.put(None)
+            await post  # replies and state of the last batches, while the connection is still up
+            self._publish_states()
+            await asyncio.sleep(0.2)  # lets the final PUBACKs and replies reach the socket before it closes
             await self._source.disconnect()
             await source_task
-            await self._committed.put(None)
-            await post
             for task in side:
                 task.cancel()
         await self._sink.close()
@@ -213,16 +214,17 @@ class Bridge:
     async def _state_loop(self, stop: asyncio.Event) -> None:
         """Publish the queued states, retained, once per interval: integrators see at most that much lag,
         and a busy device costs one publish per interval rather than one per batch."""
-        while True:
+        while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=STATE_REPUBLISH_INTERVAL_S)
-            pending, self._state_pending = self._state_pending, {}
-            for device, fields in pending.items():
-                state = state_from_fields(device, fields)
-                if not self._source.publish(device_topic(device, TopicKind.STATE), _json.encode(state), retain=True):
-                    self.stats.replies_dropped += 1
-            if stop.is_set():
-                return
+            self._publish_states()  # at shutdown, `run` publishes once more after the last batch
+
+    def _publish_states(self) -> None:
+        pending, self._state_pending = self._state_pending, {}
+        for device, fields in pending.items():
+            state = state_from_fields(device, fields)
+            if not self._source.publish(device_topic(device, TopicKind.STATE), _json.encode(state), retain=True):
+                self.stats.replies_dropped += 1
 
     async def _presence_loop(self, stop: asyncio.Event) -> None:
         """Mark devices offline that have been silent for longer than the presence timeout."""

@@ -3,7 +3,7 @@
 Redis layout (Redis is a cache beside PostgreSQL; it can be rebuilt from the database):
 
 * `fleet:state:{device_id}` — a hash, one field per state part (`pos`, `m.<metric>`, `a.<metric>`,
-  `quality`, `seen`). Each value is `"<ts_ms>:<boot>:<seq>:<json>"`: the device time and sequence of
+  `quality`, `presence`). Each value is `"<ts_ms>:<boot>:<seq>:<json>"`: the device time and sequence of
   the sample that set it, then the value. The bridge merges field by field, newer device time wins,
   ties broken by (boot, seq), atomically in one Lua script, so a late sample never regresses state.
 * `fleet:geo` — a GEO set of the latest position of every device.

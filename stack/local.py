@@ -223,7 +223,7 @@ def _provision(database_url: str, accounts_dir: Path, state: Path, settings: Set
 
     The device secrets go to a 0600 CSV in the state folder, which the simulator reads.
     """
-    from broker.accounts import DeviceSpec, add_service_account, import_devices, render_files, rotate
+    from broker.accounts import AccountError, DeviceSpec, add_service_account, import_devices, render_files, rotate
     from broker.acl import Role
     from broker.reload import write_files
     from firmware_sim.fleet import device_ids
@@ -234,7 +234,13 @@ def _provision(database_url: str, accounts_dir: Path, state: Path, settings: Set
         rows = conn.execute("SELECT username FROM mqtt_accounts WHERE username = ANY(%s)", (ids,)).fetchall()
         existing = {row[0] for row in rows}
         credentials = import_devices(conn, [DeviceSpec(i) for i in ids if i not in existing])
-        credentials += [rotate(conn, i, roles=[Role.DEVICE]) for i in sorted(existing)]
+        try:
+            credentials += [rotate(conn, i, roles=[Role.DEVICE]) for i in sorted(existing)]
+        except AccountError as exc:
+            raise StackError(
+                f"cannot give the simulated trucks new secrets: {exc}; reinstate the truck with "
+                "`fleet devices rotate ID --reinstate`, or start with another --state-dir"
+            ) from exc
         paths = write_files(accounts_dir, render_files(conn))
     secrets_file = state / "device-secrets.csv"
     secrets_file.unlink(missing_ok=True)

@@ -98,7 +98,7 @@ def load_cases() -> list[Case]:
 
 
 def violation(sample: Sample, *, now: datetime, limits: Limits) -> str | None:
-    """The first rule of DESIGN.md ("Payloads") an accepted `sample` breaks, or None.
+    """The first rule of docs/topics.md (validation) an accepted `sample` breaks, or None.
 
     Written out again, independently of `check_sample` and of the msgspec constraints, as the oracle
     of the property tests and of `bench/fuzz.py`; it includes what the database's columns can hold.

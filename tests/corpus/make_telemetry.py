@@ -3,7 +3,7 @@
     .venv/bin/python -m tests.corpus.make_telemetry
 
 Deterministic: running it again rewrites the same bytes. The expected outcomes are written here by
-hand, from the design (DESIGN.md, "Payloads"), not read off the decoder.
+hand, from the design (docs/topics.md, validation), not read off the decoder.
 """
 
 from __future__ import annotations

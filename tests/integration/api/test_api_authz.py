@@ -188,6 +188,7 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
     "GET /readyz": (http_route("GET", "/readyz"), "public", 200),
     "GET / (page shell)": (http_route("GET", "/"), "public", 200),
     "GET /schema/openapi.json": (http_route("GET", "/schema/openapi.json"), "public", 200),
+    "GET /asyncapi.json": (http_route("GET", "/asyncapi.json"), "public", 200),
 }
 
 
@@ -256,6 +257,7 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/readyz",
         "/",
         "/schema/openapi.json",
+        "/asyncapi.json",
         # Public and tested in test_api_accounts.py and test_api_health.py:
         "/api/v1/auth/token",
         "/schema",

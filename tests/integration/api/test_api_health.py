@@ -115,3 +115,14 @@ def test_create_app_names_missing_backend_urls() -> None:
 
     with pytest.raises(SettingsError, match="FLEETBRIDGE_REDIS_URL and FLEETBRIDGE_DATABASE_URL"):
         create_app(Settings())
+
+
+async def test_api_serves_the_asyncapi_document_generated_from_the_payload_types(api_url: str) -> None:
+    import httpx
+
+    from models.asyncapi import document
+
+    async with httpx.AsyncClient(base_url=api_url) as client:
+        response = await client.get("/asyncapi.json")
+    assert response.status_code == 200
+    assert response.json() == document()

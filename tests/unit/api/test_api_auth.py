@@ -46,7 +46,7 @@ def test_every_route_handler_passes_the_access_guard() -> None:
     assert all(require_access in handler.resolve_guards() for _, handler in handlers_by_path(SETTINGS))
 
 
-def test_only_probes_the_page_shell_the_schema_and_logging_in_are_public() -> None:
+def test_only_probes_the_page_shell_the_schemas_and_logging_in_are_public() -> None:
     public = {path for path, handler in handlers_by_path(SETTINGS) if handler.opt.get("public")}
 
     assert public == {
@@ -57,6 +57,7 @@ def test_only_probes_the_page_shell_the_schema_and_logging_in_are_public() -> No
         "/schema",
         "/schema/openapi.json",
         "/schema/{path:str}",
+        "/asyncapi.json",
     }
 
 

@@ -59,7 +59,7 @@ def message(payload: bytes, content_type: str | None = None, topic: str = TOPIC)
 
 
 def assert_valid(sample: Sample) -> None:
-    """Everything DESIGN.md asks of an accepted sample, and what the database's columns can hold."""
+    """Everything docs/topics.md asks of an accepted sample, and what the database's columns can hold."""
     assert violation(sample, now=NOW, limits=LIMITS) is None, (violation(sample, now=NOW, limits=LIMITS), sample)
 
 
