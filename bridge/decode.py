@@ -26,6 +26,7 @@ from models.state import (
     encode_field,
 )
 from models.telemetry import (
+    METRIC_COLUMNS,
     DecodedTelemetry,
     Limits,
     MessageRejection,
@@ -85,10 +86,7 @@ TELEMETRY_TYPES: Final = (
     "jsonb",
 )
 # Metric name -> index of its typed column in a telemetry row.
-METRIC_COLUMNS: Final = {
-    name: TELEMETRY_COLUMNS.index(name)
-    for name in ("odometer", "fuel", "engine_temp", "temperature", "pressure", "vibration", "flow", "level", "battery")
-}
+METRIC_INDEX: Final = {name: TELEMETRY_COLUMNS.index(name) for name in METRIC_COLUMNS}
 _EXTRA = TELEMETRY_COLUMNS.index("extra")
 _AGG = TELEMETRY_COLUMNS.index("agg")
 
@@ -255,7 +253,7 @@ def telemetry_row(device_id: str, sample: Sample, received_at: datetime) -> Tele
         row[10] = pos.accuracy
     extra: dict[str, float] | None = None
     for name, value in sample.metrics.items():
-        column = METRIC_COLUMNS.get(name)
+        column = METRIC_INDEX.get(name)
         if column is None:
             if extra is None:
                 extra = {}

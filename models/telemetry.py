@@ -107,6 +107,11 @@ KNOWN_METRICS: Final[dict[str, MetricSpec]] = {
 }
 
 
+# Every known metric has a typed column of its own in `telemetry` (models/migrations/0002_timeseries.sql);
+# other metrics go to its `extra` column. Only these names ever reach SQL as column identifiers.
+METRIC_COLUMNS: Final[tuple[str, ...]] = tuple(KNOWN_METRICS)
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """What the ingest paths accept. Read from settings at the edge and passed in."""

@@ -8,21 +8,9 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from api.telemetry.cursor import TelemetryCursor, decode_cursor
+from models.telemetry import METRIC_COLUMNS
 from models.topics import DEVICE_ID_PATTERN, is_device_id
 
-# The typed metric columns of the `telemetry` table (models/migrations/0002_timeseries.sql). Only these
-# names ever reach SQL as identifiers.
-METRIC_COLUMNS: Final = (
-    "fuel",
-    "engine_temp",
-    "odometer",
-    "temperature",
-    "pressure",
-    "vibration",
-    "flow",
-    "level",
-    "battery",
-)
 POSITION: Final = "position"
 SELECTABLE: Final = (*METRIC_COLUMNS, POSITION)
 DEFAULT_WINDOW: Final = timedelta(hours=1)

@@ -10,8 +10,9 @@ from psycopg.rows import dict_row
 
 from api.backends import Pool
 from api.telemetry.cursor import TelemetryCursor, encode_cursor
-from api.telemetry.query import METRIC_COLUMNS, POSITION, TelemetryQuery
+from api.telemetry.query import POSITION, TelemetryQuery
 from api.telemetry.schemas import AggregateStats, PositionFix, TelemetryItem, TelemetryPage
+from models.telemetry import METRIC_COLUMNS
 
 SAMPLE_COLUMNS: Final = ("ts", "seq", "boot", "received_at", "quality")
 POSITION_COLUMNS: Final = ("lat", "lon", "alt", "speed", "heading", "accuracy")

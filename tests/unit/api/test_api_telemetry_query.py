@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api.telemetry.cursor import TelemetryCursor, decode_cursor, encode_cursor
-from api.telemetry.query import METRIC_COLUMNS, BadParam, TelemetryQuery, parse_query, parse_timestamp
+from api.telemetry.query import BadParam, TelemetryQuery, parse_query, parse_timestamp
 from api.telemetry.services import build_statement
-from models.telemetry import KNOWN_METRICS
+from models.telemetry import KNOWN_METRICS, METRIC_COLUMNS
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
