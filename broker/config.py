@@ -1,9 +1,9 @@
 """Render the Mosquitto config that tests and the local stack run, from the production `mosquitto.conf`.
 
 The root `mosquitto.conf` is the one source of broker settings. A rendered variant keeps every
-directive of it except the few in `OVERRIDDEN_DIRECTIVES`: the listener (loopback, a chosen port),
-where the persistence file goes, and the accounts (anonymous access in development, or the given
-password and ACL files). tests/unit/broker/test_config.py keeps the two from drifting apart.
+directive of it except the few in `OVERRIDDEN_DIRECTIVES`: the listeners (loopback, chosen ports; the
+TLS listener with the given certificate files, or left out), where the persistence file goes, and the
+accounts (anonymous access in development, or the given password and ACL files). tests/unit/broker/test_config.py keeps the two from drifting apart.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from broker.certs import TlsFiles
+
 log = logging.getLogger(__name__)
 
 PRODUCTION_CONFIG: Final = Path(__file__).resolve().parents[1] / "mosquitto.conf"
@@ -20,7 +22,16 @@ LOOPBACK: Final = "127.0.0.1"
 
 # Directives a rendered config sets itself; every other directive is copied unchanged.
 OVERRIDDEN_DIRECTIVES: Final = frozenset(
-    {"listener", "persistence_location", "allow_anonymous", "password_file", "acl_file"}
+    {
+        "listener",
+        "persistence_location",
+        "allow_anonymous",
+        "password_file",
+        "acl_file",
+        "cafile",
+        "certfile",
+        "keyfile",
+    }
 )
 
 
@@ -71,47 +82,83 @@ def render_config(
     anonymous: bool,
     password_file: Path | None = None,
     acl_file: Path | None = None,
+    tls: TlsFiles | None = None,
+    tls_port: int | None = None,
 ) -> str:
     """The `source` config for a broker on 127.0.0.1:`port` keeping its state in `data_dir`.
 
     `anonymous=True` is development mode: anyone on loopback may connect (logged as a warning). Without
     it a `password_file` is required, or nobody could connect. The account files given replace the
     production paths; one not given is left out (no ACL file: every account may use every topic).
+
+    With `tls` (and `tls_port`) the source's TLS listener (the one with a `certfile`) is rendered on
+    127.0.0.1:`tls_port` with those files; without it the TLS listener is left out entirely.
     """
     if not anonymous and password_file is None:
         raise BrokerConfigError("a broker without anonymous access needs a password_file: nobody could connect")
-    for path in (data_dir, password_file, acl_file):
+    if (tls is None) != (tls_port is None):
+        raise BrokerConfigError("a TLS listener needs both its files (tls) and its port (tls_port)")
+    tls_paths = (tls.ca_file, tls.cert_file, tls.key_file) if tls is not None else ()
+    for path in (data_dir, password_file, acl_file, *tls_paths):
         if path is not None and "\n" in str(path):
             raise BrokerConfigError(f"path {path!r} contains a line break")
     if anonymous:
         log.warning("anonymous MQTT access enabled: development mode, loopback only")
-    directives = parse_config(source)
-    listeners = [d for d in directives if d.name == "listener"]
-    if len(listeners) != 1:
-        raise BrokerConfigError(f"render_config supports exactly one listener; the source has {len(listeners)}")
+    settings, listeners = _split_listeners(parse_config(source))
+    plain = [block for block in listeners if not _is_tls(block)]
+    secure = [block for block in listeners if _is_tls(block)]
+    if len(plain) != 1 or len(secure) > 1:
+        raise BrokerConfigError(
+            "render_config supports exactly one plain listener and at most one TLS listener; "
+            f"the source has {len(plain)} plain and {len(secure)} TLS listeners"
+        )
+    if tls is not None and not secure:
+        raise BrokerConfigError("TLS files were given but the source has no TLS listener (one with a certfile)")
     overrides: dict[str, list[Directive]] = {
-        "listener": [Directive("listener", f"{port} {LOOPBACK}")],
         "persistence_location": [Directive("persistence_location", f"{data_dir.absolute()}/")],
         "allow_anonymous": [Directive("allow_anonymous", "true" if anonymous else "false")],
         "password_file": _optional("password_file", password_file),
         "acl_file": _optional("acl_file", acl_file),
     }
     rendered: list[Directive] = []
-    for directive in directives:
+    for directive in settings:
         if directive.name in overrides:
             # Set each overridden directive once, where the source first has it, so the order of the
-            # production file (global settings before the listener) is kept.
+            # production file (global settings before the listeners) is kept.
             rendered.extend(overrides.pop(directive.name))
         elif directive.name not in OVERRIDDEN_DIRECTIVES:
             rendered.append(directive)
-    missing = [d for name in sorted(overrides) for d in overrides[name]]
-    listener_at = next(i for i, d in enumerate(rendered) if d.name == "listener")
-    # Settings the source lacks go before the listener: after it they could read as listener options.
-    rendered[listener_at:listener_at] = missing
-    header = (
-        f"# Rendered by broker.config from {PRODUCTION_CONFIG.name} for a broker on {LOOPBACK}:{port}; do not edit."
-    )
+    # Settings the source lacks go before the listeners: after one they could read as its options.
+    rendered.extend(d for name in sorted(overrides) for d in overrides[name])
+    rendered.extend(_listener(plain[0], port, {}))
+    if tls is not None and tls_port is not None:
+        files = {"cafile": tls.ca_file, "certfile": tls.cert_file, "keyfile": tls.key_file}
+        rendered.extend(_listener(secure[0], tls_port, files))
+    where = f"{LOOPBACK}:{port}" + (f" (TLS on {tls_port})" if tls_port is not None else "")
+    header = f"# Rendered by broker.config from {PRODUCTION_CONFIG.name} for a broker on {where}; do not edit."
     return "\n".join([header, *(d.line() for d in rendered)]) + "\n"
+
+
+def _split_listeners(directives: list[Directive]) -> tuple[list[Directive], list[list[Directive]]]:
+    """The settings before the first listener, and each listener with the options that follow it."""
+    starts = [i for i, d in enumerate(directives) if d.name == "listener"]
+    if not starts:
+        return directives, []
+    ends = [*starts[1:], len(directives)]
+    return directives[: starts[0]], [directives[start:end] for start, end in zip(starts, ends, strict=True)]
+
+
+def _is_tls(block: list[Directive]) -> bool:
+    return any(d.name == "certfile" for d in block)
+
+
+def _listener(block: list[Directive], port: int, files: dict[str, Path]) -> list[Directive]:
+    """`block` bound to 127.0.0.1:`port`, its certificate paths replaced by `files`."""
+    rendered = [Directive("listener", f"{port} {LOOPBACK}")]
+    for directive in block[1:]:
+        path = files.get(directive.name)
+        rendered.append(Directive(directive.name, str(path.absolute())) if path is not None else directive)
+    return rendered
 
 
 def _optional(name: str, path: Path | None) -> list[Directive]:

@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 from typing import Final
 
+from broker.certs import TlsFiles
 from broker.config import production_config_text, render_config
 from stack.process import (
     LOOPBACK,
@@ -76,6 +77,8 @@ def start_mosquitto(
     anonymous: bool = True,
     password_file: Path | None = None,
     acl_file: Path | None = None,
+    tls: TlsFiles | None = None,
+    tls_port: int | None = None,
     binary: Path | None = None,
 ) -> ServerProcess:
     """Start Mosquitto on 127.0.0.1:`port` (0: a free port) with `data_dir` for its state; return once it answers.
@@ -83,8 +86,16 @@ def start_mosquitto(
     The config is rendered from the production mosquitto.conf into `data_dir`. Started as root,
     Mosquitto drops to the `mosquitto` user: `data_dir` is handed to it, and the password and ACL
     files must be readable by it. The defaults are development mode: anonymous, loopback only.
+
+    With `tls` it also serves MQTT over TLS on 127.0.0.1:`tls_port`, with the same accounts; the port
+    must be given (e.g. `stack.process.free_port()`) so the caller knows where it is, and the key must be
+    readable by the `mosquitto` user (`broker.certs.init_certs` makes it so).
     """
+    if (tls is None) != (tls_port is None) or tls_port == 0:
+        raise ServerStartError("mosquitto: a TLS listener needs its files (tls) and a fixed port (tls_port)")
     port = claim_port(port, "mosquitto")
+    if tls_port is not None:
+        tls_port = claim_port(tls_port, "mosquitto (TLS)")
     data_dir = data_dir.absolute()
     give_dir_to(data_dir, MOSQUITTO_USER)
     if running_as_root():
@@ -98,6 +109,8 @@ def start_mosquitto(
             anonymous=anonymous,
             password_file=password_file,
             acl_file=acl_file,
+            tls=tls,
+            tls_port=tls_port,
         )
     )
     return ServerProcess.start(

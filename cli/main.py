@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-sim", action="store_true", help="start no simulated fleet")
     up.add_argument("--devices", type=int, help="simulated trucks (FLEETBRIDGE_SIM_DEVICES)")
     up.add_argument("--rate", type=float, help="samples per second per truck (FLEETBRIDGE_SIM_RATE_HZ)")
+    up.add_argument(
+        "--tls",
+        action="store_true",
+        help="also serve MQTT over TLS (dev CA, `fleet certs init`); bridge and sim use it",
+    )
     down = commands.add_parser("down", help="stop a running `fleet up`")
     down.add_argument("--state-dir", type=Path, help="the state folder of that stack (default .fleet)")
     commands.add_parser("sim", help="run a simulated fleet (see `fleet sim --help`)", add_help=False)
@@ -44,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser("migrate", help="apply pending migrations and create time partitions")
     _add_account_commands(commands)
     _add_user_commands(commands)
+    certs = commands.add_parser("certs", help="a development CA and TLS certificates for the broker and devices")
+    certs_actions = certs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    init = certs_actions.add_parser("init", help="make (or reuse) the CA, the broker's and devices' certificates")
+    init.add_argument("--dir", type=Path, help="where the certificates go (default STATE_DIR/certs)")
+    init.add_argument("--state-dir", type=Path, help="the local stack's state folder (default .fleet)")
+    init.add_argument(
+        "--device", action="append", default=[], metavar="ID", help="also a client certificate with CN=ID (repeatable)"
+    )
     return parser
 
 
@@ -141,7 +154,26 @@ def run(argv: list[str], env: Mapping[str, str]) -> int:
         return _accounts(settings, args)
     if args.command == "users":
         return _users(settings, args)
+    if args.command == "certs":
+        return _certs(settings, args)
     return _migrate(settings)
+
+
+def _certs(settings: Settings, args: argparse.Namespace) -> int:
+    from broker.certs import CertificateError, device_certificate, init_certs
+    from stack.local import with_state_dir
+
+    folder = args.dir or with_state_dir(settings, args.state_dir).stack.state_dir / "certs"
+    try:
+        files = init_certs(folder)
+        devices = [device_certificate(folder, device_id) for device_id in args.device]
+    except (CertificateError, OSError) as exc:
+        say(str(exc))
+        return 1
+    say(f"CA {files.ca_file}; broker certificate {files.cert_file} (localhost, 127.0.0.1)")
+    for device in devices:
+        say(f"device {device.device_id}: certificate {device.cert_file}, key {device.key_file}")
+    return 0
 
 
 def _sim(argv: list[str], env: Mapping[str, str]) -> int:
@@ -183,7 +215,7 @@ def _up(settings: Settings, args: argparse.Namespace, env: Mapping[str, str]) ->
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        urls = stack.up(with_sim=not args.no_sim)
+        urls = stack.up(with_sim=not args.no_sim, tls=args.tls)
         print("\nfleetbridge is running:", flush=True)
         print(f"  operator UI    {urls['ui']}")
         if stack.operator_login:
@@ -194,6 +226,8 @@ def _up(settings: Settings, args: argparse.Namespace, env: Mapping[str, str]) ->
         print(f"  OpenAPI        {urls['openapi']}")
         mode = "  (per-device accounts; device secrets in the state folder)" if stack.started_broker else ""
         print(f"  MQTT broker    {urls['mqtt']}{mode}")
+        if "mqtts" in urls:
+            print(f"  MQTT over TLS  {urls['mqtts']}")
         print(f"  Redis          {urls['redis']}")
         print(f"  PostgreSQL     {urls['database']}")
         print(f"  logs           {urls['logs']}")

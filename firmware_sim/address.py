@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from firmware_sim.errors import BrokerUrlError
 
@@ -28,6 +28,8 @@ class BrokerAddress:
     tls: bool = False
     username: str | None = None
     password: str | None = None
+    # The CA bundle to trust for mqtts:// (`?cafile=/path/ca.pem`); None: the system's.
+    ca_file: str | None = None
 
     def __str__(self) -> str:
         # Never print a password: URLs end up in logs and progress lines.
@@ -40,7 +42,9 @@ class BrokerAddress:
 def parse_broker_url(url: str) -> BrokerAddress:
     """Parse `mqtt://[user[:password]@]host[:port]` (default port 1883) or `mqtts://…` (TLS, 8883).
 
-    User name and password may be percent-encoded. Raise `BrokerUrlError` naming what is wrong.
+    User name and password may be percent-encoded. An `mqtts://` URL may name the CA to trust,
+    `mqtts://host:8883?cafile=/path/ca.pem` (e.g. the development CA of `fleet certs init`), the same
+    way the bridge's broker URL does. Raise `BrokerUrlError` naming what is wrong.
     """
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
@@ -48,8 +52,9 @@ def parse_broker_url(url: str) -> BrokerAddress:
         raise BrokerUrlError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
     if not parts.hostname:
         raise BrokerUrlError(f"broker URL {url!r}: no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise BrokerUrlError(f"broker URL {url!r}: expected no path, query or fragment")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise BrokerUrlError(f"broker URL {url!r}: expected no path or fragment")
+    ca_file = _ca_file(url, parts.query, tls=_TLS_SCHEMES[scheme])
     try:
         port = parts.port
     except ValueError:
@@ -65,4 +70,18 @@ def parse_broker_url(url: str) -> BrokerAddress:
         tls=tls,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
+        ca_file=ca_file,
     )
+
+
+def _ca_file(url: str, query: str, *, tls: bool) -> str | None:
+    """The `cafile` of a broker URL's query, the only parameter it may have (and only with TLS)."""
+    if not query:
+        return None
+    try:
+        params = parse_qs(query, strict_parsing=True)
+    except ValueError:
+        params = {}
+    if set(params) != {"cafile"} or len(params["cafile"]) != 1 or not tls:
+        raise BrokerUrlError(f"broker URL {url!r}: the only query parameter is cafile=PATH, and only with mqtts://")
+    return params["cafile"][0]

@@ -67,7 +67,8 @@ _OFFLINE: Final = msgspec.json.encode(Status(state="offline"))
 
 @dataclass(frozen=True, slots=True)
 class TlsOptions:
-    """Files for `mqtts://`: CA bundle (None: the system's), and a client certificate and key if used."""
+    """Files for `mqtts://`: CA bundle (None: the URL's `cafile`, else the system's), and a client certificate
+    and key if used."""
 
     ca_file: str | None = None
     cert_file: str | None = None
@@ -222,7 +223,8 @@ class Device:
         client.username_pw_set(device_id, password)
         if address.tls:
             tls = options.tls or TlsOptions()
-            client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
+            ca_file = tls.ca_file or address.ca_file
+            client.tls_set(ca_certs=ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
         client.will_set(self._status_topic, _OFFLINE, qos=QOS_AT_LEAST_ONCE, retain=True)
         client.reconnect_delay_set(options.reconnect_min_s, options.reconnect_max_s)
         client.max_inflight_messages_set(options.max_inflight)

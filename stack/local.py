@@ -26,20 +26,33 @@ from urllib.parse import quote
 
 import psycopg
 
+from broker.certs import TlsFiles, init_certs
 from broker.process import start_mosquitto
 from broker.reload import AccountPaths
 from config import Settings
 from models.migrate import migrate
 from models.partitions import maintain
 from stack.postgres import start_postgres
-from stack.process import ServerProcess, StackError, check_enterable, port_is_free, running_as_root
+from stack.process import ServerProcess, StackError, check_enterable, free_port, port_is_free, running_as_root
 from stack.redis import start_redis
 
 STATE_FILE: Final = "stack.json"
 CHILD_STOP_TIMEOUT_S: Final = 15.0
 SERVER_DATA_FALLBACK: Final = Path("/var/tmp/fleetbridge")  # noqa: S108 - a fixed, documented place
+MQTTS_PORT: Final = 8883
 
 Say = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Broker:
+    """The broker the stack uses, and how the bridge and the simulator reach it."""
+
+    mqtt_url: str
+    bridge_url: str
+    sim_url: str
+    mqtts_url: str | None = None
+    sim_credentials: Path | None = None
 
 
 @dataclass
@@ -55,8 +68,12 @@ class LocalStack:
     started_broker: bool = False
     operator_login: str | None = None  # "user / password" of a demo admin made for this state folder
 
-    def up(self, *, with_sim: bool = True) -> dict[str, str]:
-        """Start everything; return the URLs. Raises `StackError` with what to do next."""
+    def up(self, *, with_sim: bool = True, tls: bool = False) -> dict[str, str]:
+        """Start everything; return the URLs. Raises `StackError` with what to do next.
+
+        `tls`: our broker serves MQTT over TLS as well, and the bridge and simulator use it (the
+        URLs then include "mqtts"); ignored, with a word, when the settings name an existing broker.
+        """
         settings = self.settings
         state = settings.stack.state_dir.absolute()
         state.mkdir(parents=True, exist_ok=True)
@@ -80,34 +97,17 @@ class LocalStack:
             )
         self.say(f"schema up to date ({len(applied)} migrations applied now)")
         self.operator_login = _demo_operator(database_url, state)
-        bridge_url = sim_url = mqtt_url = settings.mqtt.url
-        sim_credentials: Path | None = None
-        if not mqtt_url:
-            # Our own broker runs with accounts: per-device secrets for the simulated trucks, a service
-            # account for the bridge; nobody connects anonymously.
-            accounts = _provision(database_url, server_dir / "accounts", state, settings)
-            mqtt_url = self._start(
-                "Mosquitto",
-                lambda port: start_mosquitto(
-                    server_dir / "mosquitto",
-                    port,
-                    anonymous=False,
-                    password_file=accounts.paths.passwords,
-                    acl_file=accounts.paths.acl,
-                ),
-                settings.stack.mqtt_port,
-            )
-            sim_url = mqtt_url
-            bridge_url = _with_credentials(mqtt_url, settings.mqtt.client_id, accounts.bridge_secret)
-            sim_credentials = accounts.device_secrets
-            self.say(f"MQTT accounts: bridge and {settings.sim.devices} devices (secrets in {sim_credentials})")
+        if settings.mqtt.url:
+            if tls:
+                self.say("FLEETBRIDGE_MQTT_URL names an existing broker: --tls applies only to a broker we start")
+            broker = _Broker(settings.mqtt.url, bridge_url=settings.mqtt.url, sim_url=settings.mqtt.url)
+        else:
+            broker = self._own_broker(database_url, server_dir, state, tls=tls)
         api_port = settings.api.port
         if not port_is_free(api_port):
             api_port = 0
-        env = _child_env(self.base_env, settings, bridge_url, redis_url, database_url)
+        env = _child_env(self.base_env, settings, broker.bridge_url, redis_url, database_url)
         if api_port == 0:
-            from stack.process import free_port
-
             api_port = free_port()
             self.say(f"port {settings.api.port} is taken: the API uses {api_port} instead")
         env["FLEETBRIDGE_API_PORT"] = str(api_port)
@@ -123,15 +123,17 @@ class LocalStack:
             "ui": f"http://{settings.api.host}:{api_port}/",
             "api": f"http://{settings.api.host}:{api_port}/api/v1/devices",
             "openapi": f"http://{settings.api.host}:{api_port}/schema/openapi.json",
-            "mqtt": mqtt_url,
+            "mqtt": broker.mqtt_url,
             "redis": redis_url,
             "database": database_url,
             "logs": str(logs),
         }
+        if broker.mqtts_url is not None:
+            self.urls["mqtts"] = broker.mqtts_url
         if with_sim and settings.sim.devices:
-            sim = [sys.executable, "-m", "firmware_sim", "--url", sim_url, "--quiet"]
-            if sim_credentials is not None:
-                sim += ["--credentials", str(sim_credentials)]
+            sim = [sys.executable, "-m", "firmware_sim", "--url", broker.sim_url, "--quiet"]
+            if broker.sim_credentials is not None:
+                sim += ["--credentials", str(broker.sim_credentials)]
             self._spawn("simulator", sim, env, logs)
         (state / STATE_FILE).write_text(json.dumps({"pid": os.getpid(), "urls": self.urls}, indent=2))
         return self.urls
@@ -160,6 +162,50 @@ class LocalStack:
             server.stop()
         state_file = self.settings.stack.state_dir.absolute() / STATE_FILE
         state_file.unlink(missing_ok=True)
+
+    def _own_broker(self, database_url: str, server_dir: Path, state: Path, *, tls: bool) -> _Broker:
+        """Start our broker with accounts: per-device secrets for the simulated trucks, a service account
+        for the bridge; nobody connects anonymously. With `tls`, the bridge and simulator use TLS."""
+        settings = self.settings
+        accounts = _provision(database_url, server_dir / "accounts", state, settings)
+        certs, tls_port = self._tls(server_dir) if tls else (None, None)
+        mqtt_url = self._start(
+            "Mosquitto",
+            lambda port: start_mosquitto(
+                server_dir / "mosquitto",
+                port,
+                anonymous=False,
+                password_file=accounts.paths.passwords,
+                acl_file=accounts.paths.acl,
+                tls=certs,
+                tls_port=tls_port,
+            ),
+            settings.stack.mqtt_port,
+        )
+        mqtts_url = None
+        if certs is not None:
+            mqtts_url = f"mqtts://127.0.0.1:{tls_port}?cafile={quote(str(certs.ca_file), safe='/')}"
+            self.say(f"Mosquitto serves MQTT over TLS at {mqtts_url}")
+        sim_url = mqtts_url or mqtt_url
+        self.say(f"MQTT accounts: bridge and {settings.sim.devices} devices (secrets in {accounts.device_secrets})")
+        return _Broker(
+            mqtt_url,
+            mqtts_url=mqtts_url,
+            bridge_url=_with_credentials(sim_url, settings.mqtt.client_id, accounts.bridge_secret),
+            sim_url=sim_url,
+            sim_credentials=accounts.device_secrets,
+        )
+
+    def _tls(self, server_dir: Path) -> tuple[TlsFiles, int]:
+        """The development certificates (those of `fleet certs init`, made if missing) and a port for TLS."""
+        folder = server_dir / "certs"
+        certs = init_certs(folder)
+        self.say(f"TLS certificates in {folder} (trust {certs.ca_file})")
+        if port_is_free(MQTTS_PORT):
+            return certs, MQTTS_PORT
+        port = free_port()
+        self.say(f"port {MQTTS_PORT} is taken: MQTT over TLS uses {port} instead")
+        return certs, port
 
     def _start(self, label: str, start: Callable[[int], ServerProcess], port: int) -> str:
         if port and not port_is_free(port):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.certs import TlsFiles
 from broker.config import (
     OVERRIDDEN_DIRECTIVES,
     BrokerConfigError,
@@ -18,6 +19,9 @@ from broker.config import (
 )
 
 DATA_DIR = Path("/srv/fleet/mosquitto")
+TLS = TlsFiles(
+    Path("/srv/fleet/certs/ca.pem"), Path("/srv/fleet/certs/server.pem"), Path("/srv/fleet/certs/server.key")
+)
 
 
 def _settings(directives: list[Directive], name: str) -> list[str]:
@@ -25,7 +29,11 @@ def _settings(directives: list[Directive], name: str) -> list[str]:
 
 
 def _render(
-    *, anonymous: bool = True, password_file: Path | None = None, acl_file: Path | None = None
+    *,
+    anonymous: bool = True,
+    password_file: Path | None = None,
+    acl_file: Path | None = None,
+    tls: TlsFiles | None = None,
 ) -> list[Directive]:
     text = render_config(
         production_config_text(),
@@ -34,16 +42,57 @@ def _render(
         anonymous=anonymous,
         password_file=password_file,
         acl_file=acl_file,
+        tls=tls,
+        tls_port=18883 if tls is not None else None,
     )
     return parse_config(text)
 
 
 def test_render_keeps_every_production_directive_that_is_not_overridden() -> None:
     production = [d for d in parse_config(production_config_text()) if d.name not in OVERRIDDEN_DIRECTIVES]
-    rendered = [d for d in _render() if d.name not in OVERRIDDEN_DIRECTIVES]
+    rendered = [d for d in _render(tls=TLS) if d.name not in OVERRIDDEN_DIRECTIVES]
 
     assert Counter(rendered) == Counter(production)
-    assert rendered == production, "the production order (settings before the listener) must be kept"
+    assert rendered == production, "the production order (settings before the listeners) must be kept"
+
+
+def test_render_with_tls_binds_both_listeners_to_loopback_with_the_given_files() -> None:
+    rendered = _render(tls=TLS)
+
+    listeners = [i for i, d in enumerate(rendered) if d.name == "listener"]
+    assert [rendered[i].value for i in listeners] == ["18830 127.0.0.1", "18883 127.0.0.1"]
+    tls_options = {d.name: d.value for d in rendered[listeners[1] + 1 :]}
+    assert tls_options == {
+        "cafile": str(TLS.ca_file),
+        "certfile": str(TLS.cert_file),
+        "keyfile": str(TLS.key_file),
+        "tls_version": "tlsv1.2",
+        "require_certificate": "false",
+    }
+    assert not {"cafile", "certfile", "keyfile"} & {d.name for d in rendered[: listeners[1]]}
+
+
+def test_render_without_tls_leaves_the_tls_listener_and_its_options_out() -> None:
+    rendered = _render()
+
+    assert _settings(rendered, "listener") == ["18830 127.0.0.1"]
+    assert not {"cafile", "certfile", "keyfile", "tls_version", "require_certificate"} & {d.name for d in rendered}
+
+
+def test_render_needs_both_tls_files_and_tls_port() -> None:
+    with pytest.raises(BrokerConfigError, match="tls_port"):
+        render_config(production_config_text(), port=1, data_dir=DATA_DIR, anonymous=True, tls=TLS)
+
+
+def test_production_config_serves_tls_with_passwords_and_optional_client_certificates() -> None:
+    production = parse_config(production_config_text())
+
+    tls_at = production.index(Directive("listener", "8883"))
+    options = {d.name: d.value for d in production[tls_at + 1 :]}
+    assert options["tls_version"] == "tlsv1.2"
+    assert options["require_certificate"] == "false"
+    assert {d.name: d.value for d in production}["per_listener_settings"] == "false"
+    assert "use_identity_as_username" not in options
 
 
 def test_render_sets_loopback_listener_and_data_dir() -> None:
@@ -94,7 +143,7 @@ def test_render_adds_account_files_the_source_lacks_before_the_listener() -> Non
 
 
 def test_render_refuses_a_source_with_several_listeners() -> None:
-    with pytest.raises(BrokerConfigError, match="exactly one listener"):
+    with pytest.raises(BrokerConfigError, match="exactly one plain listener"):
         render_config("listener 1883\nlistener 8883\n", port=1, data_dir=DATA_DIR, anonymous=True)
 
 

@@ -30,3 +30,17 @@ def test_broker_address_never_shows_its_password() -> None:
 def test_parse_broker_url_rejects_what_is_not_a_broker(url: str) -> None:
     with pytest.raises(BrokerUrlError, match="broker URL"):
         parse_broker_url(url)
+
+
+def test_parse_broker_url_reads_the_ca_file_of_an_mqtts_url() -> None:
+    address = parse_broker_url("mqtts://127.0.0.1:8883?cafile=/srv/fleet/certs/ca.pem")
+
+    assert address == BrokerAddress("127.0.0.1", 8883, tls=True, ca_file="/srv/fleet/certs/ca.pem")
+
+
+@pytest.mark.parametrize(
+    "url", ["mqtt://host?cafile=/ca.pem", "mqtts://host?cafile=/a&cafile=/b", "mqtts://host?cafile=/a&x=1"]
+)
+def test_parse_broker_url_rejects_a_ca_file_without_tls_or_other_parameters(url: str) -> None:
+    with pytest.raises(BrokerUrlError, match="cafile"):
+        parse_broker_url(url)
