@@ -12,8 +12,8 @@ from api.auth import may_see_device, principal_of
 from api.backends import Pool
 from api.problems import bad_request, not_found
 from api.telemetry.query import LIMIT_DEFAULT, LIMIT_MAX, SELECTABLE, BadParam, parse_query
-from api.telemetry.schemas import TelemetryPage
-from api.telemetry.services import fetch_page
+from api.telemetry.schemas import GapReport, TelemetryPage
+from api.telemetry.services import fetch_gaps, fetch_page
 from models.telemetry import utcnow
 
 
@@ -59,3 +59,28 @@ class TelemetryController(Controller):
         if not await may_see_device(principal_of(request), pool, device_id):
             raise not_found(f"no device {device_id!r}")
         return await fetch_page(pool, query)
+
+    @get("/gaps", summary="Missing samples of one device, from its seq numbers")
+    async def gaps(
+        self,
+        *,
+        request: Request[Any, Any, Any],
+        pool: NamedDependency[Pool],
+        device_id: FromPath[str],
+        start: Annotated[
+            str | None,
+            QueryParameter(
+                name="from", description="ISO-8601 with time zone, inclusive; default: one hour before `to`"
+            ),
+        ] = None,
+        end: Annotated[
+            str | None, QueryParameter(name="to", description="ISO-8601 with time zone, exclusive; default: now")
+        ] = None,
+    ) -> GapReport:
+        """The seq ranges missing between the samples stored with `from <= ts < to`, per boot."""
+        query = parse_query(device_id, start=start, end=end, metric=None, limit=1, cursor=None, now=utcnow())
+        if isinstance(query, BadParam):
+            raise bad_request(query.reason)
+        if not await may_see_device(principal_of(request), pool, device_id):
+            raise not_found(f"no device {device_id!r}")
+        return await fetch_gaps(pool, query)

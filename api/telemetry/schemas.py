@@ -45,3 +45,26 @@ class TelemetryPage(msgspec.Struct, frozen=True, kw_only=True):
 
     items: list[TelemetryItem]
     next_cursor: str | None
+
+
+class SeqGap(msgspec.Struct, frozen=True, kw_only=True):
+    """Samples `first..last` (inclusive) of boot `boot` that never arrived."""
+
+    boot: int
+    first: int
+    last: int
+    missing: int
+
+
+class GapReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What is missing from a device's history in a window, judged by its seq numbers.
+
+    Only gaps between samples inside the window count: what precedes the first one or follows the last
+    one is unknown. `truncated`: more gaps exist than listed.
+    """
+
+    device_id: str
+    samples: int
+    missing: int
+    gaps: list[SeqGap]
+    truncated: bool

@@ -1,4 +1,4 @@
-"""Reading telemetry history: one parameterised, keyset-paginated statement per page."""
+"""Reading telemetry history: one parameterised, keyset-paginated statement per page; seq gaps."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from psycopg.rows import dict_row
 from api.backends import Pool
 from api.telemetry.cursor import TelemetryCursor, encode_cursor
 from api.telemetry.query import POSITION, TelemetryQuery
-from api.telemetry.schemas import AggregateStats, PositionFix, TelemetryItem, TelemetryPage
+from api.telemetry.schemas import AggregateStats, GapReport, PositionFix, SeqGap, TelemetryItem, TelemetryPage
 from models.telemetry import METRIC_COLUMNS
 
 SAMPLE_COLUMNS: Final = ("ts", "seq", "boot", "received_at", "quality")
@@ -116,3 +116,39 @@ async def fetch_page(pool: Pool, query: TelemetryQuery) -> TelemetryPage:
         last = items[-1]
         next_cursor = encode_cursor(TelemetryCursor(last.ts, last.seq))
     return TelemetryPage(items=items, next_cursor=next_cursor)
+
+
+GAPS_MAX: Final = 1000
+_GAPS = sql.SQL(
+    "SELECT boot, seq + 1 AS first, next_seq - 1 AS last FROM ("
+    " SELECT boot, seq, lead(seq) OVER (PARTITION BY boot ORDER BY seq) AS next_seq FROM telemetry"
+    " WHERE device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s) AS s"
+    " WHERE next_seq > seq + 1 ORDER BY boot, first LIMIT %(limit)s"
+)
+_GAP_TOTALS = sql.SQL(
+    "SELECT count(*) AS samples, coalesce(sum(next_seq - seq - 1) FILTER (WHERE next_seq > seq + 1), 0) AS missing"
+    " FROM (SELECT seq, lead(seq) OVER (PARTITION BY boot ORDER BY seq) AS next_seq FROM telemetry"
+    " WHERE device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s) AS s"
+)
+
+
+async def fetch_gaps(pool: Pool, query: TelemetryQuery) -> GapReport:
+    """Missing seq ranges of one device in the query's window, per boot."""
+    params = {"device_id": query.device_id, "start": query.start, "end": query.end, "limit": GAPS_MAX + 1}
+    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_GAPS, params)
+        rows = await cur.fetchall()
+        await cur.execute(_GAP_TOTALS, params)
+        totals = await cur.fetchone()
+    assert totals is not None
+    gaps = [
+        SeqGap(boot=r["boot"], first=r["first"], last=r["last"], missing=r["last"] - r["first"] + 1)
+        for r in rows[:GAPS_MAX]
+    ]
+    return GapReport(
+        device_id=query.device_id,
+        samples=totals["samples"],
+        missing=int(totals["missing"]),
+        gaps=gaps,
+        truncated=len(rows) > GAPS_MAX,
+    )

@@ -170,6 +170,11 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
         "viewer",
         200,
     ),
+    "GET /api/v1/devices/{id}/telemetry/gaps": (
+        http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/telemetry/gaps"),
+        "viewer",
+        200,
+    ),
     "WebSocket /api/v1/live": (live_handshake, "viewer", SWITCHING_PROTOCOLS),
     "GET /api/v1/users": (http_route("GET", "/api/v1/users"), "admin", 200),
     "POST /api/v1/users": (
@@ -249,6 +254,7 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/api/v1/devices",
         "/api/v1/devices/{device_id:str}/state",
         "/api/v1/devices/{device_id:str}/telemetry",
+        "/api/v1/devices/{device_id:str}/telemetry/gaps",
         "/api/v1/live",
         "/api/v1/users",
         "/api/v1/api-keys",

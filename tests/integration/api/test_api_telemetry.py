@@ -176,3 +176,27 @@ async def test_telemetry_accepts_an_offset_whose_plus_was_decoded_as_space(
 
     assert response.status_code == 200, response.text
     assert [item["seq"] for item in response.json()["items"]] == [7]
+
+
+async def test_telemetry_gaps_list_missing_seq_ranges_per_boot(http: httpx.AsyncClient, database_url: str) -> None:
+    base = datetime.now(UTC) - timedelta(minutes=30)
+    present = [(0, s) for s in (0, 1, 2, 5, 6, 9)] + [(1, s) for s in (0, 1, 3)]
+    await insert_rows(
+        database_url, [row(base + timedelta(seconds=i), seq, boot=boot) for i, (boot, seq) in enumerate(present)]
+    )
+    response = await http.get(f"/api/v1/devices/{DEVICE}/telemetry/gaps")
+    assert response.status_code == 200
+    report = response.json()
+    assert report["samples"] == len(present)
+    assert report["missing"] == 2 + 2 + 1
+    assert report["gaps"] == [
+        {"boot": 0, "first": 3, "last": 4, "missing": 2},
+        {"boot": 0, "first": 7, "last": 8, "missing": 2},
+        {"boot": 1, "first": 2, "last": 2, "missing": 1},
+    ]
+    assert report["truncated"] is False
+    empty = await http.get(
+        f"/api/v1/devices/{DEVICE}/telemetry/gaps",
+        params={"from": (base - timedelta(days=1)).isoformat(), "to": base.isoformat()},
+    )
+    assert empty.json() == {"device_id": DEVICE, "samples": 0, "missing": 0, "gaps": [], "truncated": False}
