@@ -53,15 +53,12 @@ from paho.mqtt.properties import Properties
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from servers import start_servers  # noqa: E402 - bench/servers.py, beside this script
+
 from bridge.decode import Decoded, decode_message  # noqa: E402
 from bridge.message import RawMessage  # noqa: E402
-from broker.process import start_mosquitto  # noqa: E402
-from models.migrate import migrate  # noqa: E402
-from models.partitions import maintain  # noqa: E402
 from models.telemetry import KNOWN_METRICS, Limits  # noqa: E402
 from models.topics import is_device_id  # noqa: E402
-from stack.postgres import start_postgres  # noqa: E402
-from stack.redis import start_redis  # noqa: E402
 from tests.corpus import CORPUS_NOW, Case, Outcome, load_cases, violation  # noqa: E402
 
 MSGPACK = "application/msgpack"
@@ -520,16 +517,7 @@ def run_e2e(count: int, seed: int) -> dict[str, Any]:
     servers = []
     bridge = None
     try:
-        progress(f"starting Mosquitto, Redis and PostgreSQL under {base}")
-        mosquitto = start_mosquitto(base / "mosquitto")
-        servers.append(mosquitto)
-        redis_server = start_redis(base / "redis")
-        servers.append(redis_server)
-        postgres = start_postgres(base / "pg")
-        servers.append(postgres)
-        with psycopg.connect(postgres.url, autocommit=True) as conn:
-            migrate(conn)
-            maintain(conn, now=datetime.now(UTC))
+        mosquitto, redis_server, postgres = start_servers(base, servers)
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBRIDGE_")}
         env.update(
             {

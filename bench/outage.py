@@ -42,11 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from broker.process import start_mosquitto  # noqa: E402
-from models.migrate import migrate  # noqa: E402
-from models.partitions import maintain  # noqa: E402
-from stack.postgres import start_postgres  # noqa: E402
-from stack.redis import start_redis  # noqa: E402
+from servers import start_servers  # noqa: E402 - bench/servers.py, beside this script
 
 READINGS_PER_SAMPLE = 4
 BRIDGE_ID = "outage-bridge"
@@ -297,17 +293,8 @@ def main() -> int:
     publisher: Publisher | None = None
     monitor: SysMonitor | None = None
     try:
-        progress(f"starting Mosquitto, Redis and PostgreSQL under {base}")
-        mosquitto = start_mosquitto(base / "mosquitto")
-        servers.append(mosquitto)
-        redis_server = start_redis(base / "redis")
-        servers.append(redis_server)
-        postgres = start_postgres(base / "pg")
-        servers.append(postgres)
+        mosquitto, redis_server, postgres = start_servers(base, servers)
         urls = {"mqtt": mosquitto.url, "redis": redis_server.url, "database": postgres.url}
-        with psycopg.connect(postgres.url, autocommit=True) as conn:
-            migrate(conn)
-            maintain(conn, now=datetime.now(UTC))
 
         r = redis.Redis.from_url(urls["redis"], decode_responses=True)
         key = f"fleet:bridge:{BRIDGE_ID}"
