@@ -16,6 +16,15 @@ from api.telemetry.schemas import GapReport, TelemetryPage
 from api.telemetry.services import fetch_gaps, fetch_page
 from models.telemetry import utcnow
 
+# The history window, `from <= ts < to`, as both routes take it.
+WindowStart = Annotated[
+    str | None,
+    QueryParameter(name="from", description="ISO-8601 with time zone, inclusive; default: one hour before `to`"),
+]
+WindowEnd = Annotated[
+    str | None, QueryParameter(name="to", description="ISO-8601 with time zone, exclusive; default: now")
+]
+
 
 class TelemetryController(Controller):
     """`/devices/{device_id}/telemetry`: raw samples as stored, oldest first."""
@@ -30,15 +39,8 @@ class TelemetryController(Controller):
         request: Request[Any, Any, Any],
         pool: NamedDependency[Pool],
         device_id: FromPath[str],
-        start: Annotated[
-            str | None,
-            QueryParameter(
-                name="from", description="ISO-8601 with time zone, inclusive; default: one hour before `to`"
-            ),
-        ] = None,
-        end: Annotated[
-            str | None, QueryParameter(name="to", description="ISO-8601 with time zone, exclusive; default: now")
-        ] = None,
+        start: WindowStart = None,
+        end: WindowEnd = None,
         metric: Annotated[
             str | None,
             QueryParameter(
@@ -67,15 +69,8 @@ class TelemetryController(Controller):
         request: Request[Any, Any, Any],
         pool: NamedDependency[Pool],
         device_id: FromPath[str],
-        start: Annotated[
-            str | None,
-            QueryParameter(
-                name="from", description="ISO-8601 with time zone, inclusive; default: one hour before `to`"
-            ),
-        ] = None,
-        end: Annotated[
-            str | None, QueryParameter(name="to", description="ISO-8601 with time zone, exclusive; default: now")
-        ] = None,
+        start: WindowStart = None,
+        end: WindowEnd = None,
     ) -> GapReport:
         """The seq ranges missing between the samples stored with `from <= ts < to`, per boot."""
         query = parse_query(device_id, start=start, end=end, metric=None, limit=1, cursor=None, now=utcnow())
