@@ -34,6 +34,7 @@ from api.health.controllers import healthz, readyz
 from api.live.controllers import live
 from api.live.hub import LiveHub
 from api.live.stream import LiveStreamReader
+from api.openapi import document_problems
 from api.problems import log_server_error, problem_details_plugin
 from api.telemetry.controllers import TelemetryController
 from api.ui.controllers import index
@@ -113,7 +114,7 @@ def create_app(settings: Settings) -> Litestar:
         API_PREFIX,
         route_handlers=[DeviceController, TelemetryController, live, login, UserController, ApiKeyController],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[api, healthz, readyz, index, asyncapi],
         dependencies={
             **DEPENDENCIES,
@@ -132,9 +133,12 @@ def create_app(settings: Settings) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="fleetbridge API",
             version=API_VERSION,
-            openapi_router=Router("/schema", route_handlers=[], opt=PUBLIC),
+            openapi_router=Router("/schema", route_handlers=[], opt=PUBLIC, include_in_schema=False),
             render_plugins=[JsonRenderPlugin()],
         ),
         logging_config=LoggingConfig(configure_root_logger=False, log_exceptions="never"),
         after_exception=[log_server_error],
     )
+    # Built now (about 15 ms) so that the one cached document is complete before anyone reads it.
+    document_problems(app.openapi_schema)
+    return app

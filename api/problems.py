@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import psycopg
-from litestar.exceptions import HTTPException
+from litestar.exceptions import ClientException, HTTPException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
@@ -21,6 +21,12 @@ from litestar.types import Scope
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
+
+
+class Conflict(ClientException):
+    """For `raises=` in route declarations (the OpenAPI document): the route may answer 409."""
+
+    status_code = HTTP_409_CONFLICT
 
 
 def bad_request(detail: str) -> ProblemDetailsException:

@@ -9,6 +9,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
+from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
@@ -27,7 +28,7 @@ from api.accounts.services import (
 )
 from api.auth import ADMIN, NO_CREDENTIALS, PUBLIC, TokenIssuer
 from api.backends import Pool
-from api.problems import bad_request, conflict, not_found, too_many_requests, unauthorized
+from api.problems import Conflict, bad_request, conflict, not_found, too_many_requests, unauthorized
 
 KEY_ID_MAX: Final = 2**63 - 1  # bigint
 _FORM_TYPES: Final = (RequestEncodingType.URL_ENCODED.value, RequestEncodingType.MULTI_PART.value)
@@ -85,6 +86,7 @@ async def _read_login(request: Request[Any, Any, Any]) -> LoginRequest:
     tags=["auth"],
     summary="Log in",
     operation_class=LoginOperation,
+    raises=[NotAuthorizedException, TooManyRequestsException],
 )
 async def login(
     request: Request[Any, Any, Any],
@@ -124,7 +126,7 @@ class UserController(Controller):
         async with pool.connection() as conn:
             return await list_users(conn)
 
-    @post("/", summary="Add a user", status_code=HTTP_201_CREATED)
+    @post("/", summary="Add a user", status_code=HTTP_201_CREATED, raises=[Conflict])
     async def create(self, pool: NamedDependency[Pool], data: JSONBody[UserCreate]) -> User:
         """A new account with a role and a password (at least 12 characters); 409 when the name is taken."""
         async with pool.connection() as conn:
