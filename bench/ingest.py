@@ -41,7 +41,7 @@ from paho.mqtt.properties import Properties
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from servers import start_servers  # noqa: E402 - bench/servers.py, beside this script
+from servers import RECEIVE_MAXIMUM, progress, service_env, start_servers  # noqa: E402 - bench/servers.py, beside this script
 
 from models.telemetry import Limits, decode_telemetry  # noqa: E402
 
@@ -49,12 +49,7 @@ READINGS_PER_SAMPLE = 4
 BRIDGE_ID = "bench-bridge"  # instances are numbered: bench-bridge-1, -2, …
 NAIVE_ID = "bench-naive"
 SUB_ID = "bench-mosquitto-sub"
-RECEIVE_MAXIMUM = 2000
 OUTSTANDING_MAX = 10_000
-
-
-def progress(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def make_payloads(messages: int, devices: int, samples: int, seed: int) -> list[tuple[str, bytes]]:
@@ -177,13 +172,7 @@ def drain_bridge(urls: dict[str, str], count: int, instances: int, logs: Path) -
     r = redis.Redis.from_url(urls["redis"], decode_responses=True)
     children = []
     for client_id in bridge_ids(instances):
-        # The bridge's own tuning (FLEETBRIDGE_BRIDGE_*) passes through, so that settings can be compared.
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("FLEETBRIDGE_") or k.startswith("FLEETBRIDGE_BRIDGE_")
-        }
-        env.update(
+        env = service_env(
             {
                 "FLEETBRIDGE_MQTT_URL": urls["mqtt"],
                 "FLEETBRIDGE_MQTT_CLIENT_ID": client_id,

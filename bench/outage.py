@@ -42,13 +42,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from servers import start_servers  # noqa: E402 - bench/servers.py, beside this script
+from servers import RECEIVE_MAXIMUM, progress, rss_mib, start_bridge, start_servers  # noqa: E402 - bench/servers.py, beside this script
 
 READINGS_PER_SAMPLE = 4
 BRIDGE_ID = "outage-bridge"
 PUBLISHER_ID = "outage-publisher"
 MONITOR_ID = "outage-sys-monitor"
-RECEIVE_MAXIMUM = 2000
 # paho's packet ids wrap at 65535: more messages outstanding than that collide and are lost.
 OUTSTANDING_MAX = 10_000
 TICK_S = 0.01
@@ -56,22 +55,6 @@ SYS_STORED = "$SYS/broker/store/messages/count"
 SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
 RSS_TARGET_MIB = 300.0
 SERIES_EVERY_S = 10
-
-
-def progress(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def rss_mib(pid: int | None) -> float | None:
-    if pid is None:
-        return None
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 def mqtt_host_port(url: str) -> tuple[str, int]:
@@ -222,26 +205,6 @@ def count_rows(database_url: str) -> int | None:
         return None
 
 
-def start_bridge(urls: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("FLEETBRIDGE_") or k.startswith("FLEETBRIDGE_BRIDGE_")
-    }
-    env.update(
-        {
-            "FLEETBRIDGE_MQTT_URL": urls["mqtt"],
-            "FLEETBRIDGE_MQTT_CLIENT_ID": BRIDGE_ID,
-            "FLEETBRIDGE_MQTT_RECEIVE_MAXIMUM": str(RECEIVE_MAXIMUM),
-            "FLEETBRIDGE_REDIS_URL": urls["redis"],
-            "FLEETBRIDGE_DATABASE_URL": urls["database"],
-            "FLEETBRIDGE_BRIDGE_STATS_INTERVAL_MS": "200",
-        }
-    )
-    with (logs / f"{BRIDGE_ID}.log").open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "bridge"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-
-
 def verify(database_url: str, seqs: list[int]) -> dict[str, int]:
     """Compare the rows in telemetry with every published (device, seq)."""
     with psycopg.connect(database_url) as conn:
@@ -299,7 +262,7 @@ def main() -> int:
         r = redis.Redis.from_url(urls["redis"], decode_responses=True)
         key = f"fleet:bridge:{BRIDGE_ID}"
         r.delete(key)
-        bridge = start_bridge(urls, base)
+        bridge = start_bridge(urls, base, BRIDGE_ID)
         deadline = time.monotonic() + 30
         while r.hget(key, "connects") != "1":
             if time.monotonic() > deadline or bridge.poll() is not None:

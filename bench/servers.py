@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -18,6 +20,55 @@ from models.partitions import maintain  # noqa: E402
 from stack.postgres import start_postgres  # noqa: E402
 from stack.process import ServerProcess  # noqa: E402
 from stack.redis import start_redis  # noqa: E402
+
+RECEIVE_MAXIMUM = 2000
+
+
+def progress(text: str) -> None:
+    """A timestamped progress line on stderr (the figures go to stdout)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def rss_mib(pid: int | None) -> float | None:
+    """Resident memory of a process in MiB, or None when it is gone."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def service_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment of a bridge or API child: this one's without FLEETBRIDGE_* settings, except the
+    bridge's own tuning (FLEETBRIDGE_BRIDGE_*, so that settings can be compared), plus `extra`."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("FLEETBRIDGE_") or k.startswith("FLEETBRIDGE_BRIDGE_")
+    }
+    return env | extra
+
+
+def start_bridge(
+    urls: dict[str, str], logs: Path, client_id: str, *, stats_interval_ms: int = 200
+) -> subprocess.Popen[bytes]:
+    """A bridge process (`python -m bridge`) on these servers, logging to `logs/<client_id>.log`."""
+    env = service_env(
+        {
+            "FLEETBRIDGE_MQTT_URL": urls["mqtt"],
+            "FLEETBRIDGE_MQTT_CLIENT_ID": client_id,
+            "FLEETBRIDGE_MQTT_RECEIVE_MAXIMUM": str(RECEIVE_MAXIMUM),
+            "FLEETBRIDGE_REDIS_URL": urls["redis"],
+            "FLEETBRIDGE_DATABASE_URL": urls["database"],
+            "FLEETBRIDGE_BRIDGE_STATS_INTERVAL_MS": str(stats_interval_ms),
+        }
+    )
+    with (logs / f"{client_id}.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bridge"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
 
 
 def start_servers(base: Path, started: list[ServerProcess]) -> tuple[ServerProcess, ServerProcess, ServerProcess]:
