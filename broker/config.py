@@ -3,7 +3,12 @@
 The root `mosquitto.conf` is the one source of broker settings. A rendered variant keeps every
 directive of it except the few in `OVERRIDDEN_DIRECTIVES`: the listeners (loopback, chosen ports; the
 TLS listener with the given certificate files, or left out), where the persistence file goes, and the
-accounts (anonymous access in development, or the given password and ACL files). tests/unit/broker/test_config.py keeps the two from drifting apart.
+accounts (anonymous access in development, or the given password and ACL files).
+tests/unit/broker/test_config.py keeps the two from drifting apart.
+
+Development mode (anonymous) also drops `use_username_as_clientid` from the listeners: Mosquitto refuses
+every client without a user name under it, so an anonymous broker with it would serve nobody. Client
+ids are then unbound, as they are in every broker the tests run anonymously.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ OVERRIDDEN_DIRECTIVES: Final = frozenset(
         "keyfile",
     }
 )
+
+# Listener options that only make sense with accounts, left out of an anonymous (development) render.
+ACCOUNT_ONLY_LISTENER_OPTIONS: Final = frozenset({"use_username_as_clientid"})
 
 
 class BrokerConfigError(ValueError):
@@ -104,6 +112,9 @@ def render_config(
             raise BrokerConfigError(f"path {path!r} contains a line break")
     if anonymous:
         log.warning("anonymous MQTT access enabled: development mode, loopback only")
+    # Anonymous clients have no user name to be their client id: Mosquitto refuses them all when the
+    # listener says use_username_as_clientid, so development mode leaves it out (client ids unbound).
+    dropped = ACCOUNT_ONLY_LISTENER_OPTIONS if anonymous else frozenset()
     settings, listeners = _split_listeners(parse_config(source))
     plain = [block for block in listeners if not _is_tls(block)]
     secure = [block for block in listeners if _is_tls(block)]
@@ -130,10 +141,10 @@ def render_config(
             rendered.append(directive)
     # Settings the source lacks go before the listeners: after one they could read as its options.
     rendered.extend(d for name in sorted(overrides) for d in overrides[name])
-    rendered.extend(_listener(plain[0], port, {}))
+    rendered.extend(_listener(plain[0], port, {}, dropped))
     if tls is not None and tls_port is not None:
         files = {"cafile": tls.ca_file, "certfile": tls.cert_file, "keyfile": tls.key_file}
-        rendered.extend(_listener(secure[0], tls_port, files))
+        rendered.extend(_listener(secure[0], tls_port, files, dropped))
     where = f"{LOOPBACK}:{port}" + (f" (TLS on {tls_port})" if tls_port is not None else "")
     header = f"# Rendered by broker.config from {PRODUCTION_CONFIG.name} for a broker on {where}; do not edit."
     return "\n".join([header, *(d.line() for d in rendered)]) + "\n"
@@ -152,10 +163,12 @@ def _is_tls(block: list[Directive]) -> bool:
     return any(d.name == "certfile" for d in block)
 
 
-def _listener(block: list[Directive], port: int, files: dict[str, Path]) -> list[Directive]:
-    """`block` bound to 127.0.0.1:`port`, its certificate paths replaced by `files`."""
+def _listener(block: list[Directive], port: int, files: dict[str, Path], dropped: frozenset[str]) -> list[Directive]:
+    """`block` bound to 127.0.0.1:`port`, its certificate paths replaced by `files`, without `dropped` options."""
     rendered = [Directive("listener", f"{port} {LOOPBACK}")]
     for directive in block[1:]:
+        if directive.name in dropped:
+            continue
         path = files.get(directive.name)
         rendered.append(Directive(directive.name, str(path.absolute())) if path is not None else directive)
     return rendered

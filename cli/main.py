@@ -106,7 +106,11 @@ def _add_account_commands(commands: argparse._SubParsersAction[argparse.Argument
     service_actions = services.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = service_actions.add_parser("add", parents=[common], help="create one, print its secret")
     add.add_argument("role", choices=["bridge", "api"])
-    add.add_argument("name", help="its MQTT username, e.g. fleetbridge-bridge")
+    add.add_argument(
+        "name",
+        help="its MQTT username, also its client id on the broker: one account per instance, "
+        "e.g. fleetbridge-bridge-2 (the bridge's FLEETBRIDGE_MQTT_CLIENT_ID)",
+    )
     for group_actions in (integrator_actions, service_actions):
         group_actions.add_parser("rotate", parents=[common], help="print a new secret").add_argument("name")
         group_actions.add_parser("revoke", parents=[common], help="remove its secret for good").add_argument("name")

@@ -165,7 +165,7 @@ class Probe:
 
 @dataclass
 class Fleet:
-    """The accounts of one test: two devices in different groups, a bridge, an API and two integrators."""
+    """The accounts of one test: two devices in different groups, two bridges, an API and two integrators."""
 
     broker: AccountBroker
     conn: psycopg.Connection[tuple[Any, ...]]
@@ -173,6 +173,7 @@ class Fleet:
     a: Credential
     b: Credential
     bridge: Credential
+    bridge_2: Credential
     api: Credential
     integrator: Credential
     north_integrator: Credential
@@ -211,6 +212,8 @@ def fleet(account_broker: AccountBroker, database_url: str) -> Iterator[Fleet]:
             a=a,
             b=b,
             bridge=accounts.add_service_account(conn, Role.BRIDGE, "fleetbridge-bridge"),
+            # A second instance: one account per instance, as client ids are bound to user names.
+            bridge_2=accounts.add_service_account(conn, Role.BRIDGE, "fleetbridge-bridge-2"),
             api=accounts.add_service_account(conn, Role.API, "fleetbridge-api"),
             integrator=accounts.add_integrator(conn, "acme"),
             north_integrator=accounts.add_integrator(conn, "north-view", group=f"north-{suffix}"),

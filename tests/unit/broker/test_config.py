@@ -50,7 +50,11 @@ def _render(
 
 def test_render_keeps_every_production_directive_that_is_not_overridden() -> None:
     production = [d for d in parse_config(production_config_text()) if d.name not in OVERRIDDEN_DIRECTIVES]
-    rendered = [d for d in _render(tls=TLS) if d.name not in OVERRIDDEN_DIRECTIVES]
+    rendered = [
+        d
+        for d in _render(anonymous=False, password_file=Path("/tmp/pw"), tls=TLS)
+        if d.name not in OVERRIDDEN_DIRECTIVES
+    ]
 
     assert Counter(rendered) == Counter(production)
     assert rendered == production, "the production order (settings before the listeners) must be kept"
@@ -93,6 +97,26 @@ def test_production_config_serves_tls_with_passwords_and_optional_client_certifi
     assert options["require_certificate"] == "false"
     assert {d.name: d.value for d in production}["per_listener_settings"] == "false"
     assert "use_identity_as_username" not in options
+
+
+def test_production_config_binds_every_listeners_client_ids_to_user_names() -> None:
+    production = parse_config(production_config_text())
+
+    listeners = [i for i, d in enumerate(production) if d.name == "listener"]
+    ends = [*listeners[1:], len(production)]
+    for start, end in zip(listeners, ends, strict=True):
+        assert Directive("use_username_as_clientid", "true") in production[start:end], production[start]
+    # Mosquitto 2.0.11 ignores use_username_as_clientid under per_listener_settings true.
+    assert Directive("per_listener_settings", "false") in production
+
+
+def test_render_with_accounts_keeps_client_ids_bound_and_development_mode_drops_the_binding() -> None:
+    with_accounts = _render(anonymous=False, password_file=Path("/tmp/pw"), tls=TLS)
+    anonymous = _render(anonymous=True, tls=TLS)
+
+    assert _settings(with_accounts, "use_username_as_clientid") == ["true", "true"]
+    # Under it Mosquitto refuses every client without a user name: an anonymous broker would serve nobody.
+    assert _settings(anonymous, "use_username_as_clientid") == []
 
 
 def test_render_sets_loopback_listener_and_data_dir() -> None:
