@@ -116,16 +116,22 @@ class Probe:
     def _on_disconnect(self, client: mqtt.Client, _u: Any, _flags: Any, _code: ReasonCode, _p: Any) -> None:
         if self._connected:
             self.lost.set()
+        else:
+            self._answers["connack"].put(None)  # closed before any CONNACK: e.g. a refused TLS handshake
         self._connected = False
         client.disconnect()  # ends paho's network loop: no reconnect behind the test's back
 
-    def connect(self) -> int:
-        """Connect (clean start); the CONNACK reason code."""
+    def connect(self) -> int | None:
+        """Connect (clean start); the CONNACK reason code, or None when the broker closed the connection
+        without one (a TLS handshake it refused: with TLS 1.3 the client learns of that only afterwards)."""
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 0
-        self.client.connect(LOOPBACK, self.port, keepalive=30, clean_start=True, properties=properties)
+        try:
+            self.client.connect(LOOPBACK, self.port, keepalive=30, clean_start=True, properties=properties)
+        except OSError:  # ssl.SSLError included: the handshake failed inside connect()
+            return None
         self.client.loop_start()
-        code: int = self._answers["connack"].get(timeout=TIMEOUT_S)
+        code: int | None = self._answers["connack"].get(timeout=TIMEOUT_S)
         return code
 
     def subscribe(self, *topics: str) -> list[int]:
