@@ -31,6 +31,7 @@ from broker.certs import (
     revoke_device_certificate,
 )
 from broker.process import start_mosquitto
+from cli.main import run
 from stack.process import free_port
 from tests.integration.broker.conftest import (
     ACCEPTED,
@@ -40,6 +41,7 @@ from tests.integration.broker.conftest import (
     AccountBroker,
     Fleet,
     Probe,
+    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -297,3 +299,63 @@ def test_unprovisioned_certificate_gets_device_rights_on_its_own_topics_only(
     assert probe.publish(f"fleet/v1/{ghost.device_id}/telemetry", b"x") == SUCCESS
     assert bridge.next_message() == (f"fleet/v1/{ghost.device_id}/telemetry", b"x")
     assert bridge.received() == []
+
+
+# --- the commands ----------------------------------------------------------------------------------
+
+
+def _fleet_command(broker: AccountBroker, *argv: str) -> int:
+    """Run `fleet ARGV` against this module's broker; wait until the broker logged the reload it asked for."""
+    before = broker.reloads()
+    code = run([*argv, "--broker-pid", str(broker.pid)], {})
+    if code == 0:
+        wait_for(lambda: broker.reloads() > before, "the broker to log its reload")
+    return code
+
+
+def test_fleet_devices_revoke_also_revokes_the_devices_certificate(
+    fleet: Fleet, database_url: str, certs_dir: Path, certs: TlsFiles, ports: Ports
+) -> None:
+    certificate = device_certificate(certs_dir, fleet.a.username)
+    held = DeviceCertificate(certificate.device_id, certs_dir / "held.pem", certs_dir / "held.key")
+    held.cert_file.write_bytes(certificate.cert_file.read_bytes())
+    held.key_file.write_bytes(certificate.key_file.read_bytes())
+
+    code = _fleet_command(
+        fleet.broker,
+        "devices", "revoke", fleet.a.username, "--database-url", database_url,
+        "--accounts-dir", str(fleet.broker.accounts_dir), "--certs-dir", str(certs_dir),
+    )  # fmt: skip
+
+    assert code == 0
+    assert _cert_probe(fleet, ports.certificates, certs, held).connect() is None
+    assert fleet.probe(fleet.a).connect() == NOT_AUTHORIZED, "and the password is gone"
+    assert _cert_probe(fleet, ports.certificates, certs, device_certificate(certs_dir, fleet.b.username)).connect() == (
+        SUCCESS
+    )
+
+
+def test_fleet_certs_device_and_revoke(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str], certs_dir: Path, certs: TlsFiles, ports: Ports
+) -> None:
+    assert run(["certs", "device", fleet.b.username, "--dir", str(certs_dir)], {}) == 0
+    made = DeviceCertificate(
+        fleet.b.username,
+        certs_dir / "devices" / f"{fleet.b.username}.pem",
+        certs_dir / "devices" / f"{fleet.b.username}.key",
+    )
+    assert str(made.cert_file) in capsys.readouterr().err
+    held = DeviceCertificate(made.device_id, certs_dir / "held-b.pem", certs_dir / "held-b.key")
+    held.cert_file.write_bytes(made.cert_file.read_bytes())
+    held.key_file.write_bytes(made.key_file.read_bytes())
+    assert _cert_probe(fleet, ports.certificates, certs, held).connect() == SUCCESS
+
+    code = _fleet_command(
+        fleet.broker, "certs", "revoke", fleet.b.username, "--dir", str(certs_dir),
+        "--accounts-dir", str(fleet.broker.accounts_dir),
+    )  # fmt: skip
+
+    assert code == 0
+    assert _cert_probe(fleet, ports.certificates, certs, held).connect() is None
+    assert fleet.probe(fleet.b).connect() == SUCCESS, "its account and password are untouched"
+    assert run(["certs", "revoke", fleet.b.username, "--dir", str(certs_dir)], {}) == 1, "nothing left to revoke"
