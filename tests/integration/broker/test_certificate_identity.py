@@ -32,12 +32,17 @@ from broker.certs import (
 )
 from broker.process import start_mosquitto
 from cli.main import run
-from stack.process import free_port
+from firmware_sim.address import parse_broker_url
+from firmware_sim.errors import SimError
+from firmware_sim.fleet import Fleet as SimulatedFleet
+from firmware_sim.fleet import FleetOptions, device_ids
+from stack.process import LOOPBACK, free_port
 from tests.integration.broker.conftest import (
     ACCEPTED,
     NOT_AUTHORIZED,
     SILENCE_S,
     SUCCESS,
+    TIMEOUT_S,
     AccountBroker,
     Fleet,
     Probe,
@@ -359,3 +364,38 @@ def test_fleet_certs_device_and_revoke(
     assert _cert_probe(fleet, ports.certificates, certs, held).connect() is None
     assert fleet.probe(fleet.b).connect() == SUCCESS, "its account and password are untouched"
     assert run(["certs", "revoke", fleet.b.username, "--dir", str(certs_dir)], {}) == 1, "nothing left to revoke"
+
+
+# --- the simulator ---------------------------------------------------------------------------------
+
+
+def test_simulated_fleet_logs_in_with_per_device_certificates(
+    fleet: Fleet, certs_dir: Path, certs: TlsFiles, ports: Ports
+) -> None:
+    bridge = fleet.connected(fleet.bridge)
+    bridge.subscribe("fleet/v1/+/telemetry")
+    prefix = f"sim-{fleet.suffix}-"
+    ids = device_ids(prefix, 2)
+    for device_id in ids:
+        device_certificate(certs_dir, device_id)
+    # No password anywhere: the URL has none, and the devices have no accounts' secrets.
+    address = parse_broker_url(f"mqtts://{LOOPBACK}:{ports.certificates}?cafile={certs.ca_file}")
+    options = FleetOptions(devices=2, rate_hz=None, count=3, prefix=prefix, cert_dir=certs_dir / "devices")
+
+    with SimulatedFleet(address, options) as simulated:
+        simulated.start()
+        assert simulated.wait_connected(TIMEOUT_S)
+        simulated.run()
+        assert simulated.wait_acked(TIMEOUT_S)
+
+    topics = [topic for topic, _ in bridge.received(1.0)]
+    assert sorted(set(topics)) == sorted(f"fleet/v1/{device_id}/telemetry" for device_id in ids)
+
+
+def test_simulated_device_without_its_certificate_is_named_before_anything_connects(
+    certs: TlsFiles, ports: Ports, tmp_path: Path
+) -> None:
+    address = parse_broker_url(f"mqtts://{LOOPBACK}:{ports.certificates}?cafile={certs.ca_file}")
+
+    with pytest.raises(SimError, match="fleet certs device nobody-0001"):
+        SimulatedFleet(address, FleetOptions(devices=1, prefix="nobody-", cert_dir=tmp_path))
