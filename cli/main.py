@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--tls",
         action="store_true",
-        help="also serve MQTT over TLS (dev CA, `fleet certs init`); bridge and sim use it",
+        help="also serve MQTT over TLS (dev CA, `fleet certs init`): the bridge with its password, "
+        "the simulated trucks with their client certificates",
     )
     down = commands.add_parser("down", help="stop a running `fleet up`")
     down.add_argument("--state-dir", type=Path, help="the state folder of that stack (default .fleet)")
@@ -267,6 +268,8 @@ def _up(settings: Settings, args: argparse.Namespace, env: Mapping[str, str]) ->
         print(f"  MQTT broker    {urls['mqtt']}{mode}")
         if "mqtts" in urls:
             print(f"  MQTT over TLS  {urls['mqtts']}")
+        if "mqtts_certificates" in urls:
+            print(f"  certificates   {urls['mqtts_certificates']}  (device logins by client certificate)")
         print(f"  Redis          {urls['redis']}")
         print(f"  PostgreSQL     {urls['database']}")
         print(f"  logs           {urls['logs']}")
