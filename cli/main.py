@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--accounts-dir", type=Path, help="the broker's account files, to find it (default STATE_DIR/accounts)"
     )
     revoke.add_argument("--broker-pid", type=int, help="the Mosquitto to reload (default: every local one)")
+    device.add_argument(
+        "--database-url", help="refuse the name of a non-device account (default FLEETBRIDGE_DATABASE_URL)"
+    )
     for action in (device, revoke):
         action.add_argument("--dir", type=Path, help="the CA's folder (default STATE_DIR/certs)")
         action.add_argument("--state-dir", type=Path, help="the local stack's state folder (default .fleet)")
@@ -185,8 +188,21 @@ def run(argv: list[str], env: Mapping[str, str]) -> int:
     return _migrate(settings)
 
 
+def _check_certificate_names(url: str, names: list[str]) -> None:
+    import psycopg
+
+    from broker.accounts import check_certificate_name
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name in names:
+            check_certificate_name(conn, name)
+
+
 def _certs(settings: Settings, args: argparse.Namespace) -> int:
+    import psycopg
+
     from broker import reload
+    from broker.accounts import AccountError
     from broker.certs import CertificateError, device_certificate, init_certs, revoke_device_certificate
     from stack.local import with_state_dir
 
@@ -204,11 +220,17 @@ def _certs(settings: Settings, args: argparse.Namespace) -> int:
             reloaded = f"reloaded mosquitto (pid {', '.join(map(str, pids))})" if pids else "no running mosquitto found"
             say(f"revoked the certificate of {args.id}: {folder / 'crl.pem'} rewritten; {reloaded}")
             return 0
-        files = init_certs(folder)
         ids = [args.id] if args.action == "device" else args.device
+        url = getattr(args, "database_url", None) or settings.database.url
+        if ids and url:
+            _check_certificate_names(url, ids)
+        files = init_certs(folder)
         devices = [device_certificate(folder, device_id) for device_id in ids]
-    except (CertificateError, reload.ReloadError, OSError) as exc:
+    except (CertificateError, reload.ReloadError, AccountError, OSError) as exc:
         say(str(exc))
+        return 1
+    except psycopg.OperationalError as exc:
+        say(f"cannot reach the database to check the names: {exc}")
         return 1
     say(f"CA {files.ca_file}; broker certificate {files.cert_file} (localhost, 127.0.0.1); CRL {files.crl_file}")
     for device in devices:
