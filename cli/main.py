@@ -113,7 +113,7 @@ def _add_account_commands(commands: argparse._SubParsersAction[argparse.Argument
     revoke = actions.add_parser(
         "revoke",
         parents=[common],
-        help="remove the secret for good, revoke the device's certificate (if the CA made one) and end its connection",
+        help="remove the secret for good (its connection ends) and revoke its certificate, if the stack's CA made one",
     )
     revoke.add_argument("id")
     revoke.add_argument("--certs-dir", type=Path, help="the development CA's folder (default STATE_DIR/certs)")
@@ -412,13 +412,13 @@ def _accounts(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     state = with_state_dir(settings, args.state_dir).stack.state_dir
     accounts_dir = args.accounts_dir or state / "accounts"
-    if getattr(args, "certs_dir", "absent") is None:
-        args.certs_dir = state / "certs"
+    # Only `devices revoke` has --certs-dir: a revoked device's certificate is revoked with it.
+    certs_dir = getattr(args, "certs_dir", None) or state / "certs"
     try:
         specs = accounts.read_device_csv(args.file.read_text()) if args.action == "import" else []
         with psycopg.connect(url, autocommit=True) as conn:
             if args.command != "broker":
-                _change_account(conn, args, specs)
+                _change_account(conn, args, specs, certs_dir)
             if args.no_reload:
                 return 0
             report = reload.apply(conn, accounts_dir, broker_pid=args.broker_pid)
@@ -436,7 +436,7 @@ def _accounts(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _change_account(
-    conn: psycopg.Connection[tuple[Any, ...]], args: argparse.Namespace, specs: list[DeviceSpec]
+    conn: psycopg.Connection[tuple[Any, ...]], args: argparse.Namespace, specs: list[DeviceSpec], certs_dir: Path
 ) -> None:
     """One account change; a new secret goes to stdout at once, before the broker is touched."""
     from broker import accounts
@@ -465,10 +465,10 @@ def _change_account(
     elif args.action == "revoke":
         revoked = accounts.revoke(conn, name, roles=roles[args.command])
         say(f"revoked {name}" if revoked else f"{name} was revoked already")
-        if role == Role.DEVICE and revoke_device_certificate(args.certs_dir, name):
+        if role == Role.DEVICE and revoke_device_certificate(certs_dir, name):
             # The certificate listener reads no password file: without this the certificate would
             # still log in (to an account whose ACL block denies everything). One reload covers both.
-            say(f"revoked its certificate too ({args.certs_dir / 'crl.pem'} rewritten)")
+            say(f"revoked its certificate too ({certs_dir / 'crl.pem'} rewritten)")
     else:
         accounts.set_device_disabled(conn, name, args.action == "disable")
         say(f"{args.action}d {name}")
