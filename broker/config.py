@@ -2,8 +2,9 @@
 
 The root `mosquitto.conf` is the one source of broker settings. A rendered variant keeps every
 directive of it except the few in `OVERRIDDEN_DIRECTIVES`: the listeners (loopback, chosen ports; the
-two TLS listeners, password and certificate identity, with the given certificate files, or left out), where the persistence file goes, and the
-accounts (anonymous access in development, or the given password and ACL files).
+two TLS listeners, password and certificate identity, with the given certificate files, or left out),
+where the persistence file goes, and the accounts (anonymous access in development, or the given
+password and ACL files).
 tests/unit/broker/test_config.py keeps the two from drifting apart.
 
 Development mode (anonymous) also drops `use_username_as_clientid` from the listeners: Mosquitto refuses
@@ -107,7 +108,7 @@ def render_config(
     `use_identity_as_username true`) is rendered on 127.0.0.1:`cert_port`, checking client
     certificates against `tls.ca_file` and `tls.crl_file`.
     """
-    _check_arguments(anonymous, (data_dir, password_file, acl_file), tls, tls_port, cert_port)
+    _check_arguments(anonymous, password_file, (data_dir, acl_file), tls=tls, tls_port=tls_port, cert_port=cert_port)
     if anonymous:
         log.warning("anonymous MQTT access enabled: development mode, loopback only")
     # Anonymous clients have no user name to be their client id: Mosquitto refuses them all when the
@@ -155,10 +156,16 @@ def render_config(
 
 
 def _check_arguments(
-    anonymous: bool, paths: tuple[Path | None, ...], tls: TlsFiles | None, tls_port: int | None, cert_port: int | None
+    anonymous: bool,
+    password_file: Path | None,
+    paths: tuple[Path | None, ...],
+    *,
+    tls: TlsFiles | None,
+    tls_port: int | None,
+    cert_port: int | None,
 ) -> None:
     """`BrokerConfigError` for a combination of `render_config` arguments no broker could run with."""
-    if not anonymous and paths[1] is None:
+    if not anonymous and password_file is None:
         raise BrokerConfigError("a broker without anonymous access needs a password_file: nobody could connect")
     if (tls is None) != (tls_port is None):
         raise BrokerConfigError("a TLS listener needs both its files (tls) and its port (tls_port)")
@@ -166,7 +173,7 @@ def _check_arguments(
         # Without a CRL a certificate, once issued, could never be refused again.
         raise BrokerConfigError("the certificate listener (cert_port) needs the TLS files with a crl_file")
     tls_paths = (tls.ca_file, tls.cert_file, tls.key_file, tls.crl_file) if tls is not None else ()
-    for path in (*paths, *tls_paths):
+    for path in (password_file, *paths, *tls_paths):
         if path is not None and "\n" in str(path):
             raise BrokerConfigError(f"path {path!r} contains a line break")
 
