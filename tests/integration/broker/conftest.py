@@ -8,6 +8,7 @@ retained messages outlive a test in the shared broker.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -28,6 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from broker import accounts, reload
 from broker.accounts import AccountFiles, Credential, DeviceSpec
 from broker.acl import Role, render_acl
+from broker.certs import TlsFiles
 from broker.process import start_mosquitto
 from stack.process import LOOPBACK, ServerProcess
 
@@ -69,16 +71,37 @@ class AccountBroker:
         wait_for(lambda: self.reloads() > before, "the broker to log its reload")
 
 
-@pytest.fixture(scope="module")
-def account_broker(servers_dir: Path) -> Iterator[AccountBroker]:
-    """A Mosquitto with allow_anonymous false and the ACL file, started with no accounts at all."""
+@contextlib.contextmanager
+def running_account_broker(
+    servers_dir: Path,
+    label: str,
+    *,
+    tls: TlsFiles | None = None,
+    tls_port: int | None = None,
+    cert_port: int | None = None,
+) -> Iterator[AccountBroker]:
+    """A Mosquitto with allow_anonymous false and the ACL file, started with no accounts at all; with
+    `tls`, also the TLS listener on `tls_port` and, with `cert_port`, the certificate listener."""
     name = uuid.uuid4().hex[:8]
     accounts_dir = servers_dir / f"accounts-{name}"
     paths = reload.write_files(accounts_dir, AccountFiles("", render_acl([])))
     with start_mosquitto(
-        servers_dir / f"mosquitto-acl-{name}", anonymous=False, password_file=paths.passwords, acl_file=paths.acl
+        servers_dir / f"mosquitto-{label}-{name}",
+        anonymous=False,
+        password_file=paths.passwords,
+        acl_file=paths.acl,
+        tls=tls,
+        tls_port=tls_port,
+        cert_port=cert_port,
     ) as server:
         yield AccountBroker(server, accounts_dir)
+
+
+@pytest.fixture(scope="module")
+def account_broker(servers_dir: Path) -> Iterator[AccountBroker]:
+    """The module's broker with accounts: the plain listener only."""
+    with running_account_broker(servers_dir, "acl") as broker:
+        yield broker
 
 
 class Probe:

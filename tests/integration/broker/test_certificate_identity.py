@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from broker import accounts, reload
-from broker.accounts import AccountFiles, Credential
-from broker.acl import render_acl
+from broker import accounts
+from broker.accounts import Credential
 from broker.certs import (
     DeviceCertificate,
     TlsFiles,
@@ -30,7 +29,6 @@ from broker.certs import (
     openssl_binary,
     revoke_device_certificate,
 )
-from broker.process import start_mosquitto
 from cli.main import run
 from firmware_sim.address import parse_broker_url
 from firmware_sim.errors import SimError
@@ -46,6 +44,7 @@ from tests.integration.broker.conftest import (
     AccountBroker,
     Fleet,
     Probe,
+    running_account_broker,
     wait_for,
 )
 
@@ -81,19 +80,10 @@ def ports() -> Ports:
 @pytest.fixture(scope="module")
 def account_broker(servers_dir: Path, certs: TlsFiles, ports: Ports) -> Iterator[AccountBroker]:
     """The package's account broker with both TLS listeners, the certificate one checking the CRL."""
-    name = uuid.uuid4().hex[:8]
-    accounts_dir = servers_dir / f"accounts-{name}"
-    paths = reload.write_files(accounts_dir, AccountFiles("", render_acl([])))
-    with start_mosquitto(
-        servers_dir / f"mosquitto-identity-{name}",
-        anonymous=False,
-        password_file=paths.passwords,
-        acl_file=paths.acl,
-        tls=certs,
-        tls_port=ports.tls,
-        cert_port=ports.certificates,
-    ) as server:
-        yield AccountBroker(server, accounts_dir)
+    with running_account_broker(
+        servers_dir, "identity", tls=certs, tls_port=ports.tls, cert_port=ports.certificates
+    ) as broker:
+        yield broker
 
 
 def _cert_probe(
