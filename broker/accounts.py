@@ -205,6 +205,19 @@ def render_files(conn: Connection) -> AccountFiles:
     return AccountFiles("".join(passwords), render_acl(accounts))
 
 
+def check_certificate_name(conn: Connection, name: str) -> None:
+    """`AccountError` unless `name` may be a device certificate's CN: a device account, or no account yet.
+
+    On the certificate listener the CN is the user name, with that account's rights: a certificate named
+    like a bridge, API or integrator account would log in as that service.
+    """
+    row = conn.execute("SELECT role FROM mqtt_accounts WHERE username = %s", (name,)).fetchone()
+    if row is not None and row[0] != Role.DEVICE:
+        raise AccountError(
+            f"{name!r} is a {row[0]} account: a certificate with that CN would log in as it; certificates are for devices"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class _Account:
     role: Role

@@ -2,8 +2,14 @@
 
 The root `mosquitto.conf` is the one source of broker settings. A rendered variant keeps every
 directive of it except the few in `OVERRIDDEN_DIRECTIVES`: the listeners (loopback, chosen ports; the
-TLS listener with the given certificate files, or left out), where the persistence file goes, and the
-accounts (anonymous access in development, or the given password and ACL files). tests/unit/broker/test_config.py keeps the two from drifting apart.
+two TLS listeners, password and certificate identity, with the given certificate files, or left out),
+where the persistence file goes, and the accounts (anonymous access in development, or the given
+password and ACL files).
+tests/unit/broker/test_config.py keeps the two from drifting apart.
+
+Development mode (anonymous) also drops `use_username_as_clientid` from the listeners: Mosquitto refuses
+every client without a user name under it, so an anonymous broker with it would serve nobody. Client
+ids are then unbound, as they are in every broker the tests run anonymously.
 """
 
 from __future__ import annotations
@@ -31,8 +37,12 @@ OVERRIDDEN_DIRECTIVES: Final = frozenset(
         "cafile",
         "certfile",
         "keyfile",
+        "crlfile",
     }
 )
+
+# Listener options that only make sense with accounts, left out of an anonymous (development) render.
+ACCOUNT_ONLY_LISTENER_OPTIONS: Final = frozenset({"use_username_as_clientid"})
 
 
 class BrokerConfigError(ValueError):
@@ -84,6 +94,7 @@ def render_config(
     acl_file: Path | None = None,
     tls: TlsFiles | None = None,
     tls_port: int | None = None,
+    cert_port: int | None = None,
 ) -> str:
     """The `source` config for a broker on 127.0.0.1:`port` keeping its state in `data_dir`.
 
@@ -91,29 +102,31 @@ def render_config(
     it a `password_file` is required, or nobody could connect. The account files given replace the
     production paths; one not given is left out (no ACL file: every account may use every topic).
 
-    With `tls` (and `tls_port`) the source's TLS listener (the one with a `certfile`) is rendered on
-    127.0.0.1:`tls_port` with those files; without it the TLS listener is left out entirely.
+    With `tls` (and `tls_port`) the source's password TLS listener (a `certfile`, no certificate
+    identity) is rendered on 127.0.0.1:`tls_port` with those files; without it the TLS listeners are
+    left out entirely. With `cert_port` as well, the certificate-identity listener (the one with
+    `use_identity_as_username true`) is rendered on 127.0.0.1:`cert_port`, checking client
+    certificates against `tls.ca_file` and `tls.crl_file`.
     """
-    if not anonymous and password_file is None:
-        raise BrokerConfigError("a broker without anonymous access needs a password_file: nobody could connect")
-    if (tls is None) != (tls_port is None):
-        raise BrokerConfigError("a TLS listener needs both its files (tls) and its port (tls_port)")
-    tls_paths = (tls.ca_file, tls.cert_file, tls.key_file) if tls is not None else ()
-    for path in (data_dir, password_file, acl_file, *tls_paths):
-        if path is not None and "\n" in str(path):
-            raise BrokerConfigError(f"path {path!r} contains a line break")
+    _check_arguments(anonymous, password_file, (data_dir, acl_file), tls=tls, tls_port=tls_port, cert_port=cert_port)
     if anonymous:
         log.warning("anonymous MQTT access enabled: development mode, loopback only")
+    # Anonymous clients have no user name to be their client id: Mosquitto refuses them all when the
+    # listener says use_username_as_clientid, so development mode leaves it out (client ids unbound).
+    dropped = ACCOUNT_ONLY_LISTENER_OPTIONS if anonymous else frozenset()
     settings, listeners = _split_listeners(parse_config(source))
     plain = [block for block in listeners if not _is_tls(block)]
-    secure = [block for block in listeners if _is_tls(block)]
-    if len(plain) != 1 or len(secure) > 1:
+    secure = [block for block in listeners if _is_tls(block) and not _is_certificate_identity(block)]
+    identity = [block for block in listeners if _is_certificate_identity(block)]
+    if len(plain) != 1 or len(secure) > 1 or len(identity) > 1:
         raise BrokerConfigError(
-            "render_config supports exactly one plain listener and at most one TLS listener; "
-            f"the source has {len(plain)} plain and {len(secure)} TLS listeners"
+            "render_config supports one plain listener, at most one password TLS listener and at most one "
+            f"certificate listener; the source has {len(plain)}, {len(secure)} and {len(identity)}"
         )
     if tls is not None and not secure:
         raise BrokerConfigError("TLS files were given but the source has no TLS listener (one with a certfile)")
+    if cert_port is not None and not identity:
+        raise BrokerConfigError("cert_port was given but the source has no use_identity_as_username listener")
     overrides: dict[str, list[Directive]] = {
         "persistence_location": [Directive("persistence_location", f"{data_dir.absolute()}/")],
         "allow_anonymous": [Directive("allow_anonymous", "true" if anonymous else "false")],
@@ -130,13 +143,39 @@ def render_config(
             rendered.append(directive)
     # Settings the source lacks go before the listeners: after one they could read as its options.
     rendered.extend(d for name in sorted(overrides) for d in overrides[name])
-    rendered.extend(_listener(plain[0], port, {}))
+    rendered.extend(_listener(plain[0], port, {}, dropped))
     if tls is not None and tls_port is not None:
         files = {"cafile": tls.ca_file, "certfile": tls.cert_file, "keyfile": tls.key_file}
-        rendered.extend(_listener(secure[0], tls_port, files))
+        rendered.extend(_listener(secure[0], tls_port, files, dropped))
+        if cert_port is not None and tls.crl_file is not None:
+            rendered.extend(_listener(identity[0], cert_port, {**files, "crlfile": tls.crl_file}, dropped))
     where = f"{LOOPBACK}:{port}" + (f" (TLS on {tls_port})" if tls_port is not None else "")
+    where += f" (certificates on {cert_port})" if cert_port is not None else ""
     header = f"# Rendered by broker.config from {PRODUCTION_CONFIG.name} for a broker on {where}; do not edit."
     return "\n".join([header, *(d.line() for d in rendered)]) + "\n"
+
+
+def _check_arguments(
+    anonymous: bool,
+    password_file: Path | None,
+    paths: tuple[Path | None, ...],
+    *,
+    tls: TlsFiles | None,
+    tls_port: int | None,
+    cert_port: int | None,
+) -> None:
+    """`BrokerConfigError` for a combination of `render_config` arguments no broker could run with."""
+    if not anonymous and password_file is None:
+        raise BrokerConfigError("a broker without anonymous access needs a password_file: nobody could connect")
+    if (tls is None) != (tls_port is None):
+        raise BrokerConfigError("a TLS listener needs both its files (tls) and its port (tls_port)")
+    if cert_port is not None and (tls is None or tls.crl_file is None):
+        # Without a CRL a certificate, once issued, could never be refused again.
+        raise BrokerConfigError("the certificate listener (cert_port) needs the TLS files with a crl_file")
+    tls_paths = (tls.ca_file, tls.cert_file, tls.key_file, tls.crl_file) if tls is not None else ()
+    for path in (password_file, *paths, *tls_paths):
+        if path is not None and "\n" in str(path):
+            raise BrokerConfigError(f"path {path!r} contains a line break")
 
 
 def _split_listeners(directives: list[Directive]) -> tuple[list[Directive], list[list[Directive]]]:
@@ -152,10 +191,16 @@ def _is_tls(block: list[Directive]) -> bool:
     return any(d.name == "certfile" for d in block)
 
 
-def _listener(block: list[Directive], port: int, files: dict[str, Path]) -> list[Directive]:
-    """`block` bound to 127.0.0.1:`port`, its certificate paths replaced by `files`."""
+def _is_certificate_identity(block: list[Directive]) -> bool:
+    return Directive("use_identity_as_username", "true") in block
+
+
+def _listener(block: list[Directive], port: int, files: dict[str, Path], dropped: frozenset[str]) -> list[Directive]:
+    """`block` bound to 127.0.0.1:`port`, its certificate paths replaced by `files`, without `dropped` options."""
     rendered = [Directive("listener", f"{port} {LOOPBACK}")]
     for directive in block[1:]:
+        if directive.name in dropped:
+            continue
         path = files.get(directive.name)
         rendered.append(Directive(directive.name, str(path.absolute())) if path is not None else directive)
     return rendered

@@ -79,6 +79,7 @@ def start_mosquitto(
     acl_file: Path | None = None,
     tls: TlsFiles | None = None,
     tls_port: int | None = None,
+    cert_port: int | None = None,
     binary: Path | None = None,
 ) -> ServerProcess:
     """Start Mosquitto on 127.0.0.1:`port` (0: a free port) with `data_dir` for its state; return once it answers.
@@ -90,12 +91,19 @@ def start_mosquitto(
     With `tls` it also serves MQTT over TLS on 127.0.0.1:`tls_port`, with the same accounts; the port
     must be given (e.g. `stack.process.free_port()`) so the caller knows where it is, and the key must be
     readable by the `mosquitto` user (`broker.certs.init_certs` makes it so).
+
+    With `cert_port` as well (and `tls.crl_file`), devices log in with their client certificate alone on
+    127.0.0.1:`cert_port`, the certificate's CN being their user name.
     """
-    if (tls is None) != (tls_port is None) or tls_port == 0:
+    if (tls is None) != (tls_port is None) or tls_port == 0 or cert_port == 0:
         raise ServerStartError("mosquitto: a TLS listener needs its files (tls) and a fixed port (tls_port)")
+    if cert_port is not None and tls_port is None:
+        raise ServerStartError("mosquitto: the certificate listener (cert_port) needs the TLS files and tls_port")
     port = claim_port(port, "mosquitto")
     if tls_port is not None:
         tls_port = claim_port(tls_port, "mosquitto (TLS)")
+    if cert_port is not None:
+        cert_port = claim_port(cert_port, "mosquitto (certificates)")
     data_dir = data_dir.absolute()
     give_dir_to(data_dir, MOSQUITTO_USER)
     if running_as_root():
@@ -111,6 +119,7 @@ def start_mosquitto(
             acl_file=acl_file,
             tls=tls,
             tls_port=tls_port,
+            cert_port=cert_port,
         )
     )
     return ServerProcess.start(

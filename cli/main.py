@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--tls",
         action="store_true",
-        help="also serve MQTT over TLS (dev CA, `fleet certs init`); bridge and sim use it",
+        help="also serve MQTT over TLS (dev CA, `fleet certs init`): the bridge with its password, "
+        "the simulated trucks with their client certificates",
     )
     down = commands.add_parser("down", help="stop a running `fleet up`")
     down.add_argument("--state-dir", type=Path, help="the state folder of that stack (default .fleet)")
@@ -57,6 +58,24 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--device", action="append", default=[], metavar="ID", help="also a client certificate with CN=ID (repeatable)"
     )
+    device = certs_actions.add_parser(
+        "device", help="a device's client certificate (CN=ID): its login on the certificate listener"
+    )
+    device.add_argument("id", help="the device id")
+    revoke = certs_actions.add_parser(
+        "revoke", help="put a device's certificate on the CA's revocation list and reload the broker"
+    )
+    revoke.add_argument("id", help="the device id")
+    revoke.add_argument(
+        "--accounts-dir", type=Path, help="the broker's account files, to find it (default STATE_DIR/accounts)"
+    )
+    revoke.add_argument("--broker-pid", type=int, help="the Mosquitto to reload (default: every local one)")
+    device.add_argument(
+        "--database-url", help="refuse the name of a non-device account (default FLEETBRIDGE_DATABASE_URL)"
+    )
+    for action in (device, revoke):
+        action.add_argument("--dir", type=Path, help="the CA's folder (default STATE_DIR/certs)")
+        action.add_argument("--state-dir", type=Path, help="the local stack's state folder (default .fleet)")
     return parser
 
 
@@ -91,8 +110,14 @@ def _add_account_commands(commands: argparse._SubParsersAction[argparse.Argument
     rotate = actions.add_parser("rotate", parents=[common], help="print a new secret; the old one stops working")
     rotate.add_argument("id")
     rotate.add_argument("--reinstate", action="store_true", help="also give a revoked device a new secret")
+    revoke = actions.add_parser(
+        "revoke",
+        parents=[common],
+        help="remove the secret for good (its connection ends) and revoke its certificate, if the stack's CA made one",
+    )
+    revoke.add_argument("id")
+    revoke.add_argument("--certs-dir", type=Path, help="the development CA's folder (default STATE_DIR/certs)")
     for name, text in (
-        ("revoke", "remove the secret for good and end the device's connection"),
         ("disable", "take the device off the broker, keeping its secret"),
         ("enable", "let a disabled device connect again"),
     ):
@@ -106,7 +131,11 @@ def _add_account_commands(commands: argparse._SubParsersAction[argparse.Argument
     service_actions = services.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = service_actions.add_parser("add", parents=[common], help="create one, print its secret")
     add.add_argument("role", choices=["bridge", "api"])
-    add.add_argument("name", help="its MQTT username, e.g. fleetbridge-bridge")
+    add.add_argument(
+        "name",
+        help="its MQTT username, also its client id on the broker: one account per instance, "
+        "e.g. fleetbridge-bridge-2 (the bridge's FLEETBRIDGE_MQTT_CLIENT_ID)",
+    )
     for group_actions in (integrator_actions, service_actions):
         group_actions.add_parser("rotate", parents=[common], help="print a new secret").add_argument("name")
         group_actions.add_parser("revoke", parents=[common], help="remove its secret for good").add_argument("name")
@@ -159,18 +188,51 @@ def run(argv: list[str], env: Mapping[str, str]) -> int:
     return _migrate(settings)
 
 
+def _check_certificate_names(url: str, names: list[str]) -> None:
+    import psycopg
+
+    from broker.accounts import check_certificate_name
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name in names:
+            check_certificate_name(conn, name)
+
+
 def _certs(settings: Settings, args: argparse.Namespace) -> int:
-    from broker.certs import CertificateError, device_certificate, init_certs
+    import psycopg
+
+    from broker import reload
+    from broker.accounts import AccountError
+    from broker.certs import CertificateError, device_certificate, init_certs, revoke_device_certificate
     from stack.local import with_state_dir
 
-    folder = args.dir or with_state_dir(settings, args.state_dir).stack.state_dir / "certs"
+    state = with_state_dir(settings, args.state_dir).stack.state_dir
+    folder = args.dir or state / "certs"
     try:
+        if args.action == "revoke":
+            if not revoke_device_certificate(folder, args.id):
+                say(f"{folder} holds no certificate of {args.id} (revoked already, or never made here)")
+                return 1
+            paths = reload.account_paths(args.accounts_dir or state / "accounts")
+            pids = [args.broker_pid] if args.broker_pid is not None else reload.find_brokers(paths)
+            for pid in pids:
+                reload.reload_broker(pid, paths)
+            reloaded = f"reloaded mosquitto (pid {', '.join(map(str, pids))})" if pids else "no running mosquitto found"
+            say(f"revoked the certificate of {args.id}: {folder / 'crl.pem'} rewritten; {reloaded}")
+            return 0
+        ids = [args.id] if args.action == "device" else args.device
+        url = getattr(args, "database_url", None) or settings.database.url
+        if ids and url:
+            _check_certificate_names(url, ids)
         files = init_certs(folder)
-        devices = [device_certificate(folder, device_id) for device_id in args.device]
-    except (CertificateError, OSError) as exc:
+        devices = [device_certificate(folder, device_id) for device_id in ids]
+    except (CertificateError, reload.ReloadError, AccountError, OSError) as exc:
         say(str(exc))
         return 1
-    say(f"CA {files.ca_file}; broker certificate {files.cert_file} (localhost, 127.0.0.1)")
+    except psycopg.OperationalError as exc:
+        say(f"cannot reach the database to check the names: {exc}")
+        return 1
+    say(f"CA {files.ca_file}; broker certificate {files.cert_file} (localhost, 127.0.0.1); CRL {files.crl_file}")
     for device in devices:
         say(f"device {device.device_id}: certificate {device.cert_file}, key {device.key_file}")
     return 0
@@ -228,6 +290,8 @@ def _up(settings: Settings, args: argparse.Namespace, env: Mapping[str, str]) ->
         print(f"  MQTT broker    {urls['mqtt']}{mode}")
         if "mqtts" in urls:
             print(f"  MQTT over TLS  {urls['mqtts']}")
+        if "mqtts_certificates" in urls:
+            print(f"  certificates   {urls['mqtts_certificates']}  (device logins by client certificate)")
         print(f"  Redis          {urls['redis']}")
         print(f"  PostgreSQL     {urls['database']}")
         print(f"  logs           {urls['logs']}")
@@ -338,6 +402,7 @@ def _accounts(settings: Settings, args: argparse.Namespace) -> int:
 
     from broker import accounts, reload
     from broker.acl import AclError
+    from broker.certs import CertificateError
     from broker.passwords import PasswordFormatError
     from stack.local import with_state_dir
 
@@ -345,16 +410,19 @@ def _accounts(settings: Settings, args: argparse.Namespace) -> int:
     if not url:
         say("set FLEETBRIDGE_DATABASE_URL or pass --database-url: the accounts live in the database")
         return 2
-    accounts_dir = args.accounts_dir or with_state_dir(settings, args.state_dir).stack.state_dir / "accounts"
+    state = with_state_dir(settings, args.state_dir).stack.state_dir
+    accounts_dir = args.accounts_dir or state / "accounts"
+    # Only `devices revoke` has --certs-dir: a revoked device's certificate is revoked with it.
+    certs_dir = getattr(args, "certs_dir", None) or state / "certs"
     try:
         specs = accounts.read_device_csv(args.file.read_text()) if args.action == "import" else []
         with psycopg.connect(url, autocommit=True) as conn:
             if args.command != "broker":
-                _change_account(conn, args, specs)
+                _change_account(conn, args, specs, certs_dir)
             if args.no_reload:
                 return 0
             report = reload.apply(conn, accounts_dir, broker_pid=args.broker_pid)
-    except (accounts.AccountError, AclError, PasswordFormatError, reload.ReloadError, OSError) as exc:
+    except (accounts.AccountError, AclError, PasswordFormatError, reload.ReloadError, CertificateError, OSError) as exc:
         say(str(exc))
         return 1
     except psycopg.OperationalError as exc:
@@ -368,11 +436,12 @@ def _accounts(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _change_account(
-    conn: psycopg.Connection[tuple[Any, ...]], args: argparse.Namespace, specs: list[DeviceSpec]
+    conn: psycopg.Connection[tuple[Any, ...]], args: argparse.Namespace, specs: list[DeviceSpec], certs_dir: Path
 ) -> None:
     """One account change; a new secret goes to stdout at once, before the broker is touched."""
     from broker import accounts
     from broker.acl import Role
+    from broker.certs import revoke_device_certificate
 
     roles = {"devices": {Role.DEVICE}, "integrators": {Role.INTEGRATOR}, "services": accounts.SERVICE_ROLES}
     role = args.command.removesuffix("s")
@@ -396,6 +465,10 @@ def _change_account(
     elif args.action == "revoke":
         revoked = accounts.revoke(conn, name, roles=roles[args.command])
         say(f"revoked {name}" if revoked else f"{name} was revoked already")
+        if role == Role.DEVICE and revoke_device_certificate(certs_dir, name):
+            # The certificate listener reads no password file: without this the certificate would
+            # still log in (to an account whose ACL block denies everything). One reload covers both.
+            say(f"revoked its certificate too ({certs_dir / 'crl.pem'} rewritten)")
     else:
         accounts.set_device_disabled(conn, name, args.action == "disable")
         say(f"{args.action}d {name}")

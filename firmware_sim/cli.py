@@ -100,6 +100,13 @@ def build_parser(defaults: SimSettings, default_url: str = DEFAULT_URL) -> argpa
     parser.add_argument("--cert-file", help="client certificate for mqtts://")
     parser.add_argument("--key-file", help="client key for mqtts://")
     parser.add_argument(
+        "--cert-dir",
+        type=Path,
+        metavar="DIR",
+        help="per-device client certificates DIR/<id>.pem and .key (`fleet certs device ID`), the devices' login "
+        "on the broker's certificate listener (mqtts://host:8884)",
+    )
+    parser.add_argument(
         "--credentials",
         type=Path,
         metavar="CSV",
@@ -121,6 +128,8 @@ def main(argv: list[str] | None = None, *, defaults: SimSettings | None = None, 
         address = parse_broker_url(args.url)
     except SimError as exc:
         parser.error(str(exc))
+    if args.cert_dir is not None and not address.tls:
+        parser.error("--cert-dir needs an mqtts:// broker URL: certificates are presented in the TLS handshake")
     device_options = DeviceOptions(
         tls=TlsOptions(args.ca_file, args.cert_file, args.key_file) if address.tls else None,
         max_inflight=args.max_inflight,
@@ -166,6 +175,7 @@ def _simulate(args: argparse.Namespace, address: BrokerAddress, device_options: 
         seed=args.seed,
         device=device_options,
         credentials=read_credentials(args.credentials) if args.credentials else {},
+        cert_dir=args.cert_dir,
     )
     _raise_fd_limit(fds_needed(options))
     fleet = Fleet(address, options)

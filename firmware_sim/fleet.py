@@ -24,11 +24,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
 from firmware_sim.address import BrokerAddress
-from firmware_sim.device import Device, DeviceOptions, DeviceStats
+from firmware_sim.device import Device, DeviceOptions, DeviceStats, TlsOptions
 from firmware_sim.errors import SimError
 from firmware_sim.route import DEFAULT_CENTRE, GeoPoint
 from firmware_sim.store import STORE_FDS_PER_DEVICE
@@ -59,6 +60,9 @@ class FleetOptions:
     # Per-device secrets (device id -> secret), as `fleet devices import` prints them; a device
     # missing here uses `device.password` (or the URL's).
     credentials: Mapping[str, str] = field(default_factory=dict)
+    # Per-device client certificates, `{cert_dir}/{id}.pem` and `.key` as `fleet certs device` makes them,
+    # for the broker's certificate listener (mqtts://…:8884), where the certificate is the login.
+    cert_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.devices < 0:
@@ -172,6 +176,10 @@ class Fleet:
             for device_id in ids:  # a loop, not extend(): on failure, `devices` holds exactly those opened
                 secret = options.credentials.get(device_id)
                 device_options = options.device if secret is None else replace(options.device, password=secret)
+                if options.cert_dir is not None:
+                    device_options = replace(
+                        device_options, tls=_certificate(device_options.tls, options.cert_dir, device_id)
+                    )
                 devices.append(Device(device_id, address, device_options, on_settled=self._progress.set))
         except BaseException:
             for device in devices:
@@ -331,6 +339,15 @@ class Fleet:
                 stepped = True
             if not stepped:
                 self._progress.wait(IDLE_WAIT_S)
+
+
+def _certificate(tls: TlsOptions | None, cert_dir: Path, device_id: str) -> TlsOptions:
+    """`tls` with the device's own client certificate and key from `cert_dir`; `SimError` if it has none."""
+    cert_file, key_file = cert_dir / f"{device_id}.pem", cert_dir / f"{device_id}.key"
+    for path in (cert_file, key_file):
+        if not path.is_file():
+            raise SimError(f"no {path}: make the device's certificate with `fleet certs device {device_id}`")
+    return replace(tls or TlsOptions(), cert_file=str(cert_file), key_file=str(key_file))
 
 
 def _check_fd_limit(options: FleetOptions) -> None:

@@ -7,6 +7,7 @@ two drift apart, and the API serves the generated document.
 from __future__ import annotations
 
 import sys
+import typing
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -21,12 +22,39 @@ VERSION: Final = "1.0.0"
 
 
 @dataclass(frozen=True, slots=True)
+class PlainText:
+    """A payload that is one bare word rather than a JSON document (`online` on `status`).
+
+    Small firmware sets its Last Will once, at connect time, and many SDKs make that a fixed string:
+    the plain form is as much a part of the contract as the JSON one, so the document names both.
+    """
+
+    name: str
+    words: tuple[str, ...]
+    description: str
+
+    def schema(self) -> dict[str, Any]:
+        """The JSON Schema of the payload: a string that is exactly one of the words."""
+        return {"type": "string", "enum": list(self.words), "description": self.description}
+
+
+# The words come from the JSON form's own type, so the two forms cannot list different states.
+STATUS_TEXT: Final = PlainText(
+    "StatusText",
+    typing.get_args(typing.get_type_hints(Status)["state"]),
+    "The bare word, without quotes or JSON: what a Last Will set once at connect time usually carries.",
+)
+
+Payload = type[msgspec.Struct] | PlainText
+
+
+@dataclass(frozen=True, slots=True)
 class Channel:
     """One topic of the v1 grammar and what flows on it."""
 
     kind: TopicKind
     action: str  # "send": the application (bridge/API) sends; "receive": it receives from devices
-    payloads: tuple[type[msgspec.Struct], ...]
+    payloads: tuple[Payload, ...]
     summary: str
     qos: int
     retained: bool = False
@@ -35,7 +63,14 @@ class Channel:
 CHANNELS: Final = (
     Channel(TopicKind.TELEMETRY, "receive", (Sample, TelemetryBatch), "Samples from a device: one, or a batch.", 1),
     Channel(TopicKind.EVENTS, "receive", (Event,), "Discrete events (ignition, harsh braking, door).", 1),
-    Channel(TopicKind.STATUS, "receive", (Status,), "Presence: `online` on connect, `offline` as Last Will.", 1, True),
+    Channel(
+        TopicKind.STATUS,
+        "receive",
+        (Status, STATUS_TEXT),
+        "Presence: `online` on connect, `offline` as Last Will; JSON or the bare word.",
+        1,
+        True,
+    ),
     Channel(TopicKind.CMD, "send", (Command,), "A command to the device.", 1),
     Channel(TopicKind.CMD_ACK, "receive", (CommandAck,), "The device's answer to a command.", 1),
     Channel(TopicKind.PERSISTED, "send", (Persisted,), "Seq ranges just committed: the device may free them.", 0),
@@ -46,8 +81,9 @@ CHANNELS: Final = (
 
 def document() -> dict[str, Any]:
     """The AsyncAPI document as a JSON-ready dict (stable ordering, so the checked-in copy can be diffed)."""
-    types = sorted({t for c in CHANNELS for t in c.payloads}, key=lambda t: t.__name__)
+    types = sorted({t for c in CHANNELS for t in c.payloads if isinstance(t, type)}, key=lambda t: t.__name__)
     _, schemas = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    schemas.update({t.name: t.schema() for c in CHANNELS for t in c.payloads if isinstance(t, PlainText)})
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
@@ -55,14 +91,15 @@ def document() -> dict[str, Any]:
         name = channel.kind.value.replace("/", "_")
         channel_messages = {}
         for payload in channel.payloads:
-            message_name = f"{name}_{payload.__name__}"
+            payload_name = payload_name_of(payload)
+            message_name = f"{name}_{payload_name}"
             messages[message_name] = {
-                "name": payload.__name__,
-                "contentType": "application/json",
-                "payload": {"$ref": f"#/components/schemas/{payload.__name__}"},
+                "name": payload_name,
+                "contentType": "text/plain" if isinstance(payload, PlainText) else "application/json",
+                "payload": {"$ref": f"#/components/schemas/{payload_name}"},
                 "bindings": {"mqtt": {"qos": channel.qos, "retain": channel.retained}},
             }
-            channel_messages[payload.__name__] = {"$ref": f"#/components/messages/{message_name}"}
+            channel_messages[payload_name] = {"$ref": f"#/components/messages/{message_name}"}
         channels[name] = {
             "address": f"{PREFIX}/{{deviceId}}/{channel.kind.value}",
             "summary": channel.summary,
@@ -96,6 +133,11 @@ def document() -> dict[str, Any]:
             "parameters": {"deviceId": {"description": f"The device id, also its MQTT username: {DEVICE_ID_PATTERN}"}},
         },
     }
+
+
+def payload_name_of(payload: Payload) -> str:
+    """The component name of a payload: its type's name, or the plain-text form's own."""
+    return payload.name if isinstance(payload, PlainText) else payload.__name__
 
 
 def render() -> str:

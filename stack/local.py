@@ -40,6 +40,7 @@ STATE_FILE: Final = "stack.json"
 CHILD_STOP_TIMEOUT_S: Final = 15.0
 SERVER_DATA_FALLBACK: Final = Path("/var/tmp/fleetbridge")  # noqa: S108 - a fixed, documented place
 MQTTS_PORT: Final = 8883
+MQTTS_CERTIFICATES_PORT: Final = 8884
 
 Say = Callable[[str], None]
 
@@ -52,7 +53,9 @@ class _Broker:
     bridge_url: str
     sim_url: str
     mqtts_url: str | None = None
+    certificates_url: str | None = None  # where devices log in with their client certificate
     sim_credentials: Path | None = None
+    sim_cert_dir: Path | None = None
 
 
 @dataclass
@@ -130,10 +133,14 @@ class LocalStack:
         }
         if broker.mqtts_url is not None:
             self.urls["mqtts"] = broker.mqtts_url
+        if broker.certificates_url is not None:
+            self.urls["mqtts_certificates"] = broker.certificates_url
         if with_sim and settings.sim.devices:
             sim = [sys.executable, "-m", "firmware_sim", "--url", broker.sim_url, "--quiet"]
             if broker.sim_credentials is not None:
                 sim += ["--credentials", str(broker.sim_credentials)]
+            if broker.sim_cert_dir is not None:
+                sim += ["--cert-dir", str(broker.sim_cert_dir)]
             self._spawn("simulator", sim, env, logs)
         (state / STATE_FILE).write_text(json.dumps({"pid": os.getpid(), "urls": self.urls}, indent=2))
         return self.urls
@@ -165,10 +172,11 @@ class LocalStack:
 
     def _own_broker(self, database_url: str, server_dir: Path, state: Path, *, tls: bool) -> _Broker:
         """Start our broker with accounts: per-device secrets for the simulated trucks, a service account
-        for the bridge; nobody connects anonymously. With `tls`, the bridge and simulator use TLS."""
+        for the bridge; nobody connects anonymously. With `tls`, the bridge uses TLS with its password and
+        the simulated trucks log in with their client certificates on the certificate listener."""
         settings = self.settings
         accounts = _provision(database_url, server_dir / "accounts", state, settings)
-        certs, tls_port = self._tls(server_dir) if tls else (None, None)
+        certs, tls_port, cert_port = self._tls(server_dir) if tls else (None, None, None)
         mqtt_url = self._start(
             "Mosquitto",
             lambda port: start_mosquitto(
@@ -179,33 +187,46 @@ class LocalStack:
                 acl_file=accounts.paths.acl,
                 tls=certs,
                 tls_port=tls_port,
+                cert_port=cert_port,
             ),
             settings.stack.mqtt_port,
         )
-        mqtts_url = None
-        if certs is not None:
-            mqtts_url = f"mqtts://127.0.0.1:{tls_port}?cafile={quote(str(certs.ca_file), safe='/')}"
-            self.say(f"Mosquitto serves MQTT over TLS at {mqtts_url}")
-        sim_url = mqtts_url or mqtt_url
         self.say(f"MQTT accounts: bridge and {settings.sim.devices} devices (secrets in {accounts.device_secrets})")
+        if certs is None:
+            return _Broker(
+                mqtt_url,
+                bridge_url=_with_credentials(mqtt_url, settings.mqtt.client_id, accounts.bridge_secret),
+                sim_url=mqtt_url,
+                sim_credentials=accounts.device_secrets,
+            )
+        trust = f"?cafile={quote(str(certs.ca_file), safe='/')}"
+        mqtts_url = f"mqtts://127.0.0.1:{tls_port}{trust}"
+        certificates_url = f"mqtts://127.0.0.1:{cert_port}{trust}"
+        self.say(f"Mosquitto serves MQTT over TLS at {mqtts_url}, certificate logins at {certificates_url}")
         return _Broker(
             mqtt_url,
             mqtts_url=mqtts_url,
-            bridge_url=_with_credentials(sim_url, settings.mqtt.client_id, accounts.bridge_secret),
-            sim_url=sim_url,
-            sim_credentials=accounts.device_secrets,
+            certificates_url=certificates_url,
+            bridge_url=_with_credentials(mqtts_url, settings.mqtt.client_id, accounts.bridge_secret),
+            sim_url=certificates_url,
+            sim_cert_dir=certs.ca_file.parent / "devices",
         )
 
-    def _tls(self, server_dir: Path) -> tuple[TlsFiles, int]:
-        """The development certificates (those of `fleet certs init`, made if missing) and a port for TLS."""
+    def _tls(self, server_dir: Path) -> tuple[TlsFiles, int, int]:
+        """The development certificates (those of `fleet certs init`, made if missing, and one per simulated
+        truck) and the ports for TLS with passwords and TLS with certificates."""
+        from firmware_sim.fleet import device_ids
+
         folder = server_dir / "certs"
-        certs = init_certs(folder)
-        self.say(f"TLS certificates in {folder} (trust {certs.ca_file})")
-        if port_is_free(MQTTS_PORT):
-            return certs, MQTTS_PORT
-        port = free_port()
-        self.say(f"port {MQTTS_PORT} is taken: MQTT over TLS uses {port} instead")
-        return certs, port
+        certs = init_certs(folder, tuple(device_ids("truck-", self.settings.sim.devices)))
+        self.say(f"TLS certificates in {folder} (trust {certs.ca_file}; trucks' certificates in {folder}/devices)")
+        ports = []
+        for wanted, what in ((MQTTS_PORT, "MQTT over TLS"), (MQTTS_CERTIFICATES_PORT, "certificate logins")):
+            port = wanted if port_is_free(wanted) else free_port()
+            if port != wanted:
+                self.say(f"port {wanted} is taken: {what} use {port} instead")
+            ports.append(port)
+        return certs, ports[0], ports[1]
 
     def _start(self, label: str, start: Callable[[int], ServerProcess], port: int) -> str:
         if port and not port_is_free(port):

@@ -66,8 +66,9 @@ def anonymous_connect(url: str) -> ReasonCode | None:
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_local_stack_moves_trucks_with_per_device_accounts(stack: LocalStack, state_dir: Path, tls: bool) -> None:
     urls = stack.up(tls=tls)
-    # With TLS the bridge and the trucks connect over it only, so moving trucks prove it carries.
-    assert ("mqtts" in urls) == tls
+    # With TLS the bridge (password, on the TLS listener) and the trucks (client certificates alone, on
+    # the certificate listener) connect over TLS only, so moving trucks prove both carry.
+    assert ("mqtts" in urls, "mqtts_certificates" in urls) == (tls, tls)
     assert stack.operator_login is not None
     user, password = stack.operator_login.split(" / ")
     base = urls["ui"].rstrip("/")

@@ -8,6 +8,7 @@ retained messages outlive a test in the shared broker.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -28,6 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from broker import accounts, reload
 from broker.accounts import AccountFiles, Credential, DeviceSpec
 from broker.acl import Role, render_acl
+from broker.certs import TlsFiles
 from broker.process import start_mosquitto
 from stack.process import LOOPBACK, ServerProcess
 
@@ -69,16 +71,37 @@ class AccountBroker:
         wait_for(lambda: self.reloads() > before, "the broker to log its reload")
 
 
-@pytest.fixture(scope="module")
-def account_broker(servers_dir: Path) -> Iterator[AccountBroker]:
-    """A Mosquitto with allow_anonymous false and the ACL file, started with no accounts at all."""
+@contextlib.contextmanager
+def running_account_broker(
+    servers_dir: Path,
+    label: str,
+    *,
+    tls: TlsFiles | None = None,
+    tls_port: int | None = None,
+    cert_port: int | None = None,
+) -> Iterator[AccountBroker]:
+    """A Mosquitto with allow_anonymous false and the ACL file, started with no accounts at all; with
+    `tls`, also the TLS listener on `tls_port` and, with `cert_port`, the certificate listener."""
     name = uuid.uuid4().hex[:8]
     accounts_dir = servers_dir / f"accounts-{name}"
     paths = reload.write_files(accounts_dir, AccountFiles("", render_acl([])))
     with start_mosquitto(
-        servers_dir / f"mosquitto-acl-{name}", anonymous=False, password_file=paths.passwords, acl_file=paths.acl
+        servers_dir / f"mosquitto-{label}-{name}",
+        anonymous=False,
+        password_file=paths.passwords,
+        acl_file=paths.acl,
+        tls=tls,
+        tls_port=tls_port,
+        cert_port=cert_port,
     ) as server:
         yield AccountBroker(server, accounts_dir)
+
+
+@pytest.fixture(scope="module")
+def account_broker(servers_dir: Path) -> Iterator[AccountBroker]:
+    """The module's broker with accounts: the plain listener only."""
+    with running_account_broker(servers_dir, "acl") as broker:
+        yield broker
 
 
 class Probe:
@@ -116,16 +139,22 @@ class Probe:
     def _on_disconnect(self, client: mqtt.Client, _u: Any, _flags: Any, _code: ReasonCode, _p: Any) -> None:
         if self._connected:
             self.lost.set()
+        else:
+            self._answers["connack"].put(None)  # closed before any CONNACK: e.g. a refused TLS handshake
         self._connected = False
         client.disconnect()  # ends paho's network loop: no reconnect behind the test's back
 
-    def connect(self) -> int:
-        """Connect (clean start); the CONNACK reason code."""
+    def connect(self) -> int | None:
+        """Connect (clean start); the CONNACK reason code, or None when the broker closed the connection
+        without one (a TLS handshake it refused: with TLS 1.3 the client learns of that only afterwards)."""
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 0
-        self.client.connect(LOOPBACK, self.port, keepalive=30, clean_start=True, properties=properties)
+        try:
+            self.client.connect(LOOPBACK, self.port, keepalive=30, clean_start=True, properties=properties)
+        except OSError:  # ssl.SSLError included: the handshake failed inside connect()
+            return None
         self.client.loop_start()
-        code: int = self._answers["connack"].get(timeout=TIMEOUT_S)
+        code: int | None = self._answers["connack"].get(timeout=TIMEOUT_S)
         return code
 
     def subscribe(self, *topics: str) -> list[int]:
@@ -165,7 +194,7 @@ class Probe:
 
 @dataclass
 class Fleet:
-    """The accounts of one test: two devices in different groups, a bridge, an API and two integrators."""
+    """The accounts of one test: two devices in different groups, two bridges, an API and two integrators."""
 
     broker: AccountBroker
     conn: psycopg.Connection[tuple[Any, ...]]
@@ -173,6 +202,7 @@ class Fleet:
     a: Credential
     b: Credential
     bridge: Credential
+    bridge_2: Credential
     api: Credential
     integrator: Credential
     north_integrator: Credential
@@ -211,6 +241,8 @@ def fleet(account_broker: AccountBroker, database_url: str) -> Iterator[Fleet]:
             a=a,
             b=b,
             bridge=accounts.add_service_account(conn, Role.BRIDGE, "fleetbridge-bridge"),
+            # A second instance: one account per instance, as client ids are bound to user names.
+            bridge_2=accounts.add_service_account(conn, Role.BRIDGE, "fleetbridge-bridge-2"),
             api=accounts.add_service_account(conn, Role.API, "fleetbridge-api"),
             integrator=accounts.add_integrator(conn, "acme"),
             north_integrator=accounts.add_integrator(conn, "north-view", group=f"north-{suffix}"),

@@ -17,6 +17,7 @@ from tests.integration.broker.conftest import (
     ACCEPTED,
     GRANTED_QOS_1,
     NOT_AUTHORIZED,
+    SILENCE_S,
     SUCCESS,
     TIMEOUT_S,
     AccountBroker,
@@ -74,9 +75,11 @@ def test_device_cannot_publish_on_another_devices_topic(fleet: Fleet, kind: str)
 
 @pytest.mark.parametrize("kind", ["state", "alerts", "persisted", "rejected", "cmd"])
 def test_device_cannot_forge_what_the_bridge_or_api_say_even_about_itself(fleet: Fleet, kind: str) -> None:
-    listener = fleet.connected(fleet.integrator if kind in {"state", "alerts"} else fleet.a)
-    listener.subscribe(fleet.topic(fleet.a, kind))
+    # Only the device itself reads its persisted, rejected and cmd: it listens on the connection it
+    # forges with (a second connection of its account would end the first: client id = user name).
     device = fleet.connected(fleet.a)
+    listener = fleet.connected(fleet.integrator) if kind in {"state", "alerts"} else device
+    listener.subscribe(fleet.topic(fleet.a, kind))
 
     assert device.publish(fleet.topic(fleet.a, kind), b"forged") == NOT_AUTHORIZED
     assert listener.received() == []
@@ -138,7 +141,7 @@ def test_integrator_cannot_publish_anything(fleet: Fleet) -> None:
 @pytest.mark.parametrize("service", ["bridge", "api"])
 def test_service_cannot_act_as_a_device_named_like_it(fleet: Fleet, service: str) -> None:
     credential = fleet.bridge if service == "bridge" else fleet.api
-    bridge = fleet.connected(fleet.bridge)
+    bridge = fleet.connected(fleet.bridge_2)  # another instance's account: it would see a forged sample
     bridge.subscribe("fleet/v1/+/telemetry")
     account = fleet.connected(credential)
 
@@ -223,18 +226,41 @@ def test_new_device_is_usable_right_after_the_reload_without_a_restart(fleet: Fl
     assert server.log_path.read_text().count(started) == log_before.count(started)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Mosquitto 2.0.11 lets any authenticated client take over another's client id (and so end its "
-    "connection and drop its queued messages); closing it needs `use_username_as_clientid true` in "
-    "mosquitto.conf, with one account per bridge and API instance",
-)
 def test_device_cannot_end_another_devices_connection_by_reusing_its_client_id(fleet: Fleet) -> None:
     victim = fleet.connected(fleet.b, client_id=fleet.b.username)
+    victim.subscribe(fleet.topic(fleet.b, "cmd"))
 
     fleet.connected(fleet.a, client_id=fleet.b.username)
 
-    assert not victim.lost.wait(1.0)
+    assert not victim.lost.wait(SILENCE_S), "the broker must not end b's connection for a's CONNECT"
+    api = fleet.connected(fleet.api)
+    assert api.publish(fleet.topic(fleet.b, "cmd"), b"still yours") == SUCCESS
+    assert victim.next_message() == (fleet.topic(fleet.b, "cmd"), b"still yours")
+
+
+def test_device_cannot_take_over_the_bridges_session_by_using_its_client_id(fleet: Fleet) -> None:
+    bridge = fleet.connected(fleet.bridge, client_id=fleet.bridge.username)
+    bridge.subscribe(SHARED_TELEMETRY)
+
+    # The bridge's client id is no secret (it is in its logs and its stats key).
+    intruder = fleet.connected(fleet.a, client_id=fleet.bridge.username)
+
+    assert not bridge.lost.wait(SILENCE_S), "the bridge's connection (and its session) must survive"
+    assert intruder.publish(fleet.topic(fleet.a, "telemetry"), b"mine") == SUCCESS
+    assert bridge.next_message() == (fleet.topic(fleet.a, "telemetry"), b"mine")
+    assert intruder.received() == [], "the intruder got none of the bridge's session"
+
+
+def test_second_connection_of_one_account_replaces_its_first_whatever_client_ids_they_give(fleet: Fleet) -> None:
+    # The price of binding client ids to user names: two bridge or API instances sharing one account
+    # would end each other's connections in turn, so each instance needs an account of its own.
+    first = fleet.connected(fleet.bridge, client_id="instance-1")
+    bystander = fleet.connected(fleet.bridge_2, client_id="instance-2")
+
+    fleet.connected(fleet.bridge, client_id="instance-3")
+
+    assert first.lost.wait(TIMEOUT_S), "one account, one client id: the older connection ends"
+    assert not bystander.lost.is_set(), "an instance with its own account is unaffected"
 
 
 # --- what the accounts are for ---------------------------------------------------------------------

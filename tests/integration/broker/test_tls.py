@@ -18,16 +18,23 @@ import pytest
 
 from bridge.message import RawMessage
 from bridge.source import MqttSource
-from broker import reload
-from broker.accounts import AccountFiles, Credential
-from broker.acl import render_acl
+from broker.accounts import Credential
 from broker.certs import TlsFiles, init_certs
-from broker.process import mqtt_answers, start_mosquitto
+from broker.process import mqtt_answers
 from firmware_sim.address import parse_broker_url
 from firmware_sim.device import Device, DeviceOptions
 from models.telemetry import Sample
 from stack.process import LOOPBACK, free_port
-from tests.integration.broker.conftest import ACCEPTED, GRANTED_QOS_1, SUCCESS, TIMEOUT_S, AccountBroker, Fleet, Probe
+from tests.integration.broker.conftest import (
+    ACCEPTED,
+    GRANTED_QOS_1,
+    SUCCESS,
+    TIMEOUT_S,
+    AccountBroker,
+    Fleet,
+    Probe,
+    running_account_broker,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -47,18 +54,8 @@ def tls_port() -> int:
 @pytest.fixture(scope="module")
 def account_broker(servers_dir: Path, certs: TlsFiles, tls_port: int) -> Iterator[AccountBroker]:
     """The package's account broker, with the TLS listener as well."""
-    name = uuid.uuid4().hex[:8]
-    accounts_dir = servers_dir / f"accounts-{name}"
-    paths = reload.write_files(accounts_dir, AccountFiles("", render_acl([])))
-    with start_mosquitto(
-        servers_dir / f"mosquitto-tls-{name}",
-        anonymous=False,
-        password_file=paths.passwords,
-        acl_file=paths.acl,
-        tls=certs,
-        tls_port=tls_port,
-    ) as server:
-        yield AccountBroker(server, accounts_dir)
+    with running_account_broker(servers_dir, "tls", tls=certs, tls_port=tls_port) as broker:
+        yield broker
 
 
 def _tls_probe(fleet: Fleet, port: int, credential: Credential, ca_file: Path) -> Probe:

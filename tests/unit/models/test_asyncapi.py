@@ -6,7 +6,8 @@ from pathlib import Path
 
 import msgspec
 
-from models.asyncapi import CHANNELS, document, render
+from models.asyncapi import CHANNELS, document, payload_name_of, render
+from models.events import Status
 from models.topics import TopicKind
 
 CHECKED_IN = Path(__file__).resolve().parents[3] / "docs" / "asyncapi.json"
@@ -31,4 +32,20 @@ def test_asyncapi_schemas_resolve() -> None:
         assert f"#/components/schemas/{name}" in text
     for channel in CHANNELS:
         for payload in channel.payloads:
-            assert payload.__name__ in doc["components"]["schemas"]
+            assert payload_name_of(payload) in doc["components"]["schemas"]
+
+
+def test_asyncapi_status_channel_documents_the_json_and_the_bare_word_forms() -> None:
+    doc = document()
+    forms = {
+        doc["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]["contentType"]: ref["$ref"]
+        for ref in doc["channels"]["status"]["messages"].values()
+    }
+    assert set(forms) == {"application/json", "text/plain"}
+    text = doc["components"]["messages"][forms["text/plain"].rsplit("/", 1)[1]]
+    schema = doc["components"]["schemas"][text["payload"]["$ref"].rsplit("/", 1)[1]]
+    assert schema["type"] == "string"
+    assert schema["enum"] == ["online", "offline"]
+    # The bare words are exactly the JSON form's states: a new state cannot be documented in one form only.
+    json_schema = doc["components"]["schemas"][Status.__name__]
+    assert sorted(json_schema["properties"]["state"]["enum"]) == sorted(schema["enum"])
