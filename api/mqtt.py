@@ -126,6 +126,8 @@ class MqttLink:
                 max_inflight_messages=INFLIGHT_MAX,
                 max_queued_incoming_messages=INCOMING_QUEUE_MAX,
             )
+            # aiomqtt warns past 10 publishes awaiting their PUBACK; an NDJSON upload has hundreds, by design.
+            client.pending_calls_threshold = INFLIGHT_MAX
             try:
                 async with client:
                     await client.subscribe([(topic, 0) for topic in self._subscriptions])

@@ -108,6 +108,9 @@ async def ingest(
     """
     backend = ingest_backend
     device_id = await _authenticate(request, pool, redis, backend)
+    forwarder = backend.forwarder
+    if forwarder is None:
+        raise unavailable("HTTP ingest is off: FLEETBRIDGE_API_MQTT_URL is not set", NOT_CONFIGURED_RETRY_AFTER_S)
     body = await read_limited(request.stream(), backend.max_body_bytes)
     messages = (
         body
@@ -122,9 +125,7 @@ async def ingest(
     throttled = await backend.limits.take_messages(redis, device_id, len(messages))
     if throttled is not None:
         raise too_many_requests(f"more than {rate} messages a minute from {device_id}", throttled.retry_after_s)
-    if backend.forwarder is None:
-        raise unavailable("HTTP ingest is off: FLEETBRIDGE_API_MQTT_URL is not set", NOT_CONFIGURED_RETRY_AFTER_S)
-    forwarded = await backend.forwarder.forward(device_id, messages, now=utcnow())
+    forwarded = await forwarder.forward(device_id, messages, now=utcnow())
     report = forwarded.report
     extra: dict[str, Any] = msgspec.to_builtins(report)
     if forwarded.failure == "unavailable":

@@ -14,9 +14,10 @@ import contextlib
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,6 +32,7 @@ from broker import accounts
 from broker.accounts import Credential, DeviceSpec
 from broker.acl import Role
 from broker.passwords import new_secret
+from broker.process import start_mosquitto
 from config import Settings, load_settings
 from tests.integration.api.conftest import TEST_JWT_SECRET, mint_token
 from tests.integration.bridge.conftest import running_bridge
@@ -102,16 +104,21 @@ def provisioned(account_broker: AccountBroker, database_url: str, redis_url: str
     return Provisioned(account_broker, database_url, redis_url, a, b, bridge, api)
 
 
-async def wait_until_ready(client: httpx.AsyncClient) -> dict[str, Any]:
-    """Poll /readyz until the API's MQTT link is up (it connects in the background at startup)."""
+async def wait_for_link(client: httpx.AsyncClient, until: Callable[[bool], bool]) -> dict[str, Any]:
+    """Poll /readyz until the state of the API's MQTT link satisfies `until`; fail after TIMEOUT_S."""
     deadline = asyncio.get_running_loop().time() + TIMEOUT_S
     while True:
         body: dict[str, Any] = (await client.get("/readyz")).json()
-        if body["checks"].get("mqtt", {}).get("ok"):
+        if until(bool(body["checks"].get("mqtt", {}).get("ok"))):
             return body
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"the API's MQTT link did not come up: {body}")
+            raise AssertionError(f"the API's MQTT link did not change as expected: {body}")
         await asyncio.sleep(0.05)
+
+
+async def wait_until_ready(client: httpx.AsyncClient) -> dict[str, Any]:
+    """Poll /readyz until the API's MQTT link is up (it connects in the background at startup)."""
+    return await wait_for_link(client, lambda up: up)
 
 
 @contextlib.asynccontextmanager
@@ -413,3 +420,42 @@ async def test_ingest_answers_503_and_readyz_says_why_when_the_broker_is_unreach
     assert ready.status_code == 503
     assert ready.json()["checks"]["mqtt"]["ok"] is False
     assert provisioned.rows(provisioned.a) == []
+
+
+async def test_ingest_link_reconnects_by_itself_after_the_broker_comes_back(
+    servers_dir: Path, database_url: str, redis_url: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        [device] = accounts.import_devices(conn, [DeviceSpec(f"http-r-{uuid.uuid4().hex[:8]}")])
+    with start_mosquitto(servers_dir / f"mosquitto-ingest-{uuid.uuid4().hex[:8]}") as broker:
+        settings = load_settings(
+            {
+                "FLEETBRIDGE_MQTT_URL": broker.url,
+                "FLEETBRIDGE_MQTT_CLIENT_ID": f"bridge-{uuid.uuid4().hex[:8]}",
+                "FLEETBRIDGE_REDIS_URL": redis_url,
+                "FLEETBRIDGE_DATABASE_URL": database_url,
+                "FLEETBRIDGE_BRIDGE_BATCH_MAX_AGE_MS": "20",
+                "FLEETBRIDGE_BRIDGE_RETRY_MAX_S": "0.5",
+                "FLEETBRIDGE_API_JWT_SECRET": TEST_JWT_SECRET,
+                "FLEETBRIDGE_API_MQTT_URL": broker.url,
+            }
+        )
+        async with running_bridge(settings) as bridge, api_client(settings) as client:
+            before = await ingest(client, device, sample(1))
+            broker.kill()
+            down = await wait_for_link(client, lambda up: not up)
+            during = await ingest(client, device, sample(2))
+            broker.restart()
+            await wait_until_ready(client)
+            await asyncio.wait_for(bridge._source.connected.wait(), TIMEOUT_S)
+            after = await ingest(client, device, sample(3))
+
+    assert before.status_code == 200
+    assert down["checks"]["mqtt"]["error"]
+    assert during.status_code == 503
+    assert after.status_code == 200, after.text
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT seq FROM telemetry WHERE device_id = %s ORDER BY seq", (device.username,)
+        ).fetchall()
+    assert rows == [(1,), (3,)], "the message sent while the link was down was never published"
