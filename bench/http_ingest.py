@@ -42,6 +42,12 @@ def progress(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def body(start_seq: int, lines: int, samples: int, start: datetime) -> bytes:
     out = []
     seq = start_seq
@@ -75,8 +81,8 @@ async def device_loop(
 
 
 async def drive(
-    api_url: str, credentials: list[tuple[str, str]], args: argparse.Namespace
-) -> tuple[float, list[float]]:
+    api_url: str, credentials: list[tuple[str, str]], args: argparse.Namespace, children: list[subprocess.Popen[bytes]]
+) -> tuple[float, list[float], dict[str, float]]:
     latencies: list[float] = []
     async with httpx.AsyncClient(base_url=api_url, timeout=60) as client:
         deadline = time.monotonic() + 30
@@ -90,9 +96,16 @@ async def drive(
             if time.monotonic() > deadline:
                 raise SystemExit("the API did not become ready")
             await asyncio.sleep(0.1)
+        cpu_before = [cpu_seconds(child.pid) for child in children]
         began = time.perf_counter()
         await asyncio.gather(*(device_loop(client, d, s, args, latencies) for d, s in credentials))
-        return time.perf_counter() - began, latencies
+        elapsed = time.perf_counter() - began
+        # Share of one core each process used while the requests ran (the bridge commits a little later).
+        cpu = {
+            name: round((cpu_seconds(child.pid) - before) / elapsed, 2)
+            for name, child, before in zip(("bridge", "api"), children, cpu_before, strict=True)
+        }
+        return elapsed, latencies, cpu
 
 
 def main() -> None:
@@ -128,8 +141,8 @@ def main() -> None:
                     subprocess.Popen([sys.executable, "-m", name], env=env, stdout=log, stderr=log, cwd=ROOT)
                 )
             progress(f"{args.devices} devices x {args.requests} requests x {args.lines} lines x {args.samples} samples")
-            elapsed, latencies = asyncio.run(
-                drive(f"http://127.0.0.1:{port}", [(c.username, c.secret) for c in creds], args)
+            elapsed, latencies, cpu = asyncio.run(
+                drive(f"http://127.0.0.1:{port}", [(c.username, c.secret) for c in creds], args, children)
             )
             with psycopg.connect(postgres.url) as conn:
                 rows = conn.execute("SELECT count(*) FROM telemetry").fetchone()
@@ -151,6 +164,8 @@ def main() -> None:
                 "latency_ms_p50": round(statistics.median(latencies) * 1000, 1),
                 "latency_ms_p95": round(latencies[int(len(latencies) * 0.95) - 1] * 1000, 1),
                 "latency_ms_max": round(latencies[-1] * 1000, 1),
+                "cores_used_bridge": cpu["bridge"],
+                "cores_used_api": cpu["api"],
                 "cpus": os.cpu_count(),
             }
             print(json.dumps(figures, indent=2))
