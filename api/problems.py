@@ -91,23 +91,19 @@ def unprocessable(detail: str, extra: dict[str, Any] | None = None) -> ProblemDe
 
 def unavailable(detail: str, retry_after_s: int, extra: dict[str, Any] | None = None) -> ProblemDetailsException:
     """A 503 problem with `Retry-After`: a service the route needs is away."""
-    return ProblemDetailsException(
-        status_code=HTTP_503_SERVICE_UNAVAILABLE,
-        title="Service unavailable",
-        detail=detail,
-        headers={"Retry-After": str(retry_after_s)},
-        extra=extra,
-    )
+    return _retry_later(HTTP_503_SERVICE_UNAVAILABLE, "Service unavailable", detail, retry_after_s, extra)
 
 
 def gateway_timeout(detail: str, retry_after_s: int, extra: dict[str, Any] | None = None) -> ProblemDetailsException:
     """A 504 problem with `Retry-After`: a service behind the API did not answer in time."""
+    return _retry_later(HTTP_504_GATEWAY_TIMEOUT, "Gateway timeout", detail, retry_after_s, extra)
+
+
+def _retry_later(
+    status: int, title: str, detail: str, retry_after_s: int, extra: dict[str, Any] | None
+) -> ProblemDetailsException:
     return ProblemDetailsException(
-        status_code=HTTP_504_GATEWAY_TIMEOUT,
-        title="Gateway timeout",
-        detail=detail,
-        headers={"Retry-After": str(retry_after_s)},
-        extra=extra,
+        status_code=status, title=title, detail=detail, headers={"Retry-After": str(retry_after_s)}, extra=extra
     )
 
 
