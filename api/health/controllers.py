@@ -32,7 +32,7 @@ async def healthz() -> Liveness:
 async def readyz(
     redis: NamedDependency[Redis], pool: NamedDependency[Pool], ingest_backend: NamedDependency[IngestBackend]
 ) -> Response[Readiness]:
-    """200 when Redis and PostgreSQL both answer (and the MQTT link of HTTP ingest, if configured, is up),
-    else 503 naming the one that did not."""
+    """200 when Redis and PostgreSQL both answer, else 503 naming the one that did not; also reports the
+    MQTT link of HTTP ingest, if configured, without making readiness depend on it."""
     result = await readiness(redis, pool, ingest_backend.link)
     return Response(result, status_code=HTTP_200_OK if result.status == "ready" else HTTP_503_SERVICE_UNAVAILABLE)

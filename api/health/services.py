@@ -54,10 +54,15 @@ def check_mqtt(link: MqttLink) -> Check:
 
 
 async def readiness(redis: Redis, pool: Pool, link: MqttLink | None = None) -> Readiness:
-    """Probe both backends concurrently, and report the MQTT link when the instance has one."""
+    """Probe both backends concurrently, and report the MQTT link when the instance has one.
+
+    The link is reported, not required: a broker outage would otherwise take every instance, and with
+    them the REST API and the operator page, out of a load balancer's rotation, while HTTP ingest
+    already answers 503 by itself meanwhile.
+    """
     redis_check, postgres_check = await asyncio.gather(check_redis(redis), check_postgres(pool))
     checks = {"redis": redis_check, "postgres": postgres_check}
+    ready = all(check.ok for check in checks.values())
     if link is not None:
         checks["mqtt"] = check_mqtt(link)
-    ready = all(check.ok for check in checks.values())
     return Readiness(status="ready" if ready else "unavailable", checks=checks)
