@@ -100,7 +100,6 @@ class MqttLink:
         self._client_id = f"{CLIENT_ID_PREFIX}{uuid.uuid4().hex[:12]}"
         self._client: aiomqtt.Client | None = None
         self.status = LinkStatus()
-        self.ready = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -134,13 +133,12 @@ class MqttLink:
                     self._client = client
                     self.status.connected = True
                     self.status.connects += 1
-                    self.ready.set()
                     delay = RETRY_MIN_S
                     log.info("MQTT connected to %s:%s as %s", address.host, address.port, self._client_id)
                     async for message in client.messages:
                         payload = message.payload
                         if isinstance(payload, bytes | bytearray):
-                            self._on_message(message.topic.value, bytes(payload))
+                            self._deliver(message.topic.value, bytes(payload))
             except aiomqtt.MqttError as exc:
                 self.status.failures += 1
                 self.status.last_error = str(exc)
@@ -150,9 +148,15 @@ class MqttLink:
             finally:
                 self._client = None
                 self.status.connected = False
-                self.ready.clear()
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
+
+    def _deliver(self, topic: str, payload: bytes) -> None:
+        # A failing callback is a bug to log, not a reason to lose the connection for every other request.
+        try:
+            self._on_message(topic, payload)
+        except Exception:
+            log.exception("handling a message on %s failed", topic)
 
     async def publish(self, topic: str, payload: bytes, *, content_type: str | None, timeout_s: float) -> None:
         """Publish at QoS 1 and wait for the broker's PUBACK; `MqttUnavailableError` if that cannot be had.
