@@ -31,6 +31,8 @@ from api.backends import DEPENDENCIES, STATE_KEY, Backends, Pool
 from api.contract.controllers import asyncapi
 from api.devices.controllers import DeviceController
 from api.health.controllers import healthz, readyz
+from api.ingest.backend import build_ingest, ingest_lifespan, provide_ingest
+from api.ingest.controllers import ingest
 from api.live.controllers import live
 from api.live.hub import LiveHub
 from api.live.stream import LiveStreamReader
@@ -103,6 +105,7 @@ def create_app(settings: Settings) -> Litestar:
     security = build_auth(settings.api)
     tokens = TokenIssuer(security)
     throttle = LoginThrottle(settings.api.login_attempts_per_minute)
+    ingest_backend = build_ingest(settings)
 
     def provide_tokens() -> TokenIssuer:
         return tokens
@@ -112,7 +115,7 @@ def create_app(settings: Settings) -> Litestar:
 
     api = Router(
         API_PREFIX,
-        route_handlers=[DeviceController, TelemetryController, live, login, UserController, ApiKeyController],
+        route_handlers=[DeviceController, TelemetryController, live, login, UserController, ApiKeyController, ingest],
     )
     app = Litestar(
         route_handlers=[api, healthz, readyz, index, asyncapi],
@@ -120,12 +123,14 @@ def create_app(settings: Settings) -> Litestar:
             **DEPENDENCIES,
             "tokens": Provide(provide_tokens, sync_to_thread=False),
             "login_throttle": Provide(provide_login_throttle, sync_to_thread=False),
+            "ingest_backend": Provide(provide_ingest, sync_to_thread=False),
         },
         # Authentication (who): JWTs and API keys, by the middleware `security` installs. Authorisation
         # (what): this guard, on every route, the WebSocket and the schema included.
         on_app_init=[security.on_app_init],
         guards=[require_access],
-        lifespan=[_backends_lifespan(settings)],
+        # HTTP ingest's MQTT link: one connection per instance, up while the app runs.
+        lifespan=[_backends_lifespan(settings), ingest_lifespan(ingest_backend)],
         plugins=[problem_details_plugin()],
         # Only the JSON document (at /schema and /schema/openapi.json): the HTML viewers load their
         # JavaScript from CDNs, which operators' networks may not reach. Public, like most APIs' schemas:

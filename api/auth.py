@@ -55,6 +55,9 @@ OPERATOR: Final[dict[str, Any]] = {"role": Role.OPERATOR}
 """`opt` of handlers that change devices: operators and admins."""
 ADMIN: Final[dict[str, Any]] = {"role": Role.ADMIN}
 """`opt` of handlers that manage users and API keys: admins only."""
+DEVICE: Final[dict[str, Any]] = {"device": True}
+"""`opt` of handlers that devices call with their own MQTT credentials (HTTP Basic), checked by the handler
+itself (api/ingest/): neither operator tokens nor API keys reach them."""
 NO_CREDENTIALS: Final[list[dict[str, list[str]]]] = [{}]
 """`security` of documented `PUBLIC` handlers: OpenAPI's way to say that they need no credentials."""
 
@@ -68,6 +71,7 @@ JWT_ALGORITHM: Final = "HS256"
 JWT_SECRET_MIN_BYTES: Final = 32
 BEARER_SCHEME: Final = "OAuth2PasswordBearer"
 API_KEY_SCHEME: Final = "ApiKey"
+DEVICE_SCHEME: Final = "DeviceBasic"
 _READ_METHODS: Final = frozenset({"GET", "HEAD"})
 
 
@@ -96,7 +100,7 @@ class OperatorToken(Token):
 
 def access_refusal(principal: object, opt: Mapping[str, Any], method: str | None) -> HTTPException | None:
     """Why `principal` may not call a handler with `opt` by `method` (None: a WebSocket), or None if it may."""
-    if opt.get("public"):
+    if opt.get("public") or opt.get("device"):
         return None
     if not isinstance(principal, Principal):
         return unauthorized("credentials required: Authorization: Bearer <token> or X-API-Key: <key>")
@@ -166,7 +170,13 @@ class FleetAuthenticationMiddleware(JWTAuthenticationMiddleware):
     """Litestar's JWT middleware, also taking API keys, and `?token=` on WebSocket handshakes."""
 
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
-        """Authenticate by `X-API-Key`, else `Authorization: Bearer`, else (WebSocket only) `?token=`."""
+        """Authenticate by `X-API-Key`, else `Authorization: Bearer`, else (WebSocket only) `?token=`.
+
+        Routes for devices (`DEVICE`) pass with no principal: their handler checks the device's credentials.
+        """
+        handler = connection.scope.get("route_handler")
+        if handler is not None and handler.opt.get("device"):
+            return AuthenticationResult(user=None, auth=None)
         key = connection.headers.get(API_KEY_HEADER)
         if key:
             return AuthenticationResult(user=await principal_from_key(key, connection), auth=None)
@@ -248,6 +258,11 @@ class FleetAuth(JWTAuth[Principal, OperatorToken]):
                     name=API_KEY_HEADER,
                     security_scheme_in="header",
                     description="Integrators: a read-only key, possibly limited to one device group.",
+                ),
+                DEVICE_SCHEME: SecurityScheme(
+                    type="http",
+                    scheme="basic",
+                    description="Devices (HTTP ingest only): the device id and the device's own MQTT secret.",
                 ),
             }
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import psycopg
 from litestar.exceptions import ClientException, HTTPException
@@ -13,9 +14,13 @@ from litestar.status_codes import (
     HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
+    HTTP_504_GATEWAY_TIMEOUT,
 )
 from litestar.types import Scope
 from redis.exceptions import RedisError
@@ -34,13 +39,13 @@ def bad_request(detail: str) -> ProblemDetailsException:
     return ProblemDetailsException(status_code=HTTP_400_BAD_REQUEST, title="Bad request", detail=detail)
 
 
-def unauthorized(detail: str) -> ProblemDetailsException:
-    """A 401 problem with the RFC 6750 challenge: no usable credentials."""
+def unauthorized(detail: str, challenge: str = 'Bearer realm="fleetbridge"') -> ProblemDetailsException:
+    """A 401 problem with a challenge (by default RFC 6750's): no usable credentials."""
     return ProblemDetailsException(
         status_code=HTTP_401_UNAUTHORIZED,
         title="Unauthorized",
         detail=detail,
-        headers={"WWW-Authenticate": 'Bearer realm="fleetbridge"'},
+        headers={"WWW-Authenticate": challenge},
     )
 
 
@@ -66,6 +71,45 @@ def too_many_requests(detail: str, retry_after_s: int) -> ProblemDetailsExceptio
         title="Too many requests",
         detail=detail,
         headers={"Retry-After": str(retry_after_s)},
+    )
+
+
+def payload_too_large(detail: str) -> ProblemDetailsException:
+    """A 413 problem: the body is larger than this route takes."""
+    return ProblemDetailsException(
+        status_code=HTTP_413_REQUEST_ENTITY_TOO_LARGE, title="Payload too large", detail=detail
+    )
+
+
+def unsupported_media_type(detail: str) -> ProblemDetailsException:
+    """A 415 problem naming the content types the route takes."""
+    return ProblemDetailsException(
+        status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE, title="Unsupported media type", detail=detail
+    )
+
+
+def unprocessable(detail: str, extra: dict[str, Any] | None = None) -> ProblemDetailsException:
+    """A 422 problem: the request was understood, and its content refused (`extra` says what, in detail)."""
+    return ProblemDetailsException(
+        status_code=HTTP_422_UNPROCESSABLE_ENTITY, title="Unprocessable content", detail=detail, extra=extra
+    )
+
+
+def unavailable(detail: str, retry_after_s: int, extra: dict[str, Any] | None = None) -> ProblemDetailsException:
+    """A 503 problem with `Retry-After`: a service the route needs is away."""
+    return _retry_later(HTTP_503_SERVICE_UNAVAILABLE, "Service unavailable", detail, retry_after_s, extra)
+
+
+def gateway_timeout(detail: str, retry_after_s: int, extra: dict[str, Any] | None = None) -> ProblemDetailsException:
+    """A 504 problem with `Retry-After`: a service behind the API did not answer in time."""
+    return _retry_later(HTTP_504_GATEWAY_TIMEOUT, "Gateway timeout", detail, retry_after_s, extra)
+
+
+def _retry_later(
+    status: int, title: str, detail: str, retry_after_s: int, extra: dict[str, Any] | None
+) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=status, title=title, detail=detail, headers={"Retry-After": str(retry_after_s)}, extra=extra
     )
 
 

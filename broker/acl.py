@@ -89,9 +89,14 @@ ROLE_GRANTS: Final[dict[Role, tuple[Grant, ...]]] = {
         Grant(_WRITE, TopicKind.PERSISTED),
         Grant(_WRITE, TopicKind.REJECTED),
     ),
+    # Telemetry on behalf of HTTP devices (api/ingest/): the API publishes only after checking the device's
+    # own secret, and reads the bridge's replies to learn what was committed.
     Role.API: (
         Grant(_WRITE, TopicKind.CMD),
         Grant(_READ, TopicKind.CMD_ACK),
+        Grant(_WRITE, TopicKind.TELEMETRY),
+        Grant(_READ, TopicKind.PERSISTED),
+        Grant(_READ, TopicKind.REJECTED),
     ),
     Role.INTEGRATOR: (
         Grant(_READ, TopicKind.STATE),

@@ -83,6 +83,20 @@ class ApiSettings:
     jwt_secret: str = ""
     token_ttl_s: int = _bounded(900, low=30, high=86400)
     login_attempts_per_minute: int = _bounded(10, low=1, high=10_000)
+    # The API's own broker account (role `api`); empty: HTTP ingest answers 503.
+    mqtt_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    """HTTP ingest (`POST /api/v1/ingest`): request bounds, waiting for the bridge, rate limits."""
+
+    max_body_bytes: int = _bounded(1_000_000, low=64, high=256 * 1024 * 1024)
+    max_messages: int = _bounded(1000, low=1, high=100_000, doc="messages (NDJSON lines) per request")
+    reply_timeout_s: float = _bounded(10.0, low=0.1, high=300, doc="how long a request waits for the bridge")
+    messages_per_minute: int = _bounded(1200, low=1, high=10_000_000, doc="per device")
+    auth_failures_per_minute: int = _bounded(10, low=1, high=10_000, doc="per client address")
+    credential_cache_s: float = _bounded(10.0, low=0, high=3600, doc="how long a verified secret is trusted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +127,7 @@ class Settings:
     database: DatabaseSettings = DatabaseSettings()
     bridge: BridgeSettings = BridgeSettings()
     api: ApiSettings = ApiSettings()
+    ingest: IngestSettings = IngestSettings()
     stack: StackSettings = StackSettings()
     sim: SimSettings = SimSettings()
 

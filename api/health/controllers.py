@@ -12,6 +12,7 @@ from api.auth import NO_CREDENTIALS, PUBLIC
 from api.backends import Pool
 from api.health.schemas import Liveness, Readiness
 from api.health.services import readiness
+from api.ingest.backend import IngestBackend
 
 
 @get("/healthz", tags=["health"], opt=PUBLIC, security=NO_CREDENTIALS, summary="Liveness")
@@ -28,7 +29,10 @@ async def healthz() -> Liveness:
     summary="Readiness",
     responses={HTTP_503_SERVICE_UNAVAILABLE: ResponseSpec(Readiness, description="a backend did not answer")},
 )
-async def readyz(redis: NamedDependency[Redis], pool: NamedDependency[Pool]) -> Response[Readiness]:
-    """200 when Redis and PostgreSQL both answer, else 503 naming the one that did not."""
-    result = await readiness(redis, pool)
+async def readyz(
+    redis: NamedDependency[Redis], pool: NamedDependency[Pool], ingest_backend: NamedDependency[IngestBackend]
+) -> Response[Readiness]:
+    """200 when Redis and PostgreSQL both answer, else 503 naming the one that did not; also reports the
+    MQTT link of HTTP ingest, if configured, without making readiness depend on it."""
+    result = await readiness(redis, pool, ingest_backend.link)
     return Response(result, status_code=HTTP_200_OK if result.status == "ready" else HTTP_503_SERVICE_UNAVAILABLE)

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from api.backends import Pool
 from api.health.schemas import Check, Readiness
+from api.mqtt import MqttLink
 
 CHECK_TIMEOUT_S: Final = 2.0
 
@@ -45,9 +46,23 @@ async def check_postgres(pool: Pool, timeout_s: float = CHECK_TIMEOUT_S) -> Chec
     return await _timed(probe, timeout_s)
 
 
-async def readiness(redis: Redis, pool: Pool) -> Readiness:
-    """Probe both backends concurrently."""
+def check_mqtt(link: MqttLink) -> Check:
+    """Whether the MQTT link (HTTP ingest) is connected; it reconnects by itself, this only reports."""
+    return Check(
+        ok=link.connected, duration_ms=0.0, error=None if link.connected else link.status.last_error or "not connected"
+    )
+
+
+async def readiness(redis: Redis, pool: Pool, link: MqttLink | None = None) -> Readiness:
+    """Probe both backends concurrently, and report the MQTT link when the instance has one.
+
+    The link is reported, not required: a broker outage would otherwise take every instance, and with
+    them the REST API and the operator page, out of a load balancer's rotation, while HTTP ingest
+    already answers 503 by itself meanwhile.
+    """
     redis_check, postgres_check = await asyncio.gather(check_redis(redis), check_postgres(pool))
     checks = {"redis": redis_check, "postgres": postgres_check}
     ready = all(check.ok for check in checks.values())
+    if link is not None:
+        checks["mqtt"] = check_mqtt(link)
     return Readiness(status="ready" if ready else "unavailable", checks=checks)

@@ -161,7 +161,8 @@ async def live_handshake(client: httpx.AsyncClient, world: World, headers: dict[
         return exc.response.status_code
 
 
-# Route, least role ("public", "viewer" = any valid caller, "admin"), status on success.
+# Route, least role ("public", "viewer" = any valid caller, "admin"; "device": device credentials only),
+# status on success.
 ROUTES: dict[str, tuple[Request, str, int]] = {
     "GET /api/v1/devices": (http_route("GET", "/api/v1/devices"), "viewer", 200),
     "GET /api/v1/devices/{id}/state": (http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/state"), "viewer", 200),
@@ -189,6 +190,12 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
     "GET /api/v1/api-keys": (http_route("GET", "/api/v1/api-keys"), "admin", 200),
     "POST /api/v1/api-keys": (http_route("POST", "/api/v1/api-keys", lambda: {"name": "made"}), "admin", 201),
     "DELETE /api/v1/api-keys/{id}": (http_route("DELETE", "/api/v1/api-keys/{spare}"), "admin", 204),
+    # Devices only, with their own MQTT secret (tested in test_api_ingest.py): no operator or key gets in.
+    "POST /api/v1/ingest": (
+        http_route("POST", "/api/v1/ingest", lambda: {"seq": 1, "ts": "2026-11-25T10:00:00Z"}),
+        "device",
+        200,
+    ),
     "GET /healthz": (http_route("GET", "/healthz"), "public", 200),
     "GET /readyz": (http_route("GET", "/readyz"), "public", 200),
     "GET / (page shell)": (http_route("GET", "/"), "public", 200),
@@ -200,7 +207,7 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
 def expected(acting_as: str | None, needed: str, success: int) -> int:
     if needed == "public":
         return success
-    if acting_as is None:
+    if acting_as is None or needed == "device":
         return 401
     if needed == "viewer" or acting_as == needed:
         return success
@@ -259,6 +266,7 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/api/v1/users",
         "/api/v1/api-keys",
         "/api/v1/api-keys/{key_id:int}",
+        "/api/v1/ingest",
         "/healthz",
         "/readyz",
         "/",

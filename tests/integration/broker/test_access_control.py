@@ -149,6 +149,32 @@ def test_service_cannot_act_as_a_device_named_like_it(fleet: Fleet, service: str
     assert bridge.received() == []
 
 
+def test_api_forwards_telemetry_for_any_device_and_reads_the_replies_but_cannot_forge_them(fleet: Fleet) -> None:
+    # HTTP ingest: the API publishes on a device's telemetry topic (after checking that device's own
+    # secret) and waits for the bridge's persisted / rejected replies; it must not write those itself.
+    bridge = fleet.connected(fleet.bridge)
+    bridge.subscribe("fleet/v1/+/telemetry")
+    api = fleet.connected(fleet.api)
+    api.subscribe("fleet/v1/+/persisted", "fleet/v1/+/rejected", "fleet/v1/+/state")
+
+    forwarded = [api.publish(fleet.topic(device, "telemetry"), b"sample") for device in (fleet.a, fleet.b)]
+    replies = [bridge.publish(fleet.topic(fleet.a, kind), kind.encode()) for kind in ("persisted", "rejected")]
+    forged = [api.publish(fleet.topic(fleet.a, kind), b"forged") for kind in ("persisted", "rejected", "state")]
+    assert bridge.publish(fleet.topic(fleet.a, "state"), b"{}") == SUCCESS
+
+    assert forwarded == [SUCCESS, SUCCESS]
+    assert replies == [SUCCESS, SUCCESS]
+    assert forged == [NOT_AUTHORIZED] * 3
+    assert sorted(bridge.received(1.0)) == sorted(
+        (fleet.topic(device, "telemetry"), b"sample") for device in (fleet.a, fleet.b)
+    )
+    # It reads the replies it needs, and not the state it has no grant for.
+    assert sorted(api.received(1.0)) == [
+        (fleet.topic(fleet.a, "persisted"), b"persisted"),
+        (fleet.topic(fleet.a, "rejected"), b"rejected"),
+    ]
+
+
 def test_grouped_integrator_reads_only_its_groups_devices(fleet: Fleet) -> None:
     north = fleet.connected(fleet.north_integrator)
     everyone = fleet.connected(fleet.integrator)

@@ -11,7 +11,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from api.accounts.roles import Role
 from api.app import create_app
-from api.auth import ADMIN, OPERATOR, PUBLIC, Principal, access_refusal, build_auth, require_access
+from api.auth import ADMIN, DEVICE, OPERATOR, PUBLIC, Principal, access_refusal, build_auth, require_access
 from config import ApiSettings, DatabaseSettings, RedisSettings, Settings, SettingsError
 
 # Never contacted: building an app opens nothing until its lifespan starts.
@@ -59,6 +59,14 @@ def test_only_probes_the_page_shell_the_schemas_and_logging_in_are_public() -> N
         "/schema/{path:str}",
         "/asyncapi.json",
     }
+
+
+def test_only_ingest_takes_device_credentials_and_the_guard_leaves_their_check_to_it() -> None:
+    device_routes = {path for path, handler in handlers_by_path(SETTINGS) if handler.opt.get("device")}
+
+    assert device_routes == {"/api/v1/ingest"}
+    # The handler checks the device's own secret; no operator principal is needed or used.
+    assert [status(principal, DEVICE, "POST") for principal in (None, VIEWER_USER, KEY)] == [200, 200, 200]
 
 
 def test_each_call_builds_a_separate_app() -> None:

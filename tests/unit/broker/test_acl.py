@@ -50,14 +50,27 @@ def test_render_gives_the_bridge_its_reads_and_writes_on_every_device() -> None:
     ]
 
 
-def test_render_lets_the_api_send_commands_and_read_their_acks() -> None:
+def test_render_lets_the_api_send_commands_and_forward_http_telemetry_and_read_the_replies() -> None:
     text = render_acl([AclAccount("fleetbridge-api", Role.API)])
 
     assert _block(text, "fleetbridge-api") == [
         "topic deny fleet/v1/fleetbridge-api/#",
         "topic write fleet/v1/+/cmd",
         "topic read fleet/v1/+/cmd/ack",
+        "topic write fleet/v1/+/telemetry",
+        "topic read fleet/v1/+/persisted",
+        "topic read fleet/v1/+/rejected",
     ]
+
+
+def test_render_leaves_the_device_patterns_unchanged_by_the_api_grants() -> None:
+    with_api = render_acl([AclAccount("fleetbridge-api", Role.API), AclAccount("t-1", Role.DEVICE)])
+    without = render_acl([AclAccount("t-1", Role.DEVICE)])
+
+    assert [line for line in with_api.splitlines() if line.startswith("pattern ")] == [
+        line for line in without.splitlines() if line.startswith("pattern ")
+    ]
+    assert "user t-1" not in with_api
 
 
 def test_render_gives_integrators_read_only_rights() -> None:

@@ -1,0 +1,188 @@
+"""The API's one MQTT connection (aiomqtt): it publishes for HTTP devices and hears the bridge's replies.
+
+One connection per API instance, opened by the app's lifespan and kept up by `MqttLink.run`, which owns
+reconnecting: aiomqtt never reconnects by itself, so there is exactly one policy, this loop's, with
+backoff from 0.1 s doubling up to `RETRY_MAX_S`, each failure logged and counted in `LinkStatus`.
+
+Clean start and no session: the replies read here (`persisted`, `rejected`) are QoS 0 and matter only
+to requests waiting right now. A reply missed while the link was down leaves its request unconfirmed
+(504), and retrying that request is safe: the database dedupes by (device, ts, seq).
+
+Only this module imports the MQTT client library; the rest of the API sees `publish` and a callback
+taking `(topic, payload)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = logging.getLogger(__name__)
+
+RETRY_MIN_S: Final = 0.1
+RETRY_MAX_S: Final = 5.0
+CONNECT_TIMEOUT_S: Final = 10.0
+KEEPALIVE_S: Final = 30
+# QoS 1 publishes awaiting their PUBACK at once; more wait in paho's queue, in order.
+INFLIGHT_MAX: Final = 200
+# Every instance hears every device's replies (one per device per bridge batch): a burst beyond this
+# many undelivered messages is dropped by aiomqtt (logged) rather than held without bound.
+INCOMING_QUEUE_MAX: Final = 100_000
+CLIENT_ID_PREFIX: Final = "fleetbridge-api-"
+
+OnMessage = Callable[[str, bytes], None]
+
+
+class MqttUnavailableError(Exception):
+    """The API cannot publish now: no connection to the broker, or the publish was not acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUrl:
+    """`mqtt://user:password@host:port`, or `mqtts://…[?cafile=PATH]`: where the broker is and who we are."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+    ca_file: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerUrl:
+        """Parse a broker URL; `ValueError` naming what is wrong."""
+        parts = urlsplit(url)
+        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
+            raise ValueError(f"broker URL must look like mqtt://[user:password@]host[:port] (or mqtts://), got {url!r}")
+        tls = parts.scheme == "mqtts"
+        params = parse_qs(parts.query)
+        if parts.query and (set(params) != {"cafile"} or len(params["cafile"]) != 1 or not tls):
+            raise ValueError("the broker URL's only query parameter is cafile=PATH, and only with mqtts://")
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            ca_file=params["cafile"][0] if params else None,
+        )
+
+
+@dataclass(slots=True)
+class LinkStatus:
+    """What the link knows about its connection, for readiness and logs."""
+
+    connected: bool = False
+    connects: int = 0
+    failures: int = 0
+    last_error: str | None = None
+
+
+class MqttLink:
+    """One MQTT 5 connection: subscribes to `subscriptions` on every connect and publishes at QoS 1."""
+
+    def __init__(self, url: str, *, subscriptions: Sequence[str], on_message: OnMessage) -> None:
+        self._address = BrokerUrl.parse(url)
+        self._subscriptions = tuple(subscriptions)
+        self._on_message = on_message
+        # Unique per instance: a second API with the same client id would end this one's connection.
+        self._client_id = f"{CLIENT_ID_PREFIX}{uuid.uuid4().hex[:12]}"
+        self._client: aiomqtt.Client | None = None
+        self.status = LinkStatus()
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is up and subscribed."""
+        return self._client is not None
+
+    async def run(self) -> None:
+        """Stay connected until cancelled, reconnecting with backoff after every loss."""
+        delay = RETRY_MIN_S
+        address = self._address
+        while True:
+            client = aiomqtt.Client(
+                address.host,
+                address.port,
+                username=address.username,
+                password=address.password,
+                identifier=self._client_id,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=True,
+                keepalive=KEEPALIVE_S,
+                timeout=CONNECT_TIMEOUT_S,
+                tls_context=ssl.create_default_context(cafile=address.ca_file) if address.tls else None,
+                max_inflight_messages=INFLIGHT_MAX,
+                max_queued_incoming_messages=INCOMING_QUEUE_MAX,
+            )
+            # aiomqtt warns past 10 publishes awaiting their PUBACK; an NDJSON upload has hundreds, by design.
+            client.pending_calls_threshold = INFLIGHT_MAX
+            try:
+                async with client:
+                    await client.subscribe([(topic, 0) for topic in self._subscriptions])
+                    self._client = client
+                    self.status.connected = True
+                    self.status.connects += 1
+                    delay = RETRY_MIN_S
+                    log.info("MQTT connected to %s:%s as %s", address.host, address.port, self._client_id)
+                    async for message in client.messages:
+                        payload = message.payload
+                        if isinstance(payload, bytes | bytearray):
+                            self._deliver(message.topic.value, bytes(payload))
+            except aiomqtt.MqttError as exc:
+                self.status.failures += 1
+                self.status.last_error = str(exc)
+                log.warning(
+                    "MQTT link to %s:%s down (%s); reconnecting in %.1f s", address.host, address.port, exc, delay
+                )
+            finally:
+                self._client = None
+                self.status.connected = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+
+    def _deliver(self, topic: str, payload: bytes) -> None:
+        # A failing callback is a bug to log, not a reason to lose the connection for every other request.
+        try:
+            self._on_message(topic, payload)
+        except Exception:
+            log.exception("handling a message on %s failed", topic)
+
+    async def publish(self, topic: str, payload: bytes, *, content_type: str | None, timeout_s: float) -> None:
+        """Publish at QoS 1 and wait for the broker's PUBACK; `MqttUnavailableError` if that cannot be had.
+
+        aiomqtt does not pass the PUBACK's reason code on: a publish the broker's ACL refused (0x87) looks
+        accepted here, and its request ends unconfirmed rather than refused.
+        """
+        client = self._client
+        if client is None:
+            raise MqttUnavailableError("the API is not connected to the MQTT broker")
+        properties: Properties | None = None
+        if content_type is not None:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.ContentType = content_type
+        try:
+            await client.publish(topic, payload, qos=1, properties=properties, timeout=timeout_s)
+        except aiomqtt.MqttError as exc:
+            raise MqttUnavailableError(f"publish to the MQTT broker failed: {exc}") from exc
+
+
+@contextlib.asynccontextmanager
+async def running(link: MqttLink) -> AsyncIterator[None]:
+    """Run `link` in the background for the length of the block."""
+    task = asyncio.create_task(link.run(), name="mqtt-link")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
