@@ -142,7 +142,11 @@ class StateRebuild:
         def add(device: str, ts: datetime, boot: int, seq: int, **fields: Any) -> None:
             samples.setdefault(device, []).append(Sample(seq=seq, ts=ts, boot=boot, **fields))
 
-        async with await psycopg.AsyncConnection.connect(self._url, application_name="fleetbridge-rebuild") as conn:
+        # No JIT: over dozens of partitions the planner's estimates make PostgreSQL compile hundreds of
+        # functions (seconds) for queries that then run in milliseconds.
+        async with await psycopg.AsyncConnection.connect(
+            self._url, application_name="fleetbridge-rebuild", options="-c jit=off"
+        ) as conn:
             for device, ts, boot, seq, lat, lon, alt, speed, heading, accuracy in await _rows(conn, _POSITION_SQL):
                 position = Position(lat=lat, lon=lon, alt=alt, speed=speed, heading=heading, accuracy=accuracy)
                 add(device, ts, boot, seq, pos=position)
