@@ -235,8 +235,10 @@ class Bridge:
         while self._rebuild is not None and not stop.is_set():
             try:
                 report = await self._rebuild.check(datetime.now(UTC))
-            except (CacheUnavailableError, SinkUnavailableError) as exc:
+            except CacheUnavailableError as exc:
                 log.debug("state cache check: %s", exc)  # the merge path already warns while Redis is away
+            except SinkUnavailableError as exc:
+                log.warning("state cache not rebuilt: %s; trying again", exc)
             else:
                 if report is not None:
                     self._republish(report.changed)

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Protocol, Self
+from typing import Any, Final, Protocol, Self
 
 import psycopg
 import redis
@@ -80,14 +80,14 @@ class FaultParams:
     @classmethod
     def from_env(cls, env: Mapping[str, str], **defaults: float) -> Self:
         """The defaults (or `defaults`), each overridden by `FLEETBRIDGE_FAULTS_<FIELD>` when set."""
-        values: dict[str, float] = {}
+        values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = env.get(PARAMS_PREFIX + f.name.upper())
             if raw is not None:
                 values[f.name] = int(raw) if f.type == "int" else float(raw)
             elif f.name in defaults:
                 values[f.name] = defaults[f.name]
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
 
 class Fault(Protocol):
@@ -166,7 +166,7 @@ class _Monitor:
         return next((t - moment for t, n in self.rows if t > moment and n > baseline), None)
 
     def _run(self) -> None:
-        conn: psycopg.Connection[tuple[object, ...]] | None = None
+        conn: psycopg.Connection[Any] | None = None
         while not self._stop.wait(MONITOR_INTERVAL_S):
             try:
                 if conn is None or conn.closed:
@@ -182,7 +182,7 @@ class _Monitor:
         if conn is not None:
             conn.close()
 
-    def _drained(self, conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    def _drained(self, conn: psycopg.Connection[Any]) -> bool:
         devices = [d for d, _ in self.targets]
         upto = [n for _, n in self.targets]
         row = conn.execute(
@@ -191,7 +191,7 @@ class _Monitor:
             " ON t.device_id = g.device_id AND t.seq < g.upto",
             (devices, upto),
         ).fetchone()
-        return row is not None and int(str(row[0])) >= sum(upto)
+        return row is not None and row[0] >= sum(upto)
 
 
 class FaultRig:
@@ -344,20 +344,24 @@ class FaultRig:
             runner.join(30)
 
     def records(self) -> list[DeviceRecord]:
-        return [
-            DeviceRecord(
-                device_id=d.device_id,
-                boot=d.boot,
-                first_seq=0,  # in-memory stores: every run starts at seq 0
-                next_seq=d.next_seq,
-                acknowledged=d.acknowledged(),
-                persisted=d.persisted(),
-                held=(s := d.stats()).buffered,
-                dropped=s.dropped,
-                refused=s.refused + s.rejected,
+        """What every device itself knows now."""
+        records = []
+        for device in self.devices:
+            stats = device.stats()
+            records.append(
+                DeviceRecord(
+                    device_id=device.device_id,
+                    boot=device.boot,
+                    first_seq=0,  # in-memory stores: every run starts at seq 0
+                    next_seq=device.next_seq,
+                    acknowledged=device.acknowledged(),
+                    persisted=device.persisted(),
+                    held=stats.buffered,
+                    dropped=stats.dropped,
+                    refused=stats.refused + stats.rejected,
+                )
             )
-            for d in self.devices
-        ]
+        return records
 
     def rows(self) -> list[Row]:
         with psycopg.connect(self.postgres.url) as conn:
@@ -455,16 +459,18 @@ class BridgeKills:
 
 
 @dataclass(frozen=True, slots=True)
-class PostgresImmediateStop:
-    """PostgreSQL stopped with `pg_ctl -m immediate` (a crash: no checkpoint), started again later."""
+class ServerCrash:
+    """A server crashed by `crash`, left down `outage_s`, then started again on the same port and data."""
 
-    name: str = "postgres-immediate"
-    description: str = "PostgreSQL `pg_ctl stop -m immediate`, then started"
+    name: str
+    description: str
+    crash: Callable[[FaultRig], None]
+    server: Callable[[FaultRig], ServerProcess]
 
     def inject(self, rig: FaultRig, params: FaultParams) -> str:
-        rig.stop_postgres_immediately()
+        self.crash(rig)
         time.sleep(params.outage_s)
-        rig.postgres.restart()
+        self.server(rig).restart()
         return f"down {params.outage_s:g} s"
 
 
@@ -488,20 +494,6 @@ class RedisRestartEmpty:
                 raise AssertionError("the bridge did not rebuild the state cache within 30 s")
             time.sleep(0.05)
         return f"down {params.outage_s:g} s; state rebuilt {time.monotonic() - back:.1f} s after restart"
-
-
-@dataclass(frozen=True, slots=True)
-class MosquittoKill:
-    """Mosquitto SIGKILLed (its last autosave is all it keeps) and restarted on the same port and data."""
-
-    name: str = "mosquitto-sigkill"
-    description: str = "Mosquitto SIGKILLed, restarted with its persistence"
-
-    def inject(self, rig: FaultRig, params: FaultParams) -> str:
-        rig.mosquitto.kill()
-        time.sleep(params.outage_s)
-        rig.mosquitto.restart()
-        return f"down {params.outage_s:g} s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -529,9 +521,21 @@ class LinkCut:
 
 FAULTS: Final[tuple[Fault, ...]] = (
     BridgeKills(),
-    PostgresImmediateStop(),
+    # `pg_ctl -m immediate` is a crash: the postmaster and its backends quit at once, no checkpoint.
+    ServerCrash(
+        "postgres-immediate",
+        "PostgreSQL `pg_ctl stop -m immediate`, then started",
+        FaultRig.stop_postgres_immediately,
+        lambda rig: rig.postgres,
+    ),
     RedisRestartEmpty(),
-    MosquittoKill(),
+    # SIGKILL: Mosquitto keeps only its last autosave (every 10 s in mosquitto.conf).
+    ServerCrash(
+        "mosquitto-sigkill",
+        "Mosquitto SIGKILLed, restarted with its persistence",
+        lambda rig: rig.mosquitto.kill(),
+        lambda rig: rig.mosquitto,
+    ),
     LinkCut(),
 )
 
