@@ -4,7 +4,7 @@
 Mosquitto (persistence on, as in production), Redis (no persistence: a restart comes back empty) and
 PostgreSQL, a `python -m bridge` child, and a fleet of paho devices whose links go through
 `stack.netproxy` proxies — one for the fleet, one of its own for the last device, whose link a scenario
-can cut alone. `run_fault` drives one scenario on a rig:
+can cut alone; the bridge reaches PostgreSQL through a third. `run_fault` drives one scenario on a rig:
 
     steady load `before_s` → the fault (`Fault.inject`, which returns when the fault has ended) →
     load goes on `after_s` → the fleet stops → wait until every device's store is empty → account.
@@ -61,6 +61,8 @@ CONNECT_TIMEOUT_S: Final = 30.0
 PG_CTL_TIMEOUT_S: Final = 30.0
 LINK_LATENCY_S: Final = 0.25
 LINK_IN_FLIGHT: Final = 5  # messages awaiting PUBACK when the link is cut
+DATABASE_LATENCY_S: Final = 0.05
+DATABASE_RESET_EVERY_S: Final = 0.4
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +213,10 @@ class FaultRig:
         try:
             self.mosquitto, self.redis, self.postgres = start_servers(self.base, self.servers)
             self.settings = self._settings()
-            self.fleet_proxy = self._proxy()
-            self.victim_proxy = self._proxy()
+            self.fleet_proxy = self._proxy(self.mosquitto)
+            self.victim_proxy = self._proxy(self.mosquitto)
+            # The bridge reaches PostgreSQL through a proxy too, so that its connections can be reset.
+            self.database_proxy = self._proxy(self.postgres)
             self.start_bridge()
         except BaseException:
             self.close()
@@ -236,8 +240,8 @@ class FaultRig:
             }
         )
 
-    def _proxy(self) -> ProxyThread:
-        proxy = ProxyThread(LOOPBACK, self.mosquitto.port)
+    def _proxy(self, server: ServerProcess) -> ProxyThread:
+        proxy = ProxyThread(LOOPBACK, server.port)
         proxy.start()
         self.proxies.append(proxy)
         return proxy
@@ -249,25 +253,35 @@ class FaultRig:
         self.bridge_starts += 1
         with (logs / f"bridge-{self.bridge_starts}.log").open("wb") as out:
             child = subprocess.Popen(
-                [sys.executable, "-m", "bridge"], env=bridge_env(self.settings), stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "bridge"], env=self._bridge_env(), stdout=out, stderr=subprocess.STDOUT
             )
         self.bridges.append(child)
         return child
 
-    def wait_bridge_connected(self, child: subprocess.Popen[bytes]) -> None:
-        """Wait until `child` reports (in Redis) that it connected to the broker."""
-        client = redis.Redis.from_url(self.redis.url, decode_responses=True)
-        deadline = time.monotonic() + BRIDGE_START_TIMEOUT_S
+    def _bridge_env(self) -> dict[str, str]:
+        database_url = self.postgres.url.replace(f":{self.postgres.port}/", f":{self.database_proxy.port}/")
+        return bridge_env(self.settings, FLEETBRIDGE_DATABASE_URL=database_url)
+
+    def bridge_stats(self) -> dict[str, str]:
+        """The counters the running bridge publishes in Redis (empty while Redis is down)."""
+        client = redis.Redis.from_url(self.redis.url, decode_responses=True, socket_timeout=1)
         try:
-            while True:
-                stats = client.hgetall(stats_key(BRIDGE_ID))
-                if stats.get("pid") == str(child.pid) and int(stats.get("connects", "0")) >= 1:
-                    return
-                if child.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"bridge {child.pid} did not connect; logs in {self.base / 'logs'}")
-                time.sleep(0.05)
+            return {str(k): str(v) for k, v in client.hgetall(stats_key(BRIDGE_ID)).items()}
+        except redis.RedisError:
+            return {}
         finally:
             client.close()
+
+    def wait_bridge_connected(self, child: subprocess.Popen[bytes]) -> None:
+        """Wait until `child` reports (in Redis) that it connected to the broker."""
+        deadline = time.monotonic() + BRIDGE_START_TIMEOUT_S
+        while True:
+            stats = self.bridge_stats()
+            if stats.get("pid") == str(child.pid) and int(stats.get("connects", "0")) >= 1:
+                return
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"bridge {child.pid} did not connect; logs in {self.base / 'logs'}")
+            time.sleep(0.05)
 
     @property
     def bridge(self) -> subprocess.Popen[bytes]:
@@ -519,6 +533,28 @@ class LinkCut:
         return f"{in_flight} messages in flight at the cut; refused {params.outage_s:g} s"
 
 
+@dataclass(frozen=True, slots=True)
+class DatabaseLinkResets:
+    """The bridge's PostgreSQL connections slowed and reset again and again: some die mid-transaction."""
+
+    name: str = "database-link-reset"
+    description: str = "the bridge's PostgreSQL links slowed and reset (RST) repeatedly"
+
+    def inject(self, rig: FaultRig, params: FaultParams) -> str:
+        # 50 ms each way stretches every transaction over several round trips (COPY, INSERT, COMMIT),
+        # so that the resets land inside transactions, some between sending COMMIT and its answer.
+        rig.database_proxy.set_latency(DATABASE_LATENCY_S)
+        retries_before = int(rig.bridge_stats().get("sink_retries", "0"))
+        resets = 0
+        deadline = time.monotonic() + params.outage_s
+        while time.monotonic() < deadline:
+            time.sleep(DATABASE_RESET_EVERY_S)
+            resets += rig.database_proxy.cut()
+        rig.database_proxy.set_latency(0.0)
+        failed = int(rig.bridge_stats().get("sink_retries", "0")) - retries_before
+        return f"{resets} connections reset in {params.outage_s:g} s; {failed} batch attempts failed and were retried"
+
+
 FAULTS: Final[tuple[Fault, ...]] = (
     BridgeKills(),
     # `pg_ctl -m immediate` is a crash: the postmaster and its backends quit at once, no checkpoint.
@@ -537,6 +573,7 @@ FAULTS: Final[tuple[Fault, ...]] = (
         lambda rig: rig.mosquitto,
     ),
     LinkCut(),
+    DatabaseLinkResets(),
 )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from tests.faults.harness import (
     DEVICE_PREFIX,
     FAULTS,
     BridgeKills,
+    DatabaseLinkResets,
     Fault,
     FaultParams,
     FaultResult,
@@ -78,7 +79,7 @@ async def assert_state_is_the_newest_row(rig: FaultRig) -> None:
         position = state["position"]
         assert (position["seq"], position["lat"], position["lon"]) == (seq, lat, lon), device
         # The cache keeps device time to the millisecond (models.state.encode_field).
-        assert datetime.fromisoformat(position["ts"]) == ts.replace(microsecond=ts.microsecond // 1000 * 1000), device
+        assert datetime.fromisoformat(position["ts"]) == datetime.fromtimestamp(int(ts.timestamp() * 1000) / 1000, UTC)
         metrics = state["metrics"]
         assert (metrics["fuel"]["seq"], metrics["fuel"]["boot"]) == (seq, boot), device
         assert (metrics["fuel"]["value"], metrics["engine_temp"]["value"]) == (float(fuel), float(engine_temp))
@@ -109,6 +110,8 @@ async def test_fault_loses_and_duplicates_nothing(
         if isinstance(fault, RedisRestartEmpty):
             assert result.committed_during_fault, "the bridge must keep committing while Redis is down"
             await assert_state_is_the_newest_row(rig)
+        if isinstance(fault, DatabaseLinkResets):
+            assert rig.database_proxy.stats.cut >= 3, "the bridge's database links were reset"
         if isinstance(fault, LinkCut):
             assert rig.victim_proxy.stats.cut >= 1
             assert rig.victim.stats().connects >= 2, "the device came back after its link was cut"
