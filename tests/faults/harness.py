@@ -163,9 +163,16 @@ class _Monitor:
         return before[-1] if before else None
 
     def first_commit_after(self, moment: float) -> float | None:
-        before = [n for t, n in self.rows if t <= moment]
-        baseline = before[-1] if before else 0
-        return next((t - moment for t, n in self.rows if t > moment and n > baseline), None)
+        """Seconds from `moment` to the first reading that shows a row more than the first reading after it.
+
+        Counted from the first reading *after* `moment`, not the last before: when the database was down,
+        rows committed just before it went away must not pass for the first commit after its return.
+        """
+        after = [(t, n) for t, n in self.rows if t >= moment]
+        if not after:
+            return None
+        baseline = after[0][1]
+        return next((t - moment for t, n in after[1:] if n > baseline), None)
 
     def _run(self) -> None:
         conn: psycopg.Connection[Any] | None = None
