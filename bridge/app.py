@@ -23,6 +23,7 @@ from bridge.cache import RedisStateCache, StateCache, States
 from bridge.decode import Decoded
 from bridge.errors import CacheUnavailableError, SinkUnavailableError
 from bridge.message import RawMessage
+from bridge.rebuild import REBUILD_CHECK_INTERVAL_S, StateRebuild
 from bridge.sink import PostgresTelemetrySink, WriteReport
 from bridge.source import MqttSource
 from bridge.stats import BridgeStats, stats_key
@@ -63,8 +64,10 @@ class Bridge:
         sink: PostgresTelemetrySink,
         cache: StateCache,
         redis: aioredis.Redis | None = None,
+        rebuild: StateRebuild | None = None,
     ) -> None:
         self._settings = settings
+        self._rebuild = rebuild
         self._source = source
         self._sink = sink
         self._cache = cache
@@ -119,6 +122,7 @@ class Bridge:
                 group.create_task(self._maintenance_loop(stop), name="maintenance"),
                 group.create_task(self._presence_loop(stop), name="presence"),
                 group.create_task(self._state_loop(stop), name="state"),
+                group.create_task(self._rebuild_loop(stop), name="rebuild"),
             ]
             await stop.wait()
             self._wakeup.set()
@@ -226,6 +230,21 @@ class Bridge:
             if not self._source.publish(device_topic(device, TopicKind.STATE), _json.encode(state), retain=True):
                 self.stats.replies_dropped += 1
 
+    async def _rebuild_loop(self, stop: asyncio.Event) -> None:
+        """Rebuild the state cache from PostgreSQL whenever Redis comes back empty (see `bridge.rebuild`)."""
+        while self._rebuild is not None and not stop.is_set():
+            try:
+                report = await self._rebuild.check(datetime.now(UTC))
+            except CacheUnavailableError as exc:
+                log.debug("state cache check: %s", exc)  # the merge path already warns while Redis is away
+            except SinkUnavailableError as exc:
+                log.warning("state cache not rebuilt: %s; trying again", exc)
+            else:
+                if report is not None:
+                    self._republish(report.changed)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=REBUILD_CHECK_INTERVAL_S)
+
     async def _presence_loop(self, stop: asyncio.Event) -> None:
         """Mark devices offline that have been silent for longer than the presence timeout."""
         timeout = timedelta(seconds=self._settings.bridge.presence_timeout_s)
@@ -319,12 +338,14 @@ def build(settings: Settings) -> tuple[Bridge, aioredis.Redis]:
         high_water=settings.bridge.max_held_messages,
     )
     redis = aioredis.Redis.from_url(settings.redis.url)
+    cache = RedisStateCache(redis)
     bridge = Bridge(
         settings,
         source=source,
         sink=PostgresTelemetrySink(settings.database.url),
-        cache=RedisStateCache(redis),
+        cache=cache,
         redis=redis,
+        rebuild=StateRebuild(redis, cache, settings.database.url, owner=mqtt.client_id),
     )
     source.on_connection_lost = bridge.forget
     return bridge, redis

@@ -1,0 +1,180 @@
+"""Rebuild every device's last-known state in Redis from PostgreSQL when Redis has lost it.
+
+Redis is a cache kept without persistence (`stack/redis.py`): a restarted or flushed Redis comes back
+empty, and until a device next reports, its state, position and presence would be missing from the API.
+The bridge notices by a marker key, `fleet:cache:ready`, that lives only as long as Redis's data does:
+
+* every `REBUILD_CHECK_INTERVAL_S` the bridge tries `SET fleet:cache:ready rebuilding:<client id> NX EX
+  <lease>`; when the key exists (the normal case) that is one cheap round trip and nothing else;
+* whoever takes the key reads the newest value of every state field of every registered device from
+  PostgreSQL (and each device's presence from the registry), writes it through the same merge script
+  the live path uses, and then marks the key `ready` without expiry. Because the merge is newer-wins by
+  (device time, boot, seq), a live update that lands during the rebuild is never overwritten by an
+  older value from the database, and the rebuild may run concurrently on several bridge instances;
+* if the database fails half-way, the key is deleted so that the next check tries again; if the
+  rebuilding instance dies, the lease expires and another instance (or the restarted one) takes over.
+
+The marker is set *before* reading the database: a Redis emptied again while a rebuild runs loses the
+marker too, so the next check rebuilds once more rather than trusting a state built into the old Redis.
+
+Values are read in PostgreSQL's text format: `real` columns then come back as the shortest decimal that
+round-trips (PostgreSQL 12+), i.e. as the device sent them, not widened to float8 noise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import psycopg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from bridge.cache import StateCache, States
+from bridge.decode import Decoded, PresenceUpdate, coalesce
+from bridge.errors import CacheUnavailableError, SinkUnavailableError
+from models.telemetry import METRIC_COLUMNS, Aggregate, Position, Sample
+from models.topics import TopicKind, device_topic
+
+log = logging.getLogger(__name__)
+
+MARKER_KEY: Final = "fleet:cache:ready"
+REBUILD_CHECK_INTERVAL_S: Final = 1.0
+REBUILD_LEASE_S: Final = 300  # a rebuild that takes longer is presumed dead and started again
+
+_POSITION_COLUMNS: Final = ("lat", "lon", "alt", "speed", "heading", "accuracy")
+_NEWEST_FIRST: Final = "ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1"
+
+
+def _newest_per_device(columns: Iterable[str], present: str) -> str:
+    """The newest row per registered device where `present` is set: its key and `columns`.
+
+    LATERAL with LIMIT 1 walks each device's primary-key index from the newest end and stops at the
+    first row that has the column, instead of sorting the whole table. Column names are constants.
+    """
+    listed = ", ".join(columns)
+    return (
+        f"SELECT d.id, t.ts, t.boot, t.seq, {', '.join(f't.{c}' for c in columns)} FROM devices d"
+        f" CROSS JOIN LATERAL (SELECT ts, boot, seq, {listed} FROM telemetry"
+        f" WHERE device_id = d.id AND {present} IS NOT NULL {_NEWEST_FIRST}) t"
+    )
+
+
+def _newest_per_key(column: str) -> str:
+    """The newest value of every key of a JSONB column (`extra` metrics, `agg` aggregates) per device."""
+    return (
+        f"SELECT DISTINCT ON (t.device_id, e.key) t.device_id, t.ts, t.boot, t.seq, e.key, e.value"
+        f" FROM telemetry t CROSS JOIN LATERAL jsonb_each(t.{column}) e WHERE t.{column} IS NOT NULL"
+        " ORDER BY t.device_id, e.key, t.ts DESC, t.boot DESC, t.seq DESC"
+    )
+
+
+_POSITION_SQL: Final = _newest_per_device(_POSITION_COLUMNS, "lat")
+_METRIC_SQL: Final = {name: _newest_per_device((name,), name) for name in METRIC_COLUMNS}
+_QUALITY_SQL: Final = _newest_per_device(("quality",), "quality")
+_EXTRA_SQL: Final = _newest_per_key("extra")
+_AGG_SQL: Final = _newest_per_key("agg")
+_PRESENCE_SQL: Final = (
+    "SELECT id, presence, presence_source, presence_since FROM devices"
+    " WHERE presence IS NOT NULL AND presence_source IS NOT NULL AND presence_since IS NOT NULL"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildReport:
+    """What one rebuild did: devices read from PostgreSQL and devices whose cached state changed."""
+
+    devices: int
+    changed: States
+
+
+class StateRebuild:
+    """Watches the marker and rebuilds the cache from the database when it is gone."""
+
+    def __init__(self, redis: aioredis.Redis, cache: StateCache, database_url: str, *, owner: str) -> None:
+        self._redis = redis
+        self._cache = cache
+        self._url = database_url
+        self._owner = f"rebuilding:{owner}"
+
+    async def check(self, now: datetime) -> RebuildReport | None:
+        """Rebuild if the marker is missing; None when the cache is intact or another instance rebuilds.
+
+        Raises `CacheUnavailableError` when Redis cannot be reached (try again later) and
+        `SinkUnavailableError` when the database failed mid-way (the marker is then released).
+        """
+        try:
+            taken = await self._redis.set(MARKER_KEY, self._owner, nx=True, ex=REBUILD_LEASE_S)
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailableError(f"cache marker not readable: {exc}") from exc
+        if not taken:
+            return None
+        log.warning("the state cache is empty (no %s): rebuilding it from PostgreSQL", MARKER_KEY)
+        try:
+            updates = await self._read(now)
+        except psycopg.Error as exc:
+            await self._release()
+            raise SinkUnavailableError(f"state rebuild could not read PostgreSQL: {exc}") from exc
+        merge = coalesce(updates)
+        changed = await self._cache.merge(merge, seen=(), now=now) if merge else {}
+        try:
+            await self._redis.set(MARKER_KEY, f"ready:{now.isoformat()}")
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailableError(f"cache marker not written: {exc}") from exc
+        log.info("state cache rebuilt: %d devices read, %d changed", len(updates), len(changed))
+        return RebuildReport(devices=len(updates), changed=changed)
+
+    async def _release(self) -> None:
+        try:
+            if await self._redis.get(MARKER_KEY) == self._owner.encode():
+                await self._redis.delete(MARKER_KEY)
+        except (RedisError, OSError) as exc:
+            log.warning("cache marker not released (%s); its lease expires by itself", exc)
+
+    async def _read(self, now: datetime) -> list[Decoded]:
+        """One `Decoded` per device, its samples each carrying one newest field, for `coalesce`."""
+        samples: dict[str, list[Sample]] = {}
+        presence: dict[str, PresenceUpdate] = {}
+
+        def add(device: str, ts: datetime, boot: int, seq: int, **fields: Any) -> None:
+            samples.setdefault(device, []).append(Sample(seq=seq, ts=ts, boot=boot, **fields))
+
+        # No JIT: over dozens of partitions the planner's estimates make PostgreSQL compile hundreds of
+        # functions (seconds) for queries that then run in milliseconds.
+        async with await psycopg.AsyncConnection.connect(
+            self._url, application_name="fleetbridge-rebuild", options="-c jit=off"
+        ) as conn:
+            for device, ts, boot, seq, lat, lon, alt, speed, heading, accuracy in await _rows(conn, _POSITION_SQL):
+                position = Position(lat=lat, lon=lon, alt=alt, speed=speed, heading=heading, accuracy=accuracy)
+                add(device, ts, boot, seq, pos=position)
+            for name, statement in _METRIC_SQL.items():
+                for device, ts, boot, seq, value in await _rows(conn, statement):
+                    add(device, ts, boot, seq, metrics={name: value})
+            for device, ts, boot, seq, value in await _rows(conn, _QUALITY_SQL):
+                add(device, ts, boot, seq, quality=value)
+            for device, ts, boot, seq, name, value in await _rows(conn, _EXTRA_SQL):
+                add(device, ts, boot, seq, metrics={name: value})
+            for device, ts, boot, seq, name, (low, high, avg, count) in await _rows(conn, _AGG_SQL):
+                add(device, ts, boot, seq, agg={name: Aggregate(min=low, max=high, avg=avg, count=count)})
+            for device, state, source, since in await _rows(conn, _PRESENCE_SQL):
+                # Ordered by when it was decided, as the live path orders statuses it receives.
+                presence[device] = PresenceUpdate(device, state, source, since, int(since.timestamp() * 1000))
+        return [
+            Decoded(
+                device,
+                device_topic(device, TopicKind.TELEMETRY),
+                b"",
+                now.astimezone(UTC),
+                samples=samples.get(device, []),
+                presence=presence.get(device),
+            )
+            for device in sorted({*samples, *presence})
+        ]
+
+
+async def _rows(conn: psycopg.AsyncConnection[Any], statement: str) -> list[tuple[Any, ...]]:
+    cursor = await conn.execute(statement)
+    return await cursor.fetchall()
