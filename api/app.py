@@ -30,6 +30,7 @@ from api.auth import PUBLIC, TokenIssuer, build_auth, require_access
 from api.backends import DEPENDENCIES, STATE_KEY, Backends, Pool
 from api.contract.controllers import asyncapi
 from api.devices.controllers import DeviceController
+from api.devices.provision import provision_dependencies
 from api.health.controllers import healthz, readyz
 from api.live.controllers import live
 from api.live.hub import LiveHub
@@ -119,6 +120,7 @@ def create_app(settings: Settings) -> Litestar:
             **DEPENDENCIES,
             "tokens": Provide(provide_tokens, sync_to_thread=False),
             "login_throttle": Provide(provide_login_throttle, sync_to_thread=False),
+            **provision_dependencies(settings),
         },
         # Authentication (who): JWTs and API keys, by the middleware `security` installs. Authorisation
         # (what): this guard, on every route, the WebSocket and the schema included.

@@ -83,6 +83,8 @@ class ApiSettings:
     jwt_secret: str = ""
     token_ttl_s: int = _bounded(900, low=30, high=86400)
     login_attempts_per_minute: int = _bounded(10, low=1, high=10_000)
+    # Unset: device provisioning changes only the database, and reaches the broker at `fleet broker reload`.
+    broker_accounts_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

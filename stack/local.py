@@ -53,6 +53,7 @@ class _Broker:
     sim_url: str
     mqtts_url: str | None = None
     sim_credentials: Path | None = None
+    accounts_dir: Path | None = None  # where our broker reads its account files (None: not ours)
 
 
 @dataclass
@@ -111,6 +112,9 @@ class LocalStack:
             api_port = free_port()
             self.say(f"port {settings.api.port} is taken: the API uses {api_port} instead")
         env["FLEETBRIDGE_API_PORT"] = str(api_port)
+        if broker.accounts_dir is not None and settings.api.broker_accounts_dir is None:
+            # Devices provisioned through the API reach our broker at once (files rewritten, SIGHUP).
+            env["FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR"] = str(broker.accounts_dir)
         if not settings.api.jwt_secret:
             # One secret for the stack's API, kept across restarts so signed-in pages stay signed in.
             env["FLEETBRIDGE_API_JWT_SECRET"] = _kept_secret(state / "jwt-secret")
@@ -194,6 +198,7 @@ class LocalStack:
             bridge_url=_with_credentials(sim_url, settings.mqtt.client_id, accounts.bridge_secret),
             sim_url=sim_url,
             sim_credentials=accounts.device_secrets,
+            accounts_dir=accounts.paths.passwords.parent,
         )
 
     def _tls(self, server_dir: Path) -> tuple[TlsFiles, int]:
