@@ -66,6 +66,7 @@ async def world(api_url: str, api_settings: Settings, database_url: str, redis_c
             "INSERT INTO devices (id, group_name) VALUES (%s, 'north'), (%s, 'south'), (%s, NULL)",
             (NORTH_DEVICE, SOUTH_DEVICE, SPARE_DEVICE),
         )
+        await conn.execute("INSERT INTO device_groups (name) VALUES ('retired')")
     for device_id in (NORTH_DEVICE, SOUTH_DEVICE):
         await redis_client.hset(state_key(device_id), mapping={"m.fuel": encode_field(TS_MS, 0, 1, b"50.0")})
     _, everything = await make_key(database_url, "integrator", None)
@@ -194,6 +195,10 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
         "viewer",
         200,
     ),
+    "GET /api/v1/groups": (http_route("GET", "/api/v1/groups"), "viewer", 200),
+    "GET /api/v1/groups/{name}": (http_route("GET", "/api/v1/groups/north"), "viewer", 200),
+    "PUT /api/v1/groups/{name}": (http_route("PUT", "/api/v1/groups/east", lambda: {"description": "x"}), "admin", 201),
+    "DELETE /api/v1/groups/{name}": (http_route("DELETE", "/api/v1/groups/retired"), "admin", 204),
     "WebSocket /api/v1/live": (live_handshake, "viewer", SWITCHING_PROTOCOLS),
     "GET /api/v1/users": (http_route("GET", "/api/v1/users"), "admin", 200),
     "POST /api/v1/users": (
@@ -281,6 +286,8 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/api/v1/devices/{device_id:str}/state",
         "/api/v1/devices/{device_id:str}/telemetry",
         "/api/v1/devices/{device_id:str}/telemetry/gaps",
+        "/api/v1/groups",
+        "/api/v1/groups/{name:str}",
         "/api/v1/live",
         "/api/v1/users",
         "/api/v1/api-keys",
@@ -412,3 +419,19 @@ async def test_group_key_live_stream_serves_its_group_only(world: World, redis_c
     assert update["device_id"] == NORTH_DEVICE
     assert dropped == [{"type": "unsubscribed", "devices": ["*"]}]
     assert after == [{"type": "unsubscribed", "devices": [NORTH_DEVICE]}]  # no update arrived in between
+
+
+async def test_group_key_sees_only_its_own_group(world: World, client: httpx.AsyncClient) -> None:
+    north = {"X-API-Key": world.keys["north"]}
+
+    listing = await client.get("/api/v1/groups", headers=north)
+    own = await client.get("/api/v1/groups/north", headers=north)
+    other = await client.get("/api/v1/groups/south", headers=north)
+    unknown = await client.get("/api/v1/groups/nowhere", headers=north)
+    everything = await client.get("/api/v1/groups", headers={"X-API-Key": world.keys["everything"]})
+
+    assert [group["name"] for group in listing.json()["items"]] == ["north"]
+    assert own.status_code == 200
+    assert other.status_code == unknown.status_code == 404
+    assert other.json()["detail"].replace("south", "X") == unknown.json()["detail"].replace("nowhere", "X")
+    assert [group["name"] for group in everything.json()["items"]] == ["north", "retired", "south"]
