@@ -31,6 +31,7 @@ from api.backends import DEPENDENCIES, STATE_KEY, Backends, Pool
 from api.contract.controllers import asyncapi
 from api.devices.controllers import DeviceController
 from api.devices.provision import provision_dependencies
+from api.fleet.controllers import state as fleet_state
 from api.groups.controllers import GroupController
 from api.health.controllers import healthz, readyz
 from api.live.controllers import live
@@ -113,16 +114,10 @@ def create_app(settings: Settings) -> Litestar:
 
     api = Router(
         API_PREFIX,
-        route_handlers=[
-            DeviceController,
-            GroupController,
-            TelemetryController,
-            live,
-            login,
-            UserController,
-            ApiKeyController,
-        ],
+        route_handlers=[DeviceController, TelemetryController, live, login, UserController, ApiKeyController],
     )
+    for handler in (GroupController, fleet_state):
+        api.register(handler)
     return Litestar(
         route_handlers=[api, healthz, readyz, index, asyncapi],
         dependencies={

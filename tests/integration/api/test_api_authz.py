@@ -195,6 +195,7 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
         "viewer",
         200,
     ),
+    "GET /api/v1/state": (http_route("GET", "/api/v1/state"), "viewer", 200),
     "GET /api/v1/groups": (http_route("GET", "/api/v1/groups"), "viewer", 200),
     "GET /api/v1/groups/{name}": (http_route("GET", "/api/v1/groups/north"), "viewer", 200),
     "PUT /api/v1/groups/{name}": (http_route("PUT", "/api/v1/groups/east", lambda: {"description": "x"}), "admin", 201),
@@ -288,6 +289,7 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/api/v1/devices/{device_id:str}/telemetry/gaps",
         "/api/v1/groups",
         "/api/v1/groups/{name:str}",
+        "/api/v1/state",
         "/api/v1/live",
         "/api/v1/users",
         "/api/v1/api-keys",
@@ -435,3 +437,16 @@ async def test_group_key_sees_only_its_own_group(world: World, client: httpx.Asy
     assert other.status_code == unknown.status_code == 404
     assert other.json()["detail"].replace("south", "X") == unknown.json()["detail"].replace("nowhere", "X")
     assert [group["name"] for group in everything.json()["items"]] == ["north", "retired", "south"]
+
+
+async def test_group_key_fleet_state_holds_its_group_only(world: World, client: httpx.AsyncClient) -> None:
+    north = {"X-API-Key": world.keys["north"]}
+
+    own = await client.get("/api/v1/state", headers=north)
+    asked_for_other = await client.get("/api/v1/state", params={"ids": SOUTH_DEVICE}, headers=north)
+    other_group = await client.get("/api/v1/state", params={"group": "south"}, headers=north)
+    everything = await client.get("/api/v1/state", headers={"X-API-Key": world.keys["everything"]})
+
+    assert [state["device_id"] for state in own.json()["items"]] == [NORTH_DEVICE]
+    assert asked_for_other.json() == other_group.json() == {"items": [], "next_cursor": None}
+    assert [state["device_id"] for state in everything.json()["items"]] == [NORTH_DEVICE, SOUTH_DEVICE]
