@@ -13,7 +13,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.status_codes import HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from redis.asyncio import Redis
 
 from api.auth import ADMIN, OPERATOR, may_see_device, principal_of
@@ -34,6 +34,7 @@ from api.devices.schemas import (
 )
 from api.devices.services import DEVICES_PAGE_DEFAULT, DEVICES_PAGE_MAX, DeviceFilter, list_devices, read_state
 from api.problems import bad_request, conflict, not_found
+from broker.accounts import Credential
 from models.state import DeviceState
 from models.topics import DEVICE_ID_PATTERN, is_device_id
 
@@ -52,6 +53,18 @@ def _checked_id(device_id: str) -> str:
 def _check_metadata(metadata: object) -> None:
     if metadata is not msgspec.UNSET and len(msgspec.json.encode(metadata)) > METADATA_MAX_BYTES:
         raise bad_request(f"metadata is larger than {METADATA_MAX_BYTES} bytes as JSON")
+
+
+async def _provisioned(
+    pool: Pool, broker_files: BrokerFiles, credential: Credential, status_code: int
+) -> Response[ProvisionedDevice]:
+    """Put a new secret into effect on the broker, and answer with it (this once) and the device."""
+    broker = await broker_files.apply()
+    device = await read_device(pool, credential.username)
+    if device is None:
+        raise not_found(f"device {credential.username!r} was deleted meanwhile")
+    answer = ProvisionedDevice(device=device, secret=credential.secret, broker=broker)
+    return Response(answer, status_code=status_code, headers=_NO_STORE)
 
 
 class DeviceController(Controller):
@@ -101,12 +114,7 @@ class DeviceController(Controller):
         created = await device_accounts.provision(data)
         if isinstance(created, Conflict):
             raise conflict(created.reason)
-        broker = await broker_files.apply()
-        device = await read_device(pool, data.id)
-        if device is None:
-            raise not_found(f"device {data.id!r} was deleted while it was provisioned")
-        provisioned = ProvisionedDevice(device=device, secret=created.secret, broker=broker)
-        return Response(provisioned, status_code=HTTP_201_CREATED, headers=_NO_STORE)
+        return await _provisioned(pool, broker_files, created, HTTP_201_CREATED)
 
     @get("/{device_id:str}", summary="A device in detail")
     async def details(
@@ -170,11 +178,7 @@ class DeviceController(Controller):
             raise not_found(f"no device {device_id!r}")
         if isinstance(rotated, Conflict):
             raise conflict(rotated.reason)
-        broker = await broker_files.apply()
-        device = await read_device(pool, device_id)
-        if device is None:
-            raise not_found(f"device {device_id!r} was deleted while it was given a secret")
-        return Response(ProvisionedDevice(device=device, secret=rotated.secret, broker=broker), headers=_NO_STORE)
+        return await _provisioned(pool, broker_files, rotated, HTTP_200_OK)
 
     @get("/{device_id:str}/state", summary="Last-known state of a device")
     async def state(

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from api.backends import Pool
 from api.devices.schemas import DeviceDetails, DevicePatch, MqttAccount
+from api.devices.services import device_from_row
 from models.state import GEO_KEY, SEEN_KEY, PresenceState, state_key
 
 _DETAIL_COLUMNS: Final = (
@@ -67,18 +68,7 @@ def details_of(row: Mapping[str, Any]) -> DeviceDetails:
             secret_rotated_at=row["secret_rotated_at"],
             revoked_at=row["revoked_at"],
         )
-    return DeviceDetails(
-        id=row["id"],
-        kind=row["kind"],
-        name=row["name"],
-        group=row["group_name"],
-        metadata=row["metadata"],
-        created_at=row["created_at"],
-        last_seen=row["last_seen"],
-        disabled=row["disabled"],
-        presence=presence,
-        account=account,
-    )
+    return DeviceDetails(**msgspec.structs.asdict(device_from_row(row)), presence=presence, account=account)
 
 
 async def read_device(pool: Pool, device_id: str) -> DeviceDetails | None:

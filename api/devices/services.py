@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -58,7 +58,18 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _device(row: Mapping[str, Any]) -> Device:
+def where_clause(fragments: Mapping[str, str], params: Mapping[str, Any], extra: Sequence[str] = ()) -> str:
+    """` WHERE …` joining the constant `fragments` whose parameter is given (not None) and `extra`; "" for none.
+
+    Only constant SQL is joined; the values stay in `params`, passed to the driver as parameters.
+    """
+    conditions = [fragment for name, fragment in fragments.items() if params.get(name) is not None]
+    conditions += extra
+    return f" WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
+def device_from_row(row: Mapping[str, Any]) -> Device:
+    """A `Device` from a registry row with `_DEVICE_COLUMNS` (or more)."""
     return Device(
         id=row["id"],
         kind=row["kind"],
@@ -90,15 +101,14 @@ async def list_devices(
         "q": like_pattern(where.text) if where.text is not None else None,
         "limit": limit + 1,  # one row more than asked tells whether another page exists, without a COUNT
     }
-    conditions = [fragment for name, fragment in _FILTERS.items() if params[name] is not None]
-    if where.status is not None:
-        conditions.append(_STATUS_FILTERS[where.status])
-    clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    statement = f"SELECT {_DEVICE_COLUMNS} FROM devices{clause} ORDER BY id LIMIT %(limit)s"
+    status = [_STATUS_FILTERS[where.status]] if where.status is not None else []
+    statement = (
+        f"SELECT {_DEVICE_COLUMNS} FROM devices{where_clause(_FILTERS, params, status)} ORDER BY id LIMIT %(limit)s"
+    )
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(statement, params)
         rows = await cur.fetchall()
-    items = [_device(row) for row in rows[:limit]]
+    items = [device_from_row(row) for row in rows[:limit]]
     next_cursor = items[-1].id if len(rows) > limit else None
     return DevicePage(items=items, next_cursor=next_cursor)
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 
 from api.backends import Pool
-from api.devices.services import read_states
+from api.devices.services import read_states, where_clause
 from api.fleet.bbox import BoundingBox, covering_search
 from api.fleet.schemas import FleetStatePage
 from models.state import GEO_KEY
@@ -88,10 +88,9 @@ async def fleet_state(
         "in_box": in_box,
         "limit": limit + 1,  # one more than asked tells whether another page exists
     }
-    conditions = [fragment for name, fragment in _FILTERS.items() if params[name] is not None]
-    clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    statement = f"SELECT id FROM devices{where_clause(_FILTERS, params)} ORDER BY id LIMIT %(limit)s"
     async with pool.connection() as conn, conn.cursor() as cur:
-        await cur.execute(f"SELECT id FROM devices{clause} ORDER BY id LIMIT %(limit)s", params)
+        await cur.execute(statement, params)
         ids = [row[0] for row in await cur.fetchall()]
     page = ids[:limit]
     states = await read_states(redis, page) if page else {}

@@ -16,6 +16,7 @@ from typing import Any, Final
 from psycopg.rows import dict_row
 
 from api.backends import Pool
+from api.devices.services import where_clause
 from api.groups.schemas import Group, GroupPage
 
 GROUPS_PAGE_MAX: Final = 1000
@@ -29,8 +30,7 @@ _FILTERS: Final = {
 }
 
 
-def _statement(conditions: list[str]) -> str:
-    clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+def _statement(clause: str) -> str:
     return (
         "WITH n AS (SELECT name FROM device_groups UNION SELECT group_name FROM devices WHERE group_name IS NOT NULL)"
         " SELECT n.name, g.description, g.created_at, g.updated_at, count(d.id) AS devices,"
@@ -52,9 +52,8 @@ def _group(row: Mapping[str, Any]) -> Group:
 
 
 async def _select(pool: Pool, params: dict[str, Any]) -> list[Group]:
-    conditions = [fragment for key, fragment in _FILTERS.items() if params.get(key) is not None]
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_statement(conditions), params)
+        await cur.execute(_statement(where_clause(_FILTERS, params)), params)
         return [_group(row) for row in await cur.fetchall()]
 
 
