@@ -75,25 +75,24 @@ def _provision(database_url: str, device: DeviceCreate) -> Credential | Conflict
 
 
 def _new_secret(database_url: str, device_id: str, reinstate: bool) -> Credential | Conflict | None:
-    with _connect(database_url) as conn:
-        if conn.execute("SELECT 1 FROM devices WHERE id = %s", (device_id,)).fetchone() is None:
+    with _connect(database_url) as conn, conn.transaction():
+        # The registry row is locked, so the device cannot be deleted (and re-registered by the
+        # account's insert) halfway through.
+        if conn.execute("SELECT 1 FROM devices WHERE id = %s FOR UPDATE", (device_id,)).fetchone() is None:
             return None
         row = conn.execute(
             "SELECT role, revoked_at IS NOT NULL FROM mqtt_accounts WHERE username = %s", (device_id,)
         ).fetchone()
-        if row is None:
-            # Registered by the bridge from an anonymous broker: this is its first account.
-            try:
-                return accounts.add_device(conn, DeviceSpec(device_id))
-            except AccountError as exc:
-                return Conflict(str(exc))
-        if row[0] != Role.DEVICE:
-            return Conflict(f"the name {device_id!r} belongs to a {row[0]} account, not a device")
-        if row[1] and not reinstate:
-            return Conflict(f"device {device_id!r} was revoked; pass reinstate=true to give it a secret again")
         try:
+            if row is None:
+                # Registered by the bridge from an anonymous broker: this is its first account.
+                return accounts.add_device(conn, DeviceSpec(device_id))
+            if row[0] != Role.DEVICE:
+                return Conflict(f"the name {device_id!r} belongs to a {row[0]} account, not a device")
+            if row[1] and not reinstate:
+                return Conflict(f"device {device_id!r} was revoked; pass reinstate=true to give it a secret again")
             return accounts.rotate(conn, device_id, roles={Role.DEVICE}, reinstate=reinstate)
-        except AccountError as exc:  # deleted meanwhile
+        except AccountError as exc:
             return Conflict(str(exc))
 
 

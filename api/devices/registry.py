@@ -43,9 +43,6 @@ _PATCH_COLUMNS: Final = {
     "metadata": "metadata",
     "disabled": "disabled",
 }
-# Fields whose change the broker's files show: the password file leaves disabled devices out, and a
-# group-limited integrator's ACL block lists its group's devices.
-BROKER_FIELDS: Final = frozenset({"group", "disabled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +84,9 @@ async def patch_device(pool: Pool, device_id: str, patch: DevicePatch) -> Patche
         params[name] = Jsonb(value) if name == "metadata" else value
     assignments = ", ".join(f"{_PATCH_COLUMNS[name]} = %({name})s" for name in given)
     async with pool.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        # Lock the row and keep what the broker sees before the change: a patch that repeats the current
-        # values needs no reload.
+        # Lock the row and keep what the broker's files show of it before the change (the password file
+        # leaves disabled devices out; a group-limited integrator's ACL lists its group's devices): a
+        # patch that changes neither needs no reload.
         await cur.execute("SELECT group_name, disabled FROM devices WHERE id = %(id)s FOR UPDATE", params)
         before = await cur.fetchone()
         if before is None:
