@@ -30,7 +30,9 @@ _FILTERS: Final = {
     "visible_group": "group_name = %(visible_group)s",
     "group": "group_name = %(group)s",
     "kind": "kind = %(kind)s",
-    "q": "(id ILIKE %(q)s OR name ILIKE %(q)s)",
+    # ICU's root collation folds case for all of Unicode: the C locale of the stack's database (and
+    # every libc locale's own rules) would leave `Ä` and `ä` apart.
+    "q": '(id ILIKE %(q)s COLLATE "und-x-icu" OR name ILIKE %(q)s COLLATE "und-x-icu")',
 }
 # `disabled` wins over presence: a disabled device is listed as disabled whatever it last said.
 _STATUS_FILTERS: Final[dict[str, str]] = {

@@ -371,6 +371,8 @@ async def test_group_key_lists_reads_and_streams_only_its_group(
     own_history = await client.get(f"/api/v1/devices/{NORTH_DEVICE}/telemetry", headers=north)
 
     assert [device["id"] for device in listing.json()["items"]] == [NORTH_DEVICE]
+    other_group = await client.get("/api/v1/devices", params={"group": "south"}, headers=north)
+    assert other_group.json() == {"items": [], "next_cursor": None}
     assert [device["id"] for device in everything.json()["items"]] == [NORTH_DEVICE, SOUTH_DEVICE, SPARE_DEVICE]
     assert own_state.status_code == 200
     assert own_history.status_code == 200

@@ -4,6 +4,8 @@ must see is answered as `pending`. test_api_provisioning.py runs the same routes
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import psycopg
 import pytest
@@ -217,3 +219,13 @@ async def test_new_secret_for_a_revoked_device_needs_reinstate(http: httpx.Async
     assert "reinstate" in refused.json()["detail"]
     assert reinstated.status_code == 200
     assert reinstated.json()["device"]["account"]["revoked_at"] is None
+
+
+async def test_concurrent_posts_of_one_id_provision_it_once(http: httpx.AsyncClient, database_url: str) -> None:
+    answers = await asyncio.gather(*(http.post("/api/v1/devices", json={"id": "truck-0111"}) for _ in range(6)))
+
+    assert sorted(answer.status_code for answer in answers) == [201, 409, 409, 409, 409, 409]
+    [winner] = [answer for answer in answers if answer.status_code == 201]
+    [(stored_hash,)] = await sql(database_url, "SELECT secret_hash FROM mqtt_accounts WHERE username = 'truck-0111'")
+    assert isinstance(stored_hash, str)
+    assert verify_secret(winner.json()["secret"], stored_hash)

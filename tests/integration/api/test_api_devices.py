@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime
 
 import httpx
@@ -189,3 +190,50 @@ async def test_devices_list_rejects_bad_filters_as_problem(http: httpx.AsyncClie
 
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_devices_list_matches_a_reference_filter_for_random_fleets_and_queries(
+    http: httpx.AsyncClient, database_url: str
+) -> None:
+    rng = random.Random(4)
+    names = ["Big Red", "blue_5", "50% Van", "ÄRGER", None, "Tiny", "big blue"]
+    fleet = [
+        (
+            f"{rng.choice(['truck', 'van', 'Bus'])}-{n:03d}",
+            rng.choice(names),
+            rng.choice(["north", "south", None]),
+            rng.choice(["truck", "van"]),
+            rng.choice(["online", "offline", None]),
+            rng.random() < 0.2,
+        )
+        for n in range(60)
+    ]
+    await insert_registry(database_url, fleet)
+
+    def status_of(presence: str | None, disabled: bool) -> str:
+        return "disabled" if disabled else presence or "unknown"
+
+    for _ in range(25):
+        params: dict[str, str] = {}
+        if rng.random() < 0.5:
+            params["group"] = rng.choice(["north", "south"])
+        if rng.random() < 0.5:
+            params["kind"] = rng.choice(["truck", "van"])
+        if rng.random() < 0.5:
+            params["status"] = rng.choice(["online", "offline", "unknown", "disabled"])
+        if rng.random() < 0.5:
+            params["q"] = rng.choice(["big", "BLUE", "_", "%", "ärger", "-00", "bus", "5"])
+        expected = sorted(
+            i
+            for i, name, group, kind, presence, disabled in fleet
+            if params.get("group", group) == group
+            and params.get("kind", kind) == kind
+            and params.get("status", status_of(presence, disabled)) == status_of(presence, disabled)
+            and (
+                "q" not in params
+                or params["q"].lower() in i.lower()
+                or (name is not None and params["q"].lower() in name.lower())
+            )
+        )
+
+        assert await all_pages(http, params, limit=rng.randint(1, 7)) == expected, params
