@@ -135,6 +135,7 @@ FILTER_FLEET = [
     ("truck-03", None, "south", "truck", None, False),
     ("truck-04", "Big Green", "south", "truck", "online", True),
     ("van-01", "big van", None, "van", "offline", False),
+    ("van-02", "C:\\fleet", None, "van", None, False),
 ]
 
 
@@ -160,13 +161,16 @@ async def all_pages(http: httpx.AsyncClient, params: dict[str, str], limit: int 
         ({"kind": "truck"}, ["truck-01", "truck-02", "truck-03", "truck-04"]),
         ({"status": "online"}, ["bus-01", "truck-01"]),
         ({"status": "offline"}, ["truck-02", "van-01"]),
-        ({"status": "unknown"}, ["truck-03"]),
+        ({"status": "unknown"}, ["truck-03", "van-02"]),
         ({"status": "disabled"}, ["truck-04"]),
         ({"q": "BIG"}, ["truck-01", "truck-04", "van-01"]),
+        ({"q": "A"}, ["van-01", "van-02"]),
         ({"q": "truck-0"}, ["truck-01", "truck-02", "truck-03", "truck-04"]),
         ({"q": "50%"}, ["truck-02"]),
         ({"q": "%"}, ["truck-02"]),
         ({"q": "_"}, ["truck-02"]),
+        ({"q": "\\"}, ["van-02"]),
+        ({"q": "\\%"}, []),
         ({"q": "'; DROP TABLE devices; --"}, []),
         ({"group": "north", "kind": "truck", "status": "online"}, ["truck-01"]),
         ({"group": "south", "q": "big"}, ["truck-04"]),
