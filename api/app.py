@@ -30,6 +30,9 @@ from api.auth import PUBLIC, TokenIssuer, build_auth, require_access
 from api.backends import DEPENDENCIES, STATE_KEY, Backends, Pool
 from api.contract.controllers import asyncapi
 from api.devices.controllers import DeviceController
+from api.devices.provision import provision_dependencies
+from api.fleet.controllers import state as fleet_state
+from api.groups.controllers import GroupController
 from api.health.controllers import healthz, readyz
 from api.ingest.backend import build_ingest, ingest_lifespan, provide_ingest
 from api.ingest.controllers import ingest
@@ -117,6 +120,8 @@ def create_app(settings: Settings) -> Litestar:
         API_PREFIX,
         route_handlers=[DeviceController, TelemetryController, live, login, UserController, ApiKeyController, ingest],
     )
+    for handler in (GroupController, fleet_state):
+        api.register(handler)
     app = Litestar(
         route_handlers=[api, healthz, readyz, index, asyncapi],
         dependencies={
@@ -124,6 +129,7 @@ def create_app(settings: Settings) -> Litestar:
             "tokens": Provide(provide_tokens, sync_to_thread=False),
             "login_throttle": Provide(provide_login_throttle, sync_to_thread=False),
             "ingest_backend": Provide(provide_ingest, sync_to_thread=False),
+            **provision_dependencies(settings),
         },
         # Authentication (who): JWTs and API keys, by the middleware `security` installs. Authorisation
         # (what): this guard, on every route, the WebSocket and the schema included.

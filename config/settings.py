@@ -86,6 +86,9 @@ class ApiSettings:
     # The API's own broker account (role `api`); empty: HTTP ingest answers 503.
     mqtt_url: str = ""
 
+    # Unset: device provisioning changes only the database, and reaches the broker at `fleet broker reload`.
+    broker_accounts_dir: Path | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class IngestSettings:

@@ -32,6 +32,17 @@ class Device(SQLModel, table=True):
     presence_since: datetime | None = None
 
 
+class DeviceGroup(SQLModel, table=True):
+    """A described device group; membership is `Device.group_name`, which may name undescribed groups too."""
+
+    __tablename__ = "device_groups"
+
+    name: str = Field(primary_key=True, max_length=128)
+    description: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
 class RejectedMessage(SQLModel, table=True):
     """A refused message or sample, kept for inspection."""
 

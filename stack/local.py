@@ -56,6 +56,7 @@ class _Broker:
     certificates_url: str | None = None  # where devices log in with their client certificate
     sim_credentials: Path | None = None
     sim_cert_dir: Path | None = None
+    accounts_dir: Path | None = None  # where our broker reads its account files (None: not ours)
 
 
 @dataclass
@@ -114,6 +115,9 @@ class LocalStack:
             api_port = free_port()
             self.say(f"port {settings.api.port} is taken: the API uses {api_port} instead")
         env["FLEETBRIDGE_API_PORT"] = str(api_port)
+        if broker.accounts_dir is not None and settings.api.broker_accounts_dir is None:
+            # Devices provisioned through the API reach our broker at once (files rewritten, SIGHUP).
+            env["FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR"] = str(broker.accounts_dir)
         if not settings.api.jwt_secret:
             # One secret for the stack's API, kept across restarts so signed-in pages stay signed in.
             env["FLEETBRIDGE_API_JWT_SECRET"] = _kept_secret(state / "jwt-secret")
@@ -198,6 +202,7 @@ class LocalStack:
                 bridge_url=_with_credentials(mqtt_url, settings.mqtt.client_id, accounts.bridge_secret),
                 sim_url=mqtt_url,
                 sim_credentials=accounts.device_secrets,
+                accounts_dir=accounts.paths.passwords.parent,
             )
         trust = f"?cafile={quote(str(certs.ca_file), safe='/')}"
         mqtts_url = f"mqtts://127.0.0.1:{tls_port}{trust}"
@@ -210,6 +215,7 @@ class LocalStack:
             bridge_url=_with_credentials(mqtts_url, settings.mqtt.client_id, accounts.bridge_secret),
             sim_url=certificates_url,
             sim_cert_dir=certs.ca_file.parent / "devices",
+            accounts_dir=accounts.paths.passwords.parent,
         )
 
     def _tls(self, server_dir: Path) -> tuple[TlsFiles, int, int]:

@@ -1,1 +1,1 @@
-"""The device registry (PostgreSQL) and each device's last-known state (Redis)."""
+"""The device registry (PostgreSQL), devices' broker accounts, and each device's last-known state (Redis)."""

@@ -1,25 +1,74 @@
-"""HTTP endpoints of the device registry and last-known state."""
+"""HTTP endpoints of the device registry, device provisioning and last-known state.
+
+Reading is for every caller (a group-limited API key sees its group's devices only, and any other device
+exactly like an unknown one); operators may change a device; provisioning, new secrets and deleting are
+for admins. Every answer to a change says whether the broker has it yet (`broker`).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
-from litestar import Controller, Request, get
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from redis.asyncio import Redis
 
-from api.auth import may_see_device, principal_of
+from api.auth import ADMIN, OPERATOR, may_see_device, principal_of
 from api.backends import Pool
-from api.devices.schemas import DevicePage
-from api.devices.services import DEVICES_PAGE_DEFAULT, DEVICES_PAGE_MAX, list_devices, read_state
-from api.problems import bad_request, not_found
+from api.devices.provision import UNCHANGED, BrokerFiles, Conflict, DeviceAccounts
+from api.devices.registry import delete_device, patch_device, read_device
+from api.devices.schemas import (
+    GROUP_PATTERN,
+    KIND_PATTERN,
+    DeletedDevice,
+    DeviceChange,
+    DeviceCreate,
+    DeviceDetails,
+    DevicePage,
+    DevicePatch,
+    ProvisionedDevice,
+    Status,
+)
+from api.devices.services import DEVICES_PAGE_DEFAULT, DEVICES_PAGE_MAX, DeviceFilter, list_devices, read_state
+from api.problems import bad_request, conflict, not_found
+from broker.accounts import Credential
 from models.state import DeviceState
 from models.topics import DEVICE_ID_PATTERN, is_device_id
 
+METADATA_MAX_BYTES: Final = 16 * 1024
+SEARCH_MAX_CHARS: Final = 64
+# A response carrying a secret must not be cached (as for tokens, RFC 6749 §5.1).
+_NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _checked_id(device_id: str) -> str:
+    if not is_device_id(device_id):
+        raise bad_request(f"device id {device_id!r} does not match {DEVICE_ID_PATTERN}")
+    return device_id
+
+
+def _check_metadata(metadata: object) -> None:
+    if metadata is not msgspec.UNSET and len(msgspec.json.encode(metadata)) > METADATA_MAX_BYTES:
+        raise bad_request(f"metadata is larger than {METADATA_MAX_BYTES} bytes as JSON")
+
+
+async def _provisioned(
+    pool: Pool, broker_files: BrokerFiles, credential: Credential, status_code: int
+) -> Response[ProvisionedDevice]:
+    """Put a new secret into effect on the broker, and answer with it (this once) and the device."""
+    broker = await broker_files.apply()
+    device = await read_device(pool, credential.username)
+    if device is None:
+        raise not_found(f"device {credential.username!r} was deleted meanwhile")
+    answer = ProvisionedDevice(device=device, secret=credential.secret, broker=broker)
+    return Response(answer, status_code=status_code, headers=_NO_STORE)
+
 
 class DeviceController(Controller):
-    """`/devices`: the registry in PostgreSQL and each device's state cached in Redis."""
+    """`/devices`: the registry in PostgreSQL, each device's broker account, and its state cached in Redis."""
 
     path = "/devices"
     tags = ("devices",)
@@ -34,11 +83,102 @@ class DeviceController(Controller):
             int, QueryParameter(ge=1, le=DEVICES_PAGE_MAX, description="rows per page")
         ] = DEVICES_PAGE_DEFAULT,
         cursor: Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page")] = None,
+        group: Annotated[str | None, QueryParameter(pattern=GROUP_PATTERN, description="only this group")] = None,
+        kind: Annotated[str | None, QueryParameter(pattern=KIND_PATTERN, description="only this kind")] = None,
+        status: Annotated[
+            Status | None,
+            QueryParameter(description="online, offline or unknown (presence; not disabled), or disabled"),
+        ] = None,
+        q: Annotated[
+            str | None,
+            QueryParameter(min_length=1, max_length=SEARCH_MAX_CHARS, description="text in the id or name, any case"),
+        ] = None,
     ) -> DevicePage:
-        """Devices in id order, a page at a time (for a group-limited API key: its group's devices only)."""
+        """Devices in id order, a page at a time, filtered (for a group-limited API key: its group's only)."""
         if cursor is not None and not is_device_id(cursor):
             raise bad_request("cursor is not valid; pass next_cursor of the previous page unchanged")
-        return await list_devices(pool, limit=limit, after=cursor, group=principal_of(request).group)
+        where = DeviceFilter(group=group, kind=kind, status=status, text=q)
+        return await list_devices(pool, limit=limit, after=cursor, group=principal_of(request).group, where=where)
+
+    @post("/", summary="Provision a device", status_code=HTTP_201_CREATED, opt=ADMIN)
+    async def create(
+        self,
+        pool: NamedDependency[Pool],
+        device_accounts: NamedDependency[DeviceAccounts],
+        broker_files: NamedDependency[BrokerFiles],
+        data: JSONBody[DeviceCreate],
+    ) -> Response[ProvisionedDevice]:
+        """Register a device and make its broker account; the secret is in this answer only. 409 when the id
+        is registered already (or names another account)."""
+        _check_metadata(data.metadata)
+        created = await device_accounts.provision(data)
+        if isinstance(created, Conflict):
+            raise conflict(created.reason)
+        return await _provisioned(pool, broker_files, created, HTTP_201_CREATED)
+
+    @get("/{device_id:str}", summary="A device in detail")
+    async def details(
+        self, request: Request[Any, Any, Any], pool: NamedDependency[Pool], device_id: FromPath[str]
+    ) -> DeviceDetails:
+        """The registry row, the presence the bridge last recorded, and the broker account (never a secret)."""
+        missing = not_found(f"no device {_checked_id(device_id)!r}")
+        if not await may_see_device(principal_of(request), pool, device_id):
+            raise missing
+        device = await read_device(pool, device_id)
+        if device is None:
+            raise missing
+        return device
+
+    @patch("/{device_id:str}", summary="Change a device", opt=OPERATOR)
+    async def change(
+        self,
+        pool: NamedDependency[Pool],
+        broker_files: NamedDependency[BrokerFiles],
+        device_id: FromPath[str],
+        data: JSONBody[DevicePatch],
+    ) -> DeviceChange:
+        """Change name, kind, group, metadata or disabled; disabling also takes the device off the broker."""
+        _checked_id(device_id)
+        _check_metadata(data.metadata)
+        patched = await patch_device(pool, device_id, data)
+        if patched is None:
+            raise not_found(f"no device {device_id!r}")
+        broker = await broker_files.apply() if patched.broker_changed else UNCHANGED
+        return DeviceChange(device=patched.device, broker=broker)
+
+    @delete("/{device_id:str}", summary="Delete a device", status_code=200, opt=ADMIN)
+    async def remove(
+        self,
+        pool: NamedDependency[Pool],
+        redis: NamedDependency[Redis],
+        broker_files: NamedDependency[BrokerFiles],
+        device_id: FromPath[str],
+    ) -> DeletedDevice:
+        """Delete the device, its broker account (its connection ends) and its cached state; its telemetry
+        history is kept until retention removes it."""
+        if not await delete_device(pool, redis, _checked_id(device_id)):
+            raise not_found(f"no device {device_id!r}")
+        return DeletedDevice(id=device_id, broker=await broker_files.apply())
+
+    @post("/{device_id:str}/secret", summary="Give a device a new secret", status_code=200, opt=ADMIN)
+    async def new_secret(
+        self,
+        pool: NamedDependency[Pool],
+        device_accounts: NamedDependency[DeviceAccounts],
+        broker_files: NamedDependency[BrokerFiles],
+        device_id: FromPath[str],
+        reinstate: Annotated[
+            bool, QueryParameter(description="also for a device whose account was revoked (`fleet devices revoke`)")
+        ] = False,
+    ) -> Response[ProvisionedDevice]:
+        """A new secret, in this answer only; the old one stops working (and its connection ends) at the
+        broker's reload. A device the bridge registered without an account gets its first one."""
+        rotated = await device_accounts.new_secret(_checked_id(device_id), reinstate=reinstate)
+        if rotated is None:
+            raise not_found(f"no device {device_id!r}")
+        if isinstance(rotated, Conflict):
+            raise conflict(rotated.reason)
+        return await _provisioned(pool, broker_files, rotated, HTTP_200_OK)
 
     @get("/{device_id:str}/state", summary="Last-known state of a device")
     async def state(
@@ -49,9 +189,7 @@ class DeviceController(Controller):
         device_id: FromPath[str],
     ) -> DeviceState:
         """The newest value of every state field, each with the device time and seq that set it."""
-        if not is_device_id(device_id):
-            raise bad_request(f"device id {device_id!r} does not match {DEVICE_ID_PATTERN}")
-        missing = not_found(f"no state for device {device_id!r}")
+        missing = not_found(f"no state for device {_checked_id(device_id)!r}")
         if not await may_see_device(principal_of(request), pool, device_id):
             raise missing
         state = await read_state(redis, device_id)

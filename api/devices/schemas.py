@@ -1,11 +1,31 @@
-"""Response payloads of the devices domain. A device's state is `models.state.DeviceState` itself."""
+"""Request and response payloads of the devices domain. A device's state is `models.state.DeviceState` itself.
+
+Patches use msgspec's `UNSET` for "not given", so that `null` can mean "clear" (a name, a group) while an
+absent field leaves the column as it is.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
+from msgspec import Meta
+
+from models.state import PresenceState
+from models.topics import DEVICE_ID_PATTERN
+
+DEVICE_NAME_MAX_CHARS: Final = 128
+# Kinds and groups follow the device-id grammar: safe in URLs, logs and the broker's files.
+KIND_PATTERN: Final = f"^{DEVICE_ID_PATTERN}$"
+GROUP_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+GROUP_DESCRIPTION = "1 to 128 of A-Z a-z 0-9 _ . -, starting with a letter or digit"
+
+DeviceId = Annotated[str, Meta(pattern=f"^{DEVICE_ID_PATTERN}$", description="the device id (= its MQTT username)")]
+DeviceName = Annotated[str, Meta(min_length=1, max_length=DEVICE_NAME_MAX_CHARS)]
+Kind = Annotated[str, Meta(pattern=KIND_PATTERN, description="1 to 64 of A-Z a-z 0-9 _ . -")]
+GroupName = Annotated[str, Meta(pattern=GROUP_PATTERN, description=GROUP_DESCRIPTION)]
+Status = Literal["online", "offline", "unknown", "disabled"]
 
 
 class Device(msgspec.Struct, frozen=True, kw_only=True):
@@ -26,3 +46,81 @@ class DevicePage(msgspec.Struct, frozen=True, kw_only=True):
 
     items: list[Device]
     next_cursor: str | None
+
+
+class MqttAccount(msgspec.Struct, frozen=True, kw_only=True):
+    """A device's broker account as the registry knows it (never its secret, nor the secret's hash)."""
+
+    created_at: datetime
+    secret_rotated_at: datetime | None
+    revoked_at: datetime | None
+
+
+class DeviceDetails(Device, frozen=True, kw_only=True):
+    """A registry row with its presence (as the bridge last recorded it) and its broker account."""
+
+    presence: PresenceState | None
+    account: MqttAccount | None
+    """None: the device has no broker account (the bridge registered it from an anonymous broker)."""
+
+
+class DeviceCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A device to provision: its registry row and its broker account."""
+
+    id: DeviceId
+    kind: Kind = "truck"
+    name: DeviceName | None = None
+    group: GroupName | None = None
+    metadata: dict[str, Any] = {}
+
+
+class DevicePatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The fields to change; absent fields stay as they are, `null` clears `name` or `group`."""
+
+    name: DeviceName | msgspec.UnsetType | None = msgspec.UNSET
+    kind: Kind | msgspec.UnsetType = msgspec.UNSET
+    group: GroupName | msgspec.UnsetType | None = msgspec.UNSET
+    metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    """Replaces the whole object."""
+    disabled: bool | msgspec.UnsetType = msgspec.UNSET
+    """True takes the device off the broker (its secret is kept); false lets it back."""
+
+
+class BrokerUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether a change reached the broker.
+
+    `reloaded`: the files were rewritten and the broker signalled (`pids`); `written`: rewritten, but no
+    running Mosquitto reads them; `pending`: this API writes no broker files (no
+    `FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR`), the change waits for `fleet broker reload`; `failed`: the
+    change is stored, but the files or the signal failed (`detail`), run `fleet broker reload`;
+    `unchanged`: nothing the broker reads changed.
+    """
+
+    status: Literal["reloaded", "written", "pending", "failed", "unchanged"]
+    detail: str
+    pids: list[int] = []
+
+
+class DeviceChange(msgspec.Struct, frozen=True, kw_only=True):
+    """A device after a change, and whether the broker has it."""
+
+    device: DeviceDetails
+    broker: BrokerUpdate
+
+
+class ProvisionedDevice(msgspec.Struct, frozen=True, kw_only=True):
+    """A device just provisioned or given a new secret: `secret` is in this answer only.
+
+    The device logs in to the broker with username = `device.id` and password = `secret`.
+    """
+
+    device: DeviceDetails
+    secret: str
+    broker: BrokerUpdate
+
+
+class DeletedDevice(msgspec.Struct, frozen=True, kw_only=True):
+    """What deleting a device did."""
+
+    id: str
+    broker: BrokerUpdate

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 from redis.asyncio import Redis
 
 from api.backends import Pool
-from api.devices.schemas import Device, DevicePage
+from api.devices.schemas import Device, DevicePage, Status
 from models.state import STATE_KEY_PREFIX, DeviceState, state_from_fields, state_key
 
 log = logging.getLogger(__name__)
@@ -23,38 +23,94 @@ SCAN_BATCH_KEYS: Final = 1000
 FIELD_LOG_BYTES: Final = 200
 
 _DEVICE_COLUMNS: Final = "id, kind, name, group_name, metadata, created_at, last_seen, disabled"
-# One statement per case rather than `%s IS NULL OR id > %s`, which a cached generic plan cannot serve by
-# index. Keyed by (after a cursor, limited to a group).
-_PAGES: Final = {
-    (False, False): f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY id LIMIT %(limit)s",
-    (True, False): f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id > %(after)s ORDER BY id LIMIT %(limit)s",
-    (False, True): f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE group_name = %(group)s ORDER BY id LIMIT %(limit)s",
-    (True, True): f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE group_name = %(group)s AND id > %(after)s"
-    " ORDER BY id LIMIT %(limit)s",
+# Every filter is a constant fragment with named parameters; a statement holds only the fragments of the
+# filters given, rather than `%s IS NULL OR …`, which a cached generic plan cannot serve by index.
+_FILTERS: Final = {
+    "after": "id > %(after)s",
+    "visible_group": "group_name = %(visible_group)s",
+    "group": "group_name = %(group)s",
+    "kind": "kind = %(kind)s",
+    # ICU's root collation folds case for all of Unicode: the C locale of the stack's database (and
+    # every libc locale's own rules) would leave `Ä` and `ä` apart.
+    "q": '(id ILIKE %(q)s COLLATE "und-x-icu" OR name ILIKE %(q)s COLLATE "und-x-icu")',
+}
+# `disabled` wins over presence: a disabled device is listed as disabled whatever it last said.
+_STATUS_FILTERS: Final[dict[str, str]] = {
+    "online": "presence = 'online' AND NOT disabled",
+    "offline": "presence = 'offline' AND NOT disabled",
+    "unknown": "presence IS NULL AND NOT disabled",
+    "disabled": "disabled",
 }
 
 
-async def list_devices(pool: Pool, *, limit: int, after: str | None, group: str | None = None) -> DevicePage:
-    """One page of the registry (of one group's devices only, unless `group` is None), keyset-paginated
-    on `id` (stable while devices are added)."""
-    statement = _PAGES[after is not None, group is not None]
+@dataclass(frozen=True, slots=True)
+class DeviceFilter:
+    """Which registry rows a listing holds; None: no condition."""
+
+    group: str | None = None
+    kind: str | None = None
+    status: Status | None = None
+    text: str | None = None
+    """Case-insensitive substring of the id or the name."""
+
+
+def like_pattern(text: str) -> str:
+    """An ILIKE pattern matching `text` anywhere, its own `%`, `_` and `\\` taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def where_clause(fragments: Mapping[str, str], params: Mapping[str, Any], extra: Sequence[str] = ()) -> str:
+    """` WHERE …` joining the constant `fragments` whose parameter is given (not None) and `extra`; "" for none.
+
+    Only constant SQL is joined; the values stay in `params`, passed to the driver as parameters.
+    """
+    conditions = [fragment for name, fragment in fragments.items() if params.get(name) is not None]
+    conditions += extra
+    return f" WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
+def device_from_row(row: Mapping[str, Any]) -> Device:
+    """A `Device` from a registry row with `_DEVICE_COLUMNS` (or more)."""
+    return Device(
+        id=row["id"],
+        kind=row["kind"],
+        name=row["name"],
+        group=row["group_name"],
+        metadata=row["metadata"],
+        created_at=row["created_at"],
+        last_seen=row["last_seen"],
+        disabled=row["disabled"],
+    )
+
+
+async def list_devices(
+    pool: Pool,
+    *,
+    limit: int,
+    after: str | None,
+    group: str | None = None,
+    where: DeviceFilter = DeviceFilter(),
+) -> DevicePage:
+    """One page of the registry matching `where` (and of `group`'s devices only, unless `group` is None:
+    the group a caller is limited to), keyset-paginated on `id`: stable while devices are added, and
+    correct under any filter, since the filters do not depend on the cursor."""
+    params: dict[str, Any] = {
+        "after": after,
+        "visible_group": group,
+        "group": where.group,
+        "kind": where.kind,
+        "q": like_pattern(where.text) if where.text is not None else None,
+        "limit": limit + 1,  # one row more than asked tells whether another page exists, without a COUNT
+    }
+    status = [_STATUS_FILTERS[where.status]] if where.status is not None else []
+    statement = (
+        f"SELECT {_DEVICE_COLUMNS} FROM devices{where_clause(_FILTERS, params, status)} ORDER BY id LIMIT %(limit)s"
+    )
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        # One row more than asked tells whether another page exists without a COUNT.
-        await cur.execute(statement, {"after": after, "group": group, "limit": limit + 1})
+        await cur.execute(statement, params)
         rows = await cur.fetchall()
-    items = [
-        Device(
-            id=row["id"],
-            kind=row["kind"],
-            name=row["name"],
-            group=row["group_name"],
-            metadata=row["metadata"],
-            created_at=row["created_at"],
-            last_seen=row["last_seen"],
-            disabled=row["disabled"],
-        )
-        for row in rows[:limit]
-    ]
+    items = [device_from_row(row) for row in rows[:limit]]
     next_cursor = items[-1].id if len(rows) > limit else None
     return DevicePage(items=items, next_cursor=next_cursor)
 

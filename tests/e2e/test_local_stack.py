@@ -50,9 +50,12 @@ def stack(state_dir: Path) -> Iterator[LocalStack]:
         local.down()
 
 
-def anonymous_connect(url: str) -> ReasonCode | None:
+def mqtt_connect(url: str, credentials: tuple[str, str] | None = None) -> ReasonCode | None:
+    """The CONNACK reason code for a client without credentials, or with `credentials` (user, secret)."""
     host, port = url.removeprefix("mqtt://").split(":")
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    if credentials is not None:
+        client.username_pw_set(*credentials)
     answer: list[ReasonCode] = []
     client.on_connect = lambda c, u, f, rc, p: answer.append(rc)
     client.connect(host, int(port))
@@ -93,9 +96,20 @@ def test_local_stack_moves_trucks_with_per_device_accounts(stack: LocalStack, st
                 seen.append((position["seq"], position["lat"], position["lon"]))
             assert time.monotonic() < deadline, f"the truck did not move: {seen}"
             time.sleep(0.2)
+        # A device provisioned through the API reaches the running demo broker: `fleet up` gives the API
+        # its broker's folder, so the answer says the broker reloaded, and the new secret connects.
+        created = http.post("/api/v1/devices", json={"id": "api-truck-1"}, headers=headers)
+        assert created.status_code == 201, created.text
+        assert created.json()["broker"]["status"] == "reloaded", created.json()["broker"]
+        credentials = ("api-truck-1", created.json()["secret"])
+        answer = mqtt_connect(urls["mqtt"], credentials)
+        while answer is None or answer.is_failure:  # until the broker has handled its SIGHUP
+            assert time.monotonic() < deadline, f"the provisioned device was refused: {answer}"
+            time.sleep(0.1)
+            answer = mqtt_connect(urls["mqtt"], credentials)
     assert [s for s, _, _ in seen] == sorted(s for s, _, _ in seen)
     assert len({(lat, lon) for _, lat, lon in seen}) > 1  # it moves
-    refused = anonymous_connect(urls["mqtt"])
+    refused = mqtt_connect(urls["mqtt"])
     assert refused is not None
     assert refused.is_failure  # not authorised: the demo broker has no anonymous access
     secrets_file = state_dir / "device-secrets.csv"

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 
 NORTH_DEVICE = "truck-n1"
 SOUTH_DEVICE = "truck-s1"
+SPARE_DEVICE = "truck-spare"  # deleted by the admin's walk
 TS_MS = 1_764_000_000_000
 WS_TIMEOUT_S = 5
 SWITCHING_PROTOCOLS = 101
@@ -62,8 +63,10 @@ async def make_key(database_url: str, name: str, group: str | None) -> tuple[int
 async def world(api_url: str, api_settings: Settings, database_url: str, redis_client: aioredis.Redis) -> World:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute(
-            "INSERT INTO devices (id, group_name) VALUES (%s, 'north'), (%s, 'south')", (NORTH_DEVICE, SOUTH_DEVICE)
+            "INSERT INTO devices (id, group_name) VALUES (%s, 'north'), (%s, 'south'), (%s, NULL)",
+            (NORTH_DEVICE, SOUTH_DEVICE, SPARE_DEVICE),
         )
+        await conn.execute("INSERT INTO device_groups (name) VALUES ('retired')")
     for device_id in (NORTH_DEVICE, SOUTH_DEVICE):
         await redis_client.hset(state_key(device_id), mapping={"m.fuel": encode_field(TS_MS, 0, 1, b"50.0")})
     _, everything = await make_key(database_url, "integrator", None)
@@ -161,10 +164,27 @@ async def live_handshake(client: httpx.AsyncClient, world: World, headers: dict[
         return exc.response.status_code
 
 
-# Route, least role ("public", "viewer" = any valid caller, "admin"; "device": device credentials only),
-# status on success.
+# Route, least role ("public", "viewer" = any valid caller, "operator", "admin"; "device": device
+# credentials only), status on success.
 ROUTES: dict[str, tuple[Request, str, int]] = {
     "GET /api/v1/devices": (http_route("GET", "/api/v1/devices"), "viewer", 200),
+    "POST /api/v1/devices": (
+        http_route("POST", "/api/v1/devices", lambda: {"id": f"truck-{uuid.uuid4().hex[:8]}"}),
+        "admin",
+        201,
+    ),
+    "GET /api/v1/devices/{id}": (http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}"), "viewer", 200),
+    "PATCH /api/v1/devices/{id}": (
+        http_route("PATCH", f"/api/v1/devices/{NORTH_DEVICE}", lambda: {"name": "renamed"}),
+        "operator",
+        200,
+    ),
+    "POST /api/v1/devices/{id}/secret": (
+        http_route("POST", f"/api/v1/devices/{SOUTH_DEVICE}/secret"),
+        "admin",
+        200,
+    ),
+    "DELETE /api/v1/devices/{id}": (http_route("DELETE", f"/api/v1/devices/{SPARE_DEVICE}"), "admin", 200),
     "GET /api/v1/devices/{id}/state": (http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/state"), "viewer", 200),
     "GET /api/v1/devices/{id}/telemetry": (
         http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/telemetry"),
@@ -176,6 +196,11 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
         "viewer",
         200,
     ),
+    "GET /api/v1/state": (http_route("GET", "/api/v1/state"), "viewer", 200),
+    "GET /api/v1/groups": (http_route("GET", "/api/v1/groups"), "viewer", 200),
+    "GET /api/v1/groups/{name}": (http_route("GET", "/api/v1/groups/north"), "viewer", 200),
+    "PUT /api/v1/groups/{name}": (http_route("PUT", "/api/v1/groups/east", lambda: {"description": "x"}), "admin", 201),
+    "DELETE /api/v1/groups/{name}": (http_route("DELETE", "/api/v1/groups/retired"), "admin", 204),
     "WebSocket /api/v1/live": (live_handshake, "viewer", SWITCHING_PROTOCOLS),
     "GET /api/v1/users": (http_route("GET", "/api/v1/users"), "admin", 200),
     "POST /api/v1/users": (
@@ -204,14 +229,19 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
 }
 
 
+ROLE_RANKS = {"viewer": 0, "operator": 1, "admin": 2}
+
+
 def expected(acting_as: str | None, needed: str, success: int) -> int:
     if needed == "public":
         return success
     if acting_as is None or needed == "device":
         return 401
-    if needed == "viewer" or acting_as == needed:
+    if needed == "viewer":
         return success
-    return 403
+    if acting_as == "key":  # read-only, whatever the route
+        return 403
+    return success if ROLE_RANKS[acting_as] >= ROLE_RANKS[needed] else 403
 
 
 CALLERS = [
@@ -259,9 +289,14 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
     app_paths = {route.path for route in create_app(settings).routes}
     covered = {
         "/api/v1/devices",
+        "/api/v1/devices/{device_id:str}",
+        "/api/v1/devices/{device_id:str}/secret",
         "/api/v1/devices/{device_id:str}/state",
         "/api/v1/devices/{device_id:str}/telemetry",
         "/api/v1/devices/{device_id:str}/telemetry/gaps",
+        "/api/v1/groups",
+        "/api/v1/groups/{name:str}",
+        "/api/v1/state",
         "/api/v1/live",
         "/api/v1/users",
         "/api/v1/api-keys",
@@ -344,19 +379,21 @@ async def test_group_key_lists_reads_and_streams_only_its_group(
     own_history = await client.get(f"/api/v1/devices/{NORTH_DEVICE}/telemetry", headers=north)
 
     assert [device["id"] for device in listing.json()["items"]] == [NORTH_DEVICE]
-    assert [device["id"] for device in everything.json()["items"]] == [NORTH_DEVICE, SOUTH_DEVICE]
+    other_group = await client.get("/api/v1/devices", params={"group": "south"}, headers=north)
+    assert other_group.json() == {"items": [], "next_cursor": None}
+    assert [device["id"] for device in everything.json()["items"]] == [NORTH_DEVICE, SOUTH_DEVICE, SPARE_DEVICE]
     assert own_state.status_code == 200
     assert own_history.status_code == 200
 
 
-@pytest.mark.parametrize("resource", ["state", "telemetry"])
+@pytest.mark.parametrize("resource", ["/state", "/telemetry", ""])
 async def test_group_key_sees_a_device_of_another_group_exactly_like_an_unknown_one(
     world: World, client: httpx.AsyncClient, resource: str
 ) -> None:
     north = {"X-API-Key": world.keys["north"]}
 
-    other = await client.get(f"/api/v1/devices/{SOUTH_DEVICE}/{resource}", headers=north)
-    unknown = await client.get(f"/api/v1/devices/truck-nobody/{resource}", headers=north)
+    other = await client.get(f"/api/v1/devices/{SOUTH_DEVICE}{resource}", headers=north)
+    unknown = await client.get(f"/api/v1/devices/truck-nobody{resource}", headers=north)
 
     assert other.status_code == unknown.status_code == 404
     assert other.headers["content-type"] == unknown.headers["content-type"] == "application/problem+json"
@@ -394,3 +431,32 @@ async def test_group_key_live_stream_serves_its_group_only(world: World, redis_c
     assert update["device_id"] == NORTH_DEVICE
     assert dropped == [{"type": "unsubscribed", "devices": ["*"]}]
     assert after == [{"type": "unsubscribed", "devices": [NORTH_DEVICE]}]  # no update arrived in between
+
+
+async def test_group_key_sees_only_its_own_group(world: World, client: httpx.AsyncClient) -> None:
+    north = {"X-API-Key": world.keys["north"]}
+
+    listing = await client.get("/api/v1/groups", headers=north)
+    own = await client.get("/api/v1/groups/north", headers=north)
+    other = await client.get("/api/v1/groups/south", headers=north)
+    unknown = await client.get("/api/v1/groups/nowhere", headers=north)
+    everything = await client.get("/api/v1/groups", headers={"X-API-Key": world.keys["everything"]})
+
+    assert [group["name"] for group in listing.json()["items"]] == ["north"]
+    assert own.status_code == 200
+    assert other.status_code == unknown.status_code == 404
+    assert other.json()["detail"].replace("south", "X") == unknown.json()["detail"].replace("nowhere", "X")
+    assert [group["name"] for group in everything.json()["items"]] == ["north", "retired", "south"]
+
+
+async def test_group_key_fleet_state_holds_its_group_only(world: World, client: httpx.AsyncClient) -> None:
+    north = {"X-API-Key": world.keys["north"]}
+
+    own = await client.get("/api/v1/state", headers=north)
+    asked_for_other = await client.get("/api/v1/state", params={"ids": SOUTH_DEVICE}, headers=north)
+    other_group = await client.get("/api/v1/state", params={"group": "south"}, headers=north)
+    everything = await client.get("/api/v1/state", headers={"X-API-Key": world.keys["everything"]})
+
+    assert [state["device_id"] for state in own.json()["items"]] == [NORTH_DEVICE]
+    assert asked_for_other.json() == other_group.json() == {"items": [], "next_cursor": None}
+    assert [state["device_id"] for state in everything.json()["items"]] == [NORTH_DEVICE, SOUTH_DEVICE]

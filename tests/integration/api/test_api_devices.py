@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime
 
 import httpx
@@ -112,3 +113,131 @@ async def test_device_state_of_unknown_device_is_404_problem(http: httpx.AsyncCl
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert "truck-9999" in response.json()["detail"]
+
+
+async def insert_registry(
+    database_url: str, rows: list[tuple[str, str | None, str | None, str, str | None, bool]]
+) -> None:
+    """(id, name, group, kind, presence, disabled) rows."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn, conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO devices (id, name, group_name, kind, presence, presence_source, presence_since, disabled)"
+            " VALUES (%s, %s, %s, %s, %s, CASE WHEN %s::text IS NULL THEN NULL ELSE 'status' END,"
+            " CASE WHEN %s::text IS NULL THEN NULL ELSE now() END, %s)",
+            [(i, n, g, k, p, p, p, d) for i, n, g, k, p, d in rows],
+        )
+
+
+FILTER_FLEET = [
+    ("bus-01", "Line 5 bus", "north", "bus", "online", False),
+    ("truck-01", "Big Red", "north", "truck", "online", False),
+    ("truck-02", "Blue_50%", "north", "truck", "offline", False),
+    ("truck-03", None, "south", "truck", None, False),
+    ("truck-04", "Big Green", "south", "truck", "online", True),
+    ("van-01", "big van", None, "van", "offline", False),
+    ("van-02", "C:\\fleet", None, "van", None, False),
+]
+
+
+async def all_pages(http: httpx.AsyncClient, params: dict[str, str], limit: int = 2) -> list[str]:
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        response = await http.get(
+            "/api/v1/devices", params=params | {"limit": str(limit)} | ({"cursor": cursor} if cursor else {})
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        seen += [item["id"] for item in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return seen
+
+
+@pytest.mark.parametrize(
+    ("params", "ids"),
+    [
+        ({"group": "north"}, ["bus-01", "truck-01", "truck-02"]),
+        ({"kind": "truck"}, ["truck-01", "truck-02", "truck-03", "truck-04"]),
+        ({"status": "online"}, ["bus-01", "truck-01"]),
+        ({"status": "offline"}, ["truck-02", "van-01"]),
+        ({"status": "unknown"}, ["truck-03", "van-02"]),
+        ({"status": "disabled"}, ["truck-04"]),
+        ({"q": "BIG"}, ["truck-01", "truck-04", "van-01"]),
+        ({"q": "A"}, ["van-01", "van-02"]),
+        ({"q": "truck-0"}, ["truck-01", "truck-02", "truck-03", "truck-04"]),
+        ({"q": "50%"}, ["truck-02"]),
+        ({"q": "%"}, ["truck-02"]),
+        ({"q": "_"}, ["truck-02"]),
+        ({"q": "\\"}, ["van-02"]),
+        ({"q": "\\%"}, []),
+        ({"q": "'; DROP TABLE devices; --"}, []),
+        ({"group": "north", "kind": "truck", "status": "online"}, ["truck-01"]),
+        ({"group": "south", "q": "big"}, ["truck-04"]),
+    ],
+)
+async def test_devices_list_filters_and_pages_correctly_under_them(
+    http: httpx.AsyncClient, database_url: str, params: dict[str, str], ids: list[str]
+) -> None:
+    await insert_registry(database_url, FILTER_FLEET)
+
+    assert await all_pages(http, params, limit=1) == ids
+    assert await all_pages(http, params, limit=1000) == ids
+    assert (await http.get("/api/v1/devices", params={"limit": "1000"})).json()["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    "params", [{"status": "sleeping"}, {"group": "no spaces"}, {"kind": "a/b"}, {"q": ""}, {"q": "x" * 65}]
+)
+async def test_devices_list_rejects_bad_filters_as_problem(http: httpx.AsyncClient, params: dict[str, str]) -> None:
+    response = await http.get("/api/v1/devices", params=params)
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_devices_list_matches_a_reference_filter_for_random_fleets_and_queries(
+    http: httpx.AsyncClient, database_url: str
+) -> None:
+    rng = random.Random(4)
+    names = ["Big Red", "blue_5", "50% Van", "ÄRGER", None, "Tiny", "big blue"]
+    fleet = [
+        (
+            f"{rng.choice(['truck', 'van', 'Bus'])}-{n:03d}",
+            rng.choice(names),
+            rng.choice(["north", "south", None]),
+            rng.choice(["truck", "van"]),
+            rng.choice(["online", "offline", None]),
+            rng.random() < 0.2,
+        )
+        for n in range(60)
+    ]
+    await insert_registry(database_url, fleet)
+
+    def status_of(presence: str | None, disabled: bool) -> str:
+        return "disabled" if disabled else presence or "unknown"
+
+    for _ in range(25):
+        params: dict[str, str] = {}
+        if rng.random() < 0.5:
+            params["group"] = rng.choice(["north", "south"])
+        if rng.random() < 0.5:
+            params["kind"] = rng.choice(["truck", "van"])
+        if rng.random() < 0.5:
+            params["status"] = rng.choice(["online", "offline", "unknown", "disabled"])
+        if rng.random() < 0.5:
+            params["q"] = rng.choice(["big", "BLUE", "_", "%", "ärger", "-00", "bus", "5"])
+        expected = sorted(
+            i
+            for i, name, group, kind, presence, disabled in fleet
+            if params.get("group", group) == group
+            and params.get("kind", kind) == kind
+            and params.get("status", status_of(presence, disabled)) == status_of(presence, disabled)
+            and (
+                "q" not in params
+                or params["q"].lower() in i.lower()
+                or (name is not None and params["q"].lower() in name.lower())
+            )
+        )
+
+        assert await all_pages(http, params, limit=rng.randint(1, 7)) == expected, params

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 def test_sqlmodel_tables_match_the_migrated_columns(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
-        for table in (tables.Device, tables.RejectedMessage, tables.Telemetry):
+        for table in (tables.Device, tables.DeviceGroup, tables.RejectedMessage, tables.Telemetry):
             name = table.__tablename__
             rows = conn.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (name,)

@@ -1,0 +1,197 @@
+"""Provisioning through the API reaches a running Mosquitto without a restart.
+
+A Mosquitto of this module runs with `allow_anonymous false` and the rendered password and ACL files;
+the API is configured with that folder (`FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR`) and finds the broker by
+the config that reads the files. Every step is a real MQTT 5 CONNECT with the secret the API returned,
+after the broker logged its reload; the broker's pid never changes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.server import running
+from broker import reload
+from broker.accounts import AccountFiles, Credential
+from broker.acl import render_acl
+from broker.process import start_mosquitto
+from config import Settings, load_settings
+from tests.integration.api.conftest import TEST_JWT_SECRET, mint_token
+from tests.integration.broker.conftest import NOT_AUTHORIZED, SUCCESS, TIMEOUT_S, AccountBroker, Probe, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def account_broker(servers_dir: Path) -> Iterator[AccountBroker]:
+    """A Mosquitto that admits only the accounts in its files, which start empty."""
+    name = uuid.uuid4().hex[:8]
+    accounts_dir = servers_dir / f"api-accounts-{name}"
+    paths = reload.write_files(accounts_dir, AccountFiles("", render_acl([])))
+    with start_mosquitto(
+        servers_dir / f"mosquitto-api-{name}", anonymous=False, password_file=paths.passwords, acl_file=paths.acl
+    ) as server:
+        yield AccountBroker(server, accounts_dir)
+
+
+@pytest.fixture
+def broker_settings(redis_url: str, database_url: str, account_broker: AccountBroker) -> Settings:
+    return load_settings(
+        {
+            "FLEETBRIDGE_REDIS_URL": redis_url,
+            "FLEETBRIDGE_DATABASE_URL": database_url,
+            "FLEETBRIDGE_API_JWT_SECRET": TEST_JWT_SECRET,
+            "FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR": str(account_broker.accounts_dir),
+        }
+    )
+
+
+@pytest.fixture
+async def admin(broker_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {mint_token(broker_settings, 'ada', 'admin')}"}
+    async with running(broker_settings) as url, httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as client:
+        yield client
+
+
+class Devices:
+    """Probes of one test, closed at its end."""
+
+    def __init__(self, broker: AccountBroker) -> None:
+        self.broker = broker
+        self.probes: list[Probe] = []
+
+    def connect(self, device_id: str, secret: str) -> tuple[int, Probe]:
+        probe = Probe(self.broker.server.port, Credential(device_id, secret))
+        self.probes.append(probe)
+        return probe.connect(), probe
+
+
+@pytest.fixture
+def devices(account_broker: AccountBroker) -> Iterator[Devices]:
+    tracker = Devices(account_broker)
+    try:
+        yield tracker
+    finally:
+        for probe in tracker.probes:
+            probe.close()
+
+
+async def change(account_broker: AccountBroker, request: httpx.Request, client: httpx.AsyncClient) -> httpx.Response:
+    """Send `request` and wait until the broker logged the reload it caused."""
+    before = account_broker.reloads()
+    response = await client.send(request)
+    assert response.status_code in {200, 201}, response.text
+    assert response.json()["broker"]["status"] == "reloaded", response.json()["broker"]
+    assert response.json()["broker"]["pids"] == [account_broker.pid]
+    wait_for(lambda: account_broker.reloads() > before, "the broker to log its reload")
+    return response
+
+
+def suffix() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+async def test_device_provisioned_by_post_connects_without_a_broker_restart(
+    admin: httpx.AsyncClient, account_broker: AccountBroker, devices: Devices
+) -> None:
+    device_id = f"truck-{suffix()}"
+    pid = account_broker.pid
+    assert devices.connect(device_id, "not-yet-provisioned")[0] == NOT_AUTHORIZED
+
+    created = await change(
+        account_broker, admin.build_request("POST", "/api/v1/devices", json={"id": device_id}), admin
+    )
+    secret = created.json()["secret"]
+
+    assert devices.connect(device_id, secret)[0] == SUCCESS
+    assert devices.connect(device_id, secret + "x")[0] == NOT_AUTHORIZED
+    assert (account_broker.pid, account_broker.server.alive) == (pid, True)
+
+
+async def test_disabled_device_is_cut_off_and_refused_until_enabled(
+    admin: httpx.AsyncClient, account_broker: AccountBroker, devices: Devices
+) -> None:
+    device_id = f"truck-{suffix()}"
+    created = await change(
+        account_broker, admin.build_request("POST", "/api/v1/devices", json={"id": device_id}), admin
+    )
+    secret = created.json()["secret"]
+    code, connected = devices.connect(device_id, secret)
+    assert code == SUCCESS
+
+    path = f"/api/v1/devices/{device_id}"
+    await change(account_broker, admin.build_request("PATCH", path, json={"disabled": True}), admin)
+
+    assert connected.lost.wait(TIMEOUT_S), "the disabled device's connection ends at the reload"
+    assert devices.connect(device_id, secret)[0] == NOT_AUTHORIZED
+
+    await change(account_broker, admin.build_request("PATCH", path, json={"disabled": False}), admin)
+
+    assert devices.connect(device_id, secret)[0] == SUCCESS
+
+
+async def test_deleted_device_is_cut_off_and_refused(
+    admin: httpx.AsyncClient, account_broker: AccountBroker, devices: Devices
+) -> None:
+    device_id, other_id = f"truck-{suffix()}", f"truck-{suffix()}"
+    created = await change(
+        account_broker, admin.build_request("POST", "/api/v1/devices", json={"id": device_id}), admin
+    )
+    other = await change(account_broker, admin.build_request("POST", "/api/v1/devices", json={"id": other_id}), admin)
+    code, connected = devices.connect(device_id, created.json()["secret"])
+    other_code, other_probe = devices.connect(other_id, other.json()["secret"])
+    assert (code, other_code) == (SUCCESS, SUCCESS)
+
+    await change(account_broker, admin.build_request("DELETE", f"/api/v1/devices/{device_id}"), admin)
+
+    assert connected.lost.wait(TIMEOUT_S), "the deleted device's connection ends at the reload"
+    assert devices.connect(device_id, created.json()["secret"])[0] == NOT_AUTHORIZED
+    assert not other_probe.lost.is_set(), "other devices stay connected"
+
+
+async def test_new_secret_replaces_the_old_one_on_the_broker(
+    admin: httpx.AsyncClient, account_broker: AccountBroker, devices: Devices
+) -> None:
+    device_id = f"truck-{suffix()}"
+    created = await change(
+        account_broker, admin.build_request("POST", "/api/v1/devices", json={"id": device_id}), admin
+    )
+    old_secret = created.json()["secret"]
+    code, connected = devices.connect(device_id, old_secret)
+    assert code == SUCCESS
+
+    rotated = await change(account_broker, admin.build_request("POST", f"/api/v1/devices/{device_id}/secret"), admin)
+
+    assert connected.lost.wait(TIMEOUT_S), "the connection made with the old secret ends at the reload"
+    assert devices.connect(device_id, old_secret)[0] == NOT_AUTHORIZED
+    assert devices.connect(device_id, rotated.json()["secret"])[0] == SUCCESS
+
+
+async def test_a_failed_reload_is_reported_and_the_change_kept(
+    redis_url: str, database_url: str, tmp_path: Path
+) -> None:
+    # A file where the accounts folder should be: the files cannot be written.
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    settings = load_settings(
+        {
+            "FLEETBRIDGE_REDIS_URL": redis_url,
+            "FLEETBRIDGE_DATABASE_URL": database_url,
+            "FLEETBRIDGE_API_JWT_SECRET": TEST_JWT_SECRET,
+            "FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR": str(blocked),
+        }
+    )
+    headers = {"Authorization": f"Bearer {mint_token(settings, 'ada', 'admin')}"}
+    async with running(settings) as url, httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as client:
+        created = await client.post("/api/v1/devices", json={"id": "truck-kept"})
+        details = await client.get("/api/v1/devices/truck-kept")
+
+    assert created.status_code == 201
+    assert created.json()["broker"]["status"] == "failed"
+    assert "fleet broker reload" in created.json()["broker"]["detail"]
+    assert details.status_code == 200
