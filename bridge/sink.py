@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 
 from bridge.decode import TELEMETRY_COLUMNS, TELEMETRY_TYPES, Decoded, PresenceUpdate, Rejection
 from bridge.errors import SinkUnavailableError
+from models.state import DATABASE_REFUSAL
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +293,7 @@ def _presence_only(update: PresenceUpdate) -> Decoded:
 
 def _with_db_reason(decoded: Decoded, exc: Exception) -> Decoded:
     """The message as one dead letter: the database refused it, so none of its rows are stored."""
-    reason = f"database refused: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    reason = f"{DATABASE_REFUSAL}{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
     rejection = Rejection(decoded.topic, decoded.device_id, reason, decoded.payload, decoded.received_at)
     return Decoded(
         decoded.device_id,

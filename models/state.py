@@ -160,6 +160,10 @@ class Persisted(msgspec.Struct, frozen=True):
     committed_at: datetime
 
 
+DATABASE_REFUSAL: Final = "database refused: "
+"""How the reason of a message the database refused whole begins (a dead letter after COMMIT failed)."""
+
+
 class RejectedNotice(msgspec.Struct, frozen=True, omit_defaults=True):
     """Published on `fleet/v1/{id}/rejected`: why a message or one of its samples was refused."""
 

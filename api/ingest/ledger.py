@@ -11,8 +11,9 @@ A reply then settles the units it names:
   it: listed means in the database, which is all an HTTP 200 promises;
 * a `rejected` notice with a seq settles one pending sample with that (boot, seq), the same index
   first; with an index but no seq, one sample at that index whose seq is unknown; with neither, one
-  whole message, the one whose expected reason matches first, else (a message the database refused
-  whole) the oldest message nothing of which is settled yet.
+  whole message, the one whose expected reason matches first, else, only for a message the database
+  refused whole (`models.state.DATABASE_REFUSAL`), the oldest message nothing of which is settled yet;
+  any other unmatched notice (a refusal told twice, for a redelivered message) settles nothing.
 
 The decode beforehand only says what to wait for; outcomes come from the bridge alone. A sample the
 API expects to pass and the bridge refuses (its clock moved past the skew limit) is reported refused,
@@ -37,7 +38,7 @@ from typing import Final
 import msgspec
 
 from models import topics
-from models.state import Persisted, PersistedRange, RejectedNotice, seq_ranges
+from models.state import DATABASE_REFUSAL, Persisted, PersistedRange, RejectedNotice, seq_ranges
 from models.telemetry import Limits, MessageRejection, decode_telemetry
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,10 @@ def _whole(waiting: list[Tracked], reason: str) -> tuple[Tracked, list[Unit]] | 
     for tracked, unit in whole:
         if unit.expected_reason == reason:
             return tracked, [unit]
+    if not reason.startswith(DATABASE_REFUSAL):
+        # A notice for a message no request waits for (a redelivered refusal, told twice): settling the
+        # oldest open message with it would report stored samples as refused.
+        return None
     if whole:
         return whole[0][0], [whole[0][1]]
     # Refused whole although it decoded (the database refused it): none of its samples is settled yet.

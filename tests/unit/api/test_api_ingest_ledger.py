@@ -174,3 +174,20 @@ def test_forgotten_requests_take_no_more_replies() -> None:
 
     assert not tracked.settled.is_set()
     assert outcome(message).open == 1
+
+
+
+def test_a_refusal_told_twice_settles_nothing_else() -> None:
+    ledger = ReplyLedger()
+    broken, good = units(b"{oops"), units(sample(7))
+    tracked = ledger.track(DEVICE, [broken, good])
+    reason = broken[0].expected_reason
+    assert reason is not None
+
+    ledger.rejected(DEVICE, notice(reason))
+    ledger.rejected(DEVICE, notice(reason))  # the same refusal again, for a redelivered message
+
+    assert good[0].reason is None
+    assert not tracked.settled.is_set()
+    ledger.persisted(DEVICE, persisted((0, 7, 7)))
+    assert outcome(good).stored == persisted((0, 7, 7))
