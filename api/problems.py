@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 
-class Conflict(ClientException):
+class ConflictException(ClientException):
     """For `raises=` in route declarations (the OpenAPI document): the route may answer 409."""
 
     status_code = HTTP_409_CONFLICT
@@ -127,6 +127,13 @@ def _postgres_down(exc: psycopg.OperationalError) -> ProblemDetailsException:
     )
 
 
+def _bad_value(exc: psycopg.DataError) -> ProblemDetailsException:
+    # SQLSTATE class 22 (and psycopg's own refusal of NUL characters) is about a value, and every value in
+    # this API's SQL is a parameter from the request: the request is what must change.
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return bad_request(f"a value in the request cannot be stored or compared: {first_line}")
+
+
 def problem_details_plugin() -> ProblemDetailsPlugin:
     """Every HTTP error as `application/problem+json`; an unreachable backend as 503, not 500."""
     return ProblemDetailsPlugin(
@@ -134,6 +141,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
             enable_for_all_http_exceptions=True,
             exception_to_problem_detail_map={
                 RedisError: _redis_down,
+                psycopg.DataError: _bad_value,
                 # PoolTimeout (no connection within the timeout) is an OperationalError too.
                 psycopg.OperationalError: _postgres_down,
             },
@@ -147,7 +155,10 @@ async def log_server_error(exc: Exception, scope: Scope) -> None:
     Litestar's own exception logging cannot tell the two apart (it logs every 4xx with a traceback, or
     nothing outside debug mode), so the app turns it off and uses this `after_exception` hook.
     """
-    if isinstance(exc, HTTPException) and exc.status_code < HTTP_500_INTERNAL_SERVER_ERROR:
+    if (
+        isinstance(exc, HTTPException | psycopg.DataError)
+        and getattr(exc, "status_code", 400) < HTTP_500_INTERNAL_SERVER_ERROR
+    ):
         return
     if isinstance(exc, RedisError | psycopg.OperationalError):
         log.warning("%s: backend unavailable: %s", scope.get("path"), exc)

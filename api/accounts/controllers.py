@@ -28,7 +28,7 @@ from api.accounts.services import (
 )
 from api.auth import ADMIN, NO_CREDENTIALS, PUBLIC, TokenIssuer
 from api.backends import Pool
-from api.problems import Conflict, bad_request, conflict, not_found, too_many_requests, unauthorized
+from api.problems import ConflictException, bad_request, conflict, not_found, too_many_requests, unauthorized
 
 KEY_ID_MAX: Final = 2**63 - 1  # bigint
 _FORM_TYPES: Final = (RequestEncodingType.URL_ENCODED.value, RequestEncodingType.MULTI_PART.value)
@@ -126,7 +126,7 @@ class UserController(Controller):
         async with pool.connection() as conn:
             return await list_users(conn)
 
-    @post("/", summary="Add a user", status_code=HTTP_201_CREATED, raises=[Conflict])
+    @post("/", summary="Add a user", status_code=HTTP_201_CREATED, raises=[ConflictException])
     async def create(self, pool: NamedDependency[Pool], data: JSONBody[UserCreate]) -> User:
         """A new account with a role and a password (at least 12 characters); 409 when the name is taken."""
         async with pool.connection() as conn:

@@ -33,7 +33,7 @@ from api.devices.schemas import (
     Status,
 )
 from api.devices.services import DEVICES_PAGE_DEFAULT, DEVICES_PAGE_MAX, DeviceFilter, list_devices, read_state
-from api.problems import bad_request, conflict, not_found
+from api.problems import ConflictException, bad_request, conflict, not_found
 from broker.accounts import Credential
 from models.state import DeviceState
 from models.topics import DEVICE_ID_PATTERN, is_device_id
@@ -100,7 +100,7 @@ class DeviceController(Controller):
         where = DeviceFilter(group=group, kind=kind, status=status, text=q)
         return await list_devices(pool, limit=limit, after=cursor, group=principal_of(request).group, where=where)
 
-    @post("/", summary="Provision a device", status_code=HTTP_201_CREATED, opt=ADMIN)
+    @post("/", summary="Provision a device", status_code=HTTP_201_CREATED, opt=ADMIN, raises=[ConflictException])
     async def create(
         self,
         pool: NamedDependency[Pool],
@@ -160,7 +160,13 @@ class DeviceController(Controller):
             raise not_found(f"no device {device_id!r}")
         return DeletedDevice(id=device_id, broker=await broker_files.apply())
 
-    @post("/{device_id:str}/secret", summary="Give a device a new secret", status_code=200, opt=ADMIN)
+    @post(
+        "/{device_id:str}/secret",
+        summary="Give a device a new secret",
+        status_code=200,
+        opt=ADMIN,
+        raises=[ConflictException],
+    )
     async def new_secret(
         self,
         pool: NamedDependency[Pool],

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Final
 
 from litestar import Controller, Request, Response, delete, get, put
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -23,7 +24,7 @@ from api.groups.services import (
     list_groups,
     read_group,
 )
-from api.problems import bad_request, conflict, not_found
+from api.problems import ConflictException, bad_request, conflict, not_found
 
 # Groups named by devices (`fleet devices add --group`) may hold any text; the API writes only names of
 # GROUP_PATTERN, but reads every name up to this length.
@@ -71,7 +72,12 @@ class GroupController(Controller):
             raise missing
         return group
 
-    @put("/{name:str}", summary="Create or describe a group", opt=ADMIN)
+    @put(
+        "/{name:str}",
+        summary="Create or describe a group",
+        opt=ADMIN,
+        responses={HTTP_201_CREATED: ResponseSpec(data_container=Group, description="The group was created")},
+    )
     async def describe(
         self, pool: NamedDependency[Pool], name: FromPath[str], data: JSONBody[GroupPut]
     ) -> Response[Group]:
@@ -84,7 +90,9 @@ class GroupController(Controller):
             raise not_found(f"group {name!r} was deleted meanwhile")
         return Response(group, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
-    @delete("/{name:str}", summary="Delete a group", status_code=HTTP_204_NO_CONTENT, opt=ADMIN)
+    @delete(
+        "/{name:str}", summary="Delete a group", status_code=HTTP_204_NO_CONTENT, opt=ADMIN, raises=[ConflictException]
+    )
     async def remove(self, pool: NamedDependency[Pool], name: FromPath[str]) -> None:
         """Delete the group's description; 409 while devices are in it (move them first), 404 if not described."""
         deleted = await delete_group(pool, _checked_name(name))

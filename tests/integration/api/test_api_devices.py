@@ -241,3 +241,11 @@ async def test_devices_list_matches_a_reference_filter_for_random_fleets_and_que
         )
 
         assert await all_pages(http, params, limit=rng.randint(1, 7)) == expected, params
+
+
+async def test_a_nul_character_in_a_parameter_is_a_bad_request_not_a_server_error(http: httpx.AsyncClient) -> None:
+    response = await http.get("/api/v1/devices", params={"q": "truck\x00"})
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "cannot be stored or compared" in response.json()["detail"]

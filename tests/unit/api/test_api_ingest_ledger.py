@@ -176,7 +176,6 @@ def test_forgotten_requests_take_no_more_replies() -> None:
     assert outcome(message).open == 1
 
 
-
 def test_a_refusal_told_twice_settles_nothing_else() -> None:
     ledger = ReplyLedger()
     broken, good = units(b"{oops"), units(sample(7))
