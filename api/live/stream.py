@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from api.devices.services import decode_state
 from api.live.hub import LiveHub
 from api.live.update import LiveUpdate
-from models.state import LIVE_STREAM_KEY, RESERVED_LIVE_FIELDS
+from models.state import LIVE_KIND_PRESENCE, LIVE_KIND_STATE, LIVE_STREAM_KEY, RESERVED_LIVE_FIELDS
 from models.topics import is_device_id
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ READ_BLOCK_MS: Final = 2000  # well below redis-py's 5 s socket timeout, so an i
 READ_MAX_ENTRIES: Final = 1000
 RETRY_MIN_S: Final = 0.1
 RETRY_MAX_S: Final = 5.0
-KIND_STATE: Final = "state"
+SERVED_KINDS: Final = frozenset({LIVE_KIND_STATE, LIVE_KIND_PRESENCE})
 START_EMPTY_STREAM: Final = "0-0"
 
 
@@ -47,7 +47,7 @@ def parse_entry(entry_id: str, fields: Mapping[Any, bytes | str]) -> LiveUpdate 
     """Turn one stream entry into a `LiveUpdate`; None for kinds this reader does not serve (yet)."""
     named = {_text(name): value for name, value in fields.items()}
     kind = _text(named.get("k", b""))
-    if kind != KIND_STATE:
+    if kind not in SERVED_KINDS:
         return None
     device_id = _text(named.get("d", b""))
     if not is_device_id(device_id):
