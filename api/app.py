@@ -31,7 +31,8 @@ from api.backends import DEPENDENCIES, STATE_KEY, Backends, Pool
 from api.contract.controllers import asyncapi
 from api.devices.controllers import DeviceController
 from api.health.controllers import healthz, readyz
-from api.live.controllers import live
+from api.live.controllers import live, live_poll
+from api.live.directory import GroupDirectory
 from api.live.hub import LiveHub
 from api.live.stream import LiveStreamReader
 from api.problems import log_server_error, problem_details_plugin
@@ -70,7 +71,8 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
         )
         await pool.open(wait=False)
         redis = Redis.from_url(settings.redis.url, retry=Retry(NoBackoff(), REDIS_RETRIES))
-        hub = LiveHub()
+        directory = GroupDirectory(pool, refresh_s=settings.api.live_group_refresh_s)
+        hub = LiveHub(directory, heartbeat_s=settings.api.live_heartbeat_s)
         reader = LiveStreamReader(redis, hub)
         try:
             # Pin the stream position now, so every update after startup reaches subscribers; if Redis
@@ -81,11 +83,13 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
             log.warning("live stream position unknown at startup (%s); the reader will retry", exc)
         app.state[STATE_KEY] = Backends(pool=pool, redis=redis, hub=hub)
         reader_task = asyncio.create_task(reader.run(), name="live-stream-reader")
+        groups_task = asyncio.create_task(directory.run(), name="live-group-directory")
         try:
             yield
         finally:
             reader_task.cancel()
-            await asyncio.gather(reader_task, return_exceptions=True)
+            groups_task.cancel()
+            await asyncio.gather(reader_task, groups_task, return_exceptions=True)
             await redis.aclose()
             await pool.close()
 
@@ -111,7 +115,15 @@ def create_app(settings: Settings) -> Litestar:
 
     api = Router(
         API_PREFIX,
-        route_handlers=[DeviceController, TelemetryController, live, login, UserController, ApiKeyController],
+        route_handlers=[
+            DeviceController,
+            TelemetryController,
+            live,
+            live_poll,
+            login,
+            UserController,
+            ApiKeyController,
+        ],
     )
     return Litestar(
         route_handlers=[api, healthz, readyz, index, asyncapi],

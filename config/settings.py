@@ -83,6 +83,8 @@ class ApiSettings:
     jwt_secret: str = ""
     token_ttl_s: int = _bounded(900, low=30, high=86400)
     login_attempts_per_minute: int = _bounded(10, low=1, high=10_000)
+    live_heartbeat_s: float = _bounded(15.0, low=0.05, high=3600, doc="silence after which the live WebSocket says so")
+    live_group_refresh_s: float = _bounded(10.0, low=0.05, high=3600, doc="how often device groups are reloaded")
 
 
 @dataclass(frozen=True, slots=True)

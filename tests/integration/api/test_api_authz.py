@@ -176,6 +176,7 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
         200,
     ),
     "WebSocket /api/v1/live": (live_handshake, "viewer", SWITCHING_PROTOCOLS),
+    "GET /api/v1/live (polling)": (http_route("GET", "/api/v1/live?since=0-0"), "viewer", 200),
     "GET /api/v1/users": (http_route("GET", "/api/v1/users"), "admin", 200),
     "POST /api/v1/users": (
         http_route(
