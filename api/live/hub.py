@@ -91,6 +91,11 @@ class LiveHub:
             subscriber.outbox.offer(update)
 
     @property
+    def subscribers(self) -> frozenset[Subscriber]:
+        """The connections subscribed to anything (for logs and tests)."""
+        return frozenset(self._subscribers)
+
+    @property
     def connections(self) -> int:
         """Connections subscribed to anything (for logs and tests)."""
         return len(self._subscribers)
