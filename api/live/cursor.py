@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Final, NamedTuple
 
-_PATTERN: Final = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+_PATTERN: Final = re.compile(r"(\d{1,20})-(\d{1,20})")
 MAX_PART: Final = 2**64 - 1
 
 
@@ -34,7 +34,7 @@ START: Final = StreamId(0, 0)
 
 def parse_cursor(text: str) -> StreamId | None:
     """The id `text` names, or None when it is not an entry id."""
-    match = _PATTERN.match(text)
+    match = _PATTERN.fullmatch(text)
     if match is None:
         return None
     ms, seq = int(match[1]), int(match[2])

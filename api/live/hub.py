@@ -37,7 +37,7 @@ class LiveHub:
         self.heartbeat_s = heartbeat_s
         self.position: StreamId = START
         """The newest stream entry read by this instance (delivered or not)."""
-        self._subscribers: set[Subscriber] = set()
+        self._indexed: dict[Subscriber, tuple[frozenset[str], frozenset[str]]] = {}
         self._by_device: dict[str, set[Subscriber]] = {}
         self._by_group: dict[str, set[Subscriber]] = {}
         self._everything: set[Subscriber] = set()
@@ -49,7 +49,8 @@ class LiveHub:
         selection = subscriber.selection
         if selection.empty:
             return
-        self._subscribers.add(subscriber)
+        # The keys are remembered, so that detaching costs the connection's own keys, not the hub's.
+        self._indexed[subscriber] = (frozenset(selection.devices), frozenset(selection.groups))
         for device_id in selection.devices:
             self._by_device.setdefault(device_id, set()).add(subscriber)
         for group in selection.groups:
@@ -61,14 +62,17 @@ class LiveHub:
 
     def detach(self, subscriber: Subscriber) -> None:
         """Stop routing to `subscriber` (a closed connection, or before re-indexing it)."""
-        if subscriber not in self._subscribers:
+        keys = self._indexed.pop(subscriber, None)
+        if keys is None:
             return
-        self._subscribers.discard(subscriber)
-        for index in (self._by_device, self._by_group):
-            for key in [key for key, subscribers in index.items() if subscriber in subscribers]:
-                index[key].discard(subscriber)
-                if not index[key]:
-                    del index[key]
+        devices, groups = keys
+        for index, names in ((self._by_device, devices), (self._by_group, groups)):
+            for name in names:
+                subscribers = index.get(name)
+                if subscribers is not None:
+                    subscribers.discard(subscriber)
+                    if not subscribers:
+                        del index[name]
         self._everything.discard(subscriber)
         self._spatial.discard(subscriber)
 
@@ -93,9 +97,9 @@ class LiveHub:
     @property
     def subscribers(self) -> frozenset[Subscriber]:
         """The connections subscribed to anything (for logs and tests)."""
-        return frozenset(self._subscribers)
+        return frozenset(self._indexed)
 
     @property
     def connections(self) -> int:
         """Connections subscribed to anything (for logs and tests)."""
-        return len(self._subscribers)
+        return len(self._indexed)
