@@ -43,6 +43,8 @@ class GroupDirectory:
     async def reload(self) -> None:
         """Read the map again; raises `psycopg.OperationalError` when PostgreSQL does not answer."""
         async with self._lock:
+            # The map's age counts from the query's start: a change committed during it may be missing.
+            started = time.monotonic()
             async with self._pool.connection() as conn, conn.cursor() as cur:
                 await cur.execute("SELECT id, group_name FROM devices WHERE group_name IS NOT NULL")
                 rows = await cur.fetchall()
@@ -51,7 +53,7 @@ class GroupDirectory:
                 members.setdefault(group, set()).add(device_id)
             self._group_of = {row[0]: row[1] for row in rows}
             self._members = members
-            self._loaded_at = time.monotonic()
+            self._loaded_at = started
 
     async def reload_if_older(self, max_age_s: float) -> None:
         """Reload when the map is older than `max_age_s` (or was never loaded)."""

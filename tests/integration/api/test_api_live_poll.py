@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 
 import httpx
@@ -20,11 +19,16 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def poller(api_settings: Settings, admin_token: str, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """An admin's client of an API instance that reloads device groups on every poll (the registry is
-    filled by the tests)."""
-    settings = dataclasses.replace(api_settings, api=dataclasses.replace(api_settings.api, live_group_refresh_s=0.05))
-    async with running(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+async def registry(database_url: str) -> None:
+    """Two devices in two groups, registered before the API instance starts (its group cache is fresh)."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("INSERT INTO devices (id, group_name) VALUES ('truck-n1', 'north'), ('truck-s1', 'south')")
+
+
+@pytest.fixture
+async def poller(api_settings: Settings, admin_token: str, registry: None) -> AsyncIterator[httpx.AsyncClient]:
+    """An admin's client of an API instance started after the registry was filled."""
+    async with running(api_settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
         client.headers["Authorization"] = f"Bearer {admin_token}"
         yield client
 
@@ -60,11 +64,7 @@ async def test_poll_returns_updates_after_the_cursor_and_where_to_continue(
     assert empty == {"updates": [], "next_cursor": entries[2], "reset": False}
 
 
-async def test_poll_filters_by_devices_group_and_box(
-    poller: httpx.AsyncClient, redis_client: aioredis.Redis, database_url: str
-) -> None:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await conn.execute("INSERT INTO devices (id, group_name) VALUES ('truck-n1', 'north'), ('truck-s1', 'south')")
+async def test_poll_filters_by_devices_group_and_box(poller: httpx.AsyncClient, redis_client: aioredis.Redis) -> None:
     await redis_client.geoadd(GEO_KEY, (13.4, 52.5, "truck-s1"))
     since = await publish_fuel(redis_client, "truck-x", 1, 0.0)
     north = await publish_fuel(redis_client, "truck-n1", 1, 1.0)
