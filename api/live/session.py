@@ -228,23 +228,22 @@ class LiveSession:
         selection.groups |= delta.groups
         for box, members in delta.boxes.items():
             selection.boxes.setdefault(box, set()).update(members)
+        since = self._since
+        gone = await expired(self._redis, since) if since is not None else None
+        if gone is not None:
+            self._outbox.push(SERVER_MESSAGES.encode(ResetMessage(gone.reason, gone.oldest)))
+            since = self._since = None
         # Attach before reading snapshots or history, with no await in between, so that every entry after
         # `upto` reaches the outbox live and every entry up to it is in Redis to be read.
-        if self._since is not None:
+        if since is not None:
             self._outbox.hold()
-            self._subscriber.floor = max(self._subscriber.floor, self._since)
+            self._subscriber.floor = max(self._subscriber.floor, since)
         self._hub.attach(self._subscriber)
         upto = self._hub.position
         for device_id in sorted(hidden):
             self._outbox.push(SERVER_MESSAGES.encode(SnapshotMessage(device_id, None)))
-        if self._since is not None:
-            gone = await expired(self._redis, self._since)
-            if gone is None:
-                await self._replay(self._since, upto, delta, before)
-            else:
-                self._outbox.push(SERVER_MESSAGES.encode(ResetMessage(gone.reason, gone.oldest)))
-                self._since = None
-                await self._snapshots(delta)
+        if since is not None:
+            await self._replay(since, upto, delta, before)
             self._outbox.release()
         else:
             await self._snapshots(delta)
