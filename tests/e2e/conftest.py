@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -115,7 +115,7 @@ class LiveWatcher:
     updates: Counter[str] = field(default_factory=Counter)
     last_position: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_presence: dict[str, dict[str, Any]] = field(default_factory=dict)
-    corrections: Counter[str] = field(default_factory=Counter)
+    corrections: defaultdict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     unexpected: list[dict[str, Any]] = field(default_factory=list)
 
     async def subscribe(self, ws: ClientConnection, devices: list[str]) -> None:
@@ -138,7 +138,7 @@ class LiveWatcher:
                 self.last_presence[message["device_id"]] = message["presence"]
                 continue
             if message["type"] == "correction":
-                self.corrections[message["device_id"]] += 1
+                self.corrections[message["device_id"]].append(message["values"])
                 continue
             if message["type"] == "heartbeat":
                 continue
