@@ -8,7 +8,8 @@ from typing import Final
 from api.live.cursor import START, StreamId
 from api.live.directory import GroupDirectory
 from api.live.outbox import Outbox
-from api.live.selection import Selection
+from api.live.selection import BBox, Selection, moved_to
+from api.live.spatial import BoxIndex
 from api.live.update import LiveUpdate
 
 DEFAULT_HEARTBEAT_S: Final = 15.0
@@ -30,18 +31,18 @@ class Subscriber:
 
 class LiveHub:
     """The subscriptions of one app instance, indexed so that an update only visits the connections that
-    may want it: by device id, by group, every-device, and those with boxes (checked one by one)."""
+    may want it: by device id, by group, every-device, and by box (`BoxIndex`)."""
 
     def __init__(self, directory: GroupDirectory, *, heartbeat_s: float = DEFAULT_HEARTBEAT_S) -> None:
         self.directory = directory
         self.heartbeat_s = heartbeat_s
         self.position: StreamId = START
         """The newest stream entry read by this instance (delivered or not)."""
-        self._indexed: dict[Subscriber, tuple[frozenset[str], frozenset[str]]] = {}
+        self._indexed: dict[Subscriber, tuple[frozenset[str], frozenset[str], frozenset[BBox]]] = {}
         self._by_device: dict[str, set[Subscriber]] = {}
         self._by_group: dict[str, set[Subscriber]] = {}
         self._everything: set[Subscriber] = set()
-        self._spatial: set[Subscriber] = set()
+        self._boxes: BoxIndex[Subscriber] = BoxIndex()
 
     def attach(self, subscriber: Subscriber) -> None:
         """Start routing to `subscriber` according to its selection; call again after changing it."""
@@ -50,22 +51,26 @@ class LiveHub:
         if selection.empty:
             return
         # The keys are remembered, so that detaching costs the connection's own keys, not the hub's.
-        self._indexed[subscriber] = (frozenset(selection.devices), frozenset(selection.groups))
+        self._indexed[subscriber] = (
+            frozenset(selection.devices),
+            frozenset(selection.groups),
+            frozenset(selection.boxes),
+        )
         for device_id in selection.devices:
             self._by_device.setdefault(device_id, set()).add(subscriber)
         for group in selection.groups:
             self._by_group.setdefault(group, set()).add(subscriber)
         if selection.everything:
             self._everything.add(subscriber)
-        if selection.boxes:
-            self._spatial.add(subscriber)
+        for box, members in selection.boxes.items():
+            self._boxes.add(subscriber, box, members)
 
     def detach(self, subscriber: Subscriber) -> None:
         """Stop routing to `subscriber` (a closed connection, or before re-indexing it)."""
         keys = self._indexed.pop(subscriber, None)
         if keys is None:
             return
-        devices, groups = keys
+        devices, groups, boxes = keys
         for index, names in ((self._by_device, devices), (self._by_group, groups)):
             for name in names:
                 subscribers = index.get(name)
@@ -74,7 +79,8 @@ class LiveHub:
                     if not subscribers:
                         del index[name]
         self._everything.discard(subscriber)
-        self._spatial.discard(subscriber)
+        for box in boxes:
+            self._boxes.remove(subscriber, box)
 
     def publish(self, update: LiveUpdate) -> None:
         """Offer `update` to every connection whose selection matches it and whose limits allow it, once."""
@@ -83,10 +89,7 @@ class LiveHub:
         targets.update(self._by_device.get(update.device_id, ()))
         if group is not None:
             targets.update(self._by_group.get(group, ()))
-        for subscriber in self._spatial:
-            # Every box follows every position, matched or not, so that membership stays current.
-            if subscriber.selection.track(update):
-                targets.add(subscriber)
+        targets.update(self._boxes.route(update.device_id, moved_to(update)))
         for subscriber in targets:
             if subscriber.group_limit is not None and subscriber.group_limit != group:
                 continue

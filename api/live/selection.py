@@ -1,8 +1,8 @@
 """What a live client asked for: named devices, groups, boxes of the map, or everything.
 
 A `Selection` decides per update whether it matches, given the device's group (from the
-`GroupDirectory`) and, for boxes, its position. The same rules serve the WebSocket (which tracks which
-devices are inside each box as positions stream by) and the polling route and resume replays (which
+`GroupDirectory`) and, for boxes, its position. The same rules serve the WebSocket (whose hub tracks which
+devices are inside each box as positions stream by, `api.live.spatial`) and the polling route and resume replays (which
 are stateless: an update matches a box when its own position is inside, or, without one, the device's
 current position is).
 """
@@ -55,7 +55,8 @@ GroupOf = Callable[[str], str | None]
 
 @dataclass(slots=True)
 class Selection:
-    """The subscriptions of one client. `boxes` maps each box to the devices now inside it."""
+    """The subscriptions of one client. `boxes` maps each box to the devices now inside it (kept current by
+    the hub's `BoxIndex` while the client is attached)."""
 
     everything: bool = False
     devices: set[str] = field(default_factory=set)
@@ -72,23 +73,6 @@ class Selection:
     def empty(self) -> bool:
         """Nothing subscribed."""
         return not (self.everything or self.devices or self.groups or self.boxes)
-
-    def track(self, update: LiveUpdate) -> bool:
-        """Follow a live update through the boxes; True when the device is (or just was) inside one.
-
-        The update that moves a device out of a box still matches, so the client sees it leave.
-        """
-        inside = False
-        moved = moved_to(update)
-        for box, members in self.boxes.items():
-            was_inside = update.device_id in members
-            if moved is not None:
-                if box.contains(*moved):
-                    members.add(update.device_id)
-                else:
-                    members.discard(update.device_id)
-            inside = inside or was_inside or update.device_id in members
-        return inside
 
     def covers(self, device_id: str, group: str | None) -> bool:
         """True when updates of `device_id` are wanted now (boxes: while it is inside one)."""
