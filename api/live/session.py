@@ -221,6 +221,12 @@ class LiveSession:
         if isinstance(found, str):
             return found
         delta, hidden = found
+        since = self._since
+        gone = await expired(self._redis, since) if since is not None else None
+        if gone is not None:
+            self._outbox.push(SERVER_MESSAGES.encode(ResetMessage(gone.reason, gone.oldest)))
+            since = self._since = None
+        # From here to `upto`, no await: the selection changes and is re-indexed in one step.
         selection = self._subscriber.selection
         before = selection.copy()
         selection.everything = selection.everything or delta.everything
@@ -228,11 +234,6 @@ class LiveSession:
         selection.groups |= delta.groups
         for box, members in delta.boxes.items():
             selection.boxes.setdefault(box, set()).update(members)
-        since = self._since
-        gone = await expired(self._redis, since) if since is not None else None
-        if gone is not None:
-            self._outbox.push(SERVER_MESSAGES.encode(ResetMessage(gone.reason, gone.oldest)))
-            since = self._since = None
         # Attach before reading snapshots or history, with no await in between, so that every entry after
         # `upto` reaches the outbox live and every entry up to it is in Redis to be read.
         if since is not None:
