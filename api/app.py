@@ -36,7 +36,8 @@ from api.groups.controllers import GroupController
 from api.health.controllers import healthz, readyz
 from api.ingest.backend import build_ingest, ingest_lifespan, provide_ingest
 from api.ingest.controllers import ingest
-from api.live.controllers import live
+from api.live.controllers import live, live_poll
+from api.live.directory import GroupDirectory
 from api.live.hub import LiveHub
 from api.live.stream import LiveStreamReader
 from api.openapi import document_problems
@@ -76,7 +77,8 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
         )
         await pool.open(wait=False)
         redis = Redis.from_url(settings.redis.url, retry=Retry(NoBackoff(), REDIS_RETRIES))
-        hub = LiveHub()
+        directory = GroupDirectory(pool, refresh_s=settings.api.live_group_refresh_s)
+        hub = LiveHub(directory, heartbeat_s=settings.api.live_heartbeat_s)
         reader = LiveStreamReader(redis, hub)
         try:
             # Pin the stream position now, so every update after startup reaches subscribers; if Redis
@@ -87,11 +89,13 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
             log.warning("live stream position unknown at startup (%s); the reader will retry", exc)
         app.state[STATE_KEY] = Backends(pool=pool, redis=redis, hub=hub)
         reader_task = asyncio.create_task(reader.run(), name="live-stream-reader")
+        groups_task = asyncio.create_task(directory.run(), name="live-group-directory")
         try:
             yield
         finally:
             reader_task.cancel()
-            await asyncio.gather(reader_task, return_exceptions=True)
+            groups_task.cancel()
+            await asyncio.gather(reader_task, groups_task, return_exceptions=True)
             await redis.aclose()
             await pool.close()
 
@@ -118,7 +122,16 @@ def create_app(settings: Settings) -> Litestar:
 
     api = Router(
         API_PREFIX,
-        route_handlers=[DeviceController, TelemetryController, live, login, UserController, ApiKeyController, ingest],
+        route_handlers=[
+            DeviceController,
+            TelemetryController,
+            live,
+            live_poll,
+            login,
+            UserController,
+            ApiKeyController,
+            ingest,
+        ],
     )
     for handler in (GroupController, fleet_state):
         api.register(handler)

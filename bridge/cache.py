@@ -5,6 +5,11 @@
 
 Presence rides along: a device that sends telemetry is marked online (by heartbeat) unless its own
 status said otherwise, and `sweep` marks online devices offline once they are silent for too long.
+
+Every merge announces what it decided on the live stream, one entry per device and kind (`state`,
+`presence`, `correction`; see `models.state`). A late value (older than the one held) leaves the state
+alone but is announced as a `correction`, in the same script call: the live path never drops a reading
+silently, and the merge stays one round trip per batch.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from bridge.errors import CacheUnavailableError
 from models.state import (
     FIELD_PRESENCE,
     GEO_KEY,
+    LIVE_KIND_CORRECTION,
+    LIVE_KIND_PRESENCE,
+    LIVE_KIND_STATE,
     LIVE_STREAM_KEY,
     LIVE_STREAM_MAXLEN,
     SEEN_KEY,
@@ -65,26 +73,36 @@ class MemoryStateCache:
     def __init__(self) -> None:
         self._state: dict[str, dict[str, bytes]] = {}
         self._seen: dict[str, datetime] = {}
-        self.announced: list[tuple[str, dict[str, bytes]]] = []
+        self.announced: list[tuple[str, str, dict[str, bytes]]] = []
+        """(device, live entry kind, fields) in the order the Redis cache would append them to the stream."""
 
     async def merge(self, updates: Merge, *, seen: Collection[str], now: datetime) -> States:
         changed: States = {}
         for device in {*updates, *seen}:
             stored = self._state.setdefault(device, {})
             changes: dict[str, bytes] = {}
+            late: dict[str, bytes] = {}
             for name, (order, encoded) in updates.get(device, {}).items():
                 current = stored.get(name)
                 if current is None or order > _order(current):
                     stored[name] = encoded
                     changes[name] = encoded
+                elif name != FIELD_PRESENCE and order < _order(current):
+                    late[name] = encoded
             if device in seen:
                 self._seen[device] = now
                 presence = stored.get(FIELD_PRESENCE)
                 value = decode_field(presence).value if presence is not None else None
                 if value is None or (value["state"] == "offline" and value["source"] == "heartbeat"):
                     stored[FIELD_PRESENCE] = changes[FIELD_PRESENCE] = presence_field("online", now)
+            presence_change = changes.pop(FIELD_PRESENCE, None)
             if changes:
-                self.announced.append((device, changes))
+                self.announced.append((device, LIVE_KIND_STATE, changes))
+            if presence_change is not None:
+                self.announced.append((device, LIVE_KIND_PRESENCE, {FIELD_PRESENCE: presence_change}))
+            if late:
+                self.announced.append((device, LIVE_KIND_CORRECTION, late))
+            if changes or presence_change is not None:
                 changed[device] = dict(stored)
         return changed
 

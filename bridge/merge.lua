@@ -5,6 +5,11 @@
 -- An encoded value is "<ts_ms>:<boot>:<seq>:<json>"; (ts_ms, boot, seq) orders values.
 -- Returns, for every device whose state changed: device id, field count, then its whole state
 -- (field, value)..., so the caller can republish it.
+-- Live entries (one XADD each, only when there is something to say): `state` with the fields that won,
+-- `presence` when presence changed (its own entry, so a client can tell a device going offline from a
+-- reading), and `correction` with the fields of a late sample: older than what is held, so the state
+-- keeps the newer value, but announced so that live charts can fill in history they missed.
+-- A value equal to the one held (a redelivery) is neither: it is dropped silently.
 local function order(encoded)
   local ts, boot, seq = string.match(encoded, '^(%d+):(%d+):(%d+):')
   return tonumber(ts), tonumber(boot), tonumber(seq)
@@ -38,14 +43,20 @@ for d = 1, devices do
   local count = tonumber(ARGV[i + 2])
   i = i + 3
   local changes = {}
+  local presence_change = nil
+  local late = {}
   for _ = 1, count do
     local name, encoded = ARGV[i], ARGV[i + 1]
     i = i + 2
     local current = redis.call('HGET', key, name)
     if (not current) or newer(encoded, current) then
       redis.call('HSET', key, name, encoded)
-      changes[#changes + 1] = name
-      changes[#changes + 1] = encoded
+      if name == 'presence' then
+        presence_change = encoded
+      else
+        changes[#changes + 1] = name
+        changes[#changes + 1] = encoded
+      end
       if name == 'pos' then
         local pos = value_of(encoded)
         -- Redis GEO covers latitudes up to ±85.05112878 (Web Mercator).
@@ -53,6 +64,11 @@ for d = 1, devices do
           redis.call('GEOADD', geo, pos.lon, pos.lat, device)
         end
       end
+    elseif name ~= 'presence' and newer(current, encoded) then
+      -- Presence is ordered by server time and a replayed retained status is ordered first on purpose:
+      -- an older presence is not a late reading, so only readings become corrections.
+      late[#late + 1] = name
+      late[#late + 1] = encoded
     end
   end
   if seen then
@@ -67,12 +83,19 @@ for d = 1, devices do
     end
     if revive then
       redis.call('HSET', key, 'presence', online_by_heartbeat)
-      changes[#changes + 1] = 'presence'
-      changes[#changes + 1] = online_by_heartbeat
+      presence_change = online_by_heartbeat
     end
   end
   if #changes > 0 then
     redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'd', device, 'k', 'state', unpack(changes))
+  end
+  if presence_change then
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'd', device, 'k', 'presence', 'presence', presence_change)
+  end
+  if #late > 0 then
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'd', device, 'k', 'correction', unpack(late))
+  end
+  if #changes > 0 or presence_change then
     local whole = redis.call('HGETALL', key)
     result[#result + 1] = device
     result[#result + 1] = #whole / 2

@@ -8,7 +8,10 @@ Redis layout (Redis is a cache beside PostgreSQL; it can be rebuilt from the dat
   ties broken by (boot, seq), atomically in one Lua script, so a late sample never regresses state.
 * `fleet:geo` — a GEO set of the latest position of every device.
 * `fleet:live` — a capped stream of live updates read by every API instance. Entry fields:
-  `d` (device id), `k` (kind: `state`), then the changed state fields under their own names.
+  `d` (device id), `k` (kind), then state fields under their own names, encoded as in the hash. Kinds:
+  `state` (the fields that won the merge), `presence` (the `presence` field alone, when it changed) and
+  `correction` (the fields of a late sample that lost the merge because newer values are held: the
+  state is not regressed, but live clients learn of the reading). The entry id is the clients' cursor.
 * `fleet:seen` — a sorted set: device -> when the bridge last committed telemetry from it (ms).
 
 Presence is the state field `presence`, ordered by server time rather than device time: the retained
@@ -35,6 +38,10 @@ SEEN_KEY: Final = "fleet:seen"
 METRIC_PREFIX: Final = "m."
 AGGREGATE_PREFIX: Final = "a."
 RESERVED_LIVE_FIELDS: Final = frozenset({"d", "k"})
+LIVE_KIND_STATE: Final = "state"
+LIVE_KIND_PRESENCE: Final = "presence"
+LIVE_KIND_CORRECTION: Final = "correction"
+LIVE_KINDS: Final = (LIVE_KIND_STATE, LIVE_KIND_PRESENCE, LIVE_KIND_CORRECTION)
 
 
 def state_key(device_id: str) -> str:

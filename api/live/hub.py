@@ -1,58 +1,108 @@
-"""Routes each live update to the outboxes of the connections subscribed to its device."""
+"""Routes each live update to the connections whose selection matches it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
 
+from api.live.cursor import START, StreamId
+from api.live.directory import GroupDirectory
 from api.live.outbox import Outbox
+from api.live.selection import BBox, Selection, moved_to
+from api.live.spatial import BoxIndex
 from api.live.update import LiveUpdate
+
+DEFAULT_HEARTBEAT_S: Final = 15.0
+
+
+@dataclass(eq=False, slots=True)
+class Subscriber:
+    """One connection as the hub sees it: its outbox, selection and limits.
+
+    `group_limit` (a group-limited API key) is checked on every delivery, whatever was selected.
+    `floor` is the resume cursor: updates at or before it were replayed, or the client had them.
+    """
+
+    outbox: Outbox
+    group_limit: str | None = None
+    selection: Selection = field(default_factory=Selection)
+    floor: StreamId = START
 
 
 class LiveHub:
-    """The subscriptions of one app instance: device id -> outboxes, plus those that want every device."""
+    """The subscriptions of one app instance, indexed so that an update only visits the connections that
+    may want it: by device id, by group, every-device, and by box (`BoxIndex`)."""
 
-    def __init__(self) -> None:
-        self._by_device: dict[str, set[Outbox]] = {}
-        self._everything: set[Outbox] = set()
+    def __init__(self, directory: GroupDirectory, *, heartbeat_s: float = DEFAULT_HEARTBEAT_S) -> None:
+        self.directory = directory
+        self.heartbeat_s = heartbeat_s
+        self.position: StreamId = START
+        """The newest stream entry read by this instance (delivered or not)."""
+        self._indexed: dict[Subscriber, tuple[frozenset[str], frozenset[str], frozenset[BBox]]] = {}
+        self._by_device: dict[str, set[Subscriber]] = {}
+        self._by_group: dict[str, set[Subscriber]] = {}
+        self._everything: set[Subscriber] = set()
+        self._boxes: BoxIndex[Subscriber] = BoxIndex()
 
-    def subscribe(self, outbox: Outbox, device_ids: Iterable[str]) -> None:
-        """Deliver updates of these devices to `outbox`."""
-        for device_id in device_ids:
-            self._by_device.setdefault(device_id, set()).add(outbox)
+    def attach(self, subscriber: Subscriber) -> None:
+        """Start routing to `subscriber` according to its selection; call again after changing it."""
+        self.detach(subscriber)
+        selection = subscriber.selection
+        if selection.empty:
+            return
+        # The keys are remembered, so that detaching costs the connection's own keys, not the hub's.
+        self._indexed[subscriber] = (
+            frozenset(selection.devices),
+            frozenset(selection.groups),
+            frozenset(selection.boxes),
+        )
+        for device_id in selection.devices:
+            self._by_device.setdefault(device_id, set()).add(subscriber)
+        for group in selection.groups:
+            self._by_group.setdefault(group, set()).add(subscriber)
+        if selection.everything:
+            self._everything.add(subscriber)
+        for box, members in selection.boxes.items():
+            self._boxes.add(subscriber, box, members)
 
-    def unsubscribe(self, outbox: Outbox, device_ids: Iterable[str]) -> None:
-        """Stop delivering updates of these devices to `outbox`."""
-        for device_id in device_ids:
-            outboxes = self._by_device.get(device_id)
-            if outboxes is None:
-                continue
-            outboxes.discard(outbox)
-            if not outboxes:
-                del self._by_device[device_id]
-
-    def subscribe_all(self, outbox: Outbox) -> None:
-        """Deliver updates of every device to `outbox`."""
-        self._everything.add(outbox)
-
-    def unsubscribe_all(self, outbox: Outbox) -> None:
-        """Undo `subscribe_all`; subscriptions to named devices stay."""
-        self._everything.discard(outbox)
-
-    def detach(self, outbox: Outbox, device_ids: Iterable[str]) -> None:
-        """Remove a closed connection's outbox everywhere it was subscribed."""
-        self.unsubscribe_all(outbox)
-        self.unsubscribe(outbox, device_ids)
+    def detach(self, subscriber: Subscriber) -> None:
+        """Stop routing to `subscriber` (a closed connection, or before re-indexing it)."""
+        keys = self._indexed.pop(subscriber, None)
+        if keys is None:
+            return
+        devices, groups, boxes = keys
+        for index, names in ((self._by_device, devices), (self._by_group, groups)):
+            for name in names:
+                subscribers = index.get(name)
+                if subscribers is not None:
+                    subscribers.discard(subscriber)
+                    if not subscribers:
+                        del index[name]
+        self._everything.discard(subscriber)
+        for box in boxes:
+            self._boxes.remove(subscriber, box)
 
     def publish(self, update: LiveUpdate) -> None:
-        """Offer `update` to every outbox subscribed to its device, once each."""
-        for outbox in self._everything:
-            outbox.offer(update)
-        for outbox in self._by_device.get(update.device_id, ()):
-            if outbox not in self._everything:
-                outbox.offer(update)
+        """Offer `update` to every connection whose selection matches it and whose limits allow it, once."""
+        group = self.directory.group_of(update.device_id)
+        targets = set(self._everything)
+        targets.update(self._by_device.get(update.device_id, ()))
+        if group is not None:
+            targets.update(self._by_group.get(group, ()))
+        targets.update(self._boxes.route(update.device_id, moved_to(update)))
+        for subscriber in targets:
+            if subscriber.group_limit is not None and subscriber.group_limit != group:
+                continue
+            if update.last <= subscriber.floor:
+                continue  # a resumed client already has it (this instance's reader lagged behind)
+            subscriber.outbox.offer(update)
+
+    @property
+    def subscribers(self) -> frozenset[Subscriber]:
+        """The connections subscribed to anything (for logs and tests)."""
+        return frozenset(self._indexed)
 
     @property
     def connections(self) -> int:
-        """Outboxes subscribed to anything (for logs and tests)."""
-        named = set().union(*self._by_device.values()) if self._by_device else set()
-        return len(named | self._everything)
+        """Connections subscribed to anything (for logs and tests)."""
+        return len(self._indexed)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from api.live.cursor import StreamId
 from api.live.update import LiveUpdate
 
 MAX_PENDING_DEVICES: Final = 10_000
@@ -14,44 +15,72 @@ MAX_PENDING_DEVICES: Final = 10_000
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """What the sender writes next: control messages first (snapshots, acks), then state updates."""
+    """What the sender writes next: control messages first (snapshots, replays, acks), then updates,
+    each with the cursor to send it with."""
 
     control: list[bytes]
-    updates: list[LiveUpdate]
+    updates: list[tuple[LiveUpdate, str]]
     overflowed: bool
 
 
-class Outbox:
-    """Pending messages of one connection: at most one update per device, newer changes merged into it.
+def resume_points(updates: list[LiveUpdate]) -> list[tuple[LiveUpdate, str]]:
+    """Order updates by their oldest entry and give each the cursor a client may resume from after it.
 
-    `offer` never blocks and never grows past `max_pending_devices` devices: a client that reads slower
-    than its devices change receives fewer, fuller updates instead of a backlog. If more distinct devices
-    are pending than that, the outbox marks itself overflowed and the connection is closed, so the client
-    reconnects and starts again from snapshots; nothing is dropped silently.
+    Unconflated, that is the update's own entry id. Conflated (a slow client), an update may fold in
+    entries older than another update still to come; its cursor is then held back to just before that
+    update's oldest entry, so a client that disconnects mid-batch and resumes misses nothing (it may
+    see a few conflated changes again, which the newer-wins rule makes harmless).
+    """
+    ordered = sorted(updates, key=lambda update: update.first)
+    out: list[tuple[LiveUpdate, str]] = []
+    newest: StreamId | None = None
+    for n, update in enumerate(ordered):
+        newest = update.last if newest is None or update.last > newest else newest
+        point = newest
+        if n + 1 < len(ordered):
+            before_next = ordered[n + 1].first.previous()
+            point = min(point, before_next)
+        out.append((update, str(point)))
+    return out
+
+
+class Outbox:
+    """Pending messages of one connection: at most one update per device and kind, newer changes merged in.
+
+    `offer` never blocks and never grows past `max_pending_devices` keys: a client that reads slower
+    than its devices change receives fewer, fuller updates instead of a backlog. If more are pending
+    than that, the outbox marks itself overflowed and the connection is closed, so the client
+    reconnects and resumes; nothing is dropped silently.
+
+    While `held` (a resume replay is being sent as control messages) updates stay pending, so that
+    they follow the replay in stream order.
     """
 
     def __init__(self, max_pending_devices: int = MAX_PENDING_DEVICES) -> None:
         self._max_pending_devices = max_pending_devices
-        self._updates: dict[str, LiveUpdate] = {}
+        self._updates: dict[tuple[str, str], LiveUpdate] = {}
         self._control: list[bytes] = []
         self._ready = asyncio.Event()
         self._control_sent = asyncio.Event()
         self._control_sent.set()
+        self.held = False
         self.overflowed = False
         self.conflated = 0
         """Updates folded into a pending one: how far this client lags behind, for logs and tests."""
 
     def offer(self, update: LiveUpdate) -> None:
-        """Queue a device's update, merging it into the one already pending for that device."""
-        pending = self._updates.get(update.device_id)
+        """Queue a device's update, merging it into the one of its kind already pending for that device."""
+        key = (update.device_id, update.kind)
+        pending = self._updates.get(key)
         if pending is not None:
-            self._updates[update.device_id] = pending.followed_by(update)
+            self._updates[key] = pending.followed_by(update)
             self.conflated += 1
         elif len(self._updates) >= self._max_pending_devices:
             self.overflowed = True
         else:
-            self._updates[update.device_id] = update
-        self._ready.set()
+            self._updates[key] = update
+        if not self.held:
+            self._ready.set()
 
     def push(self, message: bytes) -> None:
         """Queue a control message; these are never conflated or dropped, and go before updates."""
@@ -59,22 +88,46 @@ class Outbox:
         self._control_sent.clear()
         self._ready.set()
 
+    def hold(self) -> None:
+        """Keep updates pending (conflating) until `release`."""
+        self.held = True
+
+    def release(self) -> None:
+        """Send pending updates again."""
+        self.held = False
+        if self._updates:
+            self._ready.set()
+
     def forget(self, device_ids: Iterable[str]) -> None:
         """Drop pending updates of devices the client unsubscribed from."""
-        for device_id in device_ids:
-            self._updates.pop(device_id, None)
+        gone = set(device_ids)
+        self._updates = {key: update for key, update in self._updates.items() if key[0] not in gone}
 
     def pending_devices(self) -> list[str]:
         """Devices with an update waiting to be sent."""
-        return list(self._updates)
+        return list(dict.fromkeys(device for device, _ in self._updates))
+
+    @property
+    def pending(self) -> int:
+        """Updates waiting (at most one per device and kind)."""
+        return len(self._updates)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing pending, held or unsent: every update offered so far reached the socket."""
+        return not self._updates and not self._control and not self.held and self._control_sent.is_set()
 
     async def take(self) -> Batch:
-        """Wait until something is pending, then hand all of it over."""
+        """Wait until something is pending, then hand all of it over (while held: control only)."""
         await self._ready.wait()
         self._ready.clear()
-        batch = Batch(self._control, list(self._updates.values()), self.overflowed)
+        overflowed = self.overflowed
+        if self.held:
+            batch = Batch(self._control, [], overflowed)
+        else:
+            batch = Batch(self._control, resume_points(list(self._updates.values())), overflowed)
+            self._updates = {}
         self._control = []
-        self._updates = {}
         return batch
 
     def sent(self) -> None:

@@ -1,16 +1,15 @@
-"""The WebSocket protocol of `/api/v1/live`: what a client sends and what it receives (JSON text frames).
+"""The protocol of `/api/v1/live`: WebSocket messages (JSON text frames) and the polling answer.
 
-Client → server: `{"action": "subscribe", "devices": ["truck-0001", ...]}` or the same with
-`"unsubscribe"`; `"*"` stands for every device.
+Client → server (`action`):
 
-Server → client, each with a `type`:
+* `subscribe` with exactly one of `devices` (ids; `"*"` for every device), `group` (a registry group) or
+  `bbox` (`[min_lon, min_lat, max_lon, max_lat]`: devices whose last position is inside);
+* `unsubscribe` with the same selector as the subscription it ends;
+* `resume` with `cursor`: later subscribe requests replay the stream after it instead of sending
+  snapshots (the same as `?since=` on the URL).
 
-* `snapshot` — a subscribed device's whole last-known state (`null` if none), sent on subscribe;
-* `subscribed` / `unsubscribed` — the request took effect (after its snapshots);
-* `state` — the fields of a device's state that changed since the last message for it, with the
-  `cursor` (stream entry id) of the newest change folded in. Every field carries its own device time
-  and `seq`: apply a field only when it is newer than the one held (a change may race a snapshot);
-* `error` — the last client message was refused, and why; the connection stays open.
+Server → client (`type`): `snapshot`, `subscribed`, `unsubscribed`, `state`, `presence`, `correction`,
+`reset`, `heartbeat`, `error`; see docs/api.md for when each is sent.
 """
 
 from __future__ import annotations
@@ -20,29 +19,51 @@ from typing import Annotated, Final
 import msgspec
 from msgspec import Meta
 
-from models.state import DeviceState
+from models.state import DeviceState, PresenceState
 from models.topics import DEVICE_ID_PATTERN
 
 ALL_DEVICES: Final = "*"
 MAX_DEVICES_PER_REQUEST: Final = 10_000
+CURSOR_PATTERN: Final = r"^\d{1,20}-\d{1,20}$"
 
 DeviceSelector = Annotated[str, Meta(pattern=rf"^(\*|{DEVICE_ID_PATTERN})$")]
 DeviceSelection = Annotated[list[DeviceSelector], Meta(min_length=1, max_length=MAX_DEVICES_PER_REQUEST)]
+GroupName = Annotated[str, Meta(min_length=1, max_length=64)]
+Coordinates = Annotated[list[float], Meta(min_length=4, max_length=4)]
+Cursor = Annotated[str, Meta(pattern=CURSOR_PATTERN)]
 
 
 class Subscribe(msgspec.Struct, frozen=True, tag_field="action", tag="subscribe"):
-    """Start receiving snapshots and changes of these devices (`"*"`: all)."""
+    """Start receiving updates of a selection: snapshots first, or a replay after the resume cursor."""
 
-    devices: DeviceSelection
+    devices: DeviceSelection | None = None
+    group: GroupName | None = None
+    bbox: Coordinates | None = None
 
 
 class Unsubscribe(msgspec.Struct, frozen=True, tag_field="action", tag="unsubscribe"):
-    """Stop receiving changes of these devices (`"*"`: undo a subscription to all)."""
+    """Stop receiving updates of a selection, named as it was subscribed."""
 
-    devices: DeviceSelection
+    devices: DeviceSelection | None = None
+    group: GroupName | None = None
+    bbox: Coordinates | None = None
 
 
-ClientMessage = Subscribe | Unsubscribe
+class Resume(msgspec.Struct, frozen=True, tag_field="action", tag="resume"):
+    """Replay after `cursor` (the last one received) for the subscribe requests that follow."""
+
+    cursor: Cursor
+
+
+ClientMessage = Subscribe | Unsubscribe | Resume
+
+
+def selector_problem(request: Subscribe | Unsubscribe) -> str | None:
+    """Why a (un)subscribe request does not name exactly one selector, or None."""
+    named = [name for name in ("devices", "group", "bbox") if getattr(request, name) is not None]
+    if len(named) != 1:
+        return "name exactly one of devices, group or bbox"
+    return None
 
 
 class SnapshotMessage(msgspec.Struct, frozen=True, tag_field="type", tag="snapshot"):
@@ -53,29 +74,76 @@ class SnapshotMessage(msgspec.Struct, frozen=True, tag_field="type", tag="snapsh
 
 
 class StateMessage(msgspec.Struct, frozen=True, tag_field="type", tag="state"):
-    """Changed fields of one device's state; `cursor` is the stream entry id of the newest change."""
+    """Changed fields of one device's state; `cursor` is where to resume after this message."""
 
     device_id: str
     changes: DeviceState
     cursor: str
 
 
-class SubscribedMessage(msgspec.Struct, frozen=True, tag_field="type", tag="subscribed"):
-    """A subscribe request took effect; its snapshots were sent before this."""
+class PresenceMessage(msgspec.Struct, frozen=True, tag_field="type", tag="presence"):
+    """The device went online or offline."""
 
-    devices: list[str]
+    device_id: str
+    presence: PresenceState | None
+    cursor: str
 
 
-class UnsubscribedMessage(msgspec.Struct, frozen=True, tag_field="type", tag="unsubscribed"):
+class CorrectionMessage(msgspec.Struct, frozen=True, tag_field="type", tag="correction"):
+    """A late sample: older than the state held, so the state kept its newer values; each field of
+    `values` carries the sample's own time, boot and seq."""
+
+    device_id: str
+    values: DeviceState
+    cursor: str
+
+
+class SubscribedMessage(msgspec.Struct, frozen=True, tag_field="type", tag="subscribed", omit_defaults=True):
+    """A subscribe request took effect; its snapshots (or replay) were sent before this."""
+
+    devices: list[str] | None = None
+    group: str | None = None
+    bbox: list[float] | None = None
+
+
+class UnsubscribedMessage(msgspec.Struct, frozen=True, tag_field="type", tag="unsubscribed", omit_defaults=True):
     """An unsubscribe request took effect."""
 
-    devices: list[str]
+    devices: list[str] | None = None
+    group: str | None = None
+    bbox: list[float] | None = None
+
+
+class ResetMessage(msgspec.Struct, frozen=True, tag_field="type", tag="reset"):
+    """The resume cursor is older than the stream keeps (or unknown to it): snapshots follow instead."""
+
+    reason: str
+    oldest: str | None
+
+
+class HeartbeatMessage(msgspec.Struct, frozen=True, tag_field="type", tag="heartbeat"):
+    """Sent when nothing else was for `api.live_heartbeat_s`; `cursor` is a safe resume point."""
+
+    cursor: str | None
 
 
 class ErrorMessage(msgspec.Struct, frozen=True, tag_field="type", tag="error"):
     """The last client message was refused; the connection stays open."""
 
     message: str
+
+
+class LivePage(msgspec.Struct, frozen=True):
+    """The polling answer: matching updates after `since`, and where to continue.
+
+    `updates` holds `state`, `presence` and `correction` messages as on the WebSocket, one per stream
+    entry (never conflated). `reset` is true when `since` is older than the stream keeps: take
+    snapshots (`GET /api/v1/devices/{id}/state`), then poll from `next_cursor`.
+    """
+
+    updates: list[msgspec.Raw]
+    next_cursor: str
+    reset: bool = False
 
 
 CLIENT_MESSAGES: Final = msgspec.json.Decoder(ClientMessage)

@@ -1,9 +1,11 @@
-"""One WebSocket client of the live stream: its subscriptions, its outbox and the loops serving it."""
+"""One WebSocket client of the live stream: its selection, its outbox and the loops serving it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from collections.abc import Iterable
 from typing import Any, Final
 
 import msgspec
@@ -13,52 +15,100 @@ from litestar.exceptions import WebSocketDisconnect
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from api.devices.services import DeviceGroup, known_device_ids, read_states
-from api.live.hub import LiveHub
+from api.devices.services import known_device_ids, read_states
+from api.live.cursor import StreamId, parse_cursor, stream_id
+from api.live.history import expired, positions, read_after
+from api.live.hub import LiveHub, Subscriber
 from api.live.outbox import Outbox
 from api.live.schemas import (
     ALL_DEVICES,
     CLIENT_MESSAGES,
     SERVER_MESSAGES,
     ErrorMessage,
+    HeartbeatMessage,
+    ResetMessage,
+    Resume,
     SnapshotMessage,
     Subscribe,
     SubscribedMessage,
     Unsubscribe,
     UnsubscribedMessage,
+    selector_problem,
 )
+from api.live.selection import BBox, Selection, bbox_problem
+from api.live.stream import parse_entry
+from api.live.update import LiveUpdate
+from models.state import GEO_KEY
 
 log = logging.getLogger(__name__)
 
 MAX_SUBSCRIBED_DEVICES: Final = 10_000
+MAX_BOXES: Final = 16
 SNAPSHOT_BATCH_DEVICES: Final = 500
+MAX_MESSAGE_CHARS: Final = 1_048_576  # 10,000 of the longest device ids fit; more is not a typo
+MAX_BAD_MESSAGES_IN_A_ROW: Final = 20
+CLOSE_POLICY_VIOLATION: Final = 1008  # RFC 6455: the client keeps sending what it was told is wrong
 CLOSE_TRY_AGAIN_LATER: Final = 1013  # RFC 6455 registry: the client is too slow, reconnect
+EARTH_RADIUS_KM: Final = 6371.0088
+
+
+def _km_between(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Great-circle distance (haversine)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+async def devices_inside(redis: Redis, box: BBox) -> set[str]:
+    """Devices whose GEO-indexed position is inside `box`: a circle around it from Redis, then exact."""
+    lon = (box.min_lon + box.max_lon) / 2
+    lat = (box.min_lat + box.max_lat) / 2
+    corners = [(x, y) for x in (box.min_lon, box.max_lon) for y in (box.min_lat, box.max_lat)]
+    radius_km = max(_km_between(lon, lat, x, y) for x, y in corners) * 1.01 + 1
+    found: Any = await redis.geosearch(
+        GEO_KEY, longitude=lon, latitude=lat, radius=radius_km, unit="km", withcoord=True
+    )
+    inside: set[str] = set()
+    for member, coordinates in found:
+        member_lon, member_lat = coordinates
+        if box.contains(float(member_lon), float(member_lat)):
+            inside.add(member.decode() if isinstance(member, bytes) else str(member))
+    return inside
 
 
 class LiveSession:
     """Serves one accepted WebSocket until either side closes it.
 
-    A receive loop applies subscribe/unsubscribe requests; a send loop is the only writer to the
-    socket, so snapshots, acknowledgements and updates go out in order.
+    A receive loop applies requests; a send loop is the only writer to the socket, so snapshots,
+    replays, acknowledgements and updates go out in order, and it sends a heartbeat when nothing else
+    was sent for `hub.heartbeat_s`.
 
-    With a `group` (a group-limited API key) only that group's devices are served: `"*"` means the
-    group's devices at the time of the request, and a named device outside the group is answered like
-    an unknown one (a `null` snapshot, then nothing).
+    With `group_limit` (a group-limited API key) only that group's devices are ever delivered: `"*"`
+    means the group's devices, and a named device outside the group is answered like an unknown one
+    (a `null` snapshot, then nothing).
     """
 
     def __init__(
-        self, socket: WebSocket[Any, Any, Any], hub: LiveHub, redis: Redis, *, group: DeviceGroup | None = None
+        self,
+        socket: WebSocket[Any, Any, Any],
+        hub: LiveHub,
+        redis: Redis,
+        *,
+        group_limit: str | None = None,
+        since: StreamId | None = None,
     ) -> None:
         self._socket = socket
         self._hub = hub
         self._redis = redis
-        self._group = group
         self._outbox = Outbox()
-        self._devices: set[str] = set()
-        self._everything = False
+        self._subscriber = Subscriber(self._outbox, group_limit)
+        self._since = since
+        self._bad_in_a_row = 0
+        self._last_sent: str | None = None
 
     async def serve(self) -> None:
-        """Run both loops; when one ends (disconnect, overflow, error) stop the other and unsubscribe."""
+        """Run both loops; when one ends (disconnect, overflow, abuse, error) stop the other and detach."""
         receiver = asyncio.create_task(self._receive_loop(), name="live-receive")
         sender = asyncio.create_task(self._send_loop(), name="live-send")
         try:
@@ -67,99 +117,222 @@ class LiveSession:
             for task in (receiver, sender):
                 task.cancel()
             await asyncio.gather(receiver, sender, return_exceptions=True)
-            self._hub.detach(self._outbox, self._devices)
+            self._hub.detach(self._subscriber)
         for task in done:
             task.result()  # an unexpected error of either loop surfaces here, in the handler
+
+    def _error(self, message: str) -> None:
+        self._outbox.push(SERVER_MESSAGES.encode(ErrorMessage(message)))
 
     async def _receive_loop(self) -> None:
         try:
             while True:
                 text = await self._socket.receive_data("text")
-                await self._handle(text)
+                if not await self._handle(text):
+                    log.warning("live client closed after %d bad messages in a row", self._bad_in_a_row)
+                    await self._outbox.control_sent()
+                    await self._socket.close(CLOSE_POLICY_VIOLATION, "too many bad messages")
+                    return
         except WebSocketDisconnect:
             return
 
-    async def _handle(self, text: str) -> None:
-        try:
-            request = CLIENT_MESSAGES.decode(text)
-        except msgspec.DecodeError as exc:
-            self._outbox.push(SERVER_MESSAGES.encode(ErrorMessage(f"invalid request: {exc}")))
+    async def _handle(self, text: str) -> bool:
+        """Apply one request; False when the client has sent too many bad ones in a row."""
+        problem: str | None = None
+        if len(text) > MAX_MESSAGE_CHARS:
+            problem = f"message longer than {MAX_MESSAGE_CHARS} characters"
         else:
-            if isinstance(request, Subscribe):
-                try:
-                    await self._subscribe(request.devices)
-                except RedisError as exc:
-                    # The subscription stands; only the snapshot is missing. Tell the client, keep serving.
-                    self._outbox.push(SERVER_MESSAGES.encode(ErrorMessage(f"snapshot unavailable: {exc}")))
-                except psycopg.OperationalError as exc:
-                    # The group's members could not be read: nothing was subscribed.
-                    self._outbox.push(SERVER_MESSAGES.encode(ErrorMessage(f"device registry unavailable: {exc}")))
+            try:
+                request = CLIENT_MESSAGES.decode(text)
+            except msgspec.DecodeError as exc:
+                problem = f"invalid request: {exc}"
             else:
-                self._unsubscribe(request)
+                problem = await self._apply(request)
+        if problem is None:
+            self._bad_in_a_row = 0
+        else:
+            self._bad_in_a_row += 1
+            self._error(problem)
         # Read the next request only once this one's replies are written: bounds the control backlog.
         await self._outbox.control_sent()
+        return self._bad_in_a_row < MAX_BAD_MESSAGES_IN_A_ROW
 
-    async def _subscribe(self, requested: list[str]) -> None:
-        everything = ALL_DEVICES in requested
-        named = {device_id for device_id in requested if device_id != ALL_DEVICES}
+    async def _apply(self, request: Subscribe | Unsubscribe | Resume) -> str | None:
+        if isinstance(request, Resume):
+            self._since = parse_cursor(request.cursor)
+            return None if self._since is not None else "cursor is not a stream entry id"
+        problem = selector_problem(request) or (bbox_problem(request.bbox) if request.bbox is not None else None)
+        if problem is not None:
+            return problem
+        if isinstance(request, Unsubscribe):
+            self._unsubscribe(request)
+            return None
+        try:
+            return await self._subscribe(request)
+        except RedisError as exc:
+            # The subscription stands; its snapshot or replay is incomplete. Say so, keep serving.
+            self._outbox.release()
+            return f"snapshot unavailable: {exc}"
+
+    async def _delta(self, request: Subscribe) -> tuple[Selection, set[str]] | str:
+        """The selection a subscribe request adds, and the devices it names that the client may not see."""
+        delta = Selection()
         hidden: set[str] = set()
-        if self._group is not None:
-            visible = await self._group.among(named)
-            hidden = named - visible
-            named = visible
-            if everything:
-                # One more than allowed, so that a group too large for one connection is refused below.
-                named |= await self._group.members(limit=MAX_SUBSCRIBED_DEVICES + 1)
-                everything = False
-        if len(self._devices | named) > MAX_SUBSCRIBED_DEVICES:
-            message = f"at most {MAX_SUBSCRIBED_DEVICES} devices per connection; subscribe to {ALL_DEVICES!r} instead"
-            self._outbox.push(SERVER_MESSAGES.encode(ErrorMessage(message)))
-            return
-        # Subscribe before reading the snapshot, so no change between the two is missed; a change that
-        # races the snapshot is harmless because every field carries its own time and seq.
-        if everything:
-            self._everything = True
-            self._hub.subscribe_all(self._outbox)
-        self._devices |= named
-        self._hub.subscribe(self._outbox, named)
-        snapshot_ids = sorted(named)
-        if everything:
-            known = await known_device_ids(self._redis, limit=MAX_SUBSCRIBED_DEVICES)
-            snapshot_ids = sorted(named | set(known))
+        limit = self._subscriber.group_limit
+        directory = self._hub.directory
+        if request.group is not None or limit is not None:
+            try:
+                await directory.reload()
+            except psycopg.OperationalError as exc:
+                log.warning("device groups not reloaded for a subscribe request (%s); using the cached ones", exc)
+        if request.devices is not None:
+            delta.everything = ALL_DEVICES in request.devices
+            delta.devices = {device for device in request.devices if device != ALL_DEVICES}
+            if limit is not None:
+                hidden = {device for device in delta.devices if directory.group_of(device) != limit}
+                delta.devices -= hidden
+            if len(self._subscriber.selection.devices | delta.devices) > MAX_SUBSCRIBED_DEVICES:
+                return f"at most {MAX_SUBSCRIBED_DEVICES} devices per connection; subscribe to {ALL_DEVICES!r} instead"
+        elif request.group is not None:
+            delta.groups = {request.group}
+        elif request.bbox is not None:
+            if len(self._subscriber.selection.boxes) >= MAX_BOXES:
+                return f"at most {MAX_BOXES} boxes per connection"
+            box = BBox(*request.bbox)
+            delta.boxes = {box: await devices_inside(self._redis, box)}
+        return delta, hidden
+
+    def _snapshot_ids(self, delta: Selection, known: Iterable[str]) -> list[str]:
+        directory = self._hub.directory
+        ids = set(delta.devices)
+        for group in delta.groups:
+            ids |= directory.members(group)
+        for members in delta.boxes.values():
+            ids |= members
+        if delta.everything:
+            ids |= set(known)
+        limit = self._subscriber.group_limit
+        if limit is not None:
+            ids = {device for device in ids if directory.group_of(device) == limit}
+        return sorted(ids)
+
+    async def _subscribe(self, request: Subscribe) -> str | None:
+        found = await self._delta(request)
+        if isinstance(found, str):
+            return found
+        delta, hidden = found
+        since = self._since
+        gone = await expired(self._redis, since) if since is not None else None
+        if gone is not None:
+            self._outbox.push(SERVER_MESSAGES.encode(ResetMessage(gone.reason, gone.oldest)))
+            since = self._since = None
+        # From here to `upto`, no await: the selection changes and is re-indexed in one step.
+        selection = self._subscriber.selection
+        before = selection.copy()
+        selection.everything = selection.everything or delta.everything
+        selection.devices |= delta.devices
+        selection.groups |= delta.groups
+        for box, members in delta.boxes.items():
+            selection.boxes.setdefault(box, set()).update(members)
+        # Attach before reading snapshots or history, with no await in between, so that every entry after
+        # `upto` reaches the outbox live and every entry up to it is in Redis to be read.
+        if since is not None:
+            self._outbox.hold()
+            self._subscriber.floor = max(self._subscriber.floor, since)
+        self._hub.attach(self._subscriber)
+        upto = self._hub.position
         for device_id in sorted(hidden):
             self._outbox.push(SERVER_MESSAGES.encode(SnapshotMessage(device_id, None)))
+        if since is not None:
+            await self._replay(since, upto, delta, before)
+            self._outbox.release()
+        else:
+            await self._snapshots(delta)
+        self._outbox.push(SERVER_MESSAGES.encode(SubscribedMessage(request.devices, request.group, request.bbox)))
+        return None
+
+    async def _snapshots(self, delta: Selection) -> None:
+        known: list[str] = []
+        if delta.everything and self._subscriber.group_limit is None:
+            known = await known_device_ids(self._redis, limit=MAX_SUBSCRIBED_DEVICES)
+        elif delta.everything:
+            known = sorted(self._hub.directory.members(self._subscriber.group_limit or ""))
+        snapshot_ids = self._snapshot_ids(delta, known)
         for start in range(0, len(snapshot_ids), SNAPSHOT_BATCH_DEVICES):
             states = await read_states(self._redis, snapshot_ids[start : start + SNAPSHOT_BATCH_DEVICES])
             for device_id, state in states.items():
                 self._outbox.push(SERVER_MESSAGES.encode(SnapshotMessage(device_id, state)))
-        self._outbox.push(SERVER_MESSAGES.encode(SubscribedMessage(requested)))
+
+    async def _replay(self, since: StreamId, upto: StreamId, delta: Selection, before: Selection) -> None:
+        """Send the entries after `since` (up to `upto`) that the new selection matches and the previous
+        one did not (those the client has), a page at a time, each page written before the next is read."""
+        directory = self._hub.directory
+        limit = self._subscriber.group_limit
+        after = since
+        while after < upto:
+            page = await read_after(self._redis, after, upto=upto)
+            if not page:
+                return
+            updates = [
+                parsed for entry_id, fields in page if isinstance(parsed := parse_entry(entry_id, fields), LiveUpdate)
+            ]
+            unplaced = [update.device_id for update in updates if update.changes.position is None]
+            where = await positions(self._redis, unplaced) if delta.boxes or before.boxes else {}
+            for update in updates:
+                group = directory.group_of(update.device_id)
+                if limit is not None and group != limit:
+                    continue
+                current = where.get(update.device_id)
+                if delta.matches(update, group, current) and not before.matches(update, group, current):
+                    self._outbox.push(update.message().encode())
+                    self._last_sent = update.cursor
+            after = stream_id(page[-1][0])
+            await self._outbox.control_sent()
 
     def _unsubscribe(self, request: Unsubscribe) -> None:
-        named = {device_id for device_id in request.devices if device_id != ALL_DEVICES}
-        if self._group is not None and ALL_DEVICES in request.devices:
-            # A limited connection's "*" was its group's devices, subscribed by name.
-            named |= self._devices
-        if ALL_DEVICES in request.devices:
-            self._everything = False
-            self._hub.unsubscribe_all(self._outbox)
-        self._devices -= named
-        self._hub.unsubscribe(self._outbox, named)
-        if not self._everything:
-            self._outbox.forget(device for device in self._outbox.pending_devices() if device not in self._devices)
-        self._outbox.push(SERVER_MESSAGES.encode(UnsubscribedMessage(request.devices)))
+        selection = self._subscriber.selection
+        if request.devices is not None:
+            if ALL_DEVICES in request.devices:
+                selection.everything = False
+            selection.devices -= set(request.devices)
+        elif request.group is not None:
+            selection.groups.discard(request.group)
+        elif request.bbox is not None:
+            selection.boxes.pop(BBox(*request.bbox), None)
+        self._hub.attach(self._subscriber)
+        directory = self._hub.directory
+        self._outbox.forget(
+            device
+            for device in self._outbox.pending_devices()
+            if not selection.covers(device, directory.group_of(device))
+        )
+        self._outbox.push(SERVER_MESSAGES.encode(UnsubscribedMessage(request.devices, request.group, request.bbox)))
+
+    def _heartbeat(self) -> bytes:
+        cursor = self._last_sent
+        if self._outbox.idle:
+            # Everything this instance read was offered here and written (or did not match): the client
+            # may resume from the newest entry read, or from its own cursor if this reader lags behind it.
+            cursor = str(max(self._hub.position, self._subscriber.floor))
+        return SERVER_MESSAGES.encode(HeartbeatMessage(cursor))
 
     async def _send_loop(self) -> None:
         try:
             while True:
-                batch = await self._outbox.take()
+                try:
+                    batch = await asyncio.wait_for(self._outbox.take(), self._hub.heartbeat_s)
+                except TimeoutError:
+                    await self._socket.send_data(self._heartbeat(), "text")
+                    continue
                 if batch.overflowed:
                     log.warning("live client too slow: closing after %d conflated updates", self._outbox.conflated)
-                    await self._socket.close(CLOSE_TRY_AGAIN_LATER, "too slow: reconnect and resubscribe")
+                    await self._socket.close(CLOSE_TRY_AGAIN_LATER, "too slow: reconnect and resume")
                     return
                 for message in batch.control:
                     await self._socket.send_data(message, "text")
                 self._outbox.sent()
-                for update in batch.updates:
-                    await self._socket.send_data(update.message(), "text")
+                for update, cursor in batch.updates:
+                    await self._socket.send_data(update.message(cursor), "text")
+                    self._last_sent = cursor
         except WebSocketDisconnect:
             return

@@ -16,9 +16,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.devices.services import decode_state
+from api.live.cursor import stream_id
 from api.live.hub import LiveHub
 from api.live.update import LiveUpdate
-from models.state import LIVE_STREAM_KEY, RESERVED_LIVE_FIELDS
+from models.state import LIVE_KINDS, LIVE_STREAM_KEY, RESERVED_LIVE_FIELDS
 from models.topics import is_device_id
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ READ_BLOCK_MS: Final = 2000  # well below redis-py's 5 s socket timeout, so an i
 READ_MAX_ENTRIES: Final = 1000
 RETRY_MIN_S: Final = 0.1
 RETRY_MAX_S: Final = 5.0
-KIND_STATE: Final = "state"
 START_EMPTY_STREAM: Final = "0-0"
 
 
@@ -47,7 +47,7 @@ def parse_entry(entry_id: str, fields: Mapping[Any, bytes | str]) -> LiveUpdate 
     """Turn one stream entry into a `LiveUpdate`; None for kinds this reader does not serve (yet)."""
     named = {_text(name): value for name, value in fields.items()}
     kind = _text(named.get("k", b""))
-    if kind != KIND_STATE:
+    if kind not in LIVE_KINDS:
         return None
     device_id = _text(named.get("d", b""))
     if not is_device_id(device_id):
@@ -62,7 +62,7 @@ def parse_entry(entry_id: str, fields: Mapping[Any, bytes | str]) -> LiveUpdate 
         and changes.presence is None
     ):
         return BadEntry(entry_id, "no decodable state fields")
-    return LiveUpdate(device_id, changes, entry_id)
+    return LiveUpdate(device_id, changes, entry_id, kind)
 
 
 def stream_entries(reply: object) -> Iterator[tuple[str, Mapping[Any, bytes | str]]]:
@@ -105,6 +105,7 @@ class LiveStreamReader:
     async def start_from_latest(self) -> None:
         """Start after the newest entry now in the stream: every entry added from now on is read."""
         self.last_id = await self._newest_id()
+        self._hub.position = stream_id(self.last_id)
 
     async def _newest_id(self) -> str:
         newest = await self._redis.xrevrange(self._key, count=1)
@@ -115,11 +116,12 @@ class LiveStreamReader:
         delay_s = RETRY_MIN_S
         while True:
             try:
-                if self.last_id is None:
-                    self.last_id = await self._newest_id()
-                reply = await self._redis.xread(
-                    {self._key: self.last_id}, count=self._max_entries, block=self._block_ms
-                )
+                last_id = self.last_id
+                if last_id is None:
+                    last_id = await self._newest_id()
+                    self.last_id = last_id
+                    self._hub.position = stream_id(last_id)
+                reply = await self._redis.xread({self._key: last_id}, count=self._max_entries, block=self._block_ms)
             except (RedisError, OSError) as exc:
                 self.failures += 1
                 log.warning("reading %s failed (%s); retrying in %.1f s", self._key, exc, delay_s)
@@ -129,6 +131,7 @@ class LiveStreamReader:
             delay_s = RETRY_MIN_S
             for entry_id, fields in stream_entries(reply):
                 self.last_id = entry_id
+                self._hub.position = stream_id(entry_id)
                 self._publish(entry_id, fields)
 
     def _publish(self, entry_id: str, fields: Mapping[Any, bytes | str]) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from api.live.schemas import SERVER_MESSAGES, StateMessage
-from models.state import DeviceState
+from api.live.cursor import START, StreamId, stream_id
+from api.live.schemas import SERVER_MESSAGES, CorrectionMessage, PresenceMessage, StateMessage
+from models.state import LIVE_KIND_CORRECTION, LIVE_KIND_PRESENCE, DeviceState
 
 
 def _later(a: DeviceState, b: DeviceState) -> DeviceState:
@@ -30,19 +31,48 @@ def _later(a: DeviceState, b: DeviceState) -> DeviceState:
 
 @dataclass(slots=True)
 class LiveUpdate:
-    """The changed state fields of one device and the stream entry id (`cursor`) they came from."""
+    """Fields of one device from one or more stream entries of one kind (`state`, `presence`, `correction`).
+
+    `cursor` is the newest entry folded in, `first` the oldest: a connection that fell behind receives
+    several entries as one update, and the outbox uses both to tell the client a safe resume point.
+    """
 
     device_id: str
     changes: DeviceState
     cursor: str
+    kind: str = "state"
+    first: StreamId = START
+    last: StreamId = START
     _message: str | None = field(default=None, repr=False, compare=False)
 
-    def message(self) -> str:
-        """The `state` message for this update, encoded once and shared by every connection."""
+    def __post_init__(self) -> None:
+        if self.last == START:
+            self.last = stream_id(self.cursor)
+        if self.first == START:
+            self.first = self.last
+
+    def message(self, cursor: str | None = None) -> str:
+        """The message for this update, encoded once and shared by every connection that sends it
+        with its own cursor; `cursor` overrides it (an earlier resume point, see `Outbox.take`)."""
+        if cursor is not None and cursor != self.cursor:
+            return self._encode(cursor)
         if self._message is None:
-            self._message = SERVER_MESSAGES.encode(StateMessage(self.device_id, self.changes, self.cursor)).decode()
+            self._message = self._encode(self.cursor)
         return self._message
 
+    def _encode(self, cursor: str) -> str:
+        if self.kind == LIVE_KIND_PRESENCE:
+            message: PresenceMessage | CorrectionMessage | StateMessage = PresenceMessage(
+                self.device_id, self.changes.presence, cursor
+            )
+        elif self.kind == LIVE_KIND_CORRECTION:
+            message = CorrectionMessage(self.device_id, self.changes, cursor)
+        else:
+            message = StateMessage(self.device_id, self.changes, cursor)
+        return SERVER_MESSAGES.encode(message).decode()
+
     def followed_by(self, newer: LiveUpdate) -> LiveUpdate:
-        """This update and a newer one of the same device, conflated into one."""
-        return LiveUpdate(self.device_id, _later(self.changes, newer.changes), newer.cursor)
+        """This update and a newer one of the same device and kind, conflated into one."""
+        return LiveUpdate(
+            self.device_id, _later(self.changes, newer.changes), newer.cursor, self.kind, self.first, newer.last
+        )

@@ -3,11 +3,12 @@ presence follows the device's status, and silence past the timeout marks a devic
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from bridge.cache import StateCache
+from bridge.cache import StateCache, presence_field
 from bridge.decode import PresenceUpdate
 from models.state import decode_field, state_from_fields
 
@@ -77,3 +78,31 @@ async def check_state_cache_contract(cache: StateCache) -> None:
     presence = state_from_fields("d7", back["d7"]).presence
     assert presence is not None
     assert (presence.state, presence.source) == ("online", "heartbeat")
+
+
+Announced = list[tuple[str, str, dict[str, bytes]]]
+
+
+async def check_live_announcements(cache: StateCache, announced: Callable[[], Awaitable[Announced]]) -> None:
+    """What a merge appends to the live stream: `announced` returns (device, kind, fields) in stream order.
+
+    `cache` must start empty. A late value is announced as a correction without regressing the state; a
+    redelivered value is not announced at all; presence travels in an entry of its own.
+    """
+    await cache.merge({"c1": {"m.fuel": field(T, 5, 50.0)}}, seen={"c1"}, now=NOW)
+    late = {
+        "m.fuel": field(T - 1000, 4, 55.0),
+        "m.level": field(T - 1000, 4, 80.0),
+        "m.odometer": field(T - 500, 4, 1.0),
+    }
+    changed = await cache.merge({"c1": late}, seen=(), now=NOW)
+    await cache.merge({"c1": {"m.fuel": field(T, 5, 50.0)}}, seen=(), now=NOW)  # redelivered: no entry
+
+    assert set(changed) == {"c1"}  # the level and odometer were new to the state
+    assert await announced() == [
+        ("c1", "state", {"m.fuel": field(T, 5, 50.0)[1]}),
+        ("c1", "presence", {"presence": presence_field("online", NOW)}),
+        ("c1", "state", {"m.level": late["m.level"][1], "m.odometer": late["m.odometer"][1]}),
+        ("c1", "correction", {"m.fuel": late["m.fuel"][1]}),
+    ]
+    assert decode_field((await cache.fields("c1"))["m.fuel"]).value == 50.0

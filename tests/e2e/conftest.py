@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -108,12 +108,14 @@ def start_fleet(mqtt_url: str) -> Iterator[FleetStarter]:
 
 @dataclass
 class LiveWatcher:
-    """What one `/api/v1/live` client was sent: snapshots, then `state` updates per device."""
+    """What one `/api/v1/live` client was sent: snapshots, then `state`, `presence` and `correction`
+    messages per device (heartbeats are ignored)."""
 
     snapshots: dict[str, Any] = field(default_factory=dict)
     updates: Counter[str] = field(default_factory=Counter)
     last_position: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_presence: dict[str, dict[str, Any]] = field(default_factory=dict)
+    corrections: defaultdict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     unexpected: list[dict[str, Any]] = field(default_factory=list)
 
     async def subscribe(self, ws: ClientConnection, devices: list[str]) -> None:
@@ -132,6 +134,14 @@ class LiveWatcher:
         """Record every message until the connection closes."""
         async for text in ws:
             message = json.loads(text)
+            if message["type"] == "presence":
+                self.last_presence[message["device_id"]] = message["presence"]
+                continue
+            if message["type"] == "correction":
+                self.corrections[message["device_id"]].append(message["values"])
+                continue
+            if message["type"] == "heartbeat":
+                continue
             if message["type"] != "state":
                 self.unexpected.append(message)
                 continue

@@ -27,6 +27,7 @@ from websockets.exceptions import InvalidStatus
 
 from api.accounts.services import Refused, create_api_key, revoke_api_key
 from api.app import create_app
+from api.server import running
 from config import Settings
 from models.state import LIVE_STREAM_KEY, encode_field, state_key
 from tests.integration.api.conftest import TEST_JWT_SECRET, mint_token, settings_for
@@ -202,6 +203,7 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
     "PUT /api/v1/groups/{name}": (http_route("PUT", "/api/v1/groups/east", lambda: {"description": "x"}), "admin", 201),
     "DELETE /api/v1/groups/{name}": (http_route("DELETE", "/api/v1/groups/retired"), "admin", 204),
     "WebSocket /api/v1/live": (live_handshake, "viewer", SWITCHING_PROTOCOLS),
+    "GET /api/v1/live (polling)": (http_route("GET", "/api/v1/live?since=0-0"), "viewer", 200),
     "GET /api/v1/users": (http_route("GET", "/api/v1/users"), "admin", 200),
     "POST /api/v1/users": (
         http_route(
@@ -460,3 +462,26 @@ async def test_group_key_fleet_state_holds_its_group_only(world: World, client: 
     assert [state["device_id"] for state in own.json()["items"]] == [NORTH_DEVICE]
     assert asked_for_other.json() == other_group.json() == {"items": [], "next_cursor": None}
     assert [state["device_id"] for state in everything.json()["items"]] == [NORTH_DEVICE, SOUTH_DEVICE]
+
+
+async def test_group_key_polls_its_group_only(world: World, redis_client: aioredis.Redis) -> None:
+    since = await redis_client.xadd(
+        LIVE_STREAM_KEY, {"d": NORTH_DEVICE, "k": "state", "m.fuel": encode_field(TS_MS + 1, 0, 2, b"1.0")}
+    )
+    entries = [
+        await redis_client.xadd(
+            LIVE_STREAM_KEY, {"d": device_id, "k": "state", "m.fuel": encode_field(TS_MS + 2, 0, 3, b"2.0")}
+        )
+        for device_id in (SOUTH_DEVICE, NORTH_DEVICE)
+    ]
+    north = {"X-API-Key": world.keys["north"]}
+    # A fresh instance: its group cache is loaded after the world's devices were registered.
+    async with running(world.settings) as url, httpx.AsyncClient(base_url=url, timeout=10, headers=north) as client:
+        pages = [
+            (await client.get("/api/v1/live", params={"since": since.decode(), **selector})).json()
+            for selector in ({}, {"group": "south"}, {"devices": SOUTH_DEVICE})
+        ]
+
+    assert [[update["device_id"] for update in page["updates"]] for page in pages] == [[NORTH_DEVICE], [], []]
+    assert pages[0]["updates"][0]["cursor"] == entries[1].decode()
+    assert all(page["next_cursor"] == entries[1].decode() for page in pages)

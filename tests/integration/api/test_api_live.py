@@ -2,55 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 import redis.asyncio as aioredis
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
 from api.server import running
 from config import Settings
 from models.state import LIVE_STREAM_KEY, encode_field, state_key
+from tests.integration.api.live_client import TS_MS, live_client, publish, receive, request
 
 pytestmark = pytest.mark.integration
 
-TIMEOUT_S = 5
-TS_MS = 1_764_000_000_000
-
-
-@asynccontextmanager
-async def live_client(api_url: str, token: str) -> AsyncIterator[ClientConnection]:
-    url = api_url.replace("http://", "ws://") + "/api/v1/live?" + urlencode({"token": token})
-    async with connect(url, open_timeout=TIMEOUT_S) as ws:
-        yield ws
-
-
-async def receive(ws: ClientConnection) -> dict[str, Any]:
-    message = await asyncio.wait_for(ws.recv(), TIMEOUT_S)
-    assert isinstance(message, str)  # a text frame: browsers hand binary frames to JSON.parse as Blobs
-    decoded: dict[str, Any] = json.loads(message)
-    return decoded
-
 
 async def subscribe(ws: ClientConnection, devices: list[str], action: str = "subscribe") -> list[dict[str, Any]]:
-    """Send a request; return the messages up to and including its acknowledgement."""
-    await ws.send(json.dumps({"action": action, "devices": devices}))
-    replies: list[dict[str, Any]] = []
-    while not replies or replies[-1]["type"] not in {"subscribed", "unsubscribed", "error"}:
-        replies.append(await receive(ws))
-    return replies
-
-
-async def publish(redis_client: aioredis.Redis, device_id: str, fields: dict[str, bytes]) -> str:
-    """XADD a live update the way the bridge does; return its entry id."""
-    entry: dict[Any, Any] = {"d": device_id, "k": "state", **fields}
-    entry_id = await redis_client.xadd(LIVE_STREAM_KEY, entry)
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    """Send a request by device ids; return the messages up to and including its acknowledgement."""
+    return await request(ws, action, devices=devices)
 
 
 async def test_live_sends_snapshots_then_changes_of_subscribed_devices_only(

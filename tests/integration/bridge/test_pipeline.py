@@ -138,7 +138,13 @@ async def test_bridge_state_is_newest_by_device_time_even_when_samples_arrive_la
     assert state.metrics["fuel"].value == 30
     assert state.metrics["level"].value == 80  # the late sample still fills what the newer one lacked
     # Other tests' devices may show up too (their retained statuses on the shared broker): count dev-b's.
-    assert len([entry for entry in live if entry[1][b"d"] == b"dev-b"]) == 2
+    # The late sample's position and fuel reach live clients as a correction; its level as a change.
+    assert [fields[b"k"] for _, fields in live if fields[b"d"] == b"dev-b"] == [
+        b"state",
+        b"presence",
+        b"state",
+        b"correction",
+    ]
     assert geo[0] is not None
     assert abs(geo[0][1] - 10.0) < 1e-4
 

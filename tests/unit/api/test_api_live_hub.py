@@ -1,50 +1,110 @@
-"""Routing of live updates to subscribed outboxes, and decoding of stream entries."""
+"""Routing of live updates to the connections whose selection matches, and decoding of stream entries."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from api.live.hub import LiveHub
+from api.live.cursor import StreamId
+from api.live.directory import GroupDirectory
+from api.live.hub import LiveHub, Subscriber
 from api.live.outbox import Outbox
+from api.live.selection import BBox, Selection
 from api.live.stream import BadEntry, parse_entry, stream_entries
 from api.live.update import LiveUpdate
-from models.state import DeviceState, FieldValue, encode_field
+from models.state import DeviceState, FieldValue, PositionState, encode_field
 
 TS = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
 
-def update(device_id: str) -> LiveUpdate:
-    return LiveUpdate(device_id, DeviceState(device_id, TS, metrics={"fuel": FieldValue(1.0, TS, 1)}), "1-0")
+def update(device_id: str, cursor: str = "1-0", kind: str = "state") -> LiveUpdate:
+    return LiveUpdate(device_id, DeviceState(device_id, TS, metrics={"fuel": FieldValue(1.0, TS, 1)}), cursor, kind)
 
 
-def test_hub_delivers_to_named_and_wildcard_subscribers_once_each() -> None:
-    hub = LiveHub()
-    named, everything, both, other = Outbox(), Outbox(), Outbox(), Outbox()
-    hub.subscribe(named, ["truck-1"])
-    hub.subscribe_all(everything)
-    hub.subscribe(both, ["truck-1"])
-    hub.subscribe_all(both)
-    hub.subscribe(other, ["truck-2"])
+def moved(device_id: str, lon: float, lat: float, cursor: str) -> LiveUpdate:
+    return LiveUpdate(device_id, DeviceState(device_id, TS, position=PositionState(lat, lon, TS, 1)), cursor)
+
+
+class FixedGroups(GroupDirectory):
+    """The directory with a map given by the test instead of read from PostgreSQL."""
+
+    def __init__(self, groups: dict[str, str]) -> None:
+        pool: Any = None
+        super().__init__(pool, refresh_s=60)
+        self._group_of = dict(groups)
+        self._members = {}
+        for device_id, group in groups.items():
+            self._members.setdefault(group, set()).add(device_id)
+
+
+def subscriber(hub: LiveHub, selection: Selection, group_limit: str | None = None) -> Subscriber:
+    found = Subscriber(Outbox(), group_limit, selection)
+    hub.attach(found)
+    return found
+
+
+def test_hub_delivers_by_device_group_and_everything_once_each() -> None:
+    hub = LiveHub(FixedGroups({"truck-1": "north", "truck-2": "south"}))
+    named = subscriber(hub, Selection(devices={"truck-1"}))
+    everything = subscriber(hub, Selection(everything=True))
+    both = subscriber(hub, Selection(everything=True, devices={"truck-1"}, groups={"north"}))
+    north = subscriber(hub, Selection(groups={"north"}))
+    other = subscriber(hub, Selection(devices={"truck-2"}))
 
     hub.publish(update("truck-1"))
 
-    assert named.pending_devices() == ["truck-1"]
-    assert everything.pending_devices() == ["truck-1"]
-    assert both.pending_devices() == ["truck-1"]
-    assert both.conflated == 0
-    assert other.pending_devices() == []
+    assert named.outbox.pending_devices() == ["truck-1"]
+    assert everything.outbox.pending_devices() == ["truck-1"]
+    assert both.outbox.pending_devices() == ["truck-1"]
+    assert both.outbox.conflated == 0
+    assert north.outbox.pending_devices() == ["truck-1"]
+    assert other.outbox.pending_devices() == []
+
+
+def test_hub_never_delivers_outside_a_group_limit_whatever_was_selected() -> None:
+    hub = LiveHub(FixedGroups({"truck-n": "north", "truck-s": "south"}))
+    limited = subscriber(hub, Selection(everything=True, devices={"truck-s"}, groups={"south"}), group_limit="north")
+
+    for device_id in ("truck-s", "truck-x", "truck-n"):
+        hub.publish(update(device_id))
+
+    assert limited.outbox.pending_devices() == ["truck-n"]
+
+
+async def test_hub_follows_devices_into_and_out_of_a_box() -> None:
+    hub = LiveHub(FixedGroups({}))
+    box = subscriber(hub, Selection(boxes={BBox(13.0, 52.0, 14.0, 53.0): {"truck-in"}}))
+
+    hub.publish(update("truck-in", "1-0"))  # inside at subscribe time: its readings match
+    hub.publish(update("truck-out", "2-0"))  # never inside
+    hub.publish(moved("truck-out", 13.5, 52.5, "3-0"))  # moves in
+    hub.publish(update("truck-out", "4-0", kind="correction"))
+    hub.publish(moved("truck-in", 20.0, 52.5, "5-0"))  # moves out: the client sees it leave
+    hub.publish(update("truck-in", "6-0"))  # outside now
+
+    sent = {(u.device_id, u.kind): u.cursor for u, _ in (await box.outbox.take()).updates}
+    assert sent == {("truck-in", "state"): "5-0", ("truck-out", "state"): "3-0", ("truck-out", "correction"): "4-0"}
+
+
+def test_hub_skips_what_a_resumed_client_already_has() -> None:
+    hub = LiveHub(FixedGroups({}))
+    resumed = subscriber(hub, Selection(devices={"truck-1"}))
+    resumed.floor = StreamId(5, 0)
+
+    hub.publish(update("truck-1", "5-0"))
+    assert resumed.outbox.pending_devices() == []
+    hub.publish(update("truck-1", "6-0"))
+    assert resumed.outbox.pending_devices() == ["truck-1"]
 
 
 def test_hub_detach_removes_a_connection_everywhere() -> None:
-    hub = LiveHub()
-    outbox = Outbox()
-    hub.subscribe(outbox, ["truck-1", "truck-2"])
-    hub.subscribe_all(outbox)
+    hub = LiveHub(FixedGroups({"truck-1": "north"}))
+    found = subscriber(hub, Selection(everything=True, devices={"truck-1", "truck-2"}, groups={"north"}))
 
-    hub.detach(outbox, ["truck-1", "truck-2"])
+    hub.detach(found)
     hub.publish(update("truck-1"))
 
-    assert outbox.pending_devices() == []
+    assert found.outbox.pending_devices() == []
     assert hub.connections == 0
 
 
@@ -60,10 +120,24 @@ def test_parse_entry_decodes_changed_fields_like_the_state_hash() -> None:
 
     assert isinstance(parsed, LiveUpdate)
     assert parsed.cursor == "5-0"
+    assert parsed.first == parsed.last == StreamId(5, 0)
     assert parsed.changes.metrics["fuel"].value == 44.5
     assert parsed.changes.metrics["fuel"].boot == 2
     assert parsed.changes.position is not None
     assert parsed.changes.position.lon == 2.5
+
+
+def test_parse_entry_keeps_the_kind_of_corrections_and_presence() -> None:
+    late = parse_entry("7-1", {b"d": b"truck-1", b"k": b"correction", b"m.fuel": encode_field(1, 0, 3, b"9.5")})
+    presence = encode_field(1, 0, 0, b'{"state":"offline","source":"heartbeat","since":"2026-11-25T10:00:00Z"}')
+    offline = parse_entry("7-2", {b"d": b"truck-1", b"k": b"presence", b"presence": presence})
+
+    assert isinstance(late, LiveUpdate)
+    assert late.kind == "correction"
+    assert '"type":"correction"' in late.message()
+    assert isinstance(offline, LiveUpdate)
+    assert offline.kind == "presence"
+    assert offline.message().startswith('{"type":"presence","device_id":"truck-1","presence":{"state":"offline"')
 
 
 def test_parse_entry_reports_bad_entries_as_values() -> None:
