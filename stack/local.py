@@ -41,6 +41,7 @@ CHILD_STOP_TIMEOUT_S: Final = 15.0
 SERVER_DATA_FALLBACK: Final = Path("/var/tmp/fleetbridge")  # noqa: S108 - a fixed, documented place
 MQTTS_PORT: Final = 8883
 MQTTS_CERTIFICATES_PORT: Final = 8884
+API_ACCOUNT: Final = "fleetbridge-api"  # the API's broker account (role api), for HTTP ingest
 
 Say = Callable[[str], None]
 
@@ -52,6 +53,7 @@ class _Broker:
     mqtt_url: str
     bridge_url: str
     sim_url: str
+    api_url: str | None = None  # the API's own account, for HTTP ingest (None: ingest answers 503)
     mqtts_url: str | None = None
     certificates_url: str | None = None  # where devices log in with their client certificate
     sim_credentials: Path | None = None
@@ -115,12 +117,7 @@ class LocalStack:
             api_port = free_port()
             self.say(f"port {settings.api.port} is taken: the API uses {api_port} instead")
         env["FLEETBRIDGE_API_PORT"] = str(api_port)
-        if broker.accounts_dir is not None and settings.api.broker_accounts_dir is None:
-            # Devices provisioned through the API reach our broker at once (files rewritten, SIGHUP).
-            env["FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR"] = str(broker.accounts_dir)
-        if not settings.api.jwt_secret:
-            # One secret for the stack's API, kept across restarts so signed-in pages stay signed in.
-            env["FLEETBRIDGE_API_JWT_SECRET"] = _kept_secret(state / "jwt-secret")
+        env |= _api_env(settings, broker, state)
         logs = state / "logs"
         logs.mkdir(exist_ok=True)
         self._spawn("bridge", [sys.executable, "-m", "bridge"], env, logs)
@@ -200,6 +197,7 @@ class LocalStack:
             return _Broker(
                 mqtt_url,
                 bridge_url=_with_credentials(mqtt_url, settings.mqtt.client_id, accounts.bridge_secret),
+                api_url=_with_credentials(mqtt_url, API_ACCOUNT, accounts.api_secret),
                 sim_url=mqtt_url,
                 sim_credentials=accounts.device_secrets,
                 accounts_dir=accounts.paths.passwords.parent,
@@ -213,6 +211,7 @@ class LocalStack:
             mqtts_url=mqtts_url,
             certificates_url=certificates_url,
             bridge_url=_with_credentials(mqtts_url, settings.mqtt.client_id, accounts.bridge_secret),
+            api_url=_with_credentials(mqtts_url, API_ACCOUNT, accounts.api_secret),
             sim_url=certificates_url,
             sim_cert_dir=certs.ca_file.parent / "devices",
             accounts_dir=accounts.paths.passwords.parent,
@@ -288,6 +287,7 @@ def _demo_operator(database_url: str, state: Path) -> str | None:
 class _Accounts:
     paths: AccountPaths
     bridge_secret: str
+    api_secret: str
     device_secrets: Path
 
 
@@ -304,6 +304,9 @@ def _provision(database_url: str, accounts_dir: Path, state: Path, settings: Set
     ids = device_ids("truck-", settings.sim.devices)
     with psycopg.connect(database_url, autocommit=True) as conn:
         bridge = add_service_account(conn, Role.BRIDGE, settings.mqtt.client_id, rotate_existing=True)
+        # The API's own account: it publishes HTTP-ingested telemetry for devices. Its user name is its
+        # client id at the broker (use_username_as_clientid), so a second API instance needs another.
+        api = add_service_account(conn, Role.API, API_ACCOUNT, rotate_existing=True)
         rows = conn.execute("SELECT username FROM mqtt_accounts WHERE username = ANY(%s)", (ids,)).fetchall()
         existing = {row[0] for row in rows}
         credentials = import_devices(conn, [DeviceSpec(i) for i in ids if i not in existing])
@@ -319,7 +322,21 @@ def _provision(database_url: str, accounts_dir: Path, state: Path, settings: Set
     secrets_file.unlink(missing_ok=True)
     secrets_file.touch(mode=0o600)
     secrets_file.write_text("id,secret\n" + "".join(f"{c.username},{c.secret}\n" for c in credentials))
-    return _Accounts(paths, bridge.secret, secrets_file)
+    return _Accounts(paths, bridge.secret, api.secret, secrets_file)
+
+
+def _api_env(settings: Settings, broker: _Broker, state: Path) -> dict[str, str]:
+    """What the stack's API is given beyond the shared settings, where the user set nothing else."""
+    env: dict[str, str] = {}
+    if broker.accounts_dir is not None and settings.api.broker_accounts_dir is None:
+        # Devices provisioned through the API reach our broker at once (files rewritten, SIGHUP).
+        env["FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR"] = str(broker.accounts_dir)
+    if broker.api_url is not None and not settings.api.mqtt_url:
+        env["FLEETBRIDGE_API_MQTT_URL"] = broker.api_url  # HTTP ingest publishes with it
+    if not settings.api.jwt_secret:
+        # One secret for the stack's API, kept across restarts so signed-in pages stay signed in.
+        env["FLEETBRIDGE_API_JWT_SECRET"] = _kept_secret(state / "jwt-secret")
+    return env
 
 
 def _with_credentials(url: str, username: str, secret: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -107,6 +108,12 @@ def test_local_stack_moves_trucks_with_per_device_accounts(stack: LocalStack, st
             assert time.monotonic() < deadline, f"the provisioned device was refused: {answer}"
             time.sleep(0.1)
             answer = mqtt_connect(urls["mqtt"], credentials)
+        # The same device sends over HTTP: `fleet up` gives the API its own broker account, so the sample
+        # goes through the bridge and the answer says it is stored.
+        sample = {"seq": 1, "ts": datetime.now(UTC).isoformat(), "metrics": {"fuel": 42.0}}
+        ingested = http.post("/api/v1/ingest", json=sample, auth=credentials)
+        assert ingested.status_code == 200, ingested.text
+        assert ingested.json()["stored_samples"] == 1
     assert [s for s, _, _ in seen] == sorted(s for s, _, _ in seen)
     assert len({(lat, lon) for _, lat, lon in seen}) > 1  # it moves
     refused = mqtt_connect(urls["mqtt"])
