@@ -1,6 +1,7 @@
 """Time partitions on plain PostgreSQL: daily partitions created ahead of time, dropped after retention.
 
 TimescaleDB does all of this itself (chunks and a retention policy); there this module does nothing.
+The time-bucket rollups are partitioned the same way, by the start of each bucket.
 Rows that landed in a default partition (a timestamp outside every partition) are moved into the new
 partition when it is created, so attaching never fails and nothing is lost.
 """
@@ -19,7 +20,9 @@ from models.migrate import uses_timescale
 
 log = logging.getLogger(__name__)
 
-PARTITIONED_TABLES: Final = ("telemetry", "events")
+# The rollups (migration 0007) are partitioned and retained exactly like the rows they summarise; their
+# `ts` is the bucket's start, so a bucket always lies in the day of its samples.
+PARTITIONED_TABLES: Final = ("telemetry", "events", "telemetry_1m", "telemetry_1h")
 
 
 @dataclass(slots=True)
