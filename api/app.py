@@ -35,7 +35,7 @@ from api.live.controllers import live
 from api.live.hub import LiveHub
 from api.live.stream import LiveStreamReader
 from api.problems import log_server_error, problem_details_plugin
-from api.telemetry.controllers import TelemetryController
+from api.telemetry.controllers import TelemetryController, TrackController
 from api.ui.controllers import index
 from config import Settings, SettingsError
 
@@ -111,7 +111,15 @@ def create_app(settings: Settings) -> Litestar:
 
     api = Router(
         API_PREFIX,
-        route_handlers=[DeviceController, TelemetryController, live, login, UserController, ApiKeyController],
+        route_handlers=[
+            DeviceController,
+            TelemetryController,
+            TrackController,
+            live,
+            login,
+            UserController,
+            ApiKeyController,
+        ],
     )
     return Litestar(
         route_handlers=[api, healthz, readyz, index, asyncapi],

@@ -1,4 +1,11 @@
-"""Reading telemetry history: one parameterised, keyset-paginated statement per page; seq gaps."""
+"""Reading telemetry history: keyset-paginated pages, time buckets, downsampled series; seq gaps.
+
+Buckets are one GROUP BY over the coarsest rollup that tiles the bucket width (`telemetry_1h`, then
+`telemetry_1m`), or over the raw rows for sub-minute widths; both give the same figures, because the
+rollups hold mergeable state (count, sum, min, max, last fix) and are re-aggregated here with
+`date_bin`. Column names come only from whitelists (`models.telemetry`, `models.rollups`); every value is
+a bound parameter.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,24 @@ from psycopg.rows import dict_row
 
 from api.backends import Pool
 from api.telemetry.cursor import TelemetryCursor, encode_cursor
-from api.telemetry.query import POSITION, TelemetryQuery
-from api.telemetry.schemas import AggregateStats, GapReport, PositionFix, SeqGap, TelemetryItem, TelemetryPage
+from api.telemetry.downsample import lttb
+from api.telemetry.query import POINTS_SOURCE_MAX, POSITION, BadParam, BucketQuery, PointsQuery, TelemetryQuery
+from api.telemetry.schemas import (
+    AggregateStats,
+    BucketedHistory,
+    DownsampledHistory,
+    GapReport,
+    MetricBucket,
+    MetricSeries,
+    PositionBucket,
+    PositionFix,
+    SeqGap,
+    SeriesPoint,
+    TelemetryBucket,
+    TelemetryItem,
+    TelemetryPage,
+)
+from models.rollups import BUCKET_ORIGIN, metric_fields, raw_aggregates, rollup_aggregates
 from models.telemetry import METRIC_COLUMNS
 
 SAMPLE_COLUMNS: Final = ("ts", "seq", "boot", "received_at", "quality")
@@ -151,4 +174,115 @@ async def fetch_gaps(pool: Pool, query: TelemetryQuery) -> GapReport:
         missing=int(totals["missing"]),
         gaps=gaps,
         truncated=len(rows) > GAPS_MAX,
+    )
+
+
+def _bucket_parts(query: BucketQuery) -> tuple[tuple[str, ...], bool]:
+    """The metrics and whether the position are asked for."""
+    if query.metric is None:
+        return METRIC_COLUMNS, True
+    if query.metric == POSITION:
+        return (), True
+    return (query.metric,), False
+
+
+def build_bucket_statement(query: BucketQuery) -> tuple[sql.Composed, dict[str, Any]]:
+    """One GROUP BY over the query's source: rollup rows re-aggregated, or raw rows aggregated."""
+    metrics, position = _bucket_parts(query)
+    if query.source is None:
+        table, aggregates = "telemetry", raw_aggregates(metrics, position=position)
+    else:
+        table, aggregates = query.source.table, rollup_aggregates(metrics, position=position)
+    statement = sql.SQL(
+        "SELECT date_bin(%(width)s, ts, %(origin)s) AS bucket, {aggregates} FROM {table}"
+        " WHERE device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s GROUP BY 1 ORDER BY 1"
+    ).format(
+        # The aggregate expressions are built by models.rollups from its constants and the metric whitelist.
+        aggregates=sql.SQL(", ".join(aggregates)),
+        table=sql.Identifier(table),
+    )
+    params = {
+        "width": query.width,
+        "origin": BUCKET_ORIGIN,
+        "device_id": query.device_id,
+        "start": query.start,
+        "end": query.end,
+    }
+    return statement, params
+
+
+def row_to_bucket(row: Mapping[str, Any], metrics: tuple[str, ...], position: bool) -> TelemetryBucket:
+    """One aggregated row as a bucket: metrics with values, and the last fix."""
+    found: dict[str, MetricBucket] = {}
+    for metric in metrics:
+        n, total, low, high = metric_fields(metric)
+        count = int(row[n])
+        if count:
+            found[metric] = MetricBucket(count=count, min=row[low], max=row[high], avg=row[total] / count)
+    fix = None
+    if position and row["pos_ts"] is not None:
+        fix = PositionBucket(count=int(row["pos_n"]), lat=row["lat"], lon=row["lon"], ts=row["pos_ts"])
+    return TelemetryBucket(start=row["bucket"], samples=int(row["samples"]), metrics=found, position=fix)
+
+
+async def fetch_buckets(pool: Pool, query: BucketQuery) -> BucketedHistory:
+    """A device's history in the query's buckets; with `metric`, only buckets holding that value."""
+    statement, params = build_bucket_statement(query)
+    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(statement, params)
+        rows = await cur.fetchall()
+    metrics, position = _bucket_parts(query)
+    buckets = [row_to_bucket(row, metrics, position) for row in rows]
+    if query.metric == POSITION:
+        buckets = [b for b in buckets if b.position is not None]
+    elif query.metric is not None:
+        buckets = [b for b in buckets if b.metrics]
+    return BucketedHistory(
+        device_id=query.device_id,
+        bucket=query.label,
+        bucket_s=int(query.width.total_seconds()),
+        start=query.start,
+        end=query.end,
+        source="raw" if query.source is None else f"rollup_{query.source.table.removeprefix('telemetry_')}",
+        buckets=buckets,
+    )
+
+
+async def fetch_points(pool: Pool, query: PointsQuery) -> DownsampledHistory | BadParam:
+    """Each metric's values in the window, LTTB-downsampled to at most `points`; too many samples: BadParam."""
+    metrics = METRIC_COLUMNS if query.metric is None else (query.metric,)
+    conditions: list[sql.Composable] = [sql.SQL("device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s")]
+    if query.metric is not None:
+        conditions.append(sql.SQL("{} IS NOT NULL").format(sql.Identifier(query.metric)))
+    statement = sql.SQL(
+        "SELECT ts, {metrics} FROM telemetry WHERE {conditions} ORDER BY ts, seq LIMIT %(limit)s"
+    ).format(
+        metrics=sql.SQL(", ").join(sql.Identifier(m) for m in metrics),
+        conditions=sql.SQL(" AND ").join(conditions),
+    )
+    params = {"device_id": query.device_id, "start": query.start, "end": query.end, "limit": POINTS_SOURCE_MAX + 1}
+    async with pool.connection() as conn, conn.cursor() as cur:
+        await cur.execute(statement, params)
+        rows = await cur.fetchall()
+    if len(rows) > POINTS_SOURCE_MAX:
+        return BadParam(
+            f"the window holds more than {POINTS_SOURCE_MAX} samples, too many to downsample;"
+            " narrow it, or ask for bucket= instead"
+        )
+    series = []
+    for column, metric in enumerate(metrics, start=1):
+        values = [(row[0], row[column]) for row in rows if row[column] is not None]
+        if not values:
+            continue
+        xs = [ts.timestamp() for ts, _ in values]
+        kept = lttb(xs, [value for _, value in values], query.points)
+        series.append(
+            MetricSeries(
+                metric=metric,
+                samples=len(values),
+                points=[SeriesPoint(ts=values[i][0], value=values[i][1]) for i in kept],
+            )
+        )
+    return DownsampledHistory(
+        device_id=query.device_id, start=query.start, end=query.end, points=query.points, series=series
     )
