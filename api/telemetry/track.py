@@ -36,7 +36,8 @@ from models.telemetry import METRIC_COLUMNS
 MEDIA_TYPES: Final = {
     "geojson": "application/geo+json",
     "gpx": "application/gpx+xml",
-    "csv": "text/csv; charset=utf-8; header=present",
+    # Litestar appends "; charset=utf-8" to text types itself.
+    "csv": "text/csv; header=present",
 }
 CSV_COLUMNS: Final = (
     "ts",
@@ -167,7 +168,7 @@ async def stream_geojson(pool: Pool, query: TrackQuery) -> AsyncIterator[str]:
         # A first chunk of one row is the only chunk: one fix, no line.
         yield "]}" if fixes >= LINE_MIN_POSITIONS else "null"
         properties = {"device_id": query.device_id, "from": iso_utc(query.start), "to": iso_utc(query.end)}
-        yield ',"properties":' + json.dumps(properties | {"fixes": fixes})[:-1] + ',"times":['
+        yield ',"properties":' + json.dumps(properties | {"fixes": fixes}, separators=(",", ":"))[:-1] + ',"times":['
         first = True
         async for chunk in _rows(conn, statement, _params(query)):
             times = ",".join(f'"{iso_utc(row["ts"])}"' for row in chunk)
