@@ -10,6 +10,14 @@ bench/results/history-<time>.json.
     .venv/bin/python bench/history.py --readings 20000000 --devices 2000
 
 `measure` is importable (bench/api.py calls it against a loaded database).
+
+    .venv/bin/python bench/history.py --sink-cost
+
+instead times only the database side of the bridge's write, per batch of 2,000 one-sample messages of
+1,000 devices (mix A of bench/ingest.py): the plain `INSERT … ON CONFLICT DO NOTHING` from the staging
+table against the same insert with the rollup upserts in one statement, alternating, on two databases
+of one server. End to end the bridge's Python process is the limit, so bench/ingest.py measures what
+this costs in messages per second; this measures what it costs the database.
 """
 
 from __future__ import annotations
@@ -40,8 +48,10 @@ from history_data import load, progress, table_bytes  # noqa: E402 - bench/histo
 
 from api.telemetry.query import BucketQuery, parse_history  # noqa: E402
 from api.telemetry.services import fetch_buckets  # noqa: E402
+from bridge.decode import TELEMETRY_COLUMNS  # noqa: E402
 from models.migrate import migrate  # noqa: E402
 from models.partitions import maintain  # noqa: E402
+from models.rollups import insert_and_roll_up  # noqa: E402
 from stack.postgres import start_postgres  # noqa: E402
 
 WINDOW = timedelta(hours=24)
@@ -110,6 +120,93 @@ def measure(
     }
 
 
+SINK_BATCH_ROWS = 2000
+SINK_DEVICES = 1000
+
+
+def _sink_batch(cur: psycopg.Cursor[Any], batch: int, start: datetime) -> None:
+    """Stage one batch as the bridge does (binary COPY into a temporary LIKE-telemetry table)."""
+    columns = (
+        "device_id",
+        "ts",
+        "received_at",
+        "seq",
+        "lat",
+        "lon",
+        "speed",
+        "heading",
+        "fuel",
+        "engine_temp",
+        "odometer",
+    )
+    with cur.copy(f"COPY telemetry_stage ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(
+            [
+                "text",
+                "timestamptz",
+                "timestamptz",
+                "int8",
+                "float8",
+                "float8",
+                "float4",
+                "float4",
+                "float4",
+                "float4",
+                "float8",
+            ]
+        )
+        for n in range(SINK_BATCH_ROWS):
+            seq = batch * SINK_BATCH_ROWS + n
+            ts = start + timedelta(milliseconds=100 * (seq // SINK_DEVICES))
+            copy.write_row((f"bench-{n % SINK_DEVICES:05d}", ts, ts, seq, 52.0, 4.0, 50.0, 90.0, 60.0, 85.0, 1e5 + seq))
+
+
+def sink_cost(base: Path, batches: int) -> dict[str, Any]:
+    """Milliseconds of database time per batch: the plain insert against insert-and-roll-up."""
+    postgres = start_postgres(base / "pg")
+    try:
+        with psycopg.connect(postgres.url, autocommit=True) as admin:
+            for name in ("plain", "rollups"):
+                admin.execute(f"CREATE DATABASE {name}")
+        urls = {name: postgres.url.rsplit("/", 1)[0] + "/" + name for name in ("plain", "rollups")}
+        names = ", ".join(TELEMETRY_COLUMNS)
+        statements = {
+            "plain": f"INSERT INTO telemetry ({names}) SELECT {names} FROM telemetry_stage ON CONFLICT DO NOTHING",
+            "rollups": insert_and_roll_up(TELEMETRY_COLUMNS, "telemetry_stage"),
+        }
+        conns = {}
+        for name, url in urls.items():
+            conn = psycopg.connect(url, autocommit=True)
+            migrate(conn)
+            maintain(conn, now=datetime.now(UTC))
+            conn.autocommit = False
+            conn.execute("CREATE TEMP TABLE telemetry_stage (LIKE telemetry INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+            conn.commit()
+            conns[name] = conn
+        start = datetime.now(UTC) - timedelta(hours=2)
+        times: dict[str, list[float]] = {"plain": [], "rollups": []}
+        progress(f"timing {batches} batches of {SINK_BATCH_ROWS} rows each way")
+        for batch in range(batches):
+            for name, conn in conns.items():
+                with conn.cursor() as cur:
+                    _sink_batch(cur, batch, start)
+                    started = time.perf_counter()
+                    cur.execute(statements[name])
+                    conn.commit()
+                    times[name].append(time.perf_counter() - started)
+        for conn in conns.values():
+            conn.close()
+        return {
+            "batch_rows": SINK_BATCH_ROWS,
+            "devices": SINK_DEVICES,
+            "batches": batches,
+            "insert_only": summary_ms(times["plain"]),
+            "insert_and_roll_up": summary_ms(times["rollups"]),
+        }
+    finally:
+        postgres.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--readings", type=int, default=10_000_000, help="readings to load (4 per sample)")
@@ -120,10 +217,24 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-load-seconds", type=float, default=None, help="stop loading (whole devices) after this")
     parser.add_argument("--keep", action="store_true", help="leave the PostgreSQL folder in place (printed)")
+    parser.add_argument(
+        "--sink-cost", action="store_true", help="only time the bridge's insert, with and without rollups"
+    )
+    parser.add_argument("--batches", type=int, default=300, help="batches timed by --sink-cost")
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="fb-history-"))
     base.chmod(0o755)
+    if args.sink_cost:
+        try:
+            figures = {"benchmark": "history-sink-cost", "at": datetime.now(UTC).isoformat()}
+            figures |= sink_cost(base, args.batches)
+            print(json.dumps(figures, indent=2))
+            out = ROOT / "bench" / "results" / f"history-sink-cost-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+            out.write_text(json.dumps(figures, indent=2) + "\n")
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        return 0
     postgres = start_postgres(base / "pg")
     try:
         with psycopg.connect(postgres.url, autocommit=True) as conn:

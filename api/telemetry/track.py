@@ -53,8 +53,7 @@ CSV_COLUMNS: Final = (
     "quality",
 )
 FIX_COLUMNS: Final = ("ts", "seq", "lat", "lon", "alt", "speed", "heading")
-ROWS_PER_FETCH: Final = 5000
-ROWS_PER_CHUNK: Final = 1000
+ROWS_PER_CHUNK: Final = 1000  # rows fetched from the server-side cursor, and sent, at a time
 KMH_PER_MS: Final = 3.6
 LINE_MIN_POSITIONS: Final = 2  # RFC 7946: a LineString has two or more positions
 GPX_HEAD: Final = (
@@ -128,7 +127,6 @@ async def _rows(
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Rows of a server-side cursor, a chunk at a time (the caller holds the transaction)."""
     async with conn.cursor(name="track", row_factory=dict_row) as cur:
-        cur.itersize = ROWS_PER_FETCH
         await cur.execute(statement, params)
         while chunk := await cur.fetchmany(ROWS_PER_CHUNK):
             yield chunk
