@@ -44,7 +44,7 @@ from psycopg_pool import AsyncConnectionPool
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from history_data import load, progress, table_bytes  # noqa: E402 - bench/history_data.py, beside this script
+from history_data import COLUMNS, TYPES, load, progress, table_bytes  # noqa: E402 - bench/history_data.py, beside this script
 
 from api.telemetry.query import BucketQuery, parse_history  # noqa: E402
 from api.telemetry.services import fetch_buckets  # noqa: E402
@@ -126,39 +126,13 @@ SINK_DEVICES = 1000
 
 def _sink_batch(cur: psycopg.Cursor[Any], batch: int, start: datetime) -> None:
     """Stage one batch as the bridge does (binary COPY into a temporary LIKE-telemetry table)."""
-    columns = (
-        "device_id",
-        "ts",
-        "received_at",
-        "seq",
-        "lat",
-        "lon",
-        "speed",
-        "heading",
-        "fuel",
-        "engine_temp",
-        "odometer",
-    )
-    with cur.copy(f"COPY telemetry_stage ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(
-            [
-                "text",
-                "timestamptz",
-                "timestamptz",
-                "int8",
-                "float8",
-                "float8",
-                "float4",
-                "float4",
-                "float4",
-                "float4",
-                "float8",
-            ]
-        )
+    with cur.copy(f"COPY telemetry_stage ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(list(TYPES))
         for n in range(SINK_BATCH_ROWS):
             seq = batch * SINK_BATCH_ROWS + n
             ts = start + timedelta(milliseconds=100 * (seq // SINK_DEVICES))
-            copy.write_row((f"bench-{n % SINK_DEVICES:05d}", ts, ts, seq, 52.0, 4.0, 50.0, 90.0, 60.0, 85.0, 1e5 + seq))
+            # COLUMNS order: device_id, ts, received_at, seq, lat, lon, odometer, speed, heading, fuel, engine_temp
+            copy.write_row((f"bench-{n % SINK_DEVICES:05d}", ts, ts, seq, 52.0, 4.0, 1e5 + seq, 50.0, 90.0, 60.0, 85.0))
 
 
 def sink_cost(base: Path, batches: int) -> dict[str, Any]:
