@@ -70,6 +70,9 @@ def maintain(
     oldest = today - timedelta(days=retention_days)
     wanted = [oldest + timedelta(days=n) for n in range((today - oldest).days + ahead_days + 1)]
     for table in PARTITIONED_TABLES:
+        if not _exists(conn, table):
+            # A schema older than the code (the rollups of step 0007 not migrated yet): nothing to keep.
+            continue
         existing = existing_partitions(conn, table)
         for day in wanted:
             name = partition_name(table, day)
@@ -91,6 +94,11 @@ def maintain(
     if report.created or report.dropped:
         log.info("partitions created %s, dropped %s", report.created, report.dropped)
     return report
+
+
+def _exists(conn: psycopg.Connection[tuple[Any, ...]], table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+    return row is not None and row[0] is not None
 
 
 def _create(conn: psycopg.Connection[tuple[Any, ...]], table: str, name: str, lower: datetime, upper: datetime) -> None:

@@ -141,3 +141,13 @@ def test_rollup_migration_summarises_the_history_already_stored(database_url: st
                 ]
                 for key, s in expected.items()
             }
+
+
+def test_maintain_skips_tables_a_schema_does_not_have_yet(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE telemetry_1m, telemetry_1h")
+
+        report = maintain(conn, now=datetime.now(UTC) + timedelta(days=3), ahead_days=7, retention_days=30)
+
+        assert any(name.startswith("telemetry_p") for name in report.created)
+        assert not any(name.startswith("telemetry_1") for name in report.created + report.dropped)
