@@ -42,7 +42,7 @@ from api.live.hub import LiveHub
 from api.live.stream import LiveStreamReader
 from api.openapi import document_problems
 from api.problems import log_server_error, problem_details_plugin
-from api.telemetry.controllers import TelemetryController
+from api.telemetry.controllers import TelemetryController, TrackController
 from api.ui.controllers import index
 from config import Settings, SettingsError
 
@@ -125,6 +125,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             DeviceController,
             TelemetryController,
+            TrackController,
             live,
             live_poll,
             login,

@@ -1,6 +1,9 @@
 """Write batches to PostgreSQL: COPY into a staging table, insert what is new, one COMMIT per batch.
 
-Redelivered samples insert nothing twice (ON CONFLICT on the (device_id, ts, seq) key). A batch that
+Redelivered samples insert nothing twice (ON CONFLICT on the (device_id, ts, seq) key). The rows actually
+inserted are added to the time-bucket rollups in the same statement (`models.rollups`), so the rollups
+stay exact: a duplicate never counts twice, a late sample lands in its old bucket. Where the rollups are
+TimescaleDB continuous aggregates, the database maintains them and the plain INSERT is used. A batch that
 fails on its data is split until the bad messages are isolated; those are dead-lettered and the rest
 commits. A failure of the database itself is raised as `SinkUnavailableError` for the caller to retry.
 """
@@ -20,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from bridge.decode import TELEMETRY_COLUMNS, TELEMETRY_TYPES, Decoded, PresenceUpdate, Rejection
 from bridge.errors import SinkUnavailableError
+from models.rollups import ROLLUPS_MIGRATION, insert_and_roll_up
 from models.state import DATABASE_REFUSAL
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,9 @@ _CREATE_STAGE = (
 )
 _COPY_STAGE = f"COPY telemetry_stage ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _INSERT_NEW = f"INSERT INTO telemetry ({_COLUMNS}) SELECT {_COLUMNS} FROM telemetry_stage ON CONFLICT DO NOTHING"
+_INSERT_AND_ROLL_UP = insert_and_roll_up(TELEMETRY_COLUMNS, "telemetry_stage")
+# Rollups the sink keeps itself only where they are tables; their step's variant says so.
+_ROLLUP_VARIANT = "SELECT variant FROM schema_migrations WHERE version = %s"
 _INSERT_REJECTED = (
     "INSERT INTO rejected_messages (received_at, topic, device_id, reason, sample_index, seq,"
     " payload_sha256, payload, payload_size) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -81,6 +88,7 @@ class PostgresTelemetrySink:
     def __init__(self, url: str) -> None:
         self._url = url
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._rolls_up = False
 
     async def connect(self) -> None:
         """Open the connection and its staging table; raise `SinkUnavailableError` when unreachable."""
@@ -89,10 +97,16 @@ class PostgresTelemetrySink:
                 self._url, autocommit=False, application_name="fleetbridge-bridge"
             )
             await conn.execute(_CREATE_STAGE)
+            variant = await (await conn.execute(_ROLLUP_VARIANT, (ROLLUPS_MIGRATION,))).fetchone()
             await conn.commit()
         except psycopg.Error as exc:
             raise SinkUnavailableError(f"PostgreSQL unreachable: {exc}") from exc
         self._conn = conn
+        self._rolls_up = variant is not None and variant[0] == "plain"
+        if variant is None:
+            log.warning(
+                "the time-bucket rollups do not exist (migration %d not applied): not maintained", ROLLUPS_MIGRATION
+            )
 
     async def close(self) -> None:
         """Close the connection, if any."""
@@ -167,8 +181,13 @@ class PostgresTelemetrySink:
                         for decoded in part:
                             for row in decoded.rows:
                                 await copy.write_row(_jsonb_ready(row))
-                    await cur.execute(_INSERT_NEW)
-                    inserted = cur.rowcount
+                    if self._rolls_up:
+                        await cur.execute(_INSERT_AND_ROLL_UP)
+                        counted = await cur.fetchone()
+                        inserted = counted[0] if counted is not None else 0
+                    else:
+                        await cur.execute(_INSERT_NEW)
+                        inserted = cur.rowcount
                 if rejections:
                     await cur.executemany(_INSERT_REJECTED, [_rejection_params(r) for r in rejections])
                 await _upsert_devices(cur, part)

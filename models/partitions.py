@@ -1,6 +1,7 @@
 """Time partitions on plain PostgreSQL: daily partitions created ahead of time, dropped after retention.
 
 TimescaleDB does all of this itself (chunks and a retention policy); there this module does nothing.
+The time-bucket rollups are partitioned the same way, by the start of each bucket.
 Rows that landed in a default partition (a timestamp outside every partition) are moved into the new
 partition when it is created, so attaching never fails and nothing is lost.
 """
@@ -19,7 +20,9 @@ from models.migrate import uses_timescale
 
 log = logging.getLogger(__name__)
 
-PARTITIONED_TABLES: Final = ("telemetry", "events")
+# The rollups (migration 0007) are partitioned and retained exactly like the rows they summarise; their
+# `ts` is the bucket's start, so a bucket always lies in the day of its samples.
+PARTITIONED_TABLES: Final = ("telemetry", "events", "telemetry_1m", "telemetry_1h")
 
 
 @dataclass(slots=True)
@@ -67,6 +70,9 @@ def maintain(
     oldest = today - timedelta(days=retention_days)
     wanted = [oldest + timedelta(days=n) for n in range((today - oldest).days + ahead_days + 1)]
     for table in PARTITIONED_TABLES:
+        if not _exists(conn, table):
+            # A schema older than the code (the rollups of step 0007 not migrated yet): nothing to keep.
+            continue
         existing = existing_partitions(conn, table)
         for day in wanted:
             name = partition_name(table, day)
@@ -88,6 +94,11 @@ def maintain(
     if report.created or report.dropped:
         log.info("partitions created %s, dropped %s", report.created, report.dropped)
     return report
+
+
+def _exists(conn: psycopg.Connection[tuple[Any, ...]], table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+    return row is not None and row[0] is not None
 
 
 def _create(conn: psycopg.Connection[tuple[Any, ...]], table: str, name: str, lower: datetime, upper: datetime) -> None:

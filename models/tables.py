@@ -88,3 +88,69 @@ class Telemetry(SQLModel, table=True):
     quality: int | None = Field(default=None, sa_column=Column(SmallInteger))
     extra: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     agg: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+
+
+def _real() -> Any:
+    # sa_type, not sa_column: a Column object can belong to one table only, and two tables share these.
+    return Field(default=None, sa_type=REAL)
+
+
+class _RollupColumns(SQLModel):
+    """The columns of a time-bucket rollup (models/rollups.py): per metric count, sum, min, max; last fix."""
+
+    device_id: str = Field(primary_key=True)
+    ts: datetime = Field(primary_key=True)  # the bucket's start
+    samples: int
+    fuel_n: int = 0
+    fuel_sum: float = 0.0
+    fuel_min: float | None = _real()
+    fuel_max: float | None = _real()
+    engine_temp_n: int = 0
+    engine_temp_sum: float = 0.0
+    engine_temp_min: float | None = _real()
+    engine_temp_max: float | None = _real()
+    odometer_n: int = 0
+    odometer_sum: float = 0.0
+    odometer_min: float | None = None
+    odometer_max: float | None = None
+    temperature_n: int = 0
+    temperature_sum: float = 0.0
+    temperature_min: float | None = _real()
+    temperature_max: float | None = _real()
+    pressure_n: int = 0
+    pressure_sum: float = 0.0
+    pressure_min: float | None = _real()
+    pressure_max: float | None = _real()
+    vibration_n: int = 0
+    vibration_sum: float = 0.0
+    vibration_min: float | None = _real()
+    vibration_max: float | None = _real()
+    flow_n: int = 0
+    flow_sum: float = 0.0
+    flow_min: float | None = _real()
+    flow_max: float | None = _real()
+    level_n: int = 0
+    level_sum: float = 0.0
+    level_min: float | None = _real()
+    level_max: float | None = _real()
+    battery_n: int = 0
+    battery_sum: float = 0.0
+    battery_min: float | None = _real()
+    battery_max: float | None = _real()
+    pos_n: int = 0
+    pos_ts: datetime | None = None
+    pos_seq: int | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+
+class TelemetryMinute(_RollupColumns, table=True):
+    """One device's telemetry summarised over one minute."""
+
+    __tablename__ = "telemetry_1m"
+
+
+class TelemetryHour(_RollupColumns, table=True):
+    """One device's telemetry summarised over one hour."""
+
+    __tablename__ = "telemetry_1h"

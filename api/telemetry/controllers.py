@@ -1,4 +1,4 @@
-"""HTTP endpoint of telemetry history."""
+"""HTTP endpoints of telemetry history: raw pages, buckets, downsampled series, seq gaps, track exports."""
 
 from __future__ import annotations
 
@@ -7,13 +7,28 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
+from litestar.response import Stream
 
 from api.auth import may_see_device, principal_of
 from api.backends import Pool
 from api.problems import bad_request, not_found
-from api.telemetry.query import LIMIT_DEFAULT, LIMIT_MAX, SELECTABLE, BadParam, parse_query
-from api.telemetry.schemas import GapReport, TelemetryPage
-from api.telemetry.services import fetch_gaps, fetch_page
+from api.telemetry.query import (
+    LIMIT_DEFAULT,
+    LIMIT_MAX,
+    POINTS_MAX,
+    POINTS_MIN,
+    SELECTABLE,
+    TRACK_FORMATS,
+    BadParam,
+    BucketQuery,
+    PointsQuery,
+    parse_history,
+    parse_query,
+    parse_track,
+)
+from api.telemetry.schemas import BucketedHistory, DownsampledHistory, GapReport, TelemetryPage
+from api.telemetry.services import fetch_buckets, fetch_gaps, fetch_page, fetch_points
+from api.telemetry.track import MEDIA_TYPES, content_disposition, stream_track
 from models.telemetry import utcnow
 
 # The history window, `from <= ts < to`, as both routes take it.
@@ -32,7 +47,7 @@ class TelemetryController(Controller):
     path = "/devices/{device_id:str}/telemetry"
     tags = ("telemetry",)
 
-    @get("/", summary="Raw telemetry history of one device")
+    @get("/", summary="Telemetry history of one device: raw pages, time buckets or a downsampled series")
     async def history(
         self,
         *,
@@ -47,19 +62,53 @@ class TelemetryController(Controller):
                 description=f"only samples carrying this value, and only it: one of {', '.join(SELECTABLE)}"
             ),
         ] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=LIMIT_MAX, description="rows per page")] = LIMIT_DEFAULT,
+        limit: Annotated[
+            int | None,
+            QueryParameter(ge=1, le=LIMIT_MAX, description=f"rows per page (raw mode; default {LIMIT_DEFAULT})"),
+        ] = None,
         cursor: Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page")] = None,
-    ) -> TelemetryPage:
-        """Samples with `from <= ts < to` in (ts, seq) order, a page at a time.
+        bucket: Annotated[
+            str | None,
+            QueryParameter(
+                description="time buckets of this width instead of samples: a whole number and s, m, h or d"
+                " (1s, 10s, 30s, 1m, 5m, 15m, 1h, 6h, 1d …), at most 31d"
+            ),
+        ] = None,
+        points: Annotated[
+            int | None,
+            QueryParameter(
+                description=f"at most this many values per metric, chosen by LTTB ({POINTS_MIN} … {POINTS_MAX})"
+            ),
+        ] = None,
+    ) -> TelemetryPage | BucketedHistory | DownsampledHistory:
+        """Samples with `from <= ts < to`: in (ts, seq) order a page at a time, or in time buckets
+        (`bucket=`), or downsampled for a chart (`points=`).
 
         An unknown device has an empty history, except for a group-limited API key: a device outside its
         group, or unknown, is a 404.
         """
-        query = parse_query(device_id, start=start, end=end, metric=metric, limit=limit, cursor=cursor, now=utcnow())
+        query = parse_history(
+            device_id,
+            start=start,
+            end=end,
+            metric=metric,
+            limit=limit,
+            cursor=cursor,
+            bucket=bucket,
+            points=points,
+            now=utcnow(),
+        )
         if isinstance(query, BadParam):
             raise bad_request(query.reason)
         if not await may_see_device(principal_of(request), pool, device_id):
             raise not_found(f"no device {device_id!r}")
+        if isinstance(query, BucketQuery):
+            return await fetch_buckets(pool, query)
+        if isinstance(query, PointsQuery):
+            series = await fetch_points(pool, query)
+            if isinstance(series, BadParam):
+                raise bad_request(series.reason)
+            return series
         return await fetch_page(pool, query)
 
     @get("/gaps", summary="Missing samples of one device, from its seq numbers")
@@ -79,3 +128,35 @@ class TelemetryController(Controller):
         if not await may_see_device(principal_of(request), pool, device_id):
             raise not_found(f"no device {device_id!r}")
         return await fetch_gaps(pool, query)
+
+
+class TrackController(Controller):
+    """`/devices/{device_id}/track`: a device's positions and metrics as a file."""
+
+    path = "/devices/{device_id:str}/track"
+    tags = ("telemetry",)
+
+    @get("/", summary="Track export of one device: GeoJSON, GPX or CSV")
+    async def track(
+        self,
+        *,
+        request: Request[Any, Any, Any],
+        pool: NamedDependency[Pool],
+        device_id: FromPath[str],
+        start: WindowStart = None,
+        end: WindowEnd = None,
+        file_format: Annotated[
+            str, QueryParameter(name="format", description=f"one of {', '.join(TRACK_FORMATS)}")
+        ] = "geojson",
+    ) -> Stream:
+        """The samples of `from <= ts < to` (at most 31 days: `TRACK_WINDOW_MAX`) as a download, streamed."""
+        query = parse_track(device_id, start=start, end=end, file_format=file_format, now=utcnow())
+        if isinstance(query, BadParam):
+            raise bad_request(query.reason)
+        if not await may_see_device(principal_of(request), pool, device_id):
+            raise not_found(f"no device {device_id!r}")
+        return Stream(
+            stream_track(pool, query),
+            media_type=MEDIA_TYPES[query.file_format],
+            headers={"Content-Disposition": content_disposition(query)},
+        )

@@ -68,3 +68,71 @@ class GapReport(msgspec.Struct, frozen=True, kw_only=True):
     missing: int
     gaps: list[SeqGap]
     truncated: bool
+
+
+class MetricBucket(msgspec.Struct, frozen=True, kw_only=True):
+    """One metric over one bucket: how many values, their extremes and their mean."""
+
+    count: int
+    min: float
+    max: float
+    avg: float
+
+
+class PositionBucket(msgspec.Struct, frozen=True, kw_only=True):
+    """The positions of one bucket: how many fixes, and the last one (by ts, then seq) with its time."""
+
+    count: int
+    lat: float
+    lon: float
+    ts: datetime
+
+
+class TelemetryBucket(msgspec.Struct, frozen=True, kw_only=True):
+    """The samples with `start <= ts < start + bucket_s`; metrics without values in it are left out."""
+
+    start: datetime
+    samples: int
+    metrics: dict[str, MetricBucket]
+    position: PositionBucket | None
+
+
+class BucketedHistory(msgspec.Struct, frozen=True, kw_only=True):
+    """History in time buckets, oldest first; only buckets holding samples are listed.
+
+    `from` and `to` are the window widened to whole buckets. `source` says what answered: `raw`
+    (the samples themselves), `rollup_1m` or `rollup_1h` (the rollups: the same figures, read faster).
+    """
+
+    device_id: str
+    bucket: str
+    bucket_s: int
+    start: datetime = msgspec.field(name="from")
+    end: datetime = msgspec.field(name="to")
+    source: str
+    buckets: list[TelemetryBucket]
+
+
+class SeriesPoint(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored value of a metric."""
+
+    ts: datetime
+    value: float
+
+
+class MetricSeries(msgspec.Struct, frozen=True, kw_only=True):
+    """One metric's values in the window, downsampled by LTTB from `samples` stored values."""
+
+    metric: str
+    samples: int
+    points: list[SeriesPoint]
+
+
+class DownsampledHistory(msgspec.Struct, frozen=True, kw_only=True):
+    """At most `points` values per metric, chosen to keep each series' shape (first and last included)."""
+
+    device_id: str
+    start: datetime = msgspec.field(name="from")
+    end: datetime = msgspec.field(name="to")
+    points: int
+    series: list[MetricSeries]

@@ -1,8 +1,15 @@
-"""Reading telemetry history: one parameterised, keyset-paginated statement per page; seq gaps."""
+"""Reading telemetry history: keyset-paginated pages, time buckets, downsampled series; seq gaps.
+
+Buckets are one GROUP BY over the coarsest rollup that tiles the bucket width (`telemetry_1h`, then
+`telemetry_1m`), or over the raw rows for sub-minute widths; both give the same figures, because the
+rollups hold mergeable state (count, sum, min, max, last fix) and are re-aggregated here with
+`date_bin`. Column names come only from whitelists (`models.telemetry`, `models.rollups`); every value is
+a bound parameter.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from psycopg import sql
@@ -10,8 +17,24 @@ from psycopg.rows import dict_row
 
 from api.backends import Pool
 from api.telemetry.cursor import TelemetryCursor, encode_cursor
-from api.telemetry.query import POSITION, TelemetryQuery
-from api.telemetry.schemas import AggregateStats, GapReport, PositionFix, SeqGap, TelemetryItem, TelemetryPage
+from api.telemetry.downsample import lttb
+from api.telemetry.query import POINTS_SOURCE_MAX, POSITION, BadParam, BucketQuery, PointsQuery, TelemetryQuery
+from api.telemetry.schemas import (
+    AggregateStats,
+    BucketedHistory,
+    DownsampledHistory,
+    GapReport,
+    MetricBucket,
+    MetricSeries,
+    PositionBucket,
+    PositionFix,
+    SeqGap,
+    SeriesPoint,
+    TelemetryBucket,
+    TelemetryItem,
+    TelemetryPage,
+)
+from models.rollups import BUCKET_ORIGIN, POSITION_FIELDS, metric_fields, raw_aggregates, rollup_aggregates
 from models.telemetry import METRIC_COLUMNS
 
 SAMPLE_COLUMNS: Final = ("ts", "seq", "boot", "received_at", "quality")
@@ -151,4 +174,147 @@ async def fetch_gaps(pool: Pool, query: TelemetryQuery) -> GapReport:
         missing=int(totals["missing"]),
         gaps=gaps,
         truncated=len(rows) > GAPS_MAX,
+    )
+
+
+def _bucket_parts(query: BucketQuery) -> tuple[tuple[str, ...], bool]:
+    """The metrics and whether the position are asked for."""
+    if query.metric is None:
+        return METRIC_COLUMNS, True
+    if query.metric == POSITION:
+        return (), True
+    return (query.metric,), False
+
+
+def _rollup_rows_as_buckets(query: BucketQuery, metrics: tuple[str, ...], position: bool) -> sql.Composed:
+    """Buckets as wide as the rollup's are its rows: no GROUP BY (the most asked-for case, and 20× cheaper)."""
+    columns = ["samples", *(field for metric in metrics for field in metric_fields(metric))]
+    if position:
+        columns += list(POSITION_FIELDS)
+    assert query.source is not None
+    return sql.SQL(
+        "SELECT ts AS bucket, {columns} FROM {table}"
+        " WHERE device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s ORDER BY ts"
+    ).format(columns=sql.SQL(", ").join(map(sql.Identifier, columns)), table=sql.Identifier(query.source.table))
+
+
+def build_bucket_statement(query: BucketQuery) -> tuple[sql.Composed, dict[str, Any]]:
+    """One GROUP BY over the query's source: rollup rows re-aggregated, or raw rows aggregated."""
+    metrics, position = _bucket_parts(query)
+    params = {
+        "width": query.width,
+        "origin": BUCKET_ORIGIN,
+        "device_id": query.device_id,
+        "start": query.start,
+        "end": query.end,
+    }
+    if query.source is not None and query.width == query.source.width:
+        return _rollup_rows_as_buckets(query, metrics, position), params
+    if query.source is None:
+        table, aggregates = "telemetry", raw_aggregates(metrics, position=position)
+    else:
+        table, aggregates = query.source.table, rollup_aggregates(metrics, position=position)
+    statement = sql.SQL(
+        "SELECT date_bin(%(width)s, ts, %(origin)s) AS bucket, {aggregates} FROM {table}"
+        " WHERE device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s GROUP BY 1 ORDER BY 1"
+    ).format(
+        # The aggregate expressions are built by models.rollups from its constants and the metric whitelist.
+        aggregates=sql.SQL(", ".join(aggregates)),
+        table=sql.Identifier(table),
+    )
+    return statement, params
+
+
+class BucketReader:
+    """Turns aggregated rows (plain tuples, columns as `build_bucket_statement` names them) into buckets.
+
+    Column positions are looked up once per answer, not per row: a day of minutes is 1,440 rows of up to
+    46 columns, and per-row dict rows and name building cost more than the query itself.
+    """
+
+    def __init__(self, columns: Sequence[str], metrics: tuple[str, ...], position: bool) -> None:
+        at = {name: i for i, name in enumerate(columns)}
+        self._metrics: list[tuple[str, int, int, int, int]] = []
+        for metric in metrics:
+            n, total, low, high = metric_fields(metric)
+            self._metrics.append((metric, at[n], at[total], at[low], at[high]))
+        self._bucket, self._samples = at["bucket"], at["samples"]
+        self._fix = (at["pos_n"], at["pos_ts"], at["lat"], at["lon"]) if position else None
+
+    def bucket(self, row: Sequence[Any]) -> TelemetryBucket:
+        """One row as a bucket: metrics with values, and the last fix."""
+        found: dict[str, MetricBucket] = {}
+        for metric, n, total, low, high in self._metrics:
+            count = int(row[n])
+            if count:
+                found[metric] = MetricBucket(count=count, min=row[low], max=row[high], avg=row[total] / count)
+        fix = None
+        if self._fix is not None and row[self._fix[1]] is not None:
+            n, ts, lat, lon = self._fix
+            fix = PositionBucket(count=int(row[n]), lat=row[lat], lon=row[lon], ts=row[ts])
+        return TelemetryBucket(start=row[self._bucket], samples=int(row[self._samples]), metrics=found, position=fix)
+
+
+async def fetch_buckets(pool: Pool, query: BucketQuery) -> BucketedHistory:
+    """A device's history in the query's buckets; with `metric`, only buckets holding that value."""
+    statement, params = build_bucket_statement(query)
+    async with pool.connection() as conn, conn.cursor() as cur:
+        await cur.execute(statement, params)
+        rows = await cur.fetchall()
+        columns = [column.name for column in cur.description or ()]
+    metrics, position = _bucket_parts(query)
+    reader = BucketReader(columns, metrics, position)
+    buckets = [reader.bucket(row) for row in rows]
+    if query.metric == POSITION:
+        buckets = [b for b in buckets if b.position is not None]
+    elif query.metric is not None:
+        buckets = [b for b in buckets if b.metrics]
+    return BucketedHistory(
+        device_id=query.device_id,
+        bucket=query.label,
+        bucket_s=int(query.width.total_seconds()),
+        start=query.start,
+        end=query.end,
+        source="raw" if query.source is None else f"rollup_{query.source.table.removeprefix('telemetry_')}",
+        buckets=buckets,
+    )
+
+
+async def fetch_points(pool: Pool, query: PointsQuery) -> DownsampledHistory | BadParam:
+    """Each metric's values in the window, LTTB-downsampled to at most `points`; too many samples: BadParam."""
+    metrics = METRIC_COLUMNS if query.metric is None else (query.metric,)
+    conditions: list[sql.Composable] = [sql.SQL("device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s")]
+    if query.metric is not None:
+        conditions.append(sql.SQL("{} IS NOT NULL").format(sql.Identifier(query.metric)))
+    statement = sql.SQL(
+        "SELECT ts, {metrics} FROM telemetry WHERE {conditions} ORDER BY ts, seq LIMIT %(limit)s"
+    ).format(
+        metrics=sql.SQL(", ").join(sql.Identifier(m) for m in metrics),
+        conditions=sql.SQL(" AND ").join(conditions),
+    )
+    params = {"device_id": query.device_id, "start": query.start, "end": query.end, "limit": POINTS_SOURCE_MAX + 1}
+    async with pool.connection() as conn, conn.cursor() as cur:
+        await cur.execute(statement, params)
+        rows = await cur.fetchall()
+    if len(rows) > POINTS_SOURCE_MAX:
+        return BadParam(
+            f"the window holds more than {POINTS_SOURCE_MAX} samples, too many to downsample;"
+            " narrow it, or ask for bucket= instead"
+        )
+    series = []
+    for column, metric in enumerate(metrics, start=1):
+        values = [(row[0], row[column]) for row in rows if row[column] is not None]
+        if not values:
+            continue
+        xs = [ts.timestamp() for ts, _ in values]
+        kept = lttb(xs, [value for _, value in values], query.points)
+        series.append(
+            MetricSeries(
+                metric=metric,
+                samples=len(values),
+                points=[SeriesPoint(ts=values[i][0], value=values[i][1]) for i in kept],
+            )
+        )
+    return DownsampledHistory(
+        device_id=query.device_id, start=query.start, end=query.end, points=query.points, series=series
     )

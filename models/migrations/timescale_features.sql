@@ -16,3 +16,8 @@ SELECT remove_retention_policy('telemetry', if_exists => true);
 SELECT add_retention_policy('telemetry', make_interval(days => %(retention_days)s));
 SELECT remove_retention_policy('events', if_exists => true);
 SELECT add_retention_policy('events', make_interval(days => %(retention_days)s));
+-- The rollups (continuous aggregates of step 0007) are kept as long as the raw rows they summarise.
+SELECT remove_retention_policy('telemetry_1m', if_exists => true);
+SELECT add_retention_policy('telemetry_1m', make_interval(days => %(retention_days)s));
+SELECT remove_retention_policy('telemetry_1h', if_exists => true);
+SELECT add_retention_policy('telemetry_1h', make_interval(days => %(retention_days)s));

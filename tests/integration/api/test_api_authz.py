@@ -202,6 +202,21 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
     "GET /api/v1/groups/{name}": (http_route("GET", "/api/v1/groups/north"), "viewer", 200),
     "PUT /api/v1/groups/{name}": (http_route("PUT", "/api/v1/groups/east", lambda: {"description": "x"}), "admin", 201),
     "DELETE /api/v1/groups/{name}": (http_route("DELETE", "/api/v1/groups/retired"), "admin", 204),
+    "GET /api/v1/devices/{id}/telemetry?bucket=": (
+        http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/telemetry?bucket=1m"),
+        "viewer",
+        200,
+    ),
+    "GET /api/v1/devices/{id}/telemetry?points=": (
+        http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/telemetry?points=100"),
+        "viewer",
+        200,
+    ),
+    "GET /api/v1/devices/{id}/track": (
+        http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/track?format=gpx"),
+        "viewer",
+        200,
+    ),
     "WebSocket /api/v1/live": (live_handshake, "viewer", SWITCHING_PROTOCOLS),
     "GET /api/v1/live (polling)": (http_route("GET", "/api/v1/live?since=0-0"), "viewer", 200),
     "GET /api/v1/users": (http_route("GET", "/api/v1/users"), "admin", 200),
@@ -299,6 +314,7 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/api/v1/groups",
         "/api/v1/groups/{name:str}",
         "/api/v1/state",
+        "/api/v1/devices/{device_id:str}/track",
         "/api/v1/live",
         "/api/v1/users",
         "/api/v1/api-keys",
@@ -388,7 +404,9 @@ async def test_group_key_lists_reads_and_streams_only_its_group(
     assert own_history.status_code == 200
 
 
-@pytest.mark.parametrize("resource", ["/state", "/telemetry", ""])
+@pytest.mark.parametrize(
+    "resource", ["/state", "/telemetry", "", "/telemetry?bucket=1h", "/telemetry?points=10", "/track"]
+)
 async def test_group_key_sees_a_device_of_another_group_exactly_like_an_unknown_one(
     world: World, client: httpx.AsyncClient, resource: str
 ) -> None:

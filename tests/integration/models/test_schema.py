@@ -12,13 +12,22 @@ from sqlmodel import SQLModel, create_engine, select
 from models import tables
 from models.migrate import migrate
 from models.partitions import existing_partitions, maintain, partition_name
+from models.rollups import ROLLUPS, ROLLUPS_MIGRATION
+from tests.contracts.buckets import brute_force
 
 pytestmark = pytest.mark.integration
 
 
 def test_sqlmodel_tables_match_the_migrated_columns(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
-        for table in (tables.Device, tables.DeviceGroup, tables.RejectedMessage, tables.Telemetry):
+        for table in (
+            tables.Device,
+            tables.DeviceGroup,
+            tables.RejectedMessage,
+            tables.Telemetry,
+            tables.TelemetryMinute,
+            tables.TelemetryHour,
+        ):
             name = table.__tablename__
             rows = conn.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (name,)
@@ -75,3 +84,71 @@ def test_retention_removes_expired_rows_from_the_default_partition(database_url:
         conn.execute("INSERT INTO telemetry (ts, received_at, seq, device_id) VALUES (%s, now(), 1, 'old')", (old,))
         maintain(conn, now=now, ahead_days=1, retention_days=30)
         assert conn.execute("SELECT count(*) FROM telemetry WHERE device_id = 'old'").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("table", ["telemetry_1m", "telemetry_1h"])
+def test_rollups_are_partitioned_and_retained_like_telemetry(database_url: str, table: str) -> None:
+    now = datetime.now(UTC)
+    later = now + timedelta(days=10)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        old = (now - timedelta(days=45)).replace(minute=0, second=0, microsecond=0)
+        conn.execute(f"INSERT INTO {table} (device_id, ts, samples) VALUES ('old', %s, 1)", (old,))
+        far = (now + timedelta(days=20)).replace(minute=0, second=0, microsecond=0)
+        conn.execute(f"INSERT INTO {table} (device_id, ts, samples) VALUES ('far', %s, 1)", (far,))
+
+        report = maintain(conn, now=later, ahead_days=7, retention_days=30)
+        names = existing_partitions(conn, table)
+        assert partition_name(table, (later + timedelta(days=7)).date()) in names
+        expired = partition_name(table, (now - timedelta(days=30)).date())
+        assert expired in report.dropped
+        assert expired not in names
+        maintain(conn, now=far, ahead_days=1, retention_days=30)
+        assert conn.execute(f"SELECT device_id FROM {table}").fetchall() == [("far",)]
+        assert conn.execute(f"SELECT count(*) FROM {table}_default").fetchone() == (0,)
+        in_its_day = partition_name(table, far.date())
+        assert conn.execute(f"SELECT count(*) FROM {in_its_day}").fetchone() == (1,)
+
+
+def test_rollup_migration_summarises_the_history_already_stored(database_url: str) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # The database as it was before step 7, with history in it.
+        conn.execute("DROP TABLE telemetry_1m, telemetry_1h")
+        conn.execute("DELETE FROM schema_migrations WHERE version = %s", (ROLLUPS_MIGRATION,))
+        for seq in range(200):
+            ts = now - timedelta(minutes=150) + timedelta(seconds=seq * 45)
+            conn.execute(
+                "INSERT INTO telemetry (ts, received_at, seq, device_id, fuel, odometer, lat, lon)"
+                " VALUES (%s, now(), %s, %s, %s, %s, %s, %s)",
+                (ts, seq, f"b-{seq % 2}", seq / 4, 1000 + seq, (None if seq % 3 else 10 + seq / 100), 5.0),
+            )
+        assert [name for name in migrate(conn) if name.startswith("0007")] == ["0007_rollups"]
+        rows = conn.execute("SELECT * FROM telemetry").fetchall()
+        columns = [c.name for c in conn.execute("SELECT * FROM telemetry LIMIT 0").description or []]
+        for rollup in ROLLUPS:
+            expected = brute_force([dict(zip(columns, r, strict=True)) for r in rows], rollup.width)
+            stored = conn.execute(
+                f"SELECT device_id, ts, samples, fuel_n, fuel_min, fuel_max, odometer_max, pos_n, pos_seq FROM {rollup.table}"
+            ).fetchall()
+            assert {(d, ts): rest for d, ts, *rest in stored} == {
+                key: [
+                    s.samples,
+                    s.metrics["fuel"].n,
+                    s.metrics["fuel"].low,
+                    s.metrics["fuel"].high,
+                    s.metrics["odometer"].high,
+                    s.fixes,
+                    s.last_fix[1] if s.last_fix else None,
+                ]
+                for key, s in expected.items()
+            }
+
+
+def test_maintain_skips_tables_a_schema_does_not_have_yet(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE telemetry_1m, telemetry_1h")
+
+        report = maintain(conn, now=datetime.now(UTC) + timedelta(days=3), ahead_days=7, retention_days=30)
+
+        assert any(name.startswith("telemetry_p") for name in report.created)
+        assert not any(name.startswith("telemetry_1") for name in report.created + report.dropped)
