@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
@@ -130,13 +132,39 @@ class TelemetryController(Controller):
         return await fetch_gaps(pool, query)
 
 
+@dataclass
+class TrackOperation(Operation):
+    """The track export documents its answer by hand: one file in the media type `format=` picks."""
+
+    def __post_init__(self) -> None:
+        file = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+        feature = Schema(
+            type=OpenAPIType.OBJECT,
+            description="an RFC 7946 Feature: a LineString of the fixes, the device and window in properties",
+            required=["type", "geometry", "properties"],
+            properties={
+                "type": Schema(const="Feature"),
+                "geometry": Schema(type=[OpenAPIType.OBJECT, OpenAPIType.NULL], description="null: no fixes"),
+            },
+        )
+        self.responses = {
+            "200": OpenAPIResponse(
+                description="The track as a download (Content-Disposition: attachment), streamed",
+                content={
+                    media: OpenAPIMediaType(schema=feature if file_format == "geojson" else file)
+                    for file_format, media in MEDIA_TYPES.items()
+                },
+            )
+        }
+
+
 class TrackController(Controller):
     """`/devices/{device_id}/track`: a device's positions and metrics as a file."""
 
     path = "/devices/{device_id:str}/track"
     tags = ("telemetry",)
 
-    @get("/", summary="Track export of one device: GeoJSON, GPX or CSV")
+    @get("/", summary="Track export of one device: GeoJSON, GPX or CSV", operation_class=TrackOperation)
     async def track(
         self,
         *,
