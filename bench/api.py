@@ -5,6 +5,9 @@ Phases (all by default; `--phases` picks):
 
 * `latest` — `GET /api/v1/devices/{id}/state` for random devices, one request at a time over a kept-alive
   connection (p50/p99), then `--concurrency` requests at a time (requests/s);
+* `history` — COPY-loads `--history-readings` generated readings (rollups included, bench/history_data.py)
+  into the stack's database, then `GET /api/v1/devices/{id}/telemetry?bucket=1m` over 24 h for random
+  devices, one request at a time (p50/p99), and the table's size on disk;
 * `live` — `--clients` WebSocket clients, each subscribed to `--per-client` devices (each device watched
   by clients × per-client / devices clients), while a publisher process sends telemetry at each rate of
   `--rates` msg/s through MQTT; latency = client receipt − the sample's device time, which the publisher
@@ -34,19 +37,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
+import psycopg
 import redis
 from paho.mqtt.enums import CallbackAPIVersion
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from history_data import load  # noqa: E402 - bench/history_data.py, beside this script
 from servers import progress, rss_mib, service_env, start_bridge, start_servers  # noqa: E402
 
 from api.accounts.roles import Role  # noqa: E402
@@ -56,6 +62,7 @@ from config import load_settings  # noqa: E402
 BRIDGE_ID = "api-bench-bridge"
 JWT_SECRET = "bench-api-secret-0123456789-0123456789"
 OPEN_TIMEOUT_S = 30
+OPENING_AT_ONCE = 50
 CLIENT_STEPS = (1_000, 2_500, 5_000, 10_000, 20_000)
 
 
@@ -152,6 +159,18 @@ async def open_client(ws_url: str, devices: list[str]) -> ClientConnection:
     return ws
 
 
+async def open_clients(ws_url: str, subs: dict[int, list[str]]) -> list[ClientConnection]:
+    """Connect and subscribe every client, OPENING_AT_ONCE at a time (a thousand handshakes at once
+    overflow the listen backlog and measure that instead)."""
+    gate = asyncio.Semaphore(OPENING_AT_ONCE)
+
+    async def one(devices: list[str]) -> ClientConnection:
+        async with gate:
+            return await open_client(ws_url, devices)
+
+    return await asyncio.gather(*(one(devices) for devices in subs.values()))
+
+
 def change_times_ms(message: dict[str, Any]) -> list[float]:
     """Device times (epoch ms) of the changes in a live `state` message."""
     changes = message.get("changes") or {}
@@ -178,7 +197,7 @@ async def receive_for(ws: ClientConnection, until: float, latencies: list[float]
 
 
 async def live_clients(ws_url: str, subs: dict[int, list[str]], start_at: float, until: float) -> dict[str, Any]:
-    sockets = await asyncio.gather(*(open_client(ws_url, devices) for devices in subs.values()))
+    sockets = await open_clients(ws_url, subs)
     latencies: list[float] = []
     await asyncio.sleep(max(0.0, start_at - time.time()))
     frames = await asyncio.gather(*(receive_for(ws, until, latencies) for ws in sockets))
@@ -187,7 +206,10 @@ async def live_clients(ws_url: str, subs: dict[int, list[str]], start_at: float,
 
 
 def live_worker(ws_url: str, subs: dict[int, list[str]], start_at: float, until: float, out: Any) -> None:
-    out.put(asyncio.run(live_clients(ws_url, subs, start_at, until)))
+    try:
+        out.put(asyncio.run(live_clients(ws_url, subs, start_at, until)))
+    except Exception as exc:
+        out.put({"error": repr(exc), "latencies": [], "frames": 0})
 
 
 def run_live(
@@ -213,6 +235,9 @@ def run_live(
     results = [out.get(timeout=args.live_s + 120) for _ in workers]
     for worker in workers:
         worker.join(30)
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        raise RuntimeError(f"live clients failed: {errors}")
     latencies = [lat for r in results for lat in r["latencies"]]
     frames = sum(r["frames"] for r in results)
     return {
@@ -223,6 +248,37 @@ def run_live(
         "p50_ms": round(percentile(latencies, 0.50), 1) if latencies else None,
         "p99_ms": round(percentile(latencies, 0.99), 1) if latencies else None,
         "max_ms": round(max(latencies), 1) if latencies else None,
+    }
+
+
+def run_history(api_url: str, token: str, database_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """COPY-load `--history-readings` readings (and their rollups) into the stack's database, then time
+    "24 h of one device in 1-minute buckets" through the API, one request at a time."""
+    progress(f"loading {args.history_readings:,} readings over {args.history_devices} devices")
+    report = load(database_url, readings=args.history_readings, devices=args.history_devices, hours=26)
+    with psycopg.connect(database_url) as conn:
+        size = conn.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid"
+            " JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'telemetry'"
+        ).fetchone()
+    params = {"bucket": "1m", "from": (report.end - timedelta(hours=24)).isoformat(), "to": report.end.isoformat()}
+    rng = random.Random(11)
+    timings: list[float] = []
+    with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        for _ in range(args.history_requests):
+            path = f"/api/v1/devices/{rng.choice(report.devices)}/telemetry"
+            started = time.perf_counter()
+            response = client.get(path, params=params)
+            timings.append((time.perf_counter() - started) * 1000)
+            response.raise_for_status()
+    return {
+        "rows": report.rows,
+        "readings": report.readings,
+        "telemetry_bytes_on_disk": int(size[0]) if size and size[0] else None,
+        "requests": args.history_requests,
+        "buckets_per_answer": len(response.json()["buckets"]),
+        "p50_ms": round(statistics.median(timings), 2),
+        "p99_ms": round(percentile(timings, 0.99), 2),
     }
 
 
@@ -262,14 +318,21 @@ def run_latest(api_url: str, token: str, devices: int, requests: int, concurrenc
 
 
 async def hold_clients(ws_url: str, subs: dict[int, list[str]], report: Any, release: Any) -> None:
-    sockets = []
-    for devices in subs.values():
-        try:
-            sockets.append(await open_client(ws_url, devices))
-        except (OSError, TimeoutError) as exc:
-            report.put(("failed", len(sockets), repr(exc)))
-            break
-    report.put(("open", len(sockets), ""))
+    sockets: list[ClientConnection] = []
+    gate = asyncio.Semaphore(OPENING_AT_ONCE)
+    failures: list[str] = []
+
+    async def one(devices: list[str]) -> None:
+        async with gate:
+            if failures:
+                return
+            try:
+                sockets.append(await open_client(ws_url, devices))
+            except (OSError, TimeoutError, ConnectionClosed) as exc:
+                failures.append(repr(exc))
+
+    await asyncio.gather(*(one(devices) for devices in subs.values()))
+    report.put(("failed" if failures else "open", len(sockets), "; ".join(failures[:1])))
     await asyncio.get_running_loop().run_in_executor(None, release.wait)
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
 
@@ -328,7 +391,7 @@ def run_clients(args: argparse.Namespace, ws_url: str, api_pid: int) -> list[dic
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--phases", default="latest,live,clients")
+    parser.add_argument("--phases", default="latest,live,clients", help="any of latest,history,live,clients")
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=5000, help="latest-state requests")
     parser.add_argument("--concurrency", type=int, default=16)
@@ -338,6 +401,9 @@ def main() -> int:
     parser.add_argument("--live-s", type=float, default=20.0, help="publishing time per rate")
     parser.add_argument("--max-clients", type=int, default=10_000)
     parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--history-readings", type=int, default=100_000_000, help="readings loaded for `history`")
+    parser.add_argument("--history-devices", type=int, default=1000)
+    parser.add_argument("--history-requests", type=int, default=500)
     args = parser.parse_args()
     phases = set(args.phases.split(","))
 
@@ -376,6 +442,9 @@ def main() -> int:
             progress("latest state")
             results["latest"] = run_latest(api_url, token, args.devices, args.requests, args.concurrency)
             print(f"latest state: {json.dumps(results['latest'])}", flush=True)
+        if "history" in phases:
+            results["history"] = run_history(api_url, token, urls["database"], args)
+            print(f"history: {json.dumps(results['history'])}", flush=True)
         if "live" in phases:
             results["live"] = []
             for rate in (float(r) for r in args.rates.split(",")):
