@@ -17,16 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from config.broker_url import BrokerUrl
 
 log = logging.getLogger(__name__)
 
@@ -46,37 +46,6 @@ OnMessage = Callable[[str, bytes], None]
 
 class MqttUnavailableError(Exception):
     """The API cannot publish now: no connection to the broker, or the publish was not acknowledged."""
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerUrl:
-    """`mqtt://user:password@host:port`, or `mqtts://…[?cafile=PATH]`: where the broker is and who we are."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-    ca_file: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerUrl:
-        """Parse a broker URL; `ValueError` naming what is wrong."""
-        parts = urlsplit(url)
-        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
-            raise ValueError(f"broker URL must look like mqtt://[user:password@]host[:port] (or mqtts://), got {url!r}")
-        tls = parts.scheme == "mqtts"
-        params = parse_qs(parts.query)
-        if parts.query and (set(params) != {"cafile"} or len(params["cafile"]) != 1 or not tls):
-            raise ValueError("the broker URL's only query parameter is cafile=PATH, and only with mqtts://")
-        return cls(
-            host=parts.hostname,
-            port=parts.port or (8883 if tls else 1883),
-            tls=tls,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            ca_file=params["cafile"][0] if params else None,
-        )
 
 
 @dataclass(slots=True)
@@ -121,7 +90,7 @@ class MqttLink:
                 clean_start=True,
                 keepalive=KEEPALIVE_S,
                 timeout=CONNECT_TIMEOUT_S,
-                tls_context=ssl.create_default_context(cafile=address.ca_file) if address.tls else None,
+                tls_context=address.ssl_context(),
                 max_inflight_messages=INFLIGHT_MAX,
                 max_queued_incoming_messages=INCOMING_QUEUE_MAX,
             )

@@ -13,61 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv50
 
 from bridge.errors import BridgeError
 from bridge.message import RawMessage
+from config.broker_url import BrokerUrl, BrokerUrlError
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[RawMessage], Awaitable[int]]
 CONNECT_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    """Where the broker is and who we are there, parsed from `mqtt://user:pass@host:port`.
-
-    `mqtts://host:8883?cafile=/path/ca.pem` trusts that CA bundle instead of the system's (e.g. the
-    development CA of `fleet certs init`); the simulator's broker URL reads it the same way.
-    """
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-    ca_file: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
-        parts = urlsplit(url)
-        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
-            raise BridgeError(f"broker URL {url!r} must look like mqtt://[user:password@]host[:port] (or mqtts://)")
-        tls = parts.scheme == "mqtts"
-        params = parse_qs(parts.query)
-        if parts.query and (set(params) != {"cafile"} or len(params["cafile"]) != 1 or not tls):
-            raise BridgeError(f"broker URL {url!r}: the only query parameter is cafile=PATH, and only with mqtts://")
-        return cls(
-            host=parts.hostname,
-            port=parts.port or (8883 if tls else 1883),
-            tls=tls,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            ca_file=params["cafile"][0] if params else None,
-        )
-
-    def ssl_context(self) -> ssl.SSLContext | bool:
-        """The TLS context to connect with (verifying against `ca_file`, else the system's CAs), or False."""
-        return ssl.create_default_context(cafile=self.ca_file) if self.tls else False
 
 
 class _OneConnectionClient(gmqtt.Client):  # type: ignore[misc]
@@ -142,7 +103,10 @@ class MqttSource:
         high_water: int,
         on_connection_lost: Callable[[int], None] | None = None,
     ) -> None:
-        self._address = BrokerAddress.parse(url)
+        try:
+            self._address = BrokerUrl.parse(url)
+        except BrokerUrlError as exc:
+            raise BridgeError(str(exc)) from None
         # Messages held at once before reading pauses. Receive Maximum should bound this already,
         # but Mosquitto 2.0.11 sends past it when a session with a backlog reconnects.
         self._high_water = high_water
@@ -172,7 +136,7 @@ class MqttSource:
                     client.connect(
                         self._address.host,
                         self._address.port,
-                        ssl=self._address.ssl_context(),
+                        ssl=self._address.ssl_context() or False,
                         keepalive=self._keepalive_s,
                         version=MQTTv50,
                     ),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from api.ingest.backend import build_ingest
-from api.mqtt import BrokerUrl
 from config import ApiSettings, Settings, SettingsError
+from config.broker_url import BrokerUrl
 
 
 def test_broker_url_reads_the_account_and_defaults_the_port() -> None:
