@@ -157,13 +157,28 @@ class Bridge:
         delay = 0.1
         while True:
             try:
-                report = await self._sink.write(decoded)
+                # A link that stalls without an error (packets dropped, a peer that ACKs and never
+                # answers) would hold the batch, and every PUBACK behind it, for ever: past the timeout
+                # the connection is dropped and the batch written again (ON CONFLICT: at most once).
+                async with asyncio.timeout(self._settings.bridge.write_timeout_s):
+                    report = await self._sink.write(decoded)
                 break
             except SinkUnavailableError as exc:
                 self.stats.sink_retries += 1
                 log.warning("batch of %d messages not committed (%s); retrying in %.1f s", len(batch), exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._settings.bridge.retry_max_s)
+            except TimeoutError:
+                self.stats.sink_retries += 1
+                self.stats.sink_timeouts += 1
+                log.warning(
+                    "batch of %d messages not committed within %.1f s (the database link stalled); "
+                    "dropping the connection, retrying in %.1f s",
+                    len(batch),
+                    self._settings.bridge.write_timeout_s,
+                    delay,
+                )
+                await self._sink.abort()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._settings.bridge.retry_max_s)
         self._account(report, decoded)
         for entry in batch.entries:
             if not entry.done.done():

@@ -108,6 +108,13 @@ class PostgresTelemetrySink:
                 "the time-bucket rollups do not exist (migration %d not applied): not maintained", ROLLUPS_MIGRATION
             )
 
+    async def abort(self) -> None:
+        """Drop the connection without waiting on the server (its link may be stalled): the server rolls
+        back whatever was open; the next write reconnects."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.pgconn.finish()
+
     async def close(self) -> None:
         """Close the connection, if any."""
         if self._conn is not None:

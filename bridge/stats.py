@@ -28,6 +28,7 @@ class BridgeStats:
     refused_by_database: int = 0
     batches: int = 0
     sink_retries: int = 0
+    sink_timeouts: int = 0  # batches whose database link stalled past bridge.write_timeout_s
     cache_failures: int = 0
     replies_dropped: int = 0
     dropped_on_disconnect: int = 0

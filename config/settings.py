@@ -73,6 +73,9 @@ class BridgeSettings:
     stats_interval_ms: int = _bounded(500, low=50, high=600_000)
     presence_timeout_s: int = _bounded(90, low=2, high=86400, doc="silence after which a device is offline")
     retry_max_s: float = _bounded(5.0, low=0.01, high=3600)
+    write_timeout_s: float = _bounded(
+        60.0, low=0.1, high=3600, doc="a batch not committed in this long: its connection is dropped, the batch retried"
+    )
 
 
 @dataclass(frozen=True, slots=True)

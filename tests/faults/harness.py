@@ -63,6 +63,15 @@ LINK_LATENCY_S: Final = 0.25
 LINK_IN_FLIGHT: Final = 5  # messages awaiting PUBACK when the link is cut
 DATABASE_LATENCY_S: Final = 0.05
 DATABASE_RESET_EVERY_S: Final = 0.4
+# A stall: every chunk held this long, i.e. past the end of any run.
+STALL_S: Final = 3600.0
+# The bridge gives up on a silent batch write after this (production default 60 s), so that a CI-sized
+# stall is noticed within it.
+BRIDGE_WRITE_TIMEOUT_S: Final = 2.0
+# psycopg, interrupted in a query, first tries to cancel it on the server (5 s) and waits for the end of
+# the query (5 s more) before it gives up.
+PSYCOPG_CANCEL_S: Final = 10.0
+STALL_NOTICE_SLACK_S: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +276,11 @@ class FaultRig:
 
     def _bridge_env(self) -> dict[str, str]:
         database_url = self.postgres.url.replace(f":{self.postgres.port}/", f":{self.database_proxy.port}/")
-        return bridge_env(self.settings, FLEETBRIDGE_DATABASE_URL=database_url)
+        return bridge_env(
+            self.settings,
+            FLEETBRIDGE_DATABASE_URL=database_url,
+            FLEETBRIDGE_BRIDGE_WRITE_TIMEOUT_S=str(BRIDGE_WRITE_TIMEOUT_S),
+        )
 
     def bridge_stats(self) -> dict[str, str]:
         """The counters the running bridge publishes in Redis (empty while Redis is down)."""
@@ -562,6 +575,35 @@ class DatabaseLinkResets:
         return f"{resets} connections reset in {params.outage_s:g} s; {failed} batch attempts failed and were retried"
 
 
+@dataclass(frozen=True, slots=True)
+class DatabaseLinkStall:
+    """The bridge's PostgreSQL link goes silent: bytes are taken and never delivered, nothing comes back,
+    no error either (a peer that ACKs and never answers, packets dropped on the way)."""
+
+    name: str = "database-link-stall"
+    description: str = "the bridge's PostgreSQL links stall silently (no error, no answer)"
+
+    def inject(self, rig: FaultRig, params: FaultParams) -> str:
+        def timeouts() -> int:
+            return int(rig.bridge_stats().get("sink_timeouts", "0"))
+
+        before = timeouts()
+        rig.database_proxy.set_latency(STALL_S)
+        time.sleep(params.outage_s)
+        # New connections pass again; the stalled ones stay stalled (nothing ends them but the bridge's
+        # own timeout), so the batch written on one is only committed once the bridge gives up on it.
+        rig.database_proxy.set_latency(0.0)
+        ended = time.monotonic()
+        deadline = ended + BRIDGE_WRITE_TIMEOUT_S + PSYCOPG_CANCEL_S + STALL_NOTICE_SLACK_S
+        while timeouts() == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        noticed = time.monotonic() - ended
+        return (
+            f"stalled {params.outage_s:g} s; {timeouts() - before} batch write(s) timed out "
+            f"({BRIDGE_WRITE_TIMEOUT_S:g} s) and were retried, noticed {noticed:.1f} s after the link came back"
+        )
+
+
 FAULTS: Final[tuple[Fault, ...]] = (
     BridgeKills(),
     # `pg_ctl -m immediate` is a crash: the postmaster and its backends quit at once, no checkpoint.
@@ -581,6 +623,7 @@ FAULTS: Final[tuple[Fault, ...]] = (
     ),
     LinkCut(),
     DatabaseLinkResets(),
+    DatabaseLinkStall(),
 )
 
 
