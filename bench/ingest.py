@@ -41,11 +41,11 @@ from paho.mqtt.properties import Properties
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from payloads import READINGS_PER_SAMPLE, truck_sample  # noqa: E402 - bench/payloads.py, beside this script
 from servers import RECEIVE_MAXIMUM, progress, service_env, start_servers  # noqa: E402 - bench/servers.py, beside this script
 
 from models.telemetry import Limits, decode_telemetry  # noqa: E402
 
-READINGS_PER_SAMPLE = 4
 BRIDGE_ID = "bench-bridge"  # instances are numbered: bench-bridge-1, -2, …
 NAIVE_ID = "bench-naive"
 SUB_ID = "bench-mosquitto-sub"
@@ -64,23 +64,7 @@ def make_payloads(messages: int, devices: int, samples: int, seed: int) -> list[
         for _ in range(samples):
             seq = seqs[device]
             seqs[device] += 1
-            batch.append(
-                {
-                    "seq": seq,
-                    "ts": (start + timedelta(milliseconds=seq * 100)).isoformat(),
-                    "pos": {
-                        "lat": 52.0 + rng.random() / 10,
-                        "lon": 4.0 + rng.random() / 10,
-                        "speed": round(rng.uniform(0, 90), 1),
-                        "heading": round(rng.uniform(0, 359), 1),
-                    },
-                    "metrics": {
-                        "fuel": round(rng.uniform(10, 100), 1),
-                        "engine_temp": round(rng.uniform(70, 95), 1),
-                        "odometer": round(100000 + seq * 0.01, 2),
-                    },
-                }
-            )
+            batch.append(truck_sample(seq, start + timedelta(milliseconds=seq * 100), rng))
         payload = batch[0] if samples == 1 else {"samples": batch}
         out.append((f"fleet/v1/bench-{device:05d}/telemetry", msgspec.json.encode(payload)))
     return out

@@ -42,9 +42,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from payloads import READINGS_PER_SAMPLE, truck_sample  # noqa: E402 - bench/payloads.py, beside this script
 from servers import RECEIVE_MAXIMUM, progress, rss_mib, start_bridge, start_servers  # noqa: E402 - bench/servers.py, beside this script
 
-READINGS_PER_SAMPLE = 4
 BRIDGE_ID = "outage-bridge"
 PUBLISHER_ID = "outage-publisher"
 MONITOR_ID = "outage-sys-monitor"
@@ -98,21 +98,7 @@ class Publisher(threading.Thread):
         rng = self.rng
         seq = self.seqs[device]
         self.seqs[device] += 1
-        sample = {
-            "seq": seq,
-            "ts": (self.epoch + timedelta(milliseconds=seq * 100)).isoformat(),
-            "pos": {
-                "lat": 52.0 + rng.random() / 10,
-                "lon": 4.0 + rng.random() / 10,
-                "speed": round(rng.uniform(0, 90), 1),
-                "heading": round(rng.uniform(0, 359), 1),
-            },
-            "metrics": {
-                "fuel": round(rng.uniform(10, 100), 1),
-                "engine_temp": round(rng.uniform(70, 95), 1),
-                "odometer": round(100000 + seq * 0.01, 2),
-            },
-        }
+        sample = truck_sample(seq, self.epoch + timedelta(milliseconds=seq * 100), rng)
         return f"fleet/v1/bench-{device:05d}/telemetry", msgspec.json.encode(sample)
 
     def run(self) -> None:

@@ -17,6 +17,7 @@ from typing import Final
 import httpx
 import psycopg
 import pytest
+import redis
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -95,8 +96,6 @@ def serving_in_thread(api_settings: Settings) -> Iterator[str]:
 def _seed(database_url: str, redis_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("INSERT INTO devices (id, group_name) VALUES (%s, 'north')", (SEEDED_DEVICE,))
-    import redis
-
     client = redis.Redis.from_url(redis_url)
     try:
         client.hset(state_key(SEEDED_DEVICE), mapping={"m.fuel": encode_field(1_764_000_000_000, 0, 1, b"50.0")})
