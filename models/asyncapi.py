@@ -6,6 +6,7 @@ two drift apart, and the API serves the generated document.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import typing
 from dataclasses import dataclass
@@ -83,6 +84,11 @@ def document() -> dict[str, Any]:
     """The AsyncAPI document as a JSON-ready dict (stable ordering, so the checked-in copy can be diffed)."""
     types = sorted({t for c in CHANNELS for t in c.payloads if isinstance(t, type)}, key=lambda t: t.__name__)
     _, schemas = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    for schema in schemas.values():
+        # msgspec releases differ on whether they dedent docstrings: normalise, so the document depends on
+        # the code alone.
+        if isinstance(schema.get("description"), str):
+            schema["description"] = inspect.cleandoc(schema["description"])
     schemas.update({t.name: t.schema() for c in CHANNELS for t in c.payloads if isinstance(t, PlainText)})
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
