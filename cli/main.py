@@ -13,6 +13,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from config import Settings, SettingsError, load_settings
+from config.redact import redact_url
 
 if TYPE_CHECKING:
     import psycopg
@@ -292,8 +293,8 @@ def _up(settings: Settings, args: argparse.Namespace, env: Mapping[str, str]) ->
             print(f"  MQTT over TLS  {urls['mqtts']}")
         if "mqtts_certificates" in urls:
             print(f"  certificates   {urls['mqtts_certificates']}  (device logins by client certificate)")
-        print(f"  Redis          {urls['redis']}")
-        print(f"  PostgreSQL     {urls['database']}")
+        print(f"  Redis          {redact_url(urls['redis'])}")
+        print(f"  PostgreSQL     {redact_url(urls['database'])}")
         print(f"  logs           {urls['logs']}")
         print("Press Ctrl-C (or run `fleet down`) to stop.\n", flush=True)
         while not stopping["now"]:
