@@ -276,10 +276,7 @@ def _convert(raw: Any, kind: Any, meta: Mapping[str, Any], source: str) -> Any:
         elif kind is int:
             value = int(raw) if not isinstance(raw, bool) else int("bool is not a number")
         elif kind is float:
-            value = float(raw)
-            if not math.isfinite(value):
-                # NaN compares false with every bound, so the range check below would let it through.
-                raise ValueError(raw)
+            value = _finite(float(raw))
         elif kind is Path:
             value = Path(str(raw)).expanduser()
         else:
@@ -292,6 +289,13 @@ def _convert(raw: Any, kind: Any, meta: Mapping[str, Any], source: str) -> Any:
     low, high = meta.get("low"), meta.get("high")
     if (low is not None and value < low) or (high is not None and value > high):
         raise SettingsError(f"{source}: expected a value from {low} to {high}, got {raw!r}")
+    return value
+
+
+def _finite(value: float) -> float:
+    # NaN compares false with every bound, so the range check would let it through; infinities are no setting.
+    if not math.isfinite(value):
+        raise ValueError(value)
     return value
 
 

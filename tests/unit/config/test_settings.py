@@ -65,7 +65,7 @@ def test_toml_nan_is_refused_with_its_place(tmp_path: Path) -> None:
 def test_load_settings_refuses_a_misspelt_variable_naming_the_closest_one() -> None:
     with pytest.raises(
         SettingsError,
-        match="FLEETBRIDGE_BRIDGE_BATCH_MAX_AGE: no such setting; did you mean FLEETBRIDGE_BRIDGE_BATCH_MAX_AGE_MS?",
+        match=r"FLEETBRIDGE_BRIDGE_BATCH_MAX_AGE: no such setting; did you mean FLEETBRIDGE_BRIDGE_BATCH_MAX_AGE_MS\?",
     ):
         load_settings({"FLEETBRIDGE_BRIDGE_BATCH_MAX_AGE": "50"})
 
