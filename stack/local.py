@@ -16,15 +16,20 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
 import psycopg
+import redis
 
+from bridge.stats import stats_key
 from broker.certs import TlsFiles, init_certs
 from broker.process import start_mosquitto
 from broker.reload import AccountPaths
@@ -42,6 +47,8 @@ CHILD_STOP_TIMEOUT_S: Final = 15.0
 SERVER_DATA_FALLBACK: Final = Path("/var/tmp/fleetbridge")  # noqa: S108 - a fixed, documented place
 MQTTS_PORT: Final = 8883
 MQTTS_CERTIFICATES_PORT: Final = 8884
+READY_TIMEOUT_S: Final = 60.0
+READY_POLL_S: Final = 0.2
 API_ACCOUNT: Final = "fleetbridge-api"  # the API's broker account (role api), for HTTP ingest
 
 Say = Callable[[str], None]
@@ -124,8 +131,12 @@ class LocalStack:
         env |= _api_env(settings, broker, state)
         logs = state / "logs"
         logs.mkdir(exist_ok=True)
+        bridge_stats = stats_key(settings.mqtt.client_id)
+        with redis.Redis.from_url(redis_url) as client:
+            client.delete(bridge_stats)  # a previous run's counters must not pass for this bridge's
         self._spawn("bridge", [sys.executable, "-m", "bridge"], env, logs)
         self._spawn("api", [sys.executable, "-m", "api"], env, logs)
+        self._wait_ready(f"http://{settings.api.host}:{api_port}/readyz", redis_url, bridge_stats, logs)
         self.started_broker = not settings.mqtt.url
         self.urls = {
             "ui": f"http://{settings.api.host}:{api_port}/",
@@ -166,6 +177,24 @@ class LocalStack:
             sim_url=broker.sim_url,
             sim_cert_dir=broker.sim_cert_dir,
         )
+
+    def _wait_ready(self, readyz: str, redis_url: str, bridge_stats: str, logs: Path) -> None:
+        """Wait until the API answers ready and the bridge has connected to the broker (its counters in
+        Redis say so), so that what is published after `fleet up` says it runs is stored, not lost
+        before the bridge's subscription exists. `StackError` naming the log of a child that exited."""
+        self.say("waiting for the bridge and the API")
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        api_ready = bridge_ready = False
+        with redis.Redis.from_url(redis_url) as client:
+            while not (api_ready and bridge_ready):
+                if (exited := self.check()) is not None:
+                    raise StackError(f"{exited} exited while starting: see {logs / f'{exited}.log'}")
+                if time.monotonic() > deadline:
+                    waiting = "the API" if not api_ready else "the bridge"
+                    raise StackError(f"{waiting} was not ready after {READY_TIMEOUT_S:.0f} s: see the logs in {logs}")
+                api_ready = api_ready or _answers(readyz)
+                bridge_ready = bridge_ready or int(client.hget(bridge_stats, "connects") or 0) > 0
+                time.sleep(READY_POLL_S)
 
     def check(self) -> str | None:
         """The name of a child that exited, or None while all run."""
@@ -359,6 +388,15 @@ def _api_env(settings: Settings, broker: _Broker, state: Path) -> dict[str, str]
         # One secret for the stack's API, kept across restarts so signed-in pages stay signed in.
         env["FLEETBRIDGE_API_JWT_SECRET"] = _kept_secret(state / "jwt-secret")
     return env
+
+
+def _answers(url: str) -> bool:
+    """True when `url` answers 200 now."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own http:// URL
+            return bool(response.status == HTTPStatus.OK)
+    except (OSError, ValueError):
+        return False
 
 
 def _with_credentials(url: str, username: str, secret: str) -> str:
