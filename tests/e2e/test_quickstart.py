@@ -123,7 +123,7 @@ def test_quickstart_commands_run_as_written(
     fleet_up.append(FleetUp(project, environment, project / "up.log"))
     # Errors stop the script; the variables the page sets are printed at the end for the checks below.
     script = "set -euo pipefail\n" + "\n".join(blocks)
-    script += f"\necho '{VARIABLES_MARK}'\necho \"PORT=$PORT\"\necho \"SECRET=$SECRET\"\n"
+    script += f'\necho \'{VARIABLES_MARK}\'\necho "PORT=$PORT"\necho "SECRET=$SECRET"\n'
 
     done = bash(script, project, environment)
 
@@ -146,7 +146,7 @@ def test_quickstart_commands_run_as_written(
     again = bash(
         ". .venv/bin/activate && fleet status --field mqtt_port && "
         f"mosquitto_pub -h 127.0.0.1 -p {port} -u truck-42 -P {secret} -q 1 -t fleet/v1/truck-42/telemetry "
-        f"-m '{{\"seq\": 3, \"ts\": \"'$(date -u +%Y-%m-%dT%H:%M:%SZ)'\"}}'",
+        f'-m \'{{"seq": 3, "ts": "\'$(date -u +%Y-%m-%dT%H:%M:%SZ)\'"}}\'',
         project,
         environment,
     )
