@@ -332,6 +332,13 @@ def _sim(argv: list[str], env: Mapping[str, str]) -> int:
     elif (stack := _running(settings, None)) is not None and stack.sim_url:
         origin = f"the local stack running from {settings.stack.state_dir} (its broker, its trucks' logins)"
         target = SimTarget(stack.sim_url, stack.device_secrets, stack.sim_cert_dir, origin=origin)
+        simulator = stack.processes.get("simulator")
+        if simulator is not None and simulator.is_running() and "--url" not in argv:
+            # The broker takes the user name as the client id: two connections of one truck end each other.
+            say(
+                "the stack's own simulator drives these trucks too: each pair of connections of one truck will "
+                "end each other in turn. To drive them from here alone, start the stack with `fleet up --no-sim`"
+            )
     no_target = (
         f"no broker to publish to: no local stack is running from {settings.stack.state_dir}. Start one with "
         "`fleet up` (and run `fleet sim` in the same folder, or set FLEETBRIDGE_STACK_STATE_DIR), or pass "
@@ -400,7 +407,7 @@ def _print_urls(stack: LocalStack, urls: dict[str, str]) -> None:
     print(f"  REST API       {urls['api']}")
     print(f"  OpenAPI        {urls['openapi']}")
     mode = "  (per-device accounts; device secrets in the state folder)" if stack.started_broker else ""
-    print(f"  MQTT broker    {urls['mqtt']}{mode}")
+    print(f"  MQTT broker    {redact_url(urls['mqtt'])}{mode}")
     if "mqtts" in urls:
         print(f"  MQTT over TLS  {urls['mqtts']}")
     if "mqtts_certificates" in urls:

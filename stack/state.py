@@ -23,6 +23,7 @@ from stack.process import StackError
 
 STATE_FILE: Final = "stack.json"
 STOP_POLL_S: Final = 0.2
+DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883, "http": 80, "https": 443}
 # What `fleet status --field NAME` prints, one value for scripts (docs/quickstart.md uses them).
 FIELDS: Final = (
     "pid",
@@ -67,7 +68,6 @@ class StackState:
     def value(self, name: str) -> str:
         """One of `FIELDS` as text; empty when this stack has no such thing (no TLS listener, say)."""
         mqtt = urlsplit(self.urls["mqtt"])
-        api = urlsplit(self.api_base)
         values = {
             "pid": str(self.owner.pid),
             "mqtt_url": self.urls["mqtt"],
@@ -76,7 +76,7 @@ class StackState:
             "mqtts_url": self.urls.get("mqtts", ""),
             "mqtts_certificates_url": self.urls.get("mqtts_certificates", ""),
             "api_url": self.api_base,
-            "api_port": str(api.port or ""),
+            "api_port": str(_port(self.api_base)),
             "ui_url": self.urls["ui"],
             "redis_url": self.urls.get("redis", ""),
             "database_url": self.urls.get("database", ""),
@@ -187,10 +187,9 @@ def stop_running(state_dir: Path, *, timeout_s: float = 60.0) -> bool:
 
 
 def _port(url: str) -> int:
-    port = urlsplit(url).port
-    if port is None:
-        raise StackError(f"the stack's URL {url} names no port")
-    return port
+    """The port of `url`, or its scheme's default (an external broker's URL may leave it out)."""
+    parts = urlsplit(url)
+    return parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
 
 
 def _text(path: Path | None) -> str | None:

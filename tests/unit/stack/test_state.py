@@ -108,3 +108,8 @@ def test_fleet_status_without_a_stack_exits_3(tmp_path: Path, capsys: pytest.Cap
     assert out == ""
     assert "no local stack is running" in err
     assert "fleet up" in err
+
+
+def test_an_external_brokers_url_without_a_port_gives_the_default_port() -> None:
+    state = StackState(owner=ProcessIdentity.current(), urls=URLS | {"mqtt": "mqtts://user:pw@broker.example"})
+    assert (state.value("mqtt_port"), state.value("mqtt_host")) == ("8883", "broker.example")
