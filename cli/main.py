@@ -13,11 +13,19 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from config import Settings, SettingsError, load_settings
+from config.redact import redact_url
+from stack.state import FIELDS as STATUS_FIELDS
 
 if TYPE_CHECKING:
     import psycopg
 
     from broker.accounts import DeviceSpec
+    from stack.local import LocalStack
+    from stack.state import StackState
+
+# Exit status of `fleet status` when no stack runs (as `systemctl status` says of a stopped unit).
+NOT_RUNNING = 3
+API_KEY_ACTIONS = frozenset({"add", "list", "revoke", "-h", "--help"})
 
 
 def say(text: str) -> None:
@@ -42,7 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     down = commands.add_parser("down", help="stop a running `fleet up`")
     down.add_argument("--state-dir", type=Path, help="the state folder of that stack (default .fleet)")
-    commands.add_parser("sim", help="run a simulated fleet (see `fleet sim --help`)", add_help=False)
+    status = commands.add_parser("status", help="is a local stack running here: its URLs, processes and devices")
+    status.add_argument("--state-dir", type=Path, help="the state folder of that stack (default .fleet)")
+    status.add_argument(
+        "--field",
+        choices=STATUS_FIELDS,
+        metavar="NAME",
+        help=f"print only this value, for scripts: {', '.join(STATUS_FIELDS)}",
+    )
+    commands.add_parser(
+        "sim",
+        help="run a simulated fleet (see `fleet sim --help`); without --url, on the running local stack",
+        add_help=False,
+    )
     commands.add_parser("bridge", help="run one bridge instance (FLEETBRIDGE_* settings)")
     commands.add_parser("api", help="serve the API and UI (FLEETBRIDGE_* settings)")
     db = commands.add_parser("db", help="database schema")
@@ -84,14 +104,14 @@ ACCOUNT_COMMANDS = frozenset({"devices", "integrators", "services", "broker"})
 
 def _add_account_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`fleet devices|integrators|services|broker ...`: MQTT accounts, and the broker files made from them."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--database-url", help="the accounts database (default FLEETBRIDGE_DATABASE_URL)")
+    lookup = _lookup_options("the accounts database")
+    common = argparse.ArgumentParser(add_help=False, parents=[lookup])
     common.add_argument(
         "--accounts-dir",
         type=Path,
-        help="where the broker reads its password and ACL files (default STATE_DIR/accounts)",
+        help="where the broker reads its password and ACL files (default: the running stack's, else "
+        "STATE_DIR/accounts)",
     )
-    common.add_argument("--state-dir", type=Path, help="the local stack's state folder (default .fleet)")
     common.add_argument(
         "--broker-pid", type=int, help="the Mosquitto to reload (default: every local one reading the files)"
     )
@@ -107,6 +127,7 @@ def _add_account_commands(commands: argparse._SubParsersAction[argparse.Argument
         "import", parents=[common], help="provision a CSV (id,kind,name,group); print id,secret"
     )
     imported.add_argument("file", type=Path)
+    actions.add_parser("list", parents=[lookup], help="every device: id, group, enabled, account, created, last seen")
     rotate = actions.add_parser("rotate", parents=[common], help="print a new secret; the old one stops working")
     rotate.add_argument("id")
     rotate.add_argument("--reinstate", action="store_true", help="also give a revoked device a new secret")
@@ -127,6 +148,7 @@ def _add_account_commands(commands: argparse._SubParsersAction[argparse.Argument
     add = integrator_actions.add_parser("add", parents=[common], help="create one, print its secret (read-only)")
     add.add_argument("name", help="its MQTT username")
     add.add_argument("--group", help="read only this device group's devices")
+    integrator_actions.add_parser("list", parents=[lookup], help="every integrator: name, group, state, created")
     services = commands.add_parser("services", help="MQTT accounts of bridge and API instances")
     service_actions = services.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = service_actions.add_parser("add", parents=[common], help="create one, print its secret")
@@ -146,21 +168,41 @@ def _add_account_commands(commands: argparse._SubParsersAction[argparse.Argument
 
 def _add_user_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`fleet users add|api-key`: operator accounts and integrator API keys of the HTTP API."""
+    lookup = _lookup_options("the API's database")
     users = commands.add_parser("users", help="operator accounts and API keys of the HTTP API")
     actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = actions.add_parser("add", help="add an operator account (the password is prompted for)")
+    add = actions.add_parser("add", parents=[lookup], help="add an operator account (the password is prompted for)")
     add.add_argument("name", help="the username")
     add.add_argument("--role", required=True, choices=["admin", "operator", "viewer"])
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    key = actions.add_parser("api-key", help="make a read-only integrator API key and print it, once")
-    key.add_argument("name", help="who the key is for")
-    key.add_argument("--group", help="read only this device group's devices (devices.group_name)")
+    key = actions.add_parser("api-key", help="integrator API keys: add (printed once), list, revoke")
+    key_actions = key.add_subparsers(dest="key_action", required=True, metavar="ACTION")
+    key_add = key_actions.add_parser(
+        "add", parents=[lookup], help="make a read-only key and print it, once (`api-key NAME` does the same)"
+    )
+    key_add.add_argument("name", help="who the key is for")
+    key_add.add_argument("--group", help="read only this device group's devices (devices.group_name)")
+    key_actions.add_parser("list", parents=[lookup], help="every key: id, name, prefix, group, created, revoked")
+    key_revoke = key_actions.add_parser("revoke", parents=[lookup], help="revoke a key: it stops working at once")
+    key_revoke.add_argument("id", type=int, help="the key's id (`fleet users api-key list`)")
+
+
+def _lookup_options(what: str) -> argparse.ArgumentParser:
+    """--database-url and --state-dir: which database a command uses (flag, variable, else the running stack's)."""
+    lookup = argparse.ArgumentParser(add_help=False)
+    lookup.add_argument(
+        "--database-url", help=f"{what} (default FLEETBRIDGE_DATABASE_URL, else the running local stack's)"
+    )
+    lookup.add_argument("--state-dir", type=Path, help="the local stack's state folder (default .fleet)")
+    return lookup
 
 
 def run(argv: list[str], env: Mapping[str, str]) -> int:
     """Run one `fleet` command; the exit status says how it went."""
     if argv[:1] == ["sim"]:
         return _sim(argv[1:], env)
+    if argv[:2] == ["users", "api-key"] and len(argv) > 2 and argv[2] not in API_KEY_ACTIONS:
+        argv = [*argv[:2], "add", *argv[2:]]  # `fleet users api-key NAME`, as before `list` and `revoke` came
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(env)
@@ -171,6 +213,8 @@ def run(argv: list[str], env: Mapping[str, str]) -> int:
         return _up(settings, args, env)
     if args.command == "down":
         return _down(settings, args.state_dir)
+    if args.command == "status":
+        return _status(settings, args)
     if args.command == "bridge":
         from bridge.__main__ import main as bridge_main
 
@@ -179,6 +223,8 @@ def run(argv: list[str], env: Mapping[str, str]) -> int:
         from api.__main__ import main as api_main
 
         return api_main()
+    if args.command in {"devices", "integrators"} and args.action == "list":
+        return _roster(settings, args)
     if args.command in ACCOUNT_COMMANDS:
         return _accounts(settings, args)
     if args.command == "users":
@@ -186,6 +232,35 @@ def run(argv: list[str], env: Mapping[str, str]) -> int:
     if args.command == "certs":
         return _certs(settings, args)
     return _migrate(settings)
+
+
+def _running(settings: Settings, state_dir: Path | None) -> StackState | None:
+    """The local stack running from the state folder (`--state-dir`, else the setting), if any."""
+    from stack.local import with_state_dir
+    from stack.state import running_stack
+
+    return running_stack(with_state_dir(settings, state_dir).stack.state_dir)
+
+
+def _database_url(settings: Settings, args: argparse.Namespace) -> str | None:
+    """The database a command uses: --database-url, else FLEETBRIDGE_DATABASE_URL, else the running stack's."""
+    explicit = getattr(args, "database_url", None) or settings.database.url
+    if explicit:
+        return str(explicit)
+    stack = _running(settings, getattr(args, "state_dir", None))
+    return stack.urls.get("database") if stack is not None else None
+
+
+def _no_database(settings: Settings, args: argparse.Namespace) -> int:
+    from stack.local import with_state_dir
+
+    state = with_state_dir(settings, getattr(args, "state_dir", None)).stack.state_dir
+    say(
+        f"no database: no local stack is running from {state} and none is named. Start one with `fleet up` "
+        "(run this command in the same folder, or pass --state-dir), or set FLEETBRIDGE_DATABASE_URL "
+        "(or pass --database-url)"
+    )
+    return 2
 
 
 def _check_certificate_names(url: str, names: list[str]) -> None:
@@ -213,7 +288,9 @@ def _certs(settings: Settings, args: argparse.Namespace) -> int:
             if not revoke_device_certificate(folder, args.id):
                 say(f"{folder} holds no certificate of {args.id} (revoked already, or never made here)")
                 return 1
-            paths = reload.account_paths(args.accounts_dir or state / "accounts")
+            stack = _running(settings, args.state_dir)
+            stack_accounts = stack.accounts_dir if stack is not None else None
+            paths = reload.account_paths(args.accounts_dir or stack_accounts or state / "accounts")
             pids = [args.broker_pid] if args.broker_pid is not None else reload.find_brokers(paths)
             for pid in pids:
                 reload.reload_broker(pid, paths)
@@ -221,7 +298,7 @@ def _certs(settings: Settings, args: argparse.Namespace) -> int:
             say(f"revoked the certificate of {args.id}: {folder / 'crl.pem'} rewritten; {reloaded}")
             return 0
         ids = [args.id] if args.action == "device" else args.device
-        url = getattr(args, "database_url", None) or settings.database.url
+        url = _database_url(settings, args) if ids else None
         if ids and url:
             _check_certificate_names(url, ids)
         files = init_certs(folder)
@@ -239,7 +316,9 @@ def _certs(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _sim(argv: list[str], env: Mapping[str, str]) -> int:
-    from firmware_sim.address import DEFAULT_URL
+    """`fleet sim`: without --url, on FLEETBRIDGE_MQTT_URL, else on the running local stack's broker with
+    its simulated trucks' logins; with neither, refused (never a guessed broker)."""
+    from firmware_sim.cli import SimTarget
     from firmware_sim.cli import main as sim_main
 
     try:
@@ -247,14 +326,33 @@ def _sim(argv: list[str], env: Mapping[str, str]) -> int:
     except SettingsError as exc:
         say(f"invalid settings: {exc}")
         return 2
-    return sim_main(argv, defaults=settings.sim, default_url=settings.mqtt.url or DEFAULT_URL)
+    target: SimTarget | None = None
+    if settings.mqtt.url:
+        target = SimTarget(settings.mqtt.url, origin="FLEETBRIDGE_MQTT_URL")
+    elif (stack := _running(settings, None)) is not None and stack.sim_url:
+        origin = f"the local stack running from {settings.stack.state_dir} (its broker, its trucks' logins)"
+        target = SimTarget(stack.sim_url, stack.device_secrets, stack.sim_cert_dir, origin=origin)
+        simulator = stack.processes.get("simulator")
+        if simulator is not None and simulator.is_running() and "--url" not in argv:
+            # The broker takes the user name as the client id: two connections of one truck end each other.
+            say(
+                "the stack's own simulator drives these trucks too: each pair of connections of one truck will "
+                "end each other in turn. To drive them from here alone, start the stack with `fleet up --no-sim`"
+            )
+    no_target = (
+        f"no broker to publish to: no local stack is running from {settings.stack.state_dir}. Start one with "
+        "`fleet up` (and run `fleet sim` in the same folder, or set FLEETBRIDGE_STACK_STATE_DIR), or pass "
+        "--url mqtt://[user[:password]@]host[:port] (or set FLEETBRIDGE_MQTT_URL)"
+    )
+    return sim_main(argv, defaults=settings.sim, target=target, no_target=no_target, prog="fleet sim")
 
 
 def _up(settings: Settings, args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import dataclasses
 
-    from stack.local import LocalStack, running_stack, with_state_dir
+    from stack.local import LocalStack, with_state_dir
     from stack.process import StackError
+    from stack.state import running_stack
 
     settings = with_state_dir(settings, args.state_dir)
     sim = settings.sim
@@ -278,23 +376,7 @@ def _up(settings: Settings, args: argparse.Namespace, env: Mapping[str, str]) ->
     signal.signal(signal.SIGTERM, stop)
     try:
         urls = stack.up(with_sim=not args.no_sim, tls=args.tls)
-        print("\nfleetbridge is running:", flush=True)
-        print(f"  operator UI    {urls['ui']}")
-        if stack.operator_login:
-            print(f"  sign in as     {stack.operator_login}  (demo admin; kept in {settings.stack.state_dir}/)")
-        else:
-            print("  sign in as     your operator account (make one with `fleet users add NAME --role admin`)")
-        print(f"  REST API       {urls['api']}")
-        print(f"  OpenAPI        {urls['openapi']}")
-        mode = "  (per-device accounts; device secrets in the state folder)" if stack.started_broker else ""
-        print(f"  MQTT broker    {urls['mqtt']}{mode}")
-        if "mqtts" in urls:
-            print(f"  MQTT over TLS  {urls['mqtts']}")
-        if "mqtts_certificates" in urls:
-            print(f"  certificates   {urls['mqtts_certificates']}  (device logins by client certificate)")
-        print(f"  Redis          {urls['redis']}")
-        print(f"  PostgreSQL     {urls['database']}")
-        print(f"  logs           {urls['logs']}")
+        _print_urls(stack, urls)
         print("Press Ctrl-C (or run `fleet down`) to stop.\n", flush=True)
         while not stopping["now"]:
             exited = stack.check()
@@ -313,18 +395,148 @@ def _up(settings: Settings, args: argparse.Namespace, env: Mapping[str, str]) ->
         say(f"stopped at {datetime.now(UTC):%H:%M:%S} UTC")
 
 
-def _down(settings: Settings, state_dir: Path | None) -> int:
-    from stack.local import stop_running, with_state_dir
-    from stack.process import StackError
+def _print_urls(stack: LocalStack, urls: dict[str, str]) -> None:
+    """What `fleet up` started, where, and how to sign in."""
+    settings = stack.settings
+    print("\nfleetbridge is running:", flush=True)
+    print(f"  operator UI    {urls['ui']}")
+    if stack.operator_login:
+        print(f"  sign in as     {stack.operator_login}  (demo admin; kept in {settings.stack.state_dir}/)")
+    else:
+        print("  sign in as     your operator account (make one with `fleet users add NAME --role admin`)")
+    print(f"  REST API       {urls['api']}")
+    print(f"  OpenAPI        {urls['openapi']}")
+    mode = "  (per-device accounts; device secrets in the state folder)" if stack.started_broker else ""
+    print(f"  MQTT broker    {redact_url(urls['mqtt'])}{mode}")
+    if "mqtts" in urls:
+        print(f"  MQTT over TLS  {urls['mqtts']}")
+    if "mqtts_certificates" in urls:
+        print(f"  certificates   {urls['mqtts_certificates']}  (device logins by client certificate)")
+    print(f"  Redis          {redact_url(urls['redis'])}")
+    print(f"  PostgreSQL     {redact_url(urls['database'])}")
+    print(f"  logs           {urls['logs']}")
+    for change in stack.port_changes:
+        print(f"  !!! {change.warning()}")
+    print("`fleet status` shows this again; other `fleet` commands run in this folder use this stack.")
 
-    settings = with_state_dir(settings, state_dir)
+
+def _down(settings: Settings, state_dir: Path | None) -> int:
+    from stack.local import with_state_dir
+    from stack.process import StackError
+    from stack.state import stale_state, stop_running
+
+    folder = with_state_dir(settings, state_dir).stack.state_dir
+    stale = stale_state(folder)
     try:
-        stopped = stop_running(settings.stack.state_dir)
+        stopped = stop_running(folder)
     except StackError as exc:
         say(str(exc))
         return 1
-    say("stopped" if stopped else f"no stack is running from {settings.stack.state_dir}")
+    if stopped:
+        say("stopped")
+    elif stale:
+        say(f"no stack is running from {folder}: removed its stale state file (nothing was signalled)")
+    else:
+        say(f"no stack is running from {folder}")
     return 0
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    """`fleet status`: whether a stack runs from the state folder, its URLs, processes and devices."""
+    import psycopg
+
+    from broker.roster import count_devices
+    from stack.local import with_state_dir
+
+    folder = with_state_dir(settings, args.state_dir).stack.state_dir
+    stack = _running(settings, args.state_dir)
+    if stack is None:
+        say(f"no local stack is running from {folder.absolute()}: start one with `fleet up`")
+        return NOT_RUNNING
+    if args.field is not None:
+        value = stack.value(args.field)
+        if not value:
+            say(f"this stack has no {args.field}")
+            return 1
+        print(value, flush=True)
+        return 0
+    print(f"fleetbridge is running from {folder.absolute()} (fleet up, pid {stack.owner.pid})")
+    for name in ("ui_url", "api_url", "mqtt_url", "mqtts_url", "mqtts_certificates_url", "redis_url", "database_url"):
+        if value := stack.value(name):
+            print(f"  {name:<24}{redact_url(value)}")
+    if stack.device_secrets is not None:
+        print(f"  {'device secrets':<24}{stack.device_secrets}  (the simulated trucks')")
+    dead = [name for name, identity in stack.processes.items() if not identity.is_running()]
+    alive = [name for name in stack.processes if name not in dead]
+    print(f"  {'processes running':<24}{', '.join(alive) or 'none'}")
+    if dead:
+        print(f"  {'processes EXITED':<24}{', '.join(dead)}  (see {stack.urls.get('logs', 'the logs')})")
+    try:
+        with psycopg.connect(stack.urls["database"], autocommit=True, connect_timeout=3) as conn:
+            counts = count_devices(conn)
+        print(f"  {'devices':<24}{counts.devices} registered, {counts.online} online")
+    except psycopg.Error as exc:
+        print(f"  {'devices':<24}unknown: the database does not answer ({exc})")
+    return 1 if dead else 0
+
+
+def _roster(settings: Settings, args: argparse.Namespace) -> int:
+    """`fleet devices list` / `fleet integrators list`: a table on stdout."""
+    import psycopg
+
+    from broker.roster import list_devices, list_integrators
+
+    url = _database_url(settings, args)
+    if url is None:
+        return _no_database(settings, args)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            if args.command == "devices":
+                devices = list_devices(conn)
+                rows = [
+                    [
+                        d.id,
+                        d.group or "-",
+                        "yes" if d.enabled else "no",
+                        d.account,
+                        _when(d.created_at),
+                        _when(d.last_seen),
+                        d.presence or "-",
+                    ]
+                    for d in devices
+                ]
+                header = ["ID", "GROUP", "ENABLED", "ACCOUNT", "CREATED", "LAST SEEN", "PRESENCE"]
+            else:
+                integrators = list_integrators(conn)
+                rows = [
+                    [
+                        i.name,
+                        i.group or "(every device)",
+                        "active" if i.active else "revoked",
+                        _when(i.created_at),
+                        _when(i.revoked_at),
+                    ]
+                    for i in integrators
+                ]
+                header = ["NAME", "GROUP", "STATE", "CREATED", "REVOKED"]
+    except psycopg.Error as exc:
+        say(f"cannot use the database (is it migrated? `fleet db migrate`): {exc}")
+        return 1
+    _table(header, rows)
+    return 0
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    """Columns aligned for a terminal, on stdout; a note on stderr when there are no rows."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        say("none yet")
 
 
 def _migrate(settings: Settings) -> int:
@@ -363,9 +575,9 @@ def _users(settings: Settings, args: argparse.Namespace) -> int:
     from api.accounts.roles import Role
     from api.accounts.services import Refused
 
-    if not settings.database.url:
-        say("set FLEETBRIDGE_DATABASE_URL to the API's database (`fleet up` prints it)")
-        return 2
+    url = _database_url(settings, args)
+    if url is None:
+        return _no_database(settings, args)
     try:
         if args.action == "add":
             if args.password_stdin:
@@ -378,13 +590,15 @@ def _users(settings: Settings, args: argparse.Namespace) -> int:
                 if getpass.getpass("again: ") != password:
                     say("the passwords differ")
                     return 1
-            user = add_user(settings.database.url, args.name, Role(args.role), password)
+            user = add_user(url, args.name, Role(args.role), password)
             if isinstance(user, Refused):
                 say(user.reason)
                 return 1
             say(f"added {user.username} ({user.role})")
             return 0
-        key = add_api_key(settings.database.url, args.name, args.group)
+        if args.key_action != "add":
+            return _api_key_admin(url, args)
+        key = add_api_key(url, args.name, args.group)
     except psycopg.Error as exc:
         say(f"cannot use the database (is it migrated? `fleet db migrate`): {exc}")
         return 1
@@ -397,6 +611,24 @@ def _users(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _api_key_admin(url: str, args: argparse.Namespace) -> int:
+    """`fleet users api-key list|revoke` (raises `psycopg.Error` like the other account commands)."""
+    from api.accounts.admin import api_keys, revoke_key
+
+    if args.key_action == "revoke":
+        if not revoke_key(url, args.id):
+            say(f"no API key has id {args.id} (`fleet users api-key list` shows them)")
+            return 1
+        say(f"revoked API key {args.id}: it no longer works")
+        return 0
+    rows = [
+        [str(k.id), k.name, f"{k.prefix}…", k.group or "(every device)", _when(k.created_at), _when(k.revoked_at)]
+        for k in api_keys(url)
+    ]
+    _table(["ID", "NAME", "PREFIX", "GROUP", "CREATED", "REVOKED"], rows)
+    return 0
+
+
 def _accounts(settings: Settings, args: argparse.Namespace) -> int:
     import psycopg
 
@@ -406,12 +638,15 @@ def _accounts(settings: Settings, args: argparse.Namespace) -> int:
     from broker.passwords import PasswordFormatError
     from stack.local import with_state_dir
 
-    url = args.database_url or settings.database.url
-    if not url:
-        say("set FLEETBRIDGE_DATABASE_URL or pass --database-url: the accounts live in the database")
-        return 2
+    url = _database_url(settings, args)
+    if url is None:
+        return _no_database(settings, args)
     state = with_state_dir(settings, args.state_dir).stack.state_dir
-    accounts_dir = args.accounts_dir or state / "accounts"
+    stack = _running(settings, args.state_dir)
+    # The running stack's broker reads its files where the stack put them (not always STATE_DIR/accounts:
+    # as root, server data may live elsewhere); used when the database is that stack's too.
+    stack_accounts = stack.accounts_dir if stack is not None and stack.urls.get("database") == url else None
+    accounts_dir = args.accounts_dir or stack_accounts or state / "accounts"
     # Only `devices revoke` has --certs-dir: a revoked device's certificate is revoked with it.
     certs_dir = getattr(args, "certs_dir", None) or state / "certs"
     try:

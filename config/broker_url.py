@@ -6,7 +6,7 @@ an optional `?cafile=PATH` (a CA bundle to trust instead of the system's, e.g. t
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -26,7 +26,7 @@ class BrokerUrl:
     port: int
     tls: bool
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)  # never in logs or tracebacks
     ca_file: str | None = None
 
     @classmethod

@@ -2,22 +2,35 @@
 
 Each field `f` of section `s` is read from `FLEETBRIDGE_<S>_<F>` (upper case), then from `[s] f` in the
 TOML file named by `FLEETBRIDGE_CONFIG`, then its default. A value of the wrong type or out of range
-fails at start with a `SettingsError` that names the variable and what it expects.
+(NaN and infinities included) fails at start with a `SettingsError` that names the variable and what it
+expects; so does a `FLEETBRIDGE_*` variable that nothing reads (a misspelt name would otherwise be
+ignored without a word), with the closest valid name. Secrets (passwords in URLs, the JWT secret) are
+masked in the settings' printed form.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
+
+from config.redact import redact_secret, redact_url
 
 ENV_PREFIX = "FLEETBRIDGE_"
 CONFIG_FILE_VAR = "FLEETBRIDGE_CONFIG"
+# `FLEETBRIDGE_*` variables read on purpose outside these settings, so not refused as misspelt: the test
+# suite's existing servers (tests/conftest.py) and the fault suite's sizes (tests/faults/harness.py).
+OTHER_VARIABLES: Final = frozenset(
+    {CONFIG_FILE_VAR, "FLEETBRIDGE_TEST_MQTT_URL", "FLEETBRIDGE_TEST_REDIS_URL", "FLEETBRIDGE_TEST_DATABASE_URL"}
+)
+OTHER_PREFIXES: Final = ("FLEETBRIDGE_FAULTS_",)
 
 
 class SettingsError(ValueError):
@@ -28,11 +41,38 @@ def _bounded(default: Any, *, low: float | None = None, high: float | None = Non
     return field(default=default, metadata={"low": low, "high": high, "doc": doc})
 
 
-@dataclass(frozen=True, slots=True)
-class MqttSettings:
+def _url(default: str = "") -> Any:
+    """A server URL that may carry a password: masked when printed."""
+    return field(default=default, metadata={"redact": redact_url})
+
+
+def _secret(default: str = "") -> Any:
+    """A secret: printed as `***`."""
+    return field(default=default, metadata={"redact": redact_secret})
+
+
+class _Section:
+    """The printed form of a settings section: every field, secrets masked."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            redact = f.metadata.get("redact")
+            # `!r` applies to the whole conditional: a masked value is quoted like any other string.
+            shown.append(f"{f.name}={redact(value) if redact is not None else value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MqttSettings(_Section):
     """How to reach the broker. An empty URL means: the local stack starts its own."""
 
-    url: str = ""
+    url: str = _url()
     client_id: str = "fleetbridge-bridge-1"
     share_group: str = "fleetbridge"
     receive_maximum: int = _bounded(2000, low=1, high=65535, doc="messages in flight to the bridge")
@@ -40,24 +80,24 @@ class MqttSettings:
     keepalive_s: int = _bounded(30, low=5, high=3600)
 
 
-@dataclass(frozen=True, slots=True)
-class RedisSettings:
+@dataclass(frozen=True, slots=True, repr=False)
+class RedisSettings(_Section):
     """How to reach Redis. An empty URL means: the local stack starts its own."""
 
-    url: str = ""
+    url: str = _url()
 
 
-@dataclass(frozen=True, slots=True)
-class DatabaseSettings:
+@dataclass(frozen=True, slots=True, repr=False)
+class DatabaseSettings(_Section):
     """How to reach PostgreSQL, and how long history is kept."""
 
-    url: str = ""
+    url: str = _url()
     retention_days: int = _bounded(30, low=1, high=36500)
     partitions_ahead_days: int = _bounded(7, low=1, high=365)
 
 
-@dataclass(frozen=True, slots=True)
-class BridgeSettings:
+@dataclass(frozen=True, slots=True, repr=False)
+class BridgeSettings(_Section):
     """Batching, limits and timing of the bridge."""
 
     batch_max_messages: int = _bounded(2000, low=1, high=1_000_000)
@@ -78,18 +118,18 @@ class BridgeSettings:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ApiSettings:
+@dataclass(frozen=True, slots=True, repr=False)
+class ApiSettings(_Section):
     """Where the API listens."""
 
     host: str = "127.0.0.1"
     port: int = _bounded(8000, low=0, high=65535)
     # Empty: a random secret per process (tokens then survive neither a restart nor another instance).
-    jwt_secret: str = ""
+    jwt_secret: str = _secret()
     token_ttl_s: int = _bounded(900, low=30, high=86400)
     login_attempts_per_minute: int = _bounded(10, low=1, high=10_000)
     # The API's own broker account (role `api`); empty: HTTP ingest answers 503.
-    mqtt_url: str = ""
+    mqtt_url: str = _url()
 
     # Unset: device provisioning changes only the database, and reaches the broker at `fleet broker reload`.
     broker_accounts_dir: Path | None = None
@@ -98,8 +138,8 @@ class ApiSettings:
     live_group_refresh_s: float = _bounded(10.0, low=0.05, high=3600, doc="how often device groups are reloaded")
 
 
-@dataclass(frozen=True, slots=True)
-class IngestSettings:
+@dataclass(frozen=True, slots=True, repr=False)
+class IngestSettings(_Section):
     """HTTP ingest (`POST /api/v1/ingest`): request bounds, waiting for the bridge, rate limits."""
 
     max_body_bytes: int = _bounded(1_000_000, low=64, high=256 * 1024 * 1024)
@@ -110,8 +150,8 @@ class IngestSettings:
     credential_cache_s: float = _bounded(10.0, low=0, high=3600, doc="how long a verified secret is trusted")
 
 
-@dataclass(frozen=True, slots=True)
-class StackSettings:
+@dataclass(frozen=True, slots=True, repr=False)
+class StackSettings(_Section):
     """The local stack: where its servers keep their data and which ports they take (0: any free)."""
 
     state_dir: Path = Path(".fleet")
@@ -120,8 +160,8 @@ class StackSettings:
     postgres_port: int = _bounded(5432, low=0, high=65535)
 
 
-@dataclass(frozen=True, slots=True)
-class SimSettings:
+@dataclass(frozen=True, slots=True, repr=False)
+class SimSettings(_Section):
     """The simulated fleet of the local stack."""
 
     devices: int = _bounded(20, low=0, high=100_000)
@@ -129,8 +169,8 @@ class SimSettings:
     seed: int = 7
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+@dataclass(frozen=True, slots=True, repr=False)
+class Settings(_Section):
     """Everything fleetbridge reads from its environment."""
 
     mqtt: MqttSettings = MqttSettings()
@@ -157,6 +197,7 @@ def load_settings(env: Mapping[str, str], config_file: Path | None = None) -> Se
             raise SettingsError(f"{CONFIG_FILE_VAR}: file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"{CONFIG_FILE_VAR}: {path} is not valid TOML: {exc}") from exc
+    _check_names(env)
     sections: dict[str, Any] = {}
     hints = typing.get_type_hints(Settings)
     known_sections = {f.name for f in dataclasses.fields(Settings)}
@@ -172,6 +213,39 @@ def load_settings(env: Mapping[str, str], config_file: Path | None = None) -> Se
     return Settings(**sections)
 
 
+def variable_names() -> frozenset[str]:
+    """Every `FLEETBRIDGE_<SECTION>_<FIELD>` variable a setting reads."""
+    hints = typing.get_type_hints(Settings)
+    return frozenset(
+        _variable(section.name, f.name)
+        for section in dataclasses.fields(Settings)
+        for f in dataclasses.fields(hints[section.name])
+    )
+
+
+def _variable(section: str, name: str) -> str:
+    return f"{ENV_PREFIX}{section.upper()}_{name.upper()}"
+
+
+def _check_names(env: Mapping[str, str]) -> None:
+    """Refuse `FLEETBRIDGE_*` variables that nothing reads, naming the closest valid one."""
+    valid = variable_names() | OTHER_VARIABLES
+    unknown = sorted(
+        name
+        for name in env
+        if name.startswith(ENV_PREFIX) and name not in valid and not name.startswith(OTHER_PREFIXES)
+    )
+    if not unknown:
+        return
+    problems = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+        problems.append(f"{name}: no such setting" + (f"; did you mean {close[0]}?" if close else ""))
+    raise SettingsError(
+        "; ".join(problems) + " (docs/configuration.md lists every setting; unset the variable or correct its name)"
+    )
+
+
 def _load_section(cls: type[T], section: str, env: Mapping[str, str], table: dict[str, Any], path: Path | None) -> T:
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
@@ -180,7 +254,7 @@ def _load_section(cls: type[T], section: str, env: Mapping[str, str], table: dic
         if key not in known:
             raise SettingsError(f"{path}: [{section}] has unknown key {key!r}; known: {', '.join(sorted(known))}")
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        var = f"{ENV_PREFIX}{section.upper()}_{f.name.upper()}"
+        var = _variable(section, f.name)
         if var in env:
             raw: Any = env[var]
             source = var
@@ -202,17 +276,26 @@ def _convert(raw: Any, kind: Any, meta: Mapping[str, Any], source: str) -> Any:
         elif kind is int:
             value = int(raw) if not isinstance(raw, bool) else int("bool is not a number")
         elif kind is float:
-            value = float(raw)
+            value = _finite(float(raw))
         elif kind is Path:
             value = Path(str(raw)).expanduser()
         else:
             value = str(raw)
-    except ValueError:
-        expected = {bool: "true or false", int: "a whole number", float: "a number", Path: "a path"}.get(kind, "text")
+    except (ValueError, OverflowError):
+        expected = {bool: "true or false", int: "a whole number", float: "a finite number", Path: "a path"}.get(
+            kind, "text"
+        )
         raise SettingsError(f"{source}: expected {expected}, got {raw!r}") from None
     low, high = meta.get("low"), meta.get("high")
     if (low is not None and value < low) or (high is not None and value > high):
         raise SettingsError(f"{source}: expected a value from {low} to {high}, got {raw!r}")
+    return value
+
+
+def _finite(value: float) -> float:
+    # NaN compares false with every bound, so the range check would let it through; infinities are no setting.
+    if not math.isfinite(value):
+        raise ValueError(value)
     return value
 
 

@@ -6,8 +6,7 @@ import os
 import sys
 
 from config.settings import SettingsError, load_settings
-from firmware_sim.address import DEFAULT_URL
-from firmware_sim.cli import main
+from firmware_sim.cli import SimTarget, main
 
 if __name__ == "__main__":
     try:
@@ -15,4 +14,5 @@ if __name__ == "__main__":
     except SettingsError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(2)
-    sys.exit(main(sys.argv[1:], defaults=settings.sim, default_url=settings.mqtt.url or DEFAULT_URL))
+    target = SimTarget(settings.mqtt.url) if settings.mqtt.url else None
+    sys.exit(main(sys.argv[1:], defaults=settings.sim, target=target))

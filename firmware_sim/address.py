@@ -10,7 +10,6 @@ from firmware_sim.errors import BrokerUrlError
 
 MQTT_PORT: Final = 1883
 MQTTS_PORT: Final = 8883
-DEFAULT_URL: Final = f"mqtt://127.0.0.1:{MQTT_PORT}"
 _TLS_SCHEMES: Final = {"mqtt": False, "mqtts": True}
 
 

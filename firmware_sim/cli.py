@@ -10,7 +10,9 @@ still unconfirmed stays on disk and goes out again on the next run with the same
 
 Exit status: 0 when every sample was acknowledged, 1 when some were not (or were refused or dropped),
 2 for bad arguments. `main()` reads no environment: defaults come from its arguments, which the
-`__main__` module (or the `fleet` CLI) fills from settings.
+`__main__` module (or the `fleet` CLI) fills from settings, or from the running local stack. Without
+`--url` and without such a default it refuses to start: it never guesses a broker (a guess of
+localhost:1883 once published a fleet into a system Mosquitto).
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Final
 
 from config.settings import SimSettings
-from firmware_sim.address import DEFAULT_URL, BrokerAddress, parse_broker_url
+from firmware_sim.address import BrokerAddress, parse_broker_url
 from firmware_sim.device import PERSIST_TIMEOUT_S, STORE_MAX_SAMPLES, Device, DeviceOptions, TlsOptions
 from firmware_sim.errors import SimError
 from firmware_sim.fleet import Fleet, FleetOptions, FleetStats, fds_needed
@@ -39,16 +43,35 @@ from models.telemetry import utcnow
 logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 1.0
+NO_BROKER: Final = (
+    "no broker to publish to: pass --url mqtt://[user[:password]@]host[:port] (or set FLEETBRIDGE_MQTT_URL)"
+)
 
 
-def build_parser(defaults: SimSettings, default_url: str = DEFAULT_URL) -> argparse.ArgumentParser:
-    """The command line; `defaults` supplies the fleet size, rate and seed."""
+@dataclass(frozen=True, slots=True)
+class SimTarget:
+    """The broker to use when `--url` is not given, and the logins that go with it there."""
+
+    url: str
+    credentials: Path | None = None  # `id,secret` lines, the default of --credentials
+    cert_dir: Path | None = None  # client certificates, the default of --cert-dir
+    origin: str = ""  # where it came from, said at the start (e.g. "the local stack in .fleet")
+
+
+def build_parser(
+    defaults: SimSettings, default_url: str | None = None, *, prog: str = "python -m firmware_sim"
+) -> argparse.ArgumentParser:
+    """The command line; `defaults` supplies the fleet size, rate and seed, `default_url` the broker (None: --url is needed)."""
     parser = argparse.ArgumentParser(
-        prog="python -m firmware_sim",
+        prog=prog,
         description="Simulated trucks publishing telemetry over MQTT (QoS 1), or a recorded trip replayed.",
     )
     parser.add_argument(
-        "--url", default=default_url, help="broker, mqtt://[user[:password]@]host[:port] or mqtts://… (%(default)s)"
+        "--url",
+        default=default_url,
+        help="broker, mqtt://[user[:password]@]host[:port] or mqtts://… (default: %(default)s)"
+        if default_url
+        else "broker, mqtt://[user[:password]@]host[:port] or mqtts://…",
     )
     parser.add_argument("--devices", type=_count, default=defaults.devices, help="devices (%(default)s)")
     parser.add_argument(
@@ -117,13 +140,32 @@ def build_parser(defaults: SimSettings, default_url: str = DEFAULT_URL) -> argpa
     return parser
 
 
-def main(argv: list[str] | None = None, *, defaults: SimSettings | None = None, default_url: str = DEFAULT_URL) -> int:
-    """Run the simulator with command-line arguments `argv` (default: `sys.argv[1:]`); return the exit status."""
-    parser = build_parser(defaults or SimSettings(), default_url)
+def main(
+    argv: list[str] | None = None,
+    *,
+    defaults: SimSettings | None = None,
+    target: SimTarget | None = None,
+    no_target: str = NO_BROKER,
+    prog: str = "python -m firmware_sim",
+) -> int:
+    """Run the simulator with command-line arguments `argv` (default: `sys.argv[1:]`); return the exit status.
+
+    Without `--url` the broker (and the logins) come from `target`; with neither, the run is refused
+    with `no_target`, which says what to do.
+    """
+    parser = build_parser(defaults or SimSettings(), prog=prog)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.url is None:
+        if target is None:
+            parser.error(no_target)
+        args.url = target.url
+        args.credentials = args.credentials or target.credentials
+        args.cert_dir = args.cert_dir or target.cert_dir
+        if target.origin:
+            sys.stderr.write(f"fleet: publishing to {target.origin}\n")
     try:
         address = parse_broker_url(args.url)
     except SimError as exc:

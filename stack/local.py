@@ -3,44 +3,52 @@ bridge, the API and a simulated fleet, with their URLs printed; Ctrl-C (or `flee
 
 A URL given in settings (`FLEETBRIDGE_MQTT_URL`, `_REDIS_URL`, `_DATABASE_URL`) names an existing
 server, which is used instead of starting one. A configured port that is taken (a system Mosquitto on
-1883 is common) is replaced by a free one, and the replacement is said.
+1883 is common) is replaced by a free one, and the replacement is said; the ports chosen are kept in
+the state folder and taken again at the next start (stack/ports.py). Once up, the stack describes
+itself in `STATE_DIR/stack.json` for the other `fleet` commands (stack/state.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
 import psycopg
+import redis
 
+from bridge.stats import stats_key
 from broker.certs import TlsFiles, init_certs
 from broker.process import start_mosquitto
 from broker.reload import AccountPaths
 from config import Settings
 from models.migrate import migrate
 from models.partitions import maintain
+from stack.identity import ProcessIdentity
+from stack.ports import PortBook, PortChange
 from stack.postgres import start_postgres
-from stack.process import ServerProcess, StackError, check_enterable, free_port, port_is_free, running_as_root
+from stack.process import ServerProcess, StackError, check_enterable, running_as_root
 from stack.redis import start_redis
+from stack.state import StackState, remove_state, write_state
 
-STATE_FILE: Final = "stack.json"
 CHILD_STOP_TIMEOUT_S: Final = 15.0
 SERVER_DATA_FALLBACK: Final = Path("/var/tmp/fleetbridge")  # noqa: S108 - a fixed, documented place
 MQTTS_PORT: Final = 8883
 MQTTS_CERTIFICATES_PORT: Final = 8884
+READY_TIMEOUT_S: Final = 60.0
+READY_POLL_S: Final = 0.2
 API_ACCOUNT: Final = "fleetbridge-api"  # the API's broker account (role api), for HTTP ingest
 
 Say = Callable[[str], None]
@@ -73,6 +81,8 @@ class LocalStack:
     urls: dict[str, str] = field(default_factory=dict)
     started_broker: bool = False
     operator_login: str | None = None  # "user / password" of a demo admin made for this state folder
+    port_changes: list[PortChange] = field(default_factory=list)  # ports that differ from the last start
+    _ports: PortBook | None = None
 
     def up(self, *, with_sim: bool = True, tls: bool = False) -> dict[str, str]:
         """Start everything; return the URLs. Raises `StackError` with what to do next.
@@ -83,14 +93,18 @@ class LocalStack:
         settings = self.settings
         state = settings.stack.state_dir.absolute()
         state.mkdir(parents=True, exist_ok=True)
+        self._ports = PortBook(state, self.say)
+        self.port_changes = self._ports.changes
         server_dir = _server_dir(state, self.say)
         redis_url = settings.redis.url or self._start(
-            "Redis", lambda port: start_redis(server_dir / "redis", port), settings.stack.redis_port
+            "Redis",
+            lambda port: start_redis(server_dir / "redis", port),
+            self._port("redis", settings.stack.redis_port, "Anything given the stack's Redis URL"),
         )
         database_url = settings.database.url or self._start(
             "PostgreSQL",
             lambda port: start_postgres(server_dir / "postgres" / "data", port),
-            settings.stack.postgres_port,
+            self._port("postgres", settings.stack.postgres_port, "Anything given the stack's database URL"),
         )
         self.say("applying database migrations")
         with psycopg.connect(database_url, autocommit=True) as conn:
@@ -109,19 +123,20 @@ class LocalStack:
             broker = _Broker(settings.mqtt.url, bridge_url=settings.mqtt.url, sim_url=settings.mqtt.url)
         else:
             broker = self._own_broker(database_url, server_dir, state, tls=tls)
-        api_port = settings.api.port
-        if not port_is_free(api_port):
-            api_port = 0
+        api_port = self._port(
+            "api", settings.api.port, "Operator UI bookmarks, API clients and integrators calling the REST API"
+        )
         env = _child_env(self.base_env, settings, broker.bridge_url, redis_url, database_url)
-        if api_port == 0:
-            api_port = free_port()
-            self.say(f"port {settings.api.port} is taken: the API uses {api_port} instead")
         env["FLEETBRIDGE_API_PORT"] = str(api_port)
         env |= _api_env(settings, broker, state)
         logs = state / "logs"
         logs.mkdir(exist_ok=True)
+        bridge_stats = stats_key(settings.mqtt.client_id)
+        with redis.Redis.from_url(redis_url) as client:
+            client.delete(bridge_stats)  # a previous run's counters must not pass for this bridge's
         self._spawn("bridge", [sys.executable, "-m", "bridge"], env, logs)
         self._spawn("api", [sys.executable, "-m", "api"], env, logs)
+        self._wait_ready(f"http://{settings.api.host}:{api_port}/readyz", redis_url, bridge_stats, logs)
         self.started_broker = not settings.mqtt.url
         self.urls = {
             "ui": f"http://{settings.api.host}:{api_port}/",
@@ -143,8 +158,43 @@ class LocalStack:
             if broker.sim_cert_dir is not None:
                 sim += ["--cert-dir", str(broker.sim_cert_dir)]
             self._spawn("simulator", sim, env, logs)
-        (state / STATE_FILE).write_text(json.dumps({"pid": os.getpid(), "urls": self.urls}, indent=2))
+        write_state(state, self._state(broker))
         return self.urls
+
+    def _state(self, broker: _Broker) -> StackState:
+        """What other `fleet` commands need to find this stack (stack/state.py)."""
+        processes = {}
+        for name, pid in [(s.name, s.pid) for s in self.servers] + [(n, c.pid) for n, c in self.children]:
+            identity = ProcessIdentity.of(pid) if pid is not None else None
+            if identity is not None:
+                processes[name] = identity
+        return StackState(
+            owner=ProcessIdentity.current(),
+            urls=self.urls,
+            processes=processes,
+            accounts_dir=broker.accounts_dir,
+            device_secrets=broker.sim_credentials,
+            sim_url=broker.sim_url,
+            sim_cert_dir=broker.sim_cert_dir,
+        )
+
+    def _wait_ready(self, readyz: str, redis_url: str, bridge_stats: str, logs: Path) -> None:
+        """Wait until the API answers ready and the bridge has connected to the broker (its counters in
+        Redis say so), so that what is published after `fleet up` says it runs is stored, not lost
+        before the bridge's subscription exists. `StackError` naming the log of a child that exited."""
+        self.say("waiting for the bridge and the API")
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        api_ready = bridge_ready = False
+        with redis.Redis.from_url(redis_url) as client:
+            while not (api_ready and bridge_ready):
+                if (exited := self.check()) is not None:
+                    raise StackError(f"{exited} exited while starting: see {logs / f'{exited}.log'}")
+                if time.monotonic() > deadline:
+                    waiting = "the API" if not api_ready else "the bridge"
+                    raise StackError(f"{waiting} was not ready after {READY_TIMEOUT_S:.0f} s: see the logs in {logs}")
+                api_ready = api_ready or _answers(readyz)
+                bridge_ready = bridge_ready or int(client.hget(bridge_stats, "connects") or 0) > 0
+                time.sleep(READY_POLL_S)
 
     def check(self) -> str | None:
         """The name of a child that exited, or None while all run."""
@@ -168,8 +218,7 @@ class LocalStack:
         for server in reversed(self.servers):
             self.say(f"stopping {server.name}")
             server.stop()
-        state_file = self.settings.stack.state_dir.absolute() / STATE_FILE
-        state_file.unlink(missing_ok=True)
+        remove_state(self.settings.stack.state_dir)
 
     def _own_broker(self, database_url: str, server_dir: Path, state: Path, *, tls: bool) -> _Broker:
         """Start our broker with accounts: per-device secrets for the simulated trucks, a service account
@@ -190,7 +239,9 @@ class LocalStack:
                 tls_port=tls_port,
                 cert_port=cert_port,
             ),
-            settings.stack.mqtt_port,
+            self._port(
+                "mqtt", settings.stack.mqtt_port, "Devices and integrators connecting to the broker (MQTT, plain)"
+            ),
         )
         self.say(f"MQTT accounts: bridge and {settings.sim.devices} devices (secrets in {accounts.device_secrets})")
         if certs is None:
@@ -225,18 +276,18 @@ class LocalStack:
         folder = server_dir / "certs"
         certs = init_certs(folder, tuple(device_ids("truck-", self.settings.sim.devices)))
         self.say(f"TLS certificates in {folder} (trust {certs.ca_file}; trucks' certificates in {folder}/devices)")
-        ports = []
-        for wanted, what in ((MQTTS_PORT, "MQTT over TLS"), (MQTTS_CERTIFICATES_PORT, "certificate logins")):
-            port = wanted if port_is_free(wanted) else free_port()
-            if port != wanted:
-                self.say(f"port {wanted} is taken: {what} use {port} instead")
-            ports.append(port)
-        return certs, ports[0], ports[1]
+        tls_port = self._port("mqtts", MQTTS_PORT, "Devices and integrators connecting over TLS with passwords")
+        cert_port = self._port(
+            "mqtts_certificates", MQTTS_CERTIFICATES_PORT, "Devices logging in with client certificates"
+        )
+        return certs, tls_port, cert_port
+
+    def _port(self, name: str, configured: int, reconfigure: str) -> int:
+        """The port for `name`: the one of the last start while free (stack/ports.py)."""
+        assert self._ports is not None  # made at the start of `up`
+        return self._ports.pick(name, configured, reconfigure)
 
     def _start(self, label: str, start: Callable[[int], ServerProcess], port: int) -> str:
-        if port and not port_is_free(port):
-            self.say(f"port {port} is taken (a system {label}?): starting ours on a free port instead")
-            port = 0
         self.say(f"starting {label}")
         server = start(port)
         self.servers.append(server)
@@ -339,6 +390,15 @@ def _api_env(settings: Settings, broker: _Broker, state: Path) -> dict[str, str]
     return env
 
 
+def _answers(url: str) -> bool:
+    """True when `url` answers 200 now."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own http:// URL
+            return bool(response.status == HTTPStatus.OK)
+    except (OSError, ValueError):
+        return False
+
+
 def _with_credentials(url: str, username: str, secret: str) -> str:
     scheme, rest = url.split("://", 1)
     return f"{scheme}://{quote(username, safe='')}:{quote(secret, safe='')}@{rest}"
@@ -379,38 +439,6 @@ def _child_env(
         }
     )
     return env
-
-
-def running_stack(state_dir: Path) -> dict[str, object] | None:
-    """The state of a `fleet up` still running from `state_dir`, if any."""
-    path = state_dir.absolute() / STATE_FILE
-    try:
-        data: dict[str, object] = json.loads(path.read_text())
-        pid = data["pid"]
-        if not isinstance(pid, int):
-            return None
-        os.kill(pid, 0)
-    except (FileNotFoundError, ProcessLookupError, json.JSONDecodeError, KeyError):
-        return None
-    return data
-
-
-def stop_running(state_dir: Path, *, timeout_s: float = 60.0) -> bool:
-    """Ask a running `fleet up` to stop (as Ctrl-C would) and wait for it; False when none runs."""
-    data = running_stack(state_dir)
-    if data is None:
-        return False
-    pid = data["pid"]
-    assert isinstance(pid, int)
-    os.kill(pid, signal.SIGINT)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.2)
-    raise StackError(f"`fleet up` (pid {pid}) did not stop within {timeout_s:.0f} s; stop it with: kill {pid}")
 
 
 def with_state_dir(settings: Settings, state_dir: Path | None) -> Settings:

@@ -12,8 +12,15 @@ from typing import TypeVar
 import psycopg
 
 from api.accounts.roles import Role
-from api.accounts.schemas import CreatedApiKey, User
-from api.accounts.services import Connection, Refused, create_api_key, create_user
+from api.accounts.schemas import ApiKey, CreatedApiKey, User
+from api.accounts.services import (
+    Connection,
+    Refused,
+    create_api_key,
+    create_user,
+    list_api_keys,
+    revoke_api_key,
+)
 
 T = TypeVar("T")
 
@@ -31,3 +38,13 @@ def add_user(database_url: str, username: str, role: Role, password: str) -> Use
 def add_api_key(database_url: str, name: str, group: str | None) -> CreatedApiKey | Refused:
     """Make a read-only integrator key; the key is in the result only (raises `psycopg.Error` like `add_user`)."""
     return asyncio.run(_on_database(database_url, lambda conn: create_api_key(conn, name, group)))
+
+
+def api_keys(database_url: str) -> list[ApiKey]:
+    """Every API key, revoked ones included (their prefixes only; the keys themselves are not stored)."""
+    return asyncio.run(_on_database(database_url, list_api_keys))
+
+
+def revoke_key(database_url: str, key_id: int) -> bool:
+    """Revoke key `key_id` (it stops working at once); False when there is no such key."""
+    return asyncio.run(_on_database(database_url, lambda conn: revoke_api_key(conn, key_id)))

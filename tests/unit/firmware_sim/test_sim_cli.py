@@ -63,5 +63,12 @@ def test_cli_refuses_bad_arguments_with_status_2(argv: list[str], capsys: pytest
 
 
 def test_cli_reports_an_unreadable_recording(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--replay", str(tmp_path / "none.json")]) == 1
+    assert main(["--url", "mqtt://127.0.0.1:1", "--replay", str(tmp_path / "none.json")]) == 1
     assert "none.json" in capsys.readouterr().err
+
+
+def test_cli_without_url_or_target_refuses_instead_of_guessing_a_broker(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--devices", "1", "--count", "1"])
+    assert exc.value.code == 2
+    assert "no broker to publish to: pass --url" in capsys.readouterr().err
