@@ -161,7 +161,9 @@ def decode_message(message: RawMessage, *, now: datetime, limits: Limits) -> Dec
         return _presence(message, topic.device_id)
     if topic.kind is not topics.TopicKind.TELEMETRY:
         return _refuse(message, topic.device_id, f"the bridge does not ingest {topic.kind.value!r} here")
-    result = decode_telemetry(message.payload, content_type=message.content_type, now=now, limits=limits)
+    result = decode_telemetry(
+        message.payload, content_type=message.content_type, now=now, limits=limits, device_id=topic.device_id
+    )
     if isinstance(result, MessageRejection):
         return _refuse(message, topic.device_id, result.reason)
     return _accept(message, topic.device_id, result)
@@ -262,7 +264,11 @@ def telemetry_row(device_id: str, sample: Sample, received_at: datetime) -> Tele
             row[column] = value
     row[_EXTRA] = extra
     if sample.agg:
-        row[_AGG] = {name: [a.min, a.max, a.avg, a.count] for name, a in sample.agg.items()}
+        # [min, max, avg, count], and the standard deviation fifth when the device sent one.
+        row[_AGG] = {
+            name: [a.min, a.max, a.avg, a.count] if a.std is None else [a.min, a.max, a.avg, a.count, a.std]
+            for name, a in sample.agg.items()
+        }
     return tuple(row)
 
 

@@ -19,12 +19,13 @@ class PositionFix(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AggregateStats(msgspec.Struct, frozen=True, kw_only=True):
-    """One second of a high-rate sensor, summarised on the device."""
+    """One second of a high-rate sensor, summarised on the device; `std`: its standard deviation, when sent."""
 
     min: float
     max: float
     avg: float
     count: int
+    std: float | None = None
 
 
 class TelemetryItem(msgspec.Struct, frozen=True, kw_only=True):
