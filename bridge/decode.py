@@ -150,6 +150,13 @@ class Decoded:
         """True when nothing of the message was accepted."""
         return not self.rows and self.presence is None and bool(self.rejections)
 
+    def refusal_summary(self) -> str:
+        """Why the message was refused, in one line: its one reason, or the first of its samples' reasons."""
+        first = self.rejections[0]
+        if len(self.rejections) == 1:
+            return first.reason if first.index < 0 else f"sample {first.index}: {first.reason}"
+        return f"all {len(self.rejections)} samples refused; sample {first.index}: {first.reason}"
+
 
 def decode_message(message: RawMessage, *, now: datetime, limits: Limits) -> Decoded:
     """Turn one received message into rows, state updates and rejections."""

@@ -53,6 +53,8 @@ else:
 MAX_METRICS_PER_SAMPLE: Final = 64
 _SQL_BIGINT_MIN: Final = -(2**63)
 _SQL_BIGINT_MAX: Final = 2**63 - 1
+_SQL_INT_MIN: Final = -(2**31)
+_SQL_INT_MAX: Final = 2**31 - 1
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,10 +129,11 @@ SensorQualityWord = Literal["good", "uncertain", "bad"]
 SENSOR_QUALITY_WORDS: Final[dict[str, int]] = {"good": 100, "uncertain": 50, "bad": 0}
 SENSOR_ID_MAX_CHARS: Final = 128
 SENSOR_UNIT_MAX_CHARS: Final = 32
-# Field-sensor samples have no seq of their own. Each sensor (and kind: reading or aggregate) gets a boot
-# of its own in [2**30, 2**31): firmware boot counters start at 0 and never get there, and seq gap reports
-# skip these boots, whose seq is the sample's device time in epoch milliseconds, not a counter.
-SENSOR_BOOT_BASE: Final = 2**30
+# Field-sensor samples have no seq of their own: they get this boot, which firmware boot counters (from 0)
+# never reach, and a seq derived from the sensor and the device time (`sensor_identity`). Seq gap reports
+# skip boots from here up: such a seq counts nothing.
+SENSOR_BOOT: Final = 2**30
+_SENSOR_SEQ_BITS: Final = 62
 _METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
@@ -174,15 +177,18 @@ def sensor_metric(sensor_id: str, device_id: str | None) -> str | None:
 
 
 def sensor_identity(metric: str, *, aggregate: bool, ts: datetime) -> tuple[int, int]:
-    """(boot, seq) of a field-sensor sample: a boot per sensor and kind, the device time in ms as seq.
+    """(boot, seq) of a field-sensor sample: `SENSOR_BOOT`, and a 62-bit digest of the sensor, the kind
+    (reading or aggregate) and the device time to the microsecond.
 
-    Deterministic, so a redelivered reading is stored once; distinct per sensor, so two sensors read at
-    the same millisecond are two samples. BLAKE2b, not `hash()`: the same in every process, every run.
+    Deterministic, so a redelivered reading is stored once; distinct for every sensor, kind and instant,
+    so two sensors read at the same instant are two samples under the database key (device, ts, seq), and
+    every (boot, seq) in a `persisted` or `rejected` reply names exactly one reading. BLAKE2b, not `hash()`:
+    the same in every process, every run.
     """
     kind = "aggregate" if aggregate else "reading"
-    digest = hashlib.blake2b(f"{kind}:{metric}".encode(), digest_size=4).digest()
-    boot = SENSOR_BOOT_BASE + (int.from_bytes(digest, "big") & (SENSOR_BOOT_BASE - 1))
-    return boot, (ts - _EPOCH) // timedelta(milliseconds=1)
+    micros = (ts - _EPOCH) // timedelta(microseconds=1)
+    digest = hashlib.blake2b(f"{kind}:{metric}:{micros}".encode(), digest_size=8).digest()
+    return SENSOR_BOOT, int.from_bytes(digest, "big") >> (64 - _SENSOR_SEQ_BITS)
 
 
 def sample_from_reading(reading: SensorReading, device_id: str | None) -> Sample | SampleRejection:
@@ -454,7 +460,9 @@ def _probe(
     # The refusal is stored with its seq in a bigint column: a seq it cannot hold (2**64 - 1, say)
     # would make the database refuse the dead letter itself, and the bridge retry it forever.
     seq = found.seq if found.seq is not None and _SQL_BIGINT_MIN <= found.seq <= _SQL_BIGINT_MAX else None
-    return seq, found.boot
+    # The same for boot, stored in an integer column.
+    boot = found.boot if found.boot is not None and _SQL_INT_MIN <= found.boot <= _SQL_INT_MAX else None
+    return seq, boot
 
 
 def check_sample(sample: Sample, *, now: datetime, limits: Limits) -> str | None:

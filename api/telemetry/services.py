@@ -35,7 +35,7 @@ from api.telemetry.schemas import (
     TelemetryPage,
 )
 from models.rollups import BUCKET_ORIGIN, POSITION_FIELDS, metric_fields, raw_aggregates, rollup_aggregates
-from models.telemetry import METRIC_COLUMNS, SENSOR_BOOT_BASE
+from models.telemetry import METRIC_COLUMNS, SENSOR_BOOT
 
 SAMPLE_COLUMNS: Final = ("ts", "seq", "boot", "received_at", "quality")
 POSITION_COLUMNS: Final = ("lat", "lon", "alt", "speed", "heading", "accuracy")
@@ -158,13 +158,13 @@ _GAP_TOTALS = sql.SQL(
 
 async def fetch_gaps(pool: Pool, query: TelemetryQuery) -> GapReport:
     """Missing seq ranges of one device in the query's window, per boot."""
-    # Field-sensor samples count time, not messages, in their seq (models.telemetry.SENSOR_BOOT_BASE): no gaps.
+    # A field-sensor sample's seq is a digest, not a counter (models.telemetry.SENSOR_BOOT): no gaps there.
     params = {
         "device_id": query.device_id,
         "start": query.start,
         "end": query.end,
         "limit": GAPS_MAX + 1,
-        "sensor_boot": SENSOR_BOOT_BASE,
+        "sensor_boot": SENSOR_BOOT,
     }
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_GAPS, params)

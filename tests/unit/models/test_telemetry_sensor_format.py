@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pytest
 
 from models.telemetry import (
-    SENSOR_BOOT_BASE,
+    SENSOR_BOOT,
     Aggregate,
     DecodedTelemetry,
     Limits,
@@ -63,8 +63,8 @@ def test_decode_maps_a_sensor_reading_onto_a_metric_sample(msgpack: bool) -> Non
     assert sample.ts == NOW
     assert sample.quality == 87
     assert (sample.boot, sample.seq) == sensor_identity("temperature", aggregate=False, ts=NOW)
-    assert sample.seq == NOW_MS
-    assert SENSOR_BOOT_BASE <= sample.boot < 2**31
+    assert sample.boot == SENSOR_BOOT
+    assert 0 <= sample.seq < 2**62
 
 
 def test_decode_maps_a_one_second_aggregate_with_its_standard_deviation() -> None:
@@ -81,12 +81,18 @@ def test_decode_accepts_an_array_of_readings_with_rfc3339_timestamps_too() -> No
     assert [sorted({**s.metrics, **s.agg}) for s in result.samples] == [["temperature"], ["pressure"], ["vibration"]]
 
 
-def test_decode_gives_each_sensor_and_kind_its_own_identity_at_the_same_instant() -> None:
+def test_decode_gives_each_sensor_kind_and_instant_its_own_identity() -> None:
     samples = decode(
-        [reading(), reading(sensorId="level", unit="%", value=3), aggregate(sensorId="temperature")]
+        [
+            reading(),
+            reading(sensorId="level", unit="%", value=3),
+            aggregate(sensorId="temperature"),
+            reading(timestamp=NOW_MS + 1),
+        ]
     ).samples
-    assert len({(s.boot, s.seq) for s in samples}) == 3
-    assert len({s.seq for s in samples}) == 1  # one instant; the sensor and the kind tell them apart
+    # The database key is (device, ts, seq): sensors read at the same instant must differ in seq.
+    assert len({(s.ts, s.seq) for s in samples}) == 4
+    assert len({s.seq for s in samples}) == 4  # and each (boot, seq) in a reply names one reading
 
 
 def test_decode_gives_a_redelivered_reading_the_same_identity() -> None:
@@ -177,8 +183,9 @@ def test_decode_without_a_device_keeps_the_prefix_part_of_the_name() -> None:
     assert len(result.rejections) == 1
 
 
-def test_sensor_identity_seq_is_the_device_time_in_milliseconds() -> None:
-    boot, seq = sensor_identity("flow", aggregate=True, ts=NOW + timedelta(microseconds=1999))
-    assert seq == NOW_MS + 1
-    assert boot == sensor_identity("flow", aggregate=True, ts=NOW)[0]
-    assert boot != sensor_identity("flow", aggregate=False, ts=NOW)[0]
+def test_sensor_identity_is_the_same_for_the_same_instant_in_any_spelling() -> None:
+    utc = sensor_identity("flow", aggregate=True, ts=NOW)
+    offset = sensor_identity("flow", aggregate=True, ts=NOW.astimezone(timezone(timedelta(hours=2))))
+    assert utc == offset
+    assert utc != sensor_identity("flow", aggregate=True, ts=NOW + timedelta(microseconds=1))
+    assert utc != sensor_identity("flow", aggregate=False, ts=NOW)
