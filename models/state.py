@@ -172,7 +172,11 @@ DATABASE_REFUSAL: Final = "database refused: "
 
 
 class RejectedNotice(msgspec.Struct, frozen=True, omit_defaults=True):
-    """Published on `fleet/v1/{id}/rejected`: why a message or one of its samples was refused."""
+    """Published on `fleet/v1/{id}/rejected`: why a message or one of its samples was refused.
+
+    `sha256` is the hex SHA-256 of the whole refused payload: a device can match a refusal to what it
+    sent even when the message had no readable seq, and the REST listing of refusals shows the same digest.
+    """
 
     reason: str
     topic: str
@@ -180,6 +184,7 @@ class RejectedNotice(msgspec.Struct, frozen=True, omit_defaults=True):
     index: int | None = None
     seq: int | None = None
     boot: int | None = None
+    sha256: str | None = None
 
 
 def seq_ranges(pairs: list[tuple[int, int]]) -> list[PersistedRange]:

@@ -117,9 +117,7 @@ async def test_device_rejected_pages_by_cursor_and_filters_by_time(as_role: dict
     ).json()
     assert [i["received_at"] for i in rest["items"]] == [received(0).isoformat().replace("+00:00", "Z")]
     assert rest["next_cursor"] is None
-    recent = (
-        await viewer.get(f"/api/v1/devices/{NORTH}/rejected", params={"since": received(1).isoformat()})
-    ).json()
+    recent = (await viewer.get(f"/api/v1/devices/{NORTH}/rejected", params={"since": received(1).isoformat()})).json()
     assert len(recent["items"]) == 2
     bad = await viewer.get(f"/api/v1/devices/{NORTH}/rejected", params={"cursor": "12a"})
     assert bad.status_code == 400
