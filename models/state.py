@@ -63,13 +63,14 @@ class FieldValue(msgspec.Struct, frozen=True):
     boot: int = 0
 
 
-class Aggregate(msgspec.Struct, frozen=True):
-    """One second of a high-rate metric: min, max, avg and count."""
+class Aggregate(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One second of a high-rate metric: min, max, avg and count; `std` its standard deviation, if sent."""
 
     min: float
     max: float
     avg: float
     count: int
+    std: float | None = None
 
 
 class PositionState(msgspec.Struct, frozen=True):

@@ -18,7 +18,7 @@ class PositionFix(msgspec.Struct, frozen=True, kw_only=True):
     accuracy: float | None
 
 
-class AggregateStats(msgspec.Struct, frozen=True, kw_only=True):
+class AggregateStats(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One second of a high-rate sensor, summarised on the device; `std`: its standard deviation, when sent."""
 
     min: float
