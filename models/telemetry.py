@@ -7,7 +7,7 @@ whole. Unknown fields are ignored so that newer firmware keeps working against a
 
 Device time (`ts`) is an RFC 3339 string with an offset, or an integer of Unix epoch milliseconds.
 Field sensors speak a format of their own (`SensorReading`, one or a JSON array of them), mapped onto
-samples by `models.sensor`; docs/topics.md states the rule.
+samples of the sending device by `sample_from_reading`; docs/topics.md states the rule.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 class Sample(msgspec.Struct, frozen=True, kw_only=True):
     """One sample of one device: what it measured at device time `ts`.
 
-    `seq` is monotonic per device and `boot`; (device, boot, seq) is the sample's identity, so a
+    `seq` is monotonic per device and `boot`; (device, ts, seq) is the sample's identity, so a
     redelivered sample is recognised and stored once. `ts` may arrive as Unix epoch milliseconds.
     """
 
@@ -394,8 +394,6 @@ def _decode_sensor(
             parts: list[bytes | msgspec.Raw] = list((_MSGPACK_ARRAY if msgpack else _JSON_ARRAY).decode(payload))
         except msgspec.DecodeError:
             return None
-        if not parts:
-            return MessageRejection("an empty array of sensor readings")
         if len(parts) > limits.max_samples_per_message:
             return MessageRejection(f"array of {len(parts)} sensor readings exceeds {limits.max_samples_per_message}")
     else:
