@@ -29,7 +29,7 @@ from api.accounts.limits import LoginThrottle
 from api.auth import PUBLIC, TokenIssuer, build_auth, require_access
 from api.backends import DEPENDENCIES, STATE_KEY, Backends, Pool
 from api.contract.controllers import asyncapi
-from api.devices.controllers import DeviceController
+from api.devices.controllers import DeviceController, RefusedController
 from api.devices.provision import provision_dependencies
 from api.fleet.controllers import state as fleet_state
 from api.groups.controllers import GroupController
@@ -124,6 +124,7 @@ def create_app(settings: Settings) -> Litestar:
         API_PREFIX,
         route_handlers=[
             DeviceController,
+            RefusedController,
             TelemetryController,
             TrackController,
             live,

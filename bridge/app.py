@@ -22,7 +22,7 @@ from bridge.batch import Batch, Batcher
 from bridge.cache import RedisStateCache, StateCache, States
 from bridge.decode import Decoded
 from bridge.errors import CacheUnavailableError, SinkUnavailableError
-from bridge.message import RawMessage
+from bridge.message import Acknowledgement, RawMessage
 from bridge.rebuild import REBUILD_CHECK_INTERVAL_S, StateRebuild
 from bridge.sink import PostgresTelemetrySink, WriteReport
 from bridge.source import MqttSource
@@ -42,7 +42,7 @@ STATS_LOG_INTERVAL_S: Final = 10.0
 PRESENCE_SWEEP_INTERVAL_S: Final = 5.0
 STATE_REPUBLISH_INTERVAL_S: Final = 1.0
 STATUS_SUFFIX: Final = "/" + TopicKind.STATUS.value
-SUCCESS: Final = 0
+ACCEPTED: Final = Acknowledgement()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,21 +85,31 @@ class Bridge:
         self.stats = BridgeStats()
         self._state_pending: States = {}
 
-    async def handle(self, message: RawMessage) -> int:
-        """Take one message; return its PUBACK reason code once the COMMIT holding it is done."""
+    async def handle(self, message: RawMessage) -> Acknowledgement:
+        """Take one message; answer with its PUBACK reason once the COMMIT holding it is done.
+
+        Refused whole (nothing of it stored, its dead letter committed): 0x99 Payload format invalid with
+        the reason. Partly refused: success, since what was valid is stored; the per-sample reasons go
+        to `rejected`. Mosquitto does not pass this PUBACK on to the device (its PUBACK to a publisher is
+        its own): the reason is for the broker's log and for brokers that relay it (docs/topics.md).
+        """
         stats = self.stats
         stats.received += 1
         stats.inflight += 1
         stats.inflight_peak = max(stats.inflight_peak, stats.inflight)
         try:
             decoded = decode_stage.decode_message(message, now=datetime.now(UTC), limits=self._limits)
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
             if self._batcher.add(decoded, done, time.monotonic(), message.generation) or self._batcher.pending() == 1:
                 self._wakeup.set()
-            await done
+            refused_by_database = await done
         finally:
             self.stats.inflight -= 1
-        return decode_stage.PAYLOAD_FORMAT_INVALID if decoded.refused_whole else SUCCESS
+        if refused_by_database is not None:
+            return Acknowledgement(decode_stage.PAYLOAD_FORMAT_INVALID, refused_by_database)
+        if decoded.refused_whole:
+            return Acknowledgement(decode_stage.PAYLOAD_FORMAT_INVALID, decoded.refusal_summary())
+        return ACCEPTED
 
     def forget(self, generation: int) -> None:
         """Let go of what a lost connection delivered and no batch has taken: the broker sends it again."""
@@ -180,9 +190,14 @@ class Bridge:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._settings.bridge.retry_max_s)
         self._account(report, decoded)
+        # The database's reason is the last of a letter's rejections (`bridge.sink._with_db_reason`).
+        database_reasons = {
+            id(original): letter.rejections[-1].reason
+            for original, letter in zip(report.refused_by_database_originals, report.refused_by_database, strict=True)
+        }
         for entry in batch.entries:
             if not entry.done.done():
-                entry.done.set_result(None)
+                entry.done.set_result(database_reasons.get(id(entry.decoded)))
         # A message the database refused was dead-lettered instead: it must not count as stored.
         refused = {id(d) for d in report.refused_by_database_originals}
         outcome = [d for d in decoded if id(d) not in refused] + report.refused_by_database

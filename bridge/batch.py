@@ -16,7 +16,8 @@ class Entry:
     """One message in a batch and the future resolved once its batch is committed."""
 
     decoded: Decoded
-    done: asyncio.Future[None]
+    # Resolved once the batch is committed: None, or why the database refused this message (dead-lettered).
+    done: asyncio.Future[str | None]
     generation: int = 0
 
 
@@ -39,7 +40,7 @@ class Batcher:
         self._max_age_s = max_age_s
         self._current = Batch()
 
-    def add(self, decoded: Decoded, done: asyncio.Future[None], now: float, generation: int = 0) -> bool:
+    def add(self, decoded: Decoded, done: asyncio.Future[str | None], now: float, generation: int = 0) -> bool:
         """Add one message; True when the current batch became full."""
         if not self._current.entries:
             self._current.opened_at = now

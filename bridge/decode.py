@@ -150,6 +150,13 @@ class Decoded:
         """True when nothing of the message was accepted."""
         return not self.rows and self.presence is None and bool(self.rejections)
 
+    def refusal_summary(self) -> str:
+        """Why the message was refused, in one line: its one reason, or the first of its samples' reasons."""
+        first = self.rejections[0]
+        if len(self.rejections) == 1:
+            return first.reason if first.index < 0 else f"sample {first.index}: {first.reason}"
+        return f"all {len(self.rejections)} samples refused; sample {first.index}: {first.reason}"
+
 
 def decode_message(message: RawMessage, *, now: datetime, limits: Limits) -> Decoded:
     """Turn one received message into rows, state updates and rejections."""
@@ -161,7 +168,9 @@ def decode_message(message: RawMessage, *, now: datetime, limits: Limits) -> Dec
         return _presence(message, topic.device_id)
     if topic.kind is not topics.TopicKind.TELEMETRY:
         return _refuse(message, topic.device_id, f"the bridge does not ingest {topic.kind.value!r} here")
-    result = decode_telemetry(message.payload, content_type=message.content_type, now=now, limits=limits)
+    result = decode_telemetry(
+        message.payload, content_type=message.content_type, now=now, limits=limits, device_id=topic.device_id
+    )
     if isinstance(result, MessageRejection):
         return _refuse(message, topic.device_id, result.reason)
     return _accept(message, topic.device_id, result)
@@ -262,7 +271,11 @@ def telemetry_row(device_id: str, sample: Sample, received_at: datetime) -> Tele
             row[column] = value
     row[_EXTRA] = extra
     if sample.agg:
-        row[_AGG] = {name: [a.min, a.max, a.avg, a.count] for name, a in sample.agg.items()}
+        # [min, max, avg, count], and the standard deviation fifth when the device sent one.
+        row[_AGG] = {
+            name: [a.min, a.max, a.avg, a.count] if a.std is None else [a.min, a.max, a.avg, a.count, a.std]
+            for name, a in sample.agg.items()
+        }
     return tuple(row)
 
 

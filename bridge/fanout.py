@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Final
@@ -35,6 +36,7 @@ def rejected_messages(decoded: Iterable[Decoded]) -> list[tuple[str, bytes]]:
     for item in decoded:
         if item.device_id is None:
             continue  # a topic outside the grammar has no device to tell
+        digest = hashlib.sha256(item.payload).hexdigest()
         for rejection in item.rejections:
             notice = RejectedNotice(
                 reason=rejection.reason,
@@ -43,6 +45,7 @@ def rejected_messages(decoded: Iterable[Decoded]) -> list[tuple[str, bytes]]:
                 index=None if rejection.index < 0 else rejection.index,
                 seq=rejection.seq,
                 boot=rejection.boot,
+                sha256=digest,
             )
             out.append((device_topic(item.device_id, TopicKind.REJECTED), _json.encode(notice)))
             if len(out) >= REJECTED_NOTICES_PER_BATCH:

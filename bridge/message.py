@@ -17,3 +17,12 @@ class RawMessage:
     dup: bool = False
     retain: bool = False  # a retained message replayed by the broker on subscribe
     generation: int = 0  # which connection delivered it; its acknowledgement can go only there
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """What the bridge answers the broker for one message: an MQTT 5 PUBACK reason code and, for a
+    refusal, a reason string (MQTT 5 only; an MQTT 3.1.1 PUBACK has room for neither)."""
+
+    code: int = 0
+    reason: str | None = None

@@ -41,7 +41,7 @@ _INSERT_AND_ROLL_UP = insert_and_roll_up(TELEMETRY_COLUMNS, "telemetry_stage")
 _ROLLUP_VARIANT = "SELECT variant FROM schema_migrations WHERE version = %s"
 _INSERT_REJECTED = (
     "INSERT INTO rejected_messages (received_at, topic, device_id, reason, sample_index, seq,"
-    " payload_sha256, payload, payload_size) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " payload_sha256, payload, payload_size, boot) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (topic, payload_sha256, sample_index) DO NOTHING"
 )
 # Sorted ids keep concurrent bridge instances from deadlocking on the registry rows.
@@ -304,13 +304,14 @@ def _rejection_params(rejection: Rejection) -> tuple[Any, ...]:
         hashlib.sha256(payload).digest(),
         payload[:DEAD_LETTER_MAX_BYTES],
         len(payload),
+        rejection.boot,
     )
 
 
 def _minimal(params: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A dead letter cut down to what any row can hold: short topic and reason, no device id or seq."""
-    received_at, topic, _device, reason, index, _seq, digest, payload, size = params
-    return (received_at, str(topic)[:512], None, str(reason)[:2000], index, None, digest, payload, size)
+    """A dead letter cut down to what any row can hold: short topic and reason, no device id, seq or boot."""
+    received_at, topic, _device, reason, index, _seq, digest, payload, size, _boot = params
+    return (received_at, str(topic)[:512], None, str(reason)[:2000], index, None, digest, payload, size, None)
 
 
 def _presence_only(update: PresenceUpdate) -> Decoded:

@@ -7,6 +7,9 @@ only after the COMMIT holding the message, so acknowledgement follows durability
 Reconnecting is owned here, not by gmqtt: each connection gets a fresh client object. A handler that
 finishes after its connection died then acknowledges into that dead connection, never into the next
 one, where the broker may already have reused the packet id for a message not yet committed.
+
+gmqtt sends a PUBACK with a reason code but never with properties: a refusal's reason string (MQTT 5
+property 0x1F) is added here, by `_OneConnectionClient`, which writes that one PUBACK itself.
 """
 
 from __future__ import annotations
@@ -19,16 +22,42 @@ from datetime import UTC, datetime
 from typing import Any
 
 import gmqtt
-from gmqtt.mqtt.constants import MQTTv50
+from gmqtt.mqtt.constants import MQTTCommands, MQTTv50
+from gmqtt.mqtt.property import Property
+from gmqtt.mqtt.utils import pack_variable_byte_integer
 
 from bridge.errors import BridgeError
-from bridge.message import RawMessage
+from bridge.message import Acknowledgement, RawMessage
 from config.broker_url import BrokerUrl, BrokerUrlError
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[RawMessage], Awaitable[int]]
+Handler = Callable[[RawMessage], Awaitable[Acknowledgement]]
 CONNECT_TIMEOUT_S = 10.0
+# A reason string is for humans and logs: kept short, so a PUBACK stays far below any broker's packet limit.
+PUBACK_REASON_MAX_BYTES = 512
+_REASON_STRING = Property.factory(name="reason_string")
+
+
+class _ReasonCode(int):
+    """A PUBACK reason code that carries its reason string through gmqtt, which checks and passes on
+    the code as an int, to `_OneConnectionClient._send_command_with_mid`."""
+
+    reason: str | None
+
+    def __new__(cls, code: int, reason: str | None) -> _ReasonCode:
+        value = super().__new__(cls, code)
+        value.reason = reason
+        return value
+
+
+def puback_with_reason(mid: int, code: int, reason: str) -> bytes:
+    """An MQTT 5 PUBACK with a reason code and a Reason String property (cut to whole UTF-8 characters)."""
+    text = reason.encode("utf-8")[:PUBACK_REASON_MAX_BYTES].decode("utf-8", "ignore")
+    properties = bytes(_REASON_STRING.dumps(text))
+    variable = mid.to_bytes(2, "big") + bytes([code]) + bytes(pack_variable_byte_integer(len(properties)))
+    body = variable + properties
+    return bytes([MQTTCommands.PUBACK]) + bytes(pack_variable_byte_integer(len(body))) + body
 
 
 class _OneConnectionClient(gmqtt.Client):  # type: ignore[misc]
@@ -45,6 +74,15 @@ class _OneConnectionClient(gmqtt.Client):  # type: ignore[misc]
 
     async def reconnect(self, delay: bool = False) -> None:
         self.lost.set()
+
+    def _send_command_with_mid(self, cmd: int, mid: int, dup: bool, reason_code: int = 0) -> None:
+        """gmqtt's PUBACK path; a refusal with a reason string on an MQTT 5 connection is written here."""
+        reason = getattr(reason_code, "reason", None)
+        protocol = getattr(getattr(self, "_connection", None), "_protocol", None)
+        if cmd != MQTTCommands.PUBACK or reason is None or protocol is None or protocol.proto_ver != MQTTv50:
+            super()._send_command_with_mid(cmd, mid, dup, reason_code=int(reason_code))
+            return
+        protocol.write_data(puback_with_reason(mid, int(reason_code), reason))
 
     def gate_reads(self) -> None:
         """Route the connection's socket reads through a gate that `set_reading` opens and closes.
@@ -235,7 +273,8 @@ class MqttSource:
             log.info("%d messages held: pausing reads until commits catch up", client.inflight)
             client.set_reading(False)
         try:
-            return await handler(self._wrap(client, topic, payload, properties))
+            acknowledgement = await handler(self._wrap(client, topic, payload, properties))
+            return _ReasonCode(acknowledgement.code, acknowledgement.reason)
         finally:
             client.inflight -= 1
             if client.paused and client.inflight <= self._high_water // 2:

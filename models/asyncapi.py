@@ -16,7 +16,7 @@ import msgspec
 
 from models.events import Command, CommandAck, Event, Status
 from models.state import DeviceState, Persisted, RejectedNotice
-from models.telemetry import KNOWN_METRICS, Sample, TelemetryBatch
+from models.telemetry import KNOWN_METRICS, Sample, SensorReading, TelemetryBatch
 from models.topics import DEVICE_ID_PATTERN, PREFIX, TopicKind
 
 VERSION: Final = "1.0.0"
@@ -46,7 +46,30 @@ STATUS_TEXT: Final = PlainText(
     "The bare word, without quotes or JSON: what a Last Will set once at connect time usually carries.",
 )
 
-Payload = type[msgspec.Struct] | PlainText
+
+@dataclass(frozen=True, slots=True)
+class ArrayOf:
+    """A payload that is a JSON array of one Struct type (field sensors send readings in arrays)."""
+
+    name: str
+    item: type[msgspec.Struct]
+    description: str
+
+    def schema(self) -> dict[str, Any]:
+        """The JSON Schema of the payload: an array of the item's component."""
+        return {
+            "type": "array",
+            "minItems": 1,
+            "items": {"$ref": f"#/components/schemas/{self.item.__name__}"},
+            "description": self.description,
+        }
+
+
+SENSOR_READINGS: Final = ArrayOf(
+    "SensorReadings", SensorReading, "Several field-sensor readings or aggregates of one device in one message."
+)
+
+Payload = type[msgspec.Struct] | PlainText | ArrayOf
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +85,13 @@ class Channel:
 
 
 CHANNELS: Final = (
-    Channel(TopicKind.TELEMETRY, "receive", (Sample, TelemetryBatch), "Samples from a device: one, or a batch.", 1),
+    Channel(
+        TopicKind.TELEMETRY,
+        "receive",
+        (Sample, TelemetryBatch, SensorReading, SENSOR_READINGS),
+        "Samples from a device: one, or a batch; or field-sensor readings: one, or an array.",
+        1,
+    ),
     Channel(TopicKind.EVENTS, "receive", (Event,), "Discrete events (ignition, harsh braking, door).", 1),
     Channel(
         TopicKind.STATUS,
@@ -83,13 +112,14 @@ CHANNELS: Final = (
 def document() -> dict[str, Any]:
     """The AsyncAPI document as a JSON-ready dict (stable ordering, so the checked-in copy can be diffed)."""
     types = sorted({t for c in CHANNELS for t in c.payloads if isinstance(t, type)}, key=lambda t: t.__name__)
+    types += [t.item for c in CHANNELS for t in c.payloads if isinstance(t, ArrayOf) and t.item not in types]
     _, schemas = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     for schema in schemas.values():
         # msgspec releases differ on whether they dedent docstrings: normalise, so the document depends on
         # the code alone.
         if isinstance(schema.get("description"), str):
             schema["description"] = inspect.cleandoc(schema["description"])
-    schemas.update({t.name: t.schema() for c in CHANNELS for t in c.payloads if isinstance(t, PlainText)})
+    schemas.update({t.name: t.schema() for c in CHANNELS for t in c.payloads if isinstance(t, PlainText | ArrayOf)})
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
@@ -124,7 +154,8 @@ def document() -> dict[str, Any]:
             "version": VERSION,
             "description": (
                 "Topics and payloads between devices, the fleetbridge bridge and integrators. JSON by default; "
-                "MessagePack when the MQTT 5 content type says application/msgpack. Known metrics and their "
+                "MessagePack when the MQTT 5 content type says application/msgpack. Device time is RFC 3339 text "
+                "or an integer of Unix epoch milliseconds. Known metrics and their "
                 "units and ranges: "
                 + ", ".join(f"{n} ({s.unit}, {s.low:g}…{s.high:g})" for n, s in KNOWN_METRICS.items())
                 + "."
@@ -143,7 +174,7 @@ def document() -> dict[str, Any]:
 
 def payload_name_of(payload: Payload) -> str:
     """The component name of a payload: its type's name, or the plain-text form's own."""
-    return payload.name if isinstance(payload, PlainText) else payload.__name__
+    return payload.name if isinstance(payload, PlainText | ArrayOf) else payload.__name__
 
 
 def render() -> str:

@@ -63,13 +63,14 @@ class FieldValue(msgspec.Struct, frozen=True):
     boot: int = 0
 
 
-class Aggregate(msgspec.Struct, frozen=True):
-    """One second of a high-rate metric: min, max, avg and count."""
+class Aggregate(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One second of a high-rate metric: min, max, avg and count; `std` its standard deviation, if sent."""
 
     min: float
     max: float
     avg: float
     count: int
+    std: float | None = None
 
 
 class PositionState(msgspec.Struct, frozen=True):
@@ -172,7 +173,11 @@ DATABASE_REFUSAL: Final = "database refused: "
 
 
 class RejectedNotice(msgspec.Struct, frozen=True, omit_defaults=True):
-    """Published on `fleet/v1/{id}/rejected`: why a message or one of its samples was refused."""
+    """Published on `fleet/v1/{id}/rejected`: why a message or one of its samples was refused.
+
+    `sha256` is the hex SHA-256 of the whole refused payload: a device can match a refusal to what it
+    sent even when the message had no readable seq, and the REST listing of refusals shows the same digest.
+    """
 
     reason: str
     topic: str
@@ -180,6 +185,7 @@ class RejectedNotice(msgspec.Struct, frozen=True, omit_defaults=True):
     index: int | None = None
     seq: int | None = None
     boot: int | None = None
+    sha256: str | None = None
 
 
 def seq_ranges(pairs: list[tuple[int, int]]) -> list[PersistedRange]:

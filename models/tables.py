@@ -55,6 +55,7 @@ class RejectedMessage(SQLModel, table=True):
     reason: str
     sample_index: int = -1
     seq: int | None = None
+    boot: int | None = None
     payload_sha256: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     payload_size: int

@@ -4,14 +4,20 @@ A telemetry message is one sample (a JSON or MessagePack object with `seq` and `
 `{"samples": [...]}` (store-and-forward backlog, high-rate sensors). Validation rejects the smallest
 bad unit: a bad sample inside a batch is rejected alone; a message that cannot be parsed is rejected
 whole. Unknown fields are ignored so that newer firmware keeps working against an older bridge.
+
+Device time (`ts`) is an RFC 3339 string with an offset, or an integer of Unix epoch milliseconds.
+Field sensors speak a format of their own (`SensorReading`, one or a JSON array of them), mapped onto
+samples of the sending device by `sample_from_reading`; docs/topics.md states the rule.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final, Literal, Union
 
 import msgspec
 from msgspec import Meta
@@ -31,10 +37,24 @@ Quality = Annotated[int, Meta(ge=0, le=100)]
 # fuel's range. (`\Z` would do in Python, but JSON Schema validators read it as a literal "Z".)
 MetricName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$(?!\n)")]
 Timestamp = Annotated[datetime, Meta(tz=True)]
+# Integers are always milliseconds. Below 10**11 (before 1973-03-03) a value is seconds sent by mistake,
+# refused with that hint rather than stored in 1970; above, year 9999 is as far as datetime goes.
+EPOCH_MS_MIN: Final = 10**11
+EPOCH_MS_MAX: Final = 253_402_300_799_999
+if TYPE_CHECKING:
+    # What code reads: by the end of decoding (`__post_init__`) an integer has become a datetime.
+    DeviceTime = datetime
+else:
+    # What the wire carries, and what msgspec decodes and the AsyncAPI document describes.
+    # The integer's bounds are checked in `epoch_ms_to_datetime`, which can say "seconds?" where msgspec could not.
+    EpochMs = Annotated[int, Meta(description=f"Unix epoch milliseconds, {EPOCH_MS_MIN} to {EPOCH_MS_MAX}")]
+    DeviceTime = Union[Timestamp, EpochMs]  # noqa: UP007 - a runtime alias; `|` of a typing form needs 3.12 here
 
 MAX_METRICS_PER_SAMPLE: Final = 64
 _SQL_BIGINT_MIN: Final = -(2**63)
 _SQL_BIGINT_MAX: Final = 2**63 - 1
+_SQL_INT_MIN: Final = -(2**31)
+_SQL_INT_MAX: Final = 2**31 - 1
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,29 +68,50 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     accuracy: AccuracyM | None = None
 
 
-class Aggregate(msgspec.Struct, frozen=True, kw_only=True):
-    """One second of a high-rate sensor, summarised on the device."""
+class Aggregate(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One second of a high-rate sensor, summarised on the device; `std` its standard deviation, if sent."""
 
     min: float
     max: float
     avg: float
     count: Annotated[int, Meta(ge=1, le=1_000_000)]
+    std: Annotated[float, Meta(ge=0)] | None = None
+
+
+def epoch_ms_to_datetime(value: int) -> datetime:
+    """Unix epoch milliseconds as an aware UTC datetime; ValueError outside what `DeviceTime` accepts."""
+    if value < EPOCH_MS_MIN:
+        raise ValueError(
+            f"integer timestamp {value} is not Unix epoch milliseconds (it reads as before 1973;"
+            " seconds? multiply by 1000)"
+        )
+    if value > EPOCH_MS_MAX:
+        raise ValueError(f"integer timestamp {value} is beyond year 9999 in Unix epoch milliseconds")
+    return _EPOCH + timedelta(milliseconds=value)
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Sample(msgspec.Struct, frozen=True, kw_only=True):
     """One sample of one device: what it measured at device time `ts`.
 
     `seq` is monotonic per device and `boot`; (device, ts, seq) is the sample's identity, so a
-    redelivered sample is recognised and stored once.
+    redelivered sample is recognised and stored once. `ts` may arrive as Unix epoch milliseconds.
     """
 
     seq: Seq
-    ts: Timestamp
+    ts: DeviceTime
     boot: Boot = 0
     pos: Position | None = None
     metrics: Annotated[dict[MetricName, float], Meta(max_length=MAX_METRICS_PER_SAMPLE)] = {}
     agg: Annotated[dict[MetricName, Aggregate], Meta(max_length=MAX_METRICS_PER_SAMPLE)] = {}
     quality: Quality | None = None
+
+    def __post_init__(self) -> None:
+        ts: object = self.ts
+        if type(ts) is int:
+            msgspec.structs.force_setattr(self, "ts", epoch_ms_to_datetime(ts))
 
     @property
     def readings(self) -> int:
@@ -82,6 +123,100 @@ class TelemetryBatch(msgspec.Struct, frozen=True, kw_only=True):
     """Several samples of one device in one message."""
 
     samples: list[Sample]
+
+
+SensorQualityWord = Literal["good", "uncertain", "bad"]
+SENSOR_QUALITY_WORDS: Final[dict[str, int]] = {"good": 100, "uncertain": 50, "bad": 0}
+SENSOR_ID_MAX_CHARS: Final = 128
+SENSOR_UNIT_MAX_CHARS: Final = 32
+# Field-sensor samples have no seq of their own: they get this boot, which firmware boot counters (from 0)
+# never reach, and a seq derived from the sensor and the device time (`sensor_identity`). Seq gap reports
+# skip boots from here up: such a seq counts nothing.
+SENSOR_BOOT: Final = 2**30
+_SENSOR_SEQ_BITS: Final = 62
+_METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+class SensorReading(msgspec.Struct, frozen=True, kw_only=True):
+    """The field-sensor format: one reading (`value`), or one second of a sensor summarised (`min`, `max`,
+    `avg`, `count`, optional `stdDev`). The device is the topic's (or the HTTP credentials'), never the
+    payload's; `sensorId` names the metric: `<metric>` or `<device id>.<metric>`."""
+
+    sensor_id: Annotated[str, Meta(min_length=1, max_length=SENSOR_ID_MAX_CHARS)] = msgspec.field(name="sensorId")
+    timestamp: DeviceTime
+    value: float | None = None
+    unit: Annotated[str, Meta(max_length=SENSOR_UNIT_MAX_CHARS)] | None = None
+    quality: Quality | SensorQualityWord | None = None
+    min: float | None = None
+    max: float | None = None
+    avg: float | None = None
+    count: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+    std_dev: Annotated[float, Meta(ge=0)] | None = msgspec.field(default=None, name="stdDev")
+
+    def __post_init__(self) -> None:
+        timestamp: object = self.timestamp
+        if type(timestamp) is int:
+            msgspec.structs.force_setattr(self, "timestamp", epoch_ms_to_datetime(timestamp))
+        summary = (self.min, self.max, self.avg, self.count)
+        if self.value is None and None in summary:
+            raise ValueError("a sensor reading needs `value`, or `min`, `max`, `avg` and `count` (an aggregate)")
+        if self.value is not None and any(part is not None for part in summary):
+            raise ValueError("a sensor reading has either `value` or `min`/`max`/`avg`/`count`, not both")
+
+    @property
+    def is_aggregate(self) -> bool:
+        """True for a one-second aggregate, False for a single reading."""
+        return self.value is None
+
+
+def sensor_metric(sensor_id: str, device_id: str | None) -> str | None:
+    """The metric a `sensorId` names: itself, or what follows the device's own id and a dot; else None."""
+    if device_id is not None and sensor_id.startswith(device_id + "."):
+        sensor_id = sensor_id[len(device_id) + 1 :]
+    return sensor_id if _METRIC_NAME.fullmatch(sensor_id) else None
+
+
+def sensor_identity(metric: str, *, aggregate: bool, ts: datetime) -> tuple[int, int]:
+    """(boot, seq) of a field-sensor sample: `SENSOR_BOOT`, and a 62-bit digest of the sensor, the kind
+    (reading or aggregate) and the device time to the microsecond.
+
+    Deterministic, so a redelivered reading is stored once; distinct for every sensor, kind and instant,
+    so two sensors read at the same instant are two samples under the database key (device, ts, seq), and
+    every (boot, seq) in a `persisted` or `rejected` reply names exactly one reading. BLAKE2b, not `hash()`:
+    the same in every process, every run.
+    """
+    kind = "aggregate" if aggregate else "reading"
+    micros = (ts - _EPOCH) // timedelta(microseconds=1)
+    digest = hashlib.blake2b(f"{kind}:{metric}:{micros}".encode(), digest_size=8).digest()
+    return SENSOR_BOOT, int.from_bytes(digest, "big") >> (64 - _SENSOR_SEQ_BITS)
+
+
+def sample_from_reading(reading: SensorReading, device_id: str | None) -> Sample | SampleRejection:
+    """The sample a field-sensor reading stands for, or why it cannot be one (`index` left 0)."""
+    metric = sensor_metric(reading.sensor_id, device_id)
+    if metric is None:
+        return SampleRejection(
+            f"sensorId {reading.sensor_id[:SENSOR_ID_MAX_CHARS]!r} names no metric of this device:"
+            " expected <metric> or <device id>.<metric>, the metric matching [a-z][a-z0-9_]{0,31}",
+            0,
+        )
+    boot, seq = sensor_identity(metric, aggregate=reading.is_aggregate, ts=reading.timestamp)
+    spec = KNOWN_METRICS.get(metric)
+    if spec is not None and reading.unit is not None and reading.unit != spec.unit:
+        return SampleRejection(
+            f"unit {reading.unit!r} of sensor {reading.sensor_id!r} is not {metric}'s unit {spec.unit!r}", 0, seq, boot
+        )
+    quality = reading.quality
+    if isinstance(quality, str):
+        quality = SENSOR_QUALITY_WORDS[quality]
+    if reading.value is not None:
+        return Sample(seq=seq, ts=reading.timestamp, boot=boot, metrics={metric: reading.value}, quality=quality)
+    assert reading.min is not None
+    assert reading.max is not None
+    assert reading.avg is not None
+    assert reading.count is not None  # all four, by `__post_init__`
+    summary = Aggregate(min=reading.min, max=reading.max, avg=reading.avg, count=reading.count, std=reading.std_dev)
+    return Sample(seq=seq, ts=reading.timestamp, boot=boot, agg={metric: summary}, quality=quality)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,12 +291,26 @@ class _SeqProbe(msgspec.Struct):
     boot: int | None = None
 
 
+class _FormatProbe(msgspec.Struct):
+    """Which format an object is in: `sensorId` without `seq` is a field-sensor reading."""
+
+    sensor_id: msgspec.Raw = msgspec.field(default=msgspec.Raw(b""), name="sensorId")
+    seq: msgspec.Raw = msgspec.Raw(b"")
+
+
 _JSON_ENVELOPE = msgspec.json.Decoder(_Envelope)
 _JSON_SAMPLE = msgspec.json.Decoder(Sample)
 _JSON_PROBE = msgspec.json.Decoder(_SeqProbe)
 _MSGPACK_ENVELOPE = msgspec.msgpack.Decoder(_Envelope)
 _MSGPACK_SAMPLE = msgspec.msgpack.Decoder(Sample)
 _MSGPACK_PROBE = msgspec.msgpack.Decoder(_SeqProbe)
+_JSON_FORMAT = msgspec.json.Decoder(_FormatProbe)
+_MSGPACK_FORMAT = msgspec.msgpack.Decoder(_FormatProbe)
+_JSON_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
+_MSGPACK_ARRAY = msgspec.msgpack.Decoder(list[msgspec.Raw])
+_JSON_READING = msgspec.json.Decoder(SensorReading)
+_MSGPACK_READING = msgspec.msgpack.Decoder(SensorReading)
+_JSON_WHITESPACE: Final = b" \t\r\n"
 
 
 def is_msgpack(content_type: str | None) -> bool:
@@ -170,13 +319,20 @@ def is_msgpack(content_type: str | None) -> bool:
 
 
 def decode_telemetry(
-    payload: bytes, *, content_type: str | None, now: datetime, limits: Limits
+    payload: bytes, *, content_type: str | None, now: datetime, limits: Limits, device_id: str | None = None
 ) -> DecodedTelemetry | MessageRejection:
-    """Decode and validate one telemetry message; data errors come back as values, never raised."""
+    """Decode and validate one telemetry message; data errors come back as values, never raised.
+
+    `device_id` is the sender (the topic's device): a field sensor's `sensorId` may carry it as a prefix.
+    """
     if len(payload) > limits.max_payload_bytes:
         return MessageRejection(f"payload of {len(payload)} bytes exceeds {limits.max_payload_bytes}")
     msgpack = is_msgpack(content_type)
     try:
+        if b"sensorId" in payload:
+            sensor = _decode_sensor(payload, msgpack=msgpack, now=now, limits=limits, device_id=device_id)
+            if sensor is not None:
+                return sensor
         return _decode(payload, msgpack=msgpack, now=now, limits=limits)
     except RecursionError:
         # msgspec recurses once per level of nesting, even through an unknown field it skips: a few
@@ -229,6 +385,51 @@ def _decode(payload: bytes, *, msgpack: bool, now: datetime, limits: Limits) -> 
     return _checked(decoded, rejections, now=now, limits=limits)
 
 
+def _decode_sensor(
+    payload: bytes, *, msgpack: bool, now: datetime, limits: Limits, device_id: str | None
+) -> DecodedTelemetry | MessageRejection | None:
+    """The field-sensor format (one `SensorReading` or an array of them); None: the payload is not in it."""
+    if _is_array(payload, msgpack=msgpack):
+        try:
+            parts: list[bytes | msgspec.Raw] = list((_MSGPACK_ARRAY if msgpack else _JSON_ARRAY).decode(payload))
+        except msgspec.DecodeError:
+            return None
+        if len(parts) > limits.max_samples_per_message:
+            return MessageRejection(f"array of {len(parts)} sensor readings exceeds {limits.max_samples_per_message}")
+    else:
+        try:
+            probe = (_MSGPACK_FORMAT if msgpack else _JSON_FORMAT).decode(payload)
+        except msgspec.DecodeError:
+            return None
+        if not probe.sensor_id or probe.seq:
+            return None
+        parts = [payload]
+    reading_decoder = _MSGPACK_READING if msgpack else _JSON_READING
+    decoded: list[Sample | None] = []
+    rejections: list[SampleRejection] = []
+    for index, part in enumerate(parts):
+        try:
+            reading = reading_decoder.decode(part)
+        except msgspec.DecodeError as exc:
+            decoded.append(None)
+            rejections.append(SampleRejection(f"invalid sensor reading: {exc}", index))
+            continue
+        sample = sample_from_reading(reading, device_id)
+        if isinstance(sample, SampleRejection):
+            decoded.append(None)
+            rejections.append(replace(sample, index=index))
+        else:
+            decoded.append(sample)
+    return _checked(decoded, rejections, now=now, limits=limits)
+
+
+def _is_array(payload: bytes, *, msgpack: bool) -> bool:
+    if msgpack:
+        # fixarray, array 16, array 32
+        return bool(payload) and (0x90 <= payload[0] <= 0x9F or payload[0] in (0xDC, 0xDD))
+    return payload.lstrip(_JSON_WHITESPACE)[:1] == b"["
+
+
 def _checked(
     decoded: list[Sample | None], rejections: list[SampleRejection], *, now: datetime, limits: Limits
 ) -> DecodedTelemetry:
@@ -257,7 +458,9 @@ def _probe(
     # The refusal is stored with its seq in a bigint column: a seq it cannot hold (2**64 - 1, say)
     # would make the database refuse the dead letter itself, and the bridge retry it forever.
     seq = found.seq if found.seq is not None and _SQL_BIGINT_MIN <= found.seq <= _SQL_BIGINT_MAX else None
-    return seq, found.boot
+    # The same for boot, stored in an integer column.
+    boot = found.boot if found.boot is not None and _SQL_INT_MIN <= found.boot <= _SQL_INT_MAX else None
+    return seq, boot
 
 
 def check_sample(sample: Sample, *, now: datetime, limits: Limits) -> str | None:
@@ -280,12 +483,21 @@ def check_sample(sample: Sample, *, now: datetime, limits: Limits) -> str | None
         if reason is not None:
             return reason
     for name, agg in sample.agg.items():
-        for value in (agg.min, agg.max, agg.avg):
-            reason = _check_value(name, value)
-            if reason is not None:
-                return f"aggregate {reason}"
-        if not agg.min <= agg.avg <= agg.max:
-            return f"aggregate {name}: expected min <= avg <= max"
+        reason = _check_aggregate(name, agg)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _check_aggregate(name: str, agg: Aggregate) -> str | None:
+    for value in (agg.min, agg.max, agg.avg):
+        reason = _check_value(name, value)
+        if reason is not None:
+            return f"aggregate {reason}"
+    if not agg.min <= agg.avg <= agg.max:
+        return f"aggregate {name}: expected min <= avg <= max"
+    if agg.std is not None and not math.isfinite(agg.std):
+        return f"aggregate {name}: std is not a finite number"
     return None
 
 

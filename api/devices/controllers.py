@@ -7,6 +7,7 @@ for admins. Every answer to a change says whether the broker has it yet (`broker
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -20,6 +21,7 @@ from api.auth import ADMIN, OPERATOR, may_see_device, principal_of
 from api.backends import Pool
 from api.devices.provision import UNCHANGED, BrokerFiles, Conflict, DeviceAccounts
 from api.devices.registry import delete_device, patch_device, read_device
+from api.devices.rejected import REFUSED_PAGE_DEFAULT, REFUSED_PAGE_MAX, list_refused
 from api.devices.schemas import (
     GROUP_PATTERN,
     KIND_PATTERN,
@@ -30,6 +32,7 @@ from api.devices.schemas import (
     DevicePage,
     DevicePatch,
     ProvisionedDevice,
+    RefusedPage,
     Status,
 )
 from api.devices.services import DEVICES_PAGE_DEFAULT, DEVICES_PAGE_MAX, DeviceFilter, list_devices, read_state
@@ -40,6 +43,7 @@ from models.topics import DEVICE_ID_PATTERN, is_device_id
 
 METADATA_MAX_BYTES: Final = 16 * 1024
 SEARCH_MAX_CHARS: Final = 64
+MAX_CURSOR_DIGITS: Final = 19  # a bigint
 # A response carrying a secret must not be cached (as for tokens, RFC 6749 §5.1).
 _NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -48,6 +52,21 @@ def _checked_id(device_id: str) -> str:
     if not is_device_id(device_id):
         raise bad_request(f"device id {device_id!r} does not match {DEVICE_ID_PATTERN}")
     return device_id
+
+
+def _checked_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > MAX_CURSOR_DIGITS:
+        raise bad_request("cursor is not valid; pass next_cursor of the previous page unchanged")
+    return int(cursor)
+
+
+RefusedLimit = Annotated[int, QueryParameter(ge=1, le=REFUSED_PAGE_MAX, description="refusals per page")]
+RefusedCursor = Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page")]
+RefusedSince = Annotated[
+    datetime | None, QueryParameter(description="only refusals received at or after this time (RFC 3339)")
+]
 
 
 def _check_metadata(metadata: object) -> None:
@@ -202,3 +221,45 @@ class DeviceController(Controller):
         if state is None:
             raise missing
         return state
+
+    @get("/{device_id:str}/rejected", summary="Messages of a device the bridge refused")
+    async def rejected(
+        self,
+        *,
+        request: Request[Any, Any, Any],
+        pool: NamedDependency[Pool],
+        device_id: FromPath[str],
+        limit: RefusedLimit = REFUSED_PAGE_DEFAULT,
+        cursor: RefusedCursor = None,
+        since: RefusedSince = None,
+    ) -> RefusedPage:
+        """What the bridge refused from this device, newest first: the reason, when it was received, the
+        sample's index, seq and boot where known, and the start of the payload (cut short, escaped)."""
+        before = _checked_cursor(cursor)
+        if not await may_see_device(principal_of(request), pool, _checked_id(device_id)):
+            raise not_found(f"no device {device_id!r}")
+        return await list_refused(pool, limit=limit, before=before, device_id=device_id, since=since)
+
+
+class RefusedController(Controller):
+    """`/rejected`: every refused message of the fleet, for admins (a refusal may name no known device)."""
+
+    path = "/rejected"
+    tags = ("devices",)
+    opt = ADMIN
+
+    @get("/", summary="Messages the bridge refused, fleet-wide")
+    async def page(
+        self,
+        *,
+        pool: NamedDependency[Pool],
+        limit: RefusedLimit = REFUSED_PAGE_DEFAULT,
+        cursor: RefusedCursor = None,
+        since: RefusedSince = None,
+        device: Annotated[
+            str | None, QueryParameter(pattern=f"^{DEVICE_ID_PATTERN}$", description="only this device's refusals")
+        ] = None,
+    ) -> RefusedPage:
+        """Refused messages and samples of every device, newest first, optionally of one device and since
+        a time; also those on topics outside the grammar, which name no device."""
+        return await list_refused(pool, limit=limit, before=_checked_cursor(cursor), device_id=device, since=since)

@@ -124,3 +124,31 @@ class DeletedDevice(msgspec.Struct, frozen=True, kw_only=True):
 
     id: str
     broker: BrokerUpdate
+
+
+class RefusedMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A message, or one sample of it, that the bridge refused and dead-lettered, with the reason.
+
+    `payload_preview` is the start of the payload as text, safe to show: bytes that are not UTF-8 and
+    control or formatting characters (line breaks, bidirectional overrides) are written as escapes.
+    """
+
+    id: int
+    device_id: str | None
+    topic: str
+    received_at: datetime
+    reason: str
+    index: int | None  # which sample of the message; null: the message as a whole
+    seq: int | None
+    boot: int | None
+    payload_size: int
+    payload_sha256: str
+    payload_preview: str
+    preview_truncated: bool
+
+
+class RefusedPage(msgspec.Struct, frozen=True, kw_only=True):
+    """Refused messages, newest first; pass `next_cursor` as `cursor` for older ones (null: no more)."""
+
+    items: list[RefusedMessage]
+    next_cursor: str | None

@@ -50,7 +50,9 @@ class TelemetryForwarder:
     async def forward(self, device_id: str, messages: Sequence[Message], *, now: datetime) -> Forwarded:
         """Send every message of one device, in order; return what the bridge said about each."""
         units = [
-            expected_units(message.payload, content_type=message.content_type, now=now, limits=self._limits)
+            expected_units(
+                message.payload, content_type=message.content_type, now=now, limits=self._limits, device_id=device_id
+            )
             for message in messages
         ]
         if not self._link.connected:

@@ -66,9 +66,11 @@ class Unit:
         return self.stored or self.reason is not None
 
 
-def expected_units(payload: bytes, *, content_type: str | None, now: datetime, limits: Limits) -> list[Unit]:
-    """The units the bridge will answer for when it receives `payload` (possibly none: an empty batch)."""
-    result = decode_telemetry(payload, content_type=content_type, now=now, limits=limits)
+def expected_units(
+    payload: bytes, *, content_type: str | None, now: datetime, limits: Limits, device_id: str | None = None
+) -> list[Unit]:
+    """The units the bridge will answer for when `device_id` sends `payload` (possibly none: an empty batch)."""
+    result = decode_telemetry(payload, content_type=content_type, now=now, limits=limits, device_id=device_id)
     if isinstance(result, MessageRejection):
         return [Unit(None, expected_reason=result.reason)]
     refused = {rejection.index: rejection for rejection in result.rejections}

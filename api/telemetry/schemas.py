@@ -18,13 +18,14 @@ class PositionFix(msgspec.Struct, frozen=True, kw_only=True):
     accuracy: float | None
 
 
-class AggregateStats(msgspec.Struct, frozen=True, kw_only=True):
-    """One second of a high-rate sensor, summarised on the device."""
+class AggregateStats(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One second of a high-rate sensor, summarised on the device; `std`: its standard deviation, when sent."""
 
     min: float
     max: float
     avg: float
     count: int
+    std: float | None = None
 
 
 class TelemetryItem(msgspec.Struct, frozen=True, kw_only=True):

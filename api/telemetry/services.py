@@ -35,12 +35,12 @@ from api.telemetry.schemas import (
     TelemetryPage,
 )
 from models.rollups import BUCKET_ORIGIN, POSITION_FIELDS, metric_fields, raw_aggregates, rollup_aggregates
-from models.telemetry import METRIC_COLUMNS
+from models.telemetry import METRIC_COLUMNS, SENSOR_BOOT
 
 SAMPLE_COLUMNS: Final = ("ts", "seq", "boot", "received_at", "quality")
 POSITION_COLUMNS: Final = ("lat", "lon", "alt", "speed", "heading", "accuracy")
 JSON_COLUMNS: Final = ("extra", "agg")
-AGGREGATE_FIELDS: Final = 4
+AGGREGATE_FIELDS: Final = (4, 5)  # without or with the standard deviation
 
 
 def _columns(metric: str | None) -> tuple[str, ...]:
@@ -102,14 +102,15 @@ def _metrics(row: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _aggregates(stored: object) -> dict[str, AggregateStats]:
-    # The bridge stores each as [min, max, avg, count]; anything else is skipped, not fatal.
+    # The bridge stores each as [min, max, avg, count] or [min, max, avg, count, std]; anything else is
+    # skipped, not fatal.
     if not isinstance(stored, dict):
         return {}
     found: dict[str, AggregateStats] = {}
     for name, values in stored.items():
-        if isinstance(values, list) and len(values) == AGGREGATE_FIELDS:
-            low, high, mean, count = values
-            found[name] = AggregateStats(min=low, max=high, avg=mean, count=count)
+        if isinstance(values, list) and len(values) in AGGREGATE_FIELDS:
+            low, high, mean, count, *std = values
+            found[name] = AggregateStats(min=low, max=high, avg=mean, count=count, std=std[0] if std else None)
     return found
 
 
@@ -145,19 +146,26 @@ GAPS_MAX: Final = 1000
 _GAPS = sql.SQL(
     "SELECT boot, seq + 1 AS first, next_seq - 1 AS last FROM ("
     " SELECT boot, seq, lead(seq) OVER (PARTITION BY boot ORDER BY seq) AS next_seq FROM telemetry"
-    " WHERE device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s) AS s"
+    " WHERE device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s AND boot < %(sensor_boot)s) AS s"
     " WHERE next_seq > seq + 1 ORDER BY boot, first LIMIT %(limit)s"
 )
 _GAP_TOTALS = sql.SQL(
     "SELECT count(*) AS samples, coalesce(sum(next_seq - seq - 1) FILTER (WHERE next_seq > seq + 1), 0) AS missing"
     " FROM (SELECT seq, lead(seq) OVER (PARTITION BY boot ORDER BY seq) AS next_seq FROM telemetry"
-    " WHERE device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s) AS s"
+    " WHERE device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s AND boot < %(sensor_boot)s) AS s"
 )
 
 
 async def fetch_gaps(pool: Pool, query: TelemetryQuery) -> GapReport:
     """Missing seq ranges of one device in the query's window, per boot."""
-    params = {"device_id": query.device_id, "start": query.start, "end": query.end, "limit": GAPS_MAX + 1}
+    # A field-sensor sample's seq is a digest, not a counter (models.telemetry.SENSOR_BOOT): no gaps there.
+    params = {
+        "device_id": query.device_id,
+        "start": query.start,
+        "end": query.end,
+        "limit": GAPS_MAX + 1,
+        "sensor_boot": SENSOR_BOOT,
+    }
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_GAPS, params)
         rows = await cur.fetchall()

@@ -24,6 +24,7 @@ MSGPACK = "application/msgpack"
 LIMITS = Limits()
 GOOD_TS = "2026-11-25T11:59:00Z"
 GOOD_EPOCH_S = int((CORPUS_NOW - timedelta(minutes=1)).timestamp())
+GOOD_EPOCH_MS = GOOD_EPOCH_S * 1000
 NOT_JSON = "not valid JSON telemetry"
 NOT_MSGPACK = "not valid MessagePack telemetry"
 INVALID = "invalid sample"
@@ -175,7 +176,7 @@ def wrong_types() -> None:
         "count",
     )
     add("quality-as-float", js(sample(quality=50.5)), SAMPLE, "at `$.quality`")
-    add("ts-as-number", js(sample(ts=GOOD_EPOCH_S)), SAMPLE, "at `$.ts`")
+    add("ts-as-number", js(sample(ts=GOOD_EPOCH_S)), SAMPLE, "not Unix epoch milliseconds")
     add("ts-as-null", js(sample(ts=None)), SAMPLE, "at `$.ts`")
     add("ts-missing", js({"seq": 1}), SAMPLE, "missing required field `ts`")
 
@@ -456,6 +457,31 @@ def timestamps() -> None:
         content_type=MSGPACK,
     )
     add("ts-msgpack-ext-accepted", msgpack_sample_with_ts(msgpack_ext_ts(GOOD_EPOCH_S)), OK, content_type=MSGPACK)
+    add("ts-epoch-milliseconds-accepted", js(sample(ts=GOOD_EPOCH_MS + 123)), OK)
+    add("ts-epoch-milliseconds-fractional", js(sample(ts=GOOD_EPOCH_MS + 0.5)), SAMPLE, "at `$.ts`")
+    add("ts-epoch-milliseconds-negative", js(sample(ts=-GOOD_EPOCH_MS)), SAMPLE, "not Unix epoch milliseconds")
+    add("ts-epoch-milliseconds-2-pow-63", js(sample(ts=2**63 - 1)), SAMPLE, "beyond year 9999")
+
+
+def sensor_format() -> None:
+    reading = {"sensorId": "temperature", "timestamp": GOOD_EPOCH_MS, "value": 20.5, "unit": "°C", "quality": 90}
+    summary = {"sensorId": "flow", "timestamp": GOOD_TS, "min": 1, "max": 3, "avg": 2, "count": 50, "stdDev": 0.4}
+    add("sensor-reading-accepted", js(reading), OK)
+    add("sensor-aggregate-accepted", js(summary), OK)
+    add("sensor-array-accepted", js([reading, summary]), OK, accepted=2)
+    add("sensor-array-msgpack-accepted", mp([reading, summary]), OK, accepted=2, content_type=MSGPACK)
+    add("sensor-unit-mismatch", js({**reading, "unit": "K"}), SAMPLE, "is not temperature's unit")
+    add("sensor-id-of-another-device", js({**reading, "sensorId": "t2.temperature"}), SAMPLE, "names no metric")
+    add("sensor-value-and-aggregate", js({**summary, "value": 1}), SAMPLE, "not both")
+    add(
+        "sensor-array-one-bad",
+        js([reading, {**reading, "value": "hot"}]),
+        SAMPLE,
+        "at `$.value`",
+        rejected=[1],
+        accepted=1,
+    )
+    add("sensor-array-empty-objects", js([{"sensorId": "x"}, {}]), SAMPLE, "invalid sensor reading", rejected=[0, 1])
 
 
 def batches_and_keys() -> None:
@@ -535,6 +561,7 @@ def main() -> None:
         names,
         topic_cases,
         timestamps,
+        sensor_format,
         batches_and_keys,
     ):
         build()

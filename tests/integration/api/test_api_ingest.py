@@ -34,6 +34,7 @@ from broker.acl import Role
 from broker.passwords import new_secret
 from broker.process import start_mosquitto
 from config import Settings, load_settings
+from models.telemetry import sensor_identity
 from tests.integration.api.conftest import TEST_JWT_SECRET, mint_token
 from tests.integration.bridge.conftest import running_bridge
 from tests.integration.broker import conftest as broker_fixtures
@@ -249,6 +250,56 @@ async def test_ingest_ndjson_stores_the_good_lines_and_dead_letters_the_bad_one_
         (0, "metric fuel=150.0 outside 0…100 %"),
     ]
     assert letters[0][2] == bad_line, "the bad line is kept as it was sent"
+
+
+async def test_ingest_stores_epoch_millisecond_samples_and_field_sensor_readings_and_names_each_refusal(
+    provisioned: Provisioned,
+) -> None:
+    device = provisioned.a
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    at_ms = int(at.timestamp() * 1000)
+    readings = [
+        {"sensorId": "temperature", "timestamp": at_ms, "value": 21.5, "unit": "°C", "quality": "good"},
+        {
+            "sensorId": f"{device.username}.flow",
+            "timestamp": at_ms,
+            "min": 1,
+            "max": 3,
+            "avg": 2,
+            "count": 50,
+            "stdDev": 0.4,
+        },
+        {"sensorId": "pressure", "timestamp": at_ms, "value": 80, "unit": "bar"},
+    ]
+    settings = provisioned.settings()
+    async with stack(settings) as client:
+        epoch_ms = await ingest(client, device, {"seq": 1, "ts": at_ms, "metrics": {"fuel": 50.0}})
+        sensors = await ingest(client, device, readings)
+        history = await client.get(
+            f"/api/v1/devices/{device.username}/telemetry",
+            headers={"Authorization": f"Bearer {mint_token(settings, 'viewer', 'viewer')}"},
+        )
+
+    assert epoch_ms.status_code == 200, epoch_ms.text
+    assert epoch_ms.json()["messages"][0]["stored"] == [[0, 1, 1]]
+    assert sensors.status_code == 200, sensors.text
+    (report,) = sensors.json()["messages"]
+    assert report["status"] == "partial"
+    temperature = sensor_identity("temperature", aggregate=False, ts=at)
+    flow = sensor_identity("flow", aggregate=True, ts=at)
+    assert sorted(map(tuple, report["stored"])) == sorted([(*temperature, temperature[1]), (*flow, flow[1])])
+    boot, seq = sensor_identity("pressure", aggregate=False, ts=at)
+    assert report["rejected"] == [
+        {"reason": "unit 'bar' of sensor 'pressure' is not pressure's unit 'PSI'", "index": 2, "seq": seq, "boot": boot}
+    ]
+    items = history.json()["items"]
+    assert {(i["seq"], i["ts"]) for i in items if i["metrics"].get("fuel") == 50.0} == {
+        (1, at.isoformat().replace("+00:00", "Z"))
+    }
+    assert [i["metrics"]["temperature"] for i in items if "temperature" in i["metrics"]] == [21.5]
+    assert [i["aggregates"]["flow"] for i in items if i["aggregates"]] == [
+        {"min": 1.0, "max": 3.0, "avg": 2.0, "count": 50, "std": 0.4}
+    ]
 
 
 async def test_ingest_the_same_upload_twice_stores_nothing_twice(provisioned: Provisioned) -> None:

@@ -101,3 +101,27 @@ def test_decode_reads_status_as_presence_and_ignores_a_cleared_status() -> None:
     bad = decode_message(message(b'{"state": "asleep"}', topic="fleet/v1/t1/status"), now=NOW, limits=Limits())
     assert bad.refused_whole
     assert "invalid status" in bad.rejections[0].reason
+
+
+def test_decode_maps_field_sensor_readings_onto_the_topics_device() -> None:
+    payload = [
+        {"sensorId": "t1.fuel", "timestamp": NOW.isoformat(), "value": 40, "unit": "%"},
+        {
+            "sensorId": "vibration",
+            "timestamp": NOW.isoformat(),
+            "min": 1,
+            "max": 3,
+            "avg": 2,
+            "count": 9,
+            "stdDev": 0.5,
+        },
+        {"sensorId": "t2.fuel", "timestamp": NOW.isoformat(), "value": 41},
+    ]
+    decoded = decode_message(message(payload), now=NOW, limits=Limits())
+    rows = [dict(zip(TELEMETRY_COLUMNS, row, strict=True)) for row in decoded.rows]
+    assert [row["device_id"] for row in rows] == ["t1", "t1"]
+    assert rows[0]["fuel"] == 40
+    assert rows[1]["agg"] == {"vibration": [1, 3, 2, 9, 0.5]}
+    (refused,) = decoded.rejections
+    assert refused.index == 2
+    assert "names no metric of this device" in refused.reason

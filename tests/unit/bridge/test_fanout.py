@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import msgspec
@@ -44,3 +45,13 @@ def test_rejected_goes_to_the_sending_device_with_reason_and_seq() -> None:
     notice = msgspec.json.decode(payload, type=RejectedNotice)
     assert topic == "fleet/v1/a/rejected"
     assert (notice.reason, notice.index, notice.seq) == ("metric fuel=500", 2, 17)
+
+
+def test_rejected_names_the_refused_payload_by_its_sha256() -> None:
+    # A message refused whole has no readable seq: the digest is what lets the device match the notice.
+    item = Decoded("a", "fleet/v1/a/telemetry", b"{not json", NOW)
+    item.rejections.append(Rejection("fleet/v1/a/telemetry", "a", "not valid JSON", b"{not json", NOW))
+    ((_, payload),) = rejected_messages([item])
+    notice = msgspec.json.decode(payload, type=RejectedNotice)
+    assert notice.sha256 == hashlib.sha256(b"{not json").hexdigest()
+    assert notice.seq is None

@@ -134,3 +134,12 @@ def test_status_nested_too_deeply_is_refused_instead_of_raising() -> None:
     decoded = decode_message(RawMessage("fleet/v1/t1/status", payload, None, NOW), now=NOW, limits=Limits())
     assert decoded.refused_whole
     assert "nested too deeply" in decoded.rejections[0].reason
+
+
+def test_decode_names_no_boot_for_a_refusal_the_dead_letter_column_cannot_hold() -> None:
+    # Before: the refused sample's boot 2**31 went into the dead letter's integer `boot` column, and the
+    # database refused the dead letter itself.
+    result = decode(b'{"seq":1,"ts":' + TS + b',"boot":2147483648}')
+    assert isinstance(result, DecodedTelemetry)
+    (refused,) = result.rejections
+    assert (refused.seq, refused.boot) == (1, None)
