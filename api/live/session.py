@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -170,9 +171,12 @@ class LiveSession:
         try:
             return await self._subscribe(request)
         except RedisError as exc:
-            # The subscription stands; its snapshot or replay is incomplete. Say so, keep serving.
+            # The subscription stands; its snapshot or replay is incomplete. Say so, keep serving; the
+            # driver's text (host, port) goes to the log only.
             self._outbox.release()
-            return f"snapshot unavailable: {exc}"
+            correlation = uuid.uuid4().hex
+            log.warning("live snapshot failed [correlation_id=%s]: %s", correlation, exc)
+            return f"snapshot unavailable: Redis did not answer; try again later (correlation_id {correlation})"
 
     async def _delta(self, request: Subscribe) -> tuple[Selection, set[str]] | str:
         """The selection a subscribe request adds, and the devices it names that the client may not see."""
