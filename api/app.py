@@ -40,6 +40,7 @@ from api.live.controllers import live, live_poll
 from api.live.directory import GroupDirectory
 from api.live.hub import LiveHub
 from api.live.stream import LiveStreamReader
+from api.live.watch import CredentialWatch
 from api.openapi import document_problems
 from api.problems import log_server_error, problem_details_plugin
 from api.telemetry.controllers import TelemetryController, TrackController
@@ -87,15 +88,19 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
                 await reader.start_from_latest()
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("live stream position unknown at startup (%s); the reader will retry", exc)
-        app.state[STATE_KEY] = Backends(pool=pool, redis=redis, hub=hub)
-        reader_task = asyncio.create_task(reader.run(), name="live-stream-reader")
-        groups_task = asyncio.create_task(directory.run(), name="live-group-directory")
+        watch = CredentialWatch(pool, interval_s=settings.api.live_auth_check_s)
+        app.state[STATE_KEY] = Backends(pool=pool, redis=redis, hub=hub, watch=watch)
+        tasks = [
+            asyncio.create_task(reader.run(), name="live-stream-reader"),
+            asyncio.create_task(directory.run(), name="live-group-directory"),
+            asyncio.create_task(watch.run(), name="live-credential-watch"),
+        ]
         try:
             yield
         finally:
-            reader_task.cancel()
-            groups_task.cancel()
-            await asyncio.gather(reader_task, groups_task, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await redis.aclose()
             await pool.close()
 

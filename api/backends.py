@@ -1,7 +1,7 @@
 """The connections every request shares, opened and closed by the app's lifespan.
 
 They live in `app.state` and reach handlers through Litestar dependency injection (`pool`, `redis`,
-`hub`), so a handler names what it needs and tests can build a fresh app per client.
+`hub`, `watch`), so a handler names what it needs and tests can build a fresh app per client.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from api.live.hub import LiveHub
+from api.live.watch import CredentialWatch
 
 STATE_KEY: Final = "backends"
 
@@ -24,11 +25,12 @@ Pool: TypeAlias = AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]
 
 @dataclass(frozen=True, slots=True)
 class Backends:
-    """PostgreSQL pool, Redis client and the live hub of one app instance."""
+    """PostgreSQL pool, Redis client, the live hub and the live connections' credential watch of one app instance."""
 
     pool: Pool
     redis: Redis
     hub: LiveHub
+    watch: CredentialWatch
 
 
 def _backends(state: State) -> Backends:
@@ -53,8 +55,14 @@ def provide_hub(state: State) -> LiveHub:
     return _backends(state).hub
 
 
+def provide_watch(state: State) -> CredentialWatch:
+    """The watch that ends live connections whose credential ended."""
+    return _backends(state).watch
+
+
 DEPENDENCIES: Final = {
     "pool": Provide(provide_pool, sync_to_thread=False),
     "redis": Provide(provide_redis, sync_to_thread=False),
     "hub": Provide(provide_hub, sync_to_thread=False),
+    "watch": Provide(provide_watch, sync_to_thread=False),
 }

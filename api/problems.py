@@ -13,8 +13,10 @@ import uuid
 from typing import Any, Final, cast
 
 import psycopg
+from litestar.connection import Request
 from litestar.exceptions import ClientException, HTTPException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
+from litestar.response import Response
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
@@ -29,8 +31,6 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
     HTTP_504_GATEWAY_TIMEOUT,
 )
-from litestar.connection import Request
-from litestar.response import Response
 from litestar.types import Scope
 from redis.exceptions import RedisError
 
@@ -54,9 +54,7 @@ def correlation_id(scope: Scope) -> str:
     known = state.get(_SCOPE_KEY)
     if isinstance(known, str):
         return known
-    passed = next(
-        (value.decode("latin-1") for name, value in scope.get("headers", ()) if name == b"x-request-id"), ""
-    )
+    passed = next((value.decode("latin-1") for name, value in scope.get("headers", ()) if name == b"x-request-id"), "")
     made = passed if _PASSED_ID.fullmatch(passed) else uuid.uuid4().hex
     state[_SCOPE_KEY] = made
     return made
@@ -226,7 +224,12 @@ async def log_server_error(exc: Exception, scope: Scope) -> None:
         return
     if isinstance(exc, HTTPException):
         log.warning(
-            "%s: answered %d [%s=%s]: %s", scope.get("path"), exc.status_code, CORRELATION_FIELD, correlation, exc.detail
+            "%s: answered %d [%s=%s]: %s",
+            scope.get("path"),
+            exc.status_code,
+            CORRELATION_FIELD,
+            correlation,
+            exc.detail,
         )
         return
     log.error("%s: unhandled error [%s=%s]", scope.get("path"), CORRELATION_FIELD, correlation, exc_info=exc)

@@ -96,6 +96,9 @@ class ApiSettings:
 
     live_heartbeat_s: float = _bounded(15.0, low=0.05, high=3600, doc="silence after which the live WebSocket says so")
     live_group_refresh_s: float = _bounded(10.0, low=0.05, high=3600, doc="how often device groups are reloaded")
+    live_auth_check_s: float = _bounded(
+        5.0, low=0.05, high=300, doc="how often open live connections' credentials are checked again"
+    )
 
 
 @dataclass(frozen=True, slots=True)
