@@ -24,10 +24,20 @@ Pool: TypeAlias = AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
+class ExportLimits:
+    """What one track export may take: it waits `wait_s` for its first connection, else it is answered 503."""
+
+    wait_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Backends:
     """PostgreSQL pool, Redis client, the live hub and the live connections' credential watch of one app instance."""
 
     pool: Pool
+    export_pool: Pool
+    """Track exports' own connections: however many slow downloads run, `pool` stays for everything else."""
+    export_limits: ExportLimits
     redis: Redis
     hub: LiveHub
     watch: CredentialWatch
@@ -43,6 +53,16 @@ def _backends(state: State) -> Backends:
 def provide_pool(state: State) -> Pool:
     """The PostgreSQL connection pool."""
     return _backends(state).pool
+
+
+def provide_export_pool(state: State) -> Pool:
+    """The track exports' own PostgreSQL connection pool."""
+    return _backends(state).export_pool
+
+
+def provide_export_limits(state: State) -> ExportLimits:
+    """How long an export waits for its first connection."""
+    return _backends(state).export_limits
 
 
 def provide_redis(state: State) -> Redis:
@@ -62,6 +82,8 @@ def provide_watch(state: State) -> CredentialWatch:
 
 DEPENDENCIES: Final = {
     "pool": Provide(provide_pool, sync_to_thread=False),
+    "export_pool": Provide(provide_export_pool, sync_to_thread=False),
+    "export_limits": Provide(provide_export_limits, sync_to_thread=False),
     "redis": Provide(provide_redis, sync_to_thread=False),
     "hub": Provide(provide_hub, sync_to_thread=False),
     "watch": Provide(provide_watch, sync_to_thread=False),
