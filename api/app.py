@@ -19,7 +19,7 @@ from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from api.accounts.controllers import ApiKeyController, UserController, login
 from api.accounts.limits import LoginThrottle
 from api.auth import PUBLIC, TokenIssuer, build_auth, require_access
-from api.backends import DEPENDENCIES, STATE_KEY, Backends, Pool
+from api.backends import DEPENDENCIES, STATE_KEY, Backends, ExportLimits, Pool
 from api.contract.controllers import asyncapi
 from api.devices.controllers import DeviceController, RefusedController
 from api.devices.provision import provision_dependencies
@@ -40,6 +40,7 @@ from api.live.controllers import live, live_poll
 from api.live.directory import GroupDirectory
 from api.live.hub import LiveHub
 from api.live.stream import LiveStreamReader
+from api.live.watch import CredentialWatch
 from api.openapi import document_problems
 from api.problems import log_server_error, problem_details_plugin
 from api.telemetry.controllers import TelemetryController, TrackController
@@ -55,10 +56,19 @@ POOL_MAX_SIZE: Final = 10
 # How long a request waits for a database connection before answering 503: a caller (or a load
 # balancer) learns fast that PostgreSQL is away, instead of holding the connection for psycopg's 30 s.
 POOL_ACQUIRE_TIMEOUT_S: Final = 5.0
+# Track exports read through a pool of their own (api.export_pool_size), so slow downloads never take
+# the connections every other route needs. A download under way waits this long for its next chunk's
+# connection rather than being cut short; its first one waits api.export_wait_s, then answers 503.
+EXPORT_POOL_MIN_SIZE: Final = 0
+EXPORT_CHUNK_WAIT_S: Final = 30.0
 STARTUP_PROBE_TIMEOUT_S: Final = 2.0
 # One immediate retry replaces a pooled Redis connection that went stale (a Redis restart); longer
 # outages are the stream reader's to ride out, with its own logged backoff, and requests fail fast.
 REDIS_RETRIES: Final = 1
+# A burst of requests beyond the pool waits for a connection (then 503) instead of failing at once, as
+# redis-py's default pool does ("Too many connections" at 100 in use).
+REDIS_MAX_CONNECTIONS: Final = 100
+REDIS_POOL_WAIT_S: Final = 5.0
 
 
 def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
@@ -75,8 +85,26 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
             kwargs={"autocommit": True},
             name="api",
         )
+        export_pool: Pool = AsyncConnectionPool(
+            settings.database.url,
+            open=False,
+            min_size=EXPORT_POOL_MIN_SIZE,
+            max_size=settings.api.export_pool_size,
+            timeout=EXPORT_CHUNK_WAIT_S,
+            kwargs={"autocommit": True},
+            name="api-export",
+        )
         await pool.open(wait=False)
-        redis = Redis.from_url(settings.redis.url, retry=Retry(NoBackoff(), REDIS_RETRIES))
+        await export_pool.open(wait=False)
+        export_limits = ExportLimits(wait_s=settings.api.export_wait_s)
+        redis = Redis.from_pool(
+            BlockingConnectionPool.from_url(
+                settings.redis.url,
+                max_connections=REDIS_MAX_CONNECTIONS,
+                timeout=REDIS_POOL_WAIT_S,
+                retry=Retry(NoBackoff(), REDIS_RETRIES),
+            )
+        )
         directory = GroupDirectory(pool, refresh_s=settings.api.live_group_refresh_s)
         hub = LiveHub(directory, heartbeat_s=settings.api.live_heartbeat_s)
         reader = LiveStreamReader(redis, hub)
@@ -87,16 +115,23 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
                 await reader.start_from_latest()
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("live stream position unknown at startup (%s); the reader will retry", exc)
-        app.state[STATE_KEY] = Backends(pool=pool, redis=redis, hub=hub)
-        reader_task = asyncio.create_task(reader.run(), name="live-stream-reader")
-        groups_task = asyncio.create_task(directory.run(), name="live-group-directory")
+        watch = CredentialWatch(pool, interval_s=settings.api.live_auth_check_s)
+        app.state[STATE_KEY] = Backends(
+            pool=pool, export_pool=export_pool, export_limits=export_limits, redis=redis, hub=hub, watch=watch
+        )
+        tasks = [
+            asyncio.create_task(reader.run(), name="live-stream-reader"),
+            asyncio.create_task(directory.run(), name="live-group-directory"),
+            asyncio.create_task(watch.run(), name="live-credential-watch"),
+        ]
         try:
             yield
         finally:
-            reader_task.cancel()
-            groups_task.cancel()
-            await asyncio.gather(reader_task, groups_task, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await redis.aclose()
+            await export_pool.close()
             await pool.close()
 
     return lifespan

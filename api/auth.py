@@ -31,7 +31,7 @@ from typing import Any, Final
 from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
-from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.exceptions import HTTPException, ImproperlyConfiguredException, NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.authentication import AuthenticationResult
 from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecurityScheme
@@ -84,6 +84,8 @@ class Principal:
     api_key_id: int | None = None
     group: str | None = None
     """Integrators limited to one device group: `devices.group_name` of the only devices they may see."""
+    expires_at: float | None = None
+    """When the operator's token expires (UNIX time); None for API keys, which are revoked instead."""
 
     @property
     def is_api_key(self) -> bool:
@@ -150,11 +152,15 @@ async def principal_from_token(
     token: OperatorToken, connection: ASGIConnection[Any, Any, Any, Any]
 ) -> Principal | None:
     """The operator a valid token names; None (refused) when its role is not one we know."""
+    return _operator(token)
+
+
+def _operator(token: OperatorToken) -> Principal | None:
     try:
         role = Role(token.role)
     except ValueError:
         return None
-    return Principal(name=token.sub, role=role)
+    return Principal(name=token.sub, role=role, expires_at=token.exp.timestamp())
 
 
 async def principal_from_key(key: str, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
@@ -294,6 +300,37 @@ class TokenIssuer:
     def ttl_s(self) -> int:
         """How long an issued token is valid, in seconds."""
         return int(self._security.default_token_expiration.total_seconds())
+
+    def verify(self, encoded: str) -> Principal | None:
+        """The operator a token names, checked as the middleware checks it; None for any bad token."""
+        security = self._security
+        try:
+            token = OperatorToken.decode(
+                encoded_token=encoded,
+                secret=security.token_secret,
+                algorithm=security.algorithm,
+                issuer=security.accepted_issuers,
+                require_claims=security.require_claims,
+            )
+        except (NotAuthorizedException, ImproperlyConfiguredException):
+            return None
+        return _operator(token)
+
+
+def renewed(current: Principal, tokens: TokenIssuer, encoded: str) -> Principal | str:
+    """The principal a fresh token gives a live connection authorised as `current`, or why it gives none.
+
+    Only the same account may renew: a connection never changes hands. The new token's role replaces the
+    old one (an account whose role was lowered renews with a token of the lower role).
+    """
+    if current.is_api_key:
+        return "this connection uses an API key: keys do not expire, nothing to renew"
+    principal = tokens.verify(encoded)
+    if principal is None:
+        return "token refused: invalid or expired"
+    if principal.name != current.name:
+        return "the token is for another account; reconnect to change accounts"
+    return principal
 
 
 def build_auth(settings: ApiSettings) -> FleetAuth:

@@ -1,7 +1,7 @@
 """The connections every request shares, opened and closed by the app's lifespan.
 
 They live in `app.state` and reach handlers through Litestar dependency injection (`pool`, `redis`,
-`hub`), so a handler names what it needs and tests can build a fresh app per client.
+`hub`, `watch`), so a handler names what it needs and tests can build a fresh app per client.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from api.live.hub import LiveHub
+from api.live.watch import CredentialWatch
 
 STATE_KEY: Final = "backends"
 
@@ -23,12 +24,23 @@ Pool: TypeAlias = AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
+class ExportLimits:
+    """What one track export may take: it waits `wait_s` for its first connection, else it is answered 503."""
+
+    wait_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Backends:
-    """PostgreSQL pool, Redis client and the live hub of one app instance."""
+    """PostgreSQL pool, Redis client, the live hub and the live connections' credential watch of one app instance."""
 
     pool: Pool
+    export_pool: Pool
+    """Track exports' own connections: however many slow downloads run, `pool` stays for everything else."""
+    export_limits: ExportLimits
     redis: Redis
     hub: LiveHub
+    watch: CredentialWatch
 
 
 def _backends(state: State) -> Backends:
@@ -43,6 +55,16 @@ def provide_pool(state: State) -> Pool:
     return _backends(state).pool
 
 
+def provide_export_pool(state: State) -> Pool:
+    """The track exports' own PostgreSQL connection pool."""
+    return _backends(state).export_pool
+
+
+def provide_export_limits(state: State) -> ExportLimits:
+    """How long an export waits for its first connection."""
+    return _backends(state).export_limits
+
+
 def provide_redis(state: State) -> Redis:
     """The Redis client."""
     return _backends(state).redis
@@ -53,8 +75,16 @@ def provide_hub(state: State) -> LiveHub:
     return _backends(state).hub
 
 
+def provide_watch(state: State) -> CredentialWatch:
+    """The watch that ends live connections whose credential ended."""
+    return _backends(state).watch
+
+
 DEPENDENCIES: Final = {
     "pool": Provide(provide_pool, sync_to_thread=False),
+    "export_pool": Provide(provide_export_pool, sync_to_thread=False),
+    "export_limits": Provide(provide_export_limits, sync_to_thread=False),
     "redis": Provide(provide_redis, sync_to_thread=False),
     "hub": Provide(provide_hub, sync_to_thread=False),
+    "watch": Provide(provide_watch, sync_to_thread=False),
 }

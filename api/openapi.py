@@ -42,6 +42,10 @@ def _problem_schema() -> Schema:
             "status": Schema(type=OpenAPIType.INTEGER),
             "detail": Schema(type=OpenAPIType.STRING),
             "instance": Schema(type=OpenAPIType.STRING),
+            "correlation_id": Schema(
+                type=OpenAPIType.STRING,
+                description="server errors (5xx) only: the id the API logged the cause under (also `X-Request-Id`)",
+            ),
         },
     )
 

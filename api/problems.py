@@ -1,13 +1,22 @@
-"""RFC 9457 problem responses (what went wrong, for whoever reads the response) and server-error logging."""
+"""RFC 9457 problem responses (what went wrong, for whoever reads the response) and server-error logging.
+
+A server-side failure (5xx) tells the caller only what kind of thing failed and a correlation id (in the
+body as `correlation_id` and as the `X-Request-Id` header); what the driver said — host names, ports,
+user names — goes to the log under that id, never to the caller, who may be anonymous (logging in).
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import re
+import uuid
+from typing import Any, Final, cast
 
 import psycopg
+from litestar.connection import Request
 from litestar.exceptions import ClientException, HTTPException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
+from litestar.response import Response
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
@@ -26,6 +35,41 @@ from litestar.types import Scope
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
+
+CORRELATION_HEADER: Final = "X-Request-Id"
+CORRELATION_FIELD: Final = "correlation_id"
+# Where the id of the request's failure is kept between the logging hook and the answer.
+_SCOPE_KEY: Final = "fleetbridge.correlation_id"
+# An id a proxy in front already gave the request is kept, if it is a plain token (it is logged verbatim).
+_PASSED_ID: Final = re.compile(r"[A-Za-z0-9._-]{8,64}")
+BACKEND_RETRY_AFTER_S: Final = 5
+
+
+def correlation_id(scope: Scope) -> str:
+    """The id that ties this request's failure in the log to its answer; made on first use.
+
+    The request's own `X-Request-Id` when it has a plain one (a load balancer's), else a random one.
+    """
+    state = cast("dict[str, Any]", scope)
+    known = state.get(_SCOPE_KEY)
+    if isinstance(known, str):
+        return known
+    passed = next((value.decode("latin-1") for name, value in scope.get("headers", ()) if name == b"x-request-id"), "")
+    made = passed if _PASSED_ID.fullmatch(passed) else uuid.uuid4().hex
+    state[_SCOPE_KEY] = made
+    return made
+
+
+class ServerProblem(ProblemDetailsException):
+    """A 5xx problem: its answer carries the request's correlation id, in the body and as a header."""
+
+    def to_response(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        """The problem response, with `correlation_id` and `X-Request-Id`."""
+        correlation = correlation_id(request.scope)
+        extra = self.extra if isinstance(self.extra, dict) else {}
+        self.extra = {**extra, CORRELATION_FIELD: correlation}
+        self.headers = {**(self.headers or {}), CORRELATION_HEADER: correlation}
+        return super().to_response(request)
 
 
 class ConflictException(ClientException):
@@ -108,22 +152,34 @@ def gateway_timeout(detail: str, retry_after_s: int, extra: dict[str, Any] | Non
 def _retry_later(
     status: int, title: str, detail: str, retry_after_s: int, extra: dict[str, Any] | None
 ) -> ProblemDetailsException:
-    return ProblemDetailsException(
+    return ServerProblem(
         status_code=status, title=title, detail=detail, headers={"Retry-After": str(retry_after_s)}, extra=extra
     )
 
 
-def _redis_down(exc: RedisError) -> ProblemDetailsException:
-    return ProblemDetailsException(
-        status_code=HTTP_503_SERVICE_UNAVAILABLE, title="Service unavailable", detail=f"Redis is unavailable: {exc}"
+def _backend_down(name: str) -> ServerProblem:
+    # The exception's text stays in the log (`log_server_error`): it names hosts, ports and users.
+    return ServerProblem(
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        title="Service unavailable",
+        detail=f"{name} is unavailable; try again later (the API log has the details under correlation_id)",
+        headers={"Retry-After": str(BACKEND_RETRY_AFTER_S)},
     )
 
 
+def _redis_down(exc: RedisError) -> ProblemDetailsException:
+    return _backend_down("Redis")
+
+
 def _postgres_down(exc: psycopg.OperationalError) -> ProblemDetailsException:
-    return ProblemDetailsException(
-        status_code=HTTP_503_SERVICE_UNAVAILABLE,
-        title="Service unavailable",
-        detail=f"PostgreSQL is unavailable: {exc}",
+    return _backend_down("PostgreSQL")
+
+
+def _internal_error(exc: Exception) -> ProblemDetailsException:
+    return ServerProblem(
+        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
+        title="Internal server error",
+        detail="the API failed to answer this request (the API log has the details under correlation_id)",
     )
 
 
@@ -144,6 +200,8 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 psycopg.DataError: _bad_value,
                 # PoolTimeout (no connection within the timeout) is an OperationalError too.
                 psycopg.OperationalError: _postgres_down,
+                # Anything else a handler did not expect: a 500 that says nothing of the exception.
+                Exception: _internal_error,
             },
         )
     )
@@ -160,7 +218,18 @@ async def log_server_error(exc: Exception, scope: Scope) -> None:
         and getattr(exc, "status_code", 400) < HTTP_500_INTERNAL_SERVER_ERROR
     ):
         return
+    correlation = correlation_id(scope)
     if isinstance(exc, RedisError | psycopg.OperationalError):
-        log.warning("%s: backend unavailable: %s", scope.get("path"), exc)
+        log.warning("%s: backend unavailable [%s=%s]: %s", scope.get("path"), CORRELATION_FIELD, correlation, exc)
         return
-    log.error("%s: unhandled error", scope.get("path"), exc_info=exc)
+    if isinstance(exc, HTTPException):
+        log.warning(
+            "%s: answered %d [%s=%s]: %s",
+            scope.get("path"),
+            exc.status_code,
+            CORRELATION_FIELD,
+            correlation,
+            exc.detail,
+        )
+        return
+    log.error("%s: unhandled error [%s=%s]", scope.get("path"), CORRELATION_FIELD, correlation, exc_info=exc)

@@ -136,6 +136,15 @@ class ApiSettings(_Section):
 
     live_heartbeat_s: float = _bounded(15.0, low=0.05, high=3600, doc="silence after which the live WebSocket says so")
     live_group_refresh_s: float = _bounded(10.0, low=0.05, high=3600, doc="how often device groups are reloaded")
+    export_pool_size: int = _bounded(
+        4, low=1, high=100, doc="database connections of each API instance's own for track exports"
+    )
+    export_wait_s: float = _bounded(
+        2.0, low=0.01, high=60, doc="how long an export waits for an export connection before answering 503"
+    )
+    live_auth_check_s: float = _bounded(
+        5.0, low=0.05, high=300, doc="how often open live connections' credentials are checked again"
+    )
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -14,6 +14,7 @@ was down and its session kept it), and a client retrying after a 503 or 504 send
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,8 @@ from api.ingest.schemas import IngestReport, MessageReport, MessageStatus, Refus
 from api.mqtt import MqttLink, MqttUnavailableError
 from models.telemetry import Limits
 from models.topics import TopicKind, device_topic
+
+log = logging.getLogger(__name__)
 
 Failure = Literal["unavailable", "timeout"]
 
@@ -74,7 +77,10 @@ class TelemetryForwarder:
             )
             for result in sent:
                 if isinstance(result, MqttUnavailableError):
-                    return Forwarded(_report(device_id, messages, units), "unavailable", str(result))
+                    # The client library's text (broker host, port) is for the log, not for the device.
+                    log.warning("ingest for %s: %s", device_id, result)
+                    detail = "publishing to the broker failed"
+                    return Forwarded(_report(device_id, messages, units), "unavailable", detail)
                 if isinstance(result, BaseException):
                     raise result
             try:

@@ -13,38 +13,55 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from redis.asyncio import Redis
 
-from api.auth import principal_of
+from api.auth import TokenIssuer, principal_of, renewed
 from api.live.cursor import parse_cursor
 from api.live.hub import LiveHub
 from api.live.poll import DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_S, PollRequest, poll
 from api.live.schemas import ALL_DEVICES, MAX_DEVICES_PER_REQUEST, SERVER_MESSAGES, ErrorMessage, LivePage
 from api.live.selection import BBox, Selection, bbox_problem
 from api.live.session import LiveSession
-from api.problems import bad_request
+from api.live.watch import CLOSE_CREDENTIAL_ENDED, CredentialWatch, Ended, unless_ended
+from api.problems import bad_request, forbidden, unauthorized
 from models.topics import is_device_id
 
 
 @websocket("/live", name="live")
 async def live(
+    *,
     socket: WebSocket[Any, Any, Any],
     hub: NamedDependency[LiveHub],
     redis: NamedDependency[Redis],
+    watch: NamedDependency[CredentialWatch],
+    tokens: NamedDependency[TokenIssuer],
     since: Annotated[str | None, QueryParameter(description="resume after this cursor")] = None,
 ) -> None:
     """Subscribe to devices, groups or boxes; receive snapshots (or, with `since`, what was missed),
     then updates as they happen.
 
     Credentials go in the handshake: `?token=<jwt or API key>` (browsers cannot set headers on a
-    WebSocket), or the `Authorization` / `X-API-Key` headers.
+    WebSocket), or the `Authorization` / `X-API-Key` headers. The connection is closed (4401, 4403) when
+    they end; an `auth` message with a fresh token keeps it open.
     """
-    group_limit = principal_of(socket).group
+    principal = principal_of(socket)
     cursor = parse_cursor(since) if since is not None else None
     await socket.accept()
-    session = LiveSession(socket, hub, redis, group_limit=group_limit, since=cursor)
-    if since is not None and cursor is None:
-        # Said once, then served as a fresh client: snapshots instead of a replay.
-        await socket.send_data(SERVER_MESSAGES.encode(ErrorMessage("since is not a stream entry id")), "text")
-    await session.serve()
+    watched = watch.watch(principal)
+    try:
+        session = LiveSession(
+            socket,
+            hub,
+            redis,
+            group_limit=principal.group,
+            since=cursor,
+            watched=watched,
+            renew=lambda current, token: renewed(current, tokens, token),
+        )
+        if since is not None and cursor is None:
+            # Said once, then served as a fresh client: snapshots instead of a replay.
+            await socket.send_data(SERVER_MESSAGES.encode(ErrorMessage("since is not a stream entry id")), "text")
+        await session.serve()
+    finally:
+        watch.forget(watched)
 
 
 def _selection(devices: str | None, group: str | None, bbox: str | None) -> Selection:
@@ -81,6 +98,7 @@ async def live_poll(
     request: Request[Any, Any, Any],
     hub: NamedDependency[LiveHub],
     redis: NamedDependency[Redis],
+    watch: NamedDependency[CredentialWatch],
     since: Annotated[str | None, QueryParameter(description="`next_cursor` (or a WebSocket `cursor`)")] = None,
     devices: Annotated[str | None, QueryParameter(description="comma-separated device ids, or *")] = None,
     group: Annotated[str | None, QueryParameter(description="a device group")] = None,
@@ -98,5 +116,14 @@ async def live_poll(
         if cursor is None:
             raise bad_request("since is not a stream entry id; pass next_cursor of the previous answer unchanged")
     selection = _selection(devices, group, bbox)
-    checked = PollRequest(selection, cursor, limit, wait, principal_of(request).group)
-    return await poll(redis, hub.directory, checked)
+    principal = principal_of(request)
+    checked = PollRequest(selection, cursor, limit, wait, principal.group)
+    watched = watch.watch(principal)
+    try:
+        answer = await unless_ended(watched, poll(redis, hub, checked))
+    finally:
+        watch.forget(watched)
+    if isinstance(answer, Ended):
+        # The credential ended while the request waited: answered as if it had arrived now.
+        raise unauthorized(answer.reason) if answer.code == CLOSE_CREDENTIAL_ENDED else forbidden(answer.reason)
+    return answer

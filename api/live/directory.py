@@ -43,22 +43,34 @@ class GroupDirectory:
     async def reload(self) -> None:
         """Read the map again; raises `psycopg.OperationalError` when PostgreSQL does not answer."""
         async with self._lock:
-            # The map's age counts from the query's start: a change committed during it may be missing.
-            started = time.monotonic()
-            async with self._pool.connection() as conn, conn.cursor() as cur:
-                await cur.execute("SELECT id, group_name FROM devices WHERE group_name IS NOT NULL")
-                rows = await cur.fetchall()
-            members: dict[str, set[str]] = {}
-            for device_id, group in rows:
-                members.setdefault(group, set()).add(device_id)
-            self._group_of = {row[0]: row[1] for row in rows}
-            self._members = members
-            self._loaded_at = started
+            await self._load()
+
+    async def _load(self) -> None:
+        # The map's age counts from the query's start: a change committed during it may be missing.
+        started = time.monotonic()
+        async with self._pool.connection() as conn, conn.cursor() as cur:
+            await cur.execute("SELECT id, group_name FROM devices WHERE group_name IS NOT NULL")
+            rows = await cur.fetchall()
+        members: dict[str, set[str]] = {}
+        for device_id, group in rows:
+            members.setdefault(group, set()).add(device_id)
+        self._group_of = {row[0]: row[1] for row in rows}
+        self._members = members
+        self._loaded_at = started
+
+    def _older_than(self, max_age_s: float) -> bool:
+        return self._loaded_at is None or time.monotonic() - self._loaded_at > max_age_s
 
     async def reload_if_older(self, max_age_s: float) -> None:
-        """Reload when the map is older than `max_age_s` (or was never loaded)."""
-        if self._loaded_at is None or time.monotonic() - self._loaded_at > max_age_s:
-            await self.reload()
+        """Reload when the map is older than `max_age_s` (or was never loaded).
+
+        Many requests finding the map old at once reload it once: each looks again after the lock.
+        """
+        if not self._older_than(max_age_s):
+            return
+        async with self._lock:
+            if self._older_than(max_age_s):
+                await self._load()
 
     async def run(self) -> None:
         """Reload every `refresh_s` until cancelled; a failed reload keeps the old map and is logged."""

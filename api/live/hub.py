@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -43,6 +45,22 @@ class LiveHub:
         self._by_group: dict[str, set[Subscriber]] = {}
         self._everything: set[Subscriber] = set()
         self._boxes: BoxIndex[Subscriber] = BoxIndex()
+        self._advanced = asyncio.Event()
+
+    def advanced(self) -> None:
+        """The reader moved `position` on: wake everyone waiting in `wait_beyond`."""
+        waiters, self._advanced = self._advanced, asyncio.Event()
+        waiters.set()
+
+    async def wait_beyond(self, after: StreamId, timeout_s: float) -> None:
+        """Return once this instance has read past `after`, or after `timeout_s` (whichever is first).
+
+        Long polls wait here, holding no Redis or database connection while they wait.
+        """
+        if self.position > after:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._advanced.wait(), timeout_s)
 
     def attach(self, subscriber: Subscriber) -> None:
         """Start routing to `subscriber` according to its selection; call again after changing it."""

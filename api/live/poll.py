@@ -7,7 +7,6 @@ request may wait (long-poll) up to `MAX_WAIT_S` for the first matching update.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -18,17 +17,17 @@ from redis.asyncio import Redis
 from api.live.cursor import StreamId, stream_id
 from api.live.directory import GroupDirectory
 from api.live.history import expired, newest, positions, read_after
+from api.live.hub import LiveHub
 from api.live.schemas import LivePage
 from api.live.selection import Selection
 from api.live.stream import parse_entry
 from api.live.update import LiveUpdate
-from models.state import LIVE_STREAM_KEY
 
 MAX_WAIT_S: Final = 25
 MAX_LIMIT: Final = 1000
 DEFAULT_LIMIT: Final = 100
 SCAN_MAX_ENTRIES: Final = 10_000  # entries examined per request, matching or not: bounds one request's work
-BLOCK_MS: Final = 2000  # below redis-py's socket timeout; a longer wait loops
+RESCAN_S: Final = 2.0  # a waiting request looks at the stream at least this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +72,13 @@ async def _scan(
     return found, after
 
 
-async def poll(redis: Redis, directory: GroupDirectory, request: PollRequest) -> LivePage:
-    """The page for `request`: a reset, or updates after `since` (waiting up to `wait_s` for one)."""
+async def poll(redis: Redis, hub: LiveHub, request: PollRequest) -> LivePage:
+    """The page for `request`: a reset, or updates after `since` (waiting up to `wait_s` for one).
+
+    While it waits, a request holds no connection: it sleeps until this instance's stream reader has
+    read something new (`LiveHub.wait_beyond`), then looks again, and at least every `RESCAN_S`.
+    """
+    directory = hub.directory
     await directory.reload_if_older(directory.refresh_s)
     if request.since is None:
         after = await newest(redis)
@@ -89,7 +93,6 @@ async def poll(redis: Redis, directory: GroupDirectory, request: PollRequest) ->
         remaining_s = deadline - time.monotonic()
         if found or remaining_s <= 0:
             return LivePage(updates=found, next_cursor=str(after))
-        block_ms = max(1, min(BLOCK_MS, int(remaining_s * 1000)))
-        # Wake as soon as anything is appended; the scan then decides whether it matches.
-        await redis.xread({LIVE_STREAM_KEY: str(after)}, count=1, block=block_ms)
-        await asyncio.sleep(0)
+        # Wake as soon as anything is read; the scan then decides whether it matches. The rescan bound
+        # covers a reader that is behind the cursor (a client of another instance) or reconnecting.
+        await hub.wait_beyond(after, min(RESCAN_S, remaining_s))

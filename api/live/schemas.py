@@ -6,10 +6,12 @@ Client → server (`action`):
   `bbox` (`[min_lon, min_lat, max_lon, max_lat]`: devices whose last position is inside);
 * `unsubscribe` with the same selector as the subscription it ends;
 * `resume` with `cursor`: later subscribe requests replay the stream after it instead of sending
-  snapshots (the same as `?since=` on the URL).
+  snapshots (the same as `?since=` on the URL);
+* `auth` with `token`: a fresh access token of the same account, so the connection outlives the one
+  it was opened with.
 
 Server → client (`type`): `snapshot`, `subscribed`, `unsubscribed`, `state`, `presence`, `correction`,
-`reset`, `heartbeat`, `error`; see docs/api.md for when each is sent.
+`reset`, `heartbeat`, `auth`, `error`; see docs/api.md for when each is sent.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from models.topics import DEVICE_ID_PATTERN
 ALL_DEVICES: Final = "*"
 MAX_DEVICES_PER_REQUEST: Final = 10_000
 CURSOR_PATTERN: Final = r"^\d{1,20}-\d{1,20}$"
+TOKEN_MAX_CHARS: Final = 8192
 
 DeviceSelector = Annotated[str, Meta(pattern=rf"^(\*|{DEVICE_ID_PATTERN})$")]
 DeviceSelection = Annotated[list[DeviceSelector], Meta(min_length=1, max_length=MAX_DEVICES_PER_REQUEST)]
@@ -55,7 +58,13 @@ class Resume(msgspec.Struct, frozen=True, tag_field="action", tag="resume"):
     cursor: Cursor
 
 
-ClientMessage = Subscribe | Unsubscribe | Resume
+class Auth(msgspec.Struct, frozen=True, tag_field="action", tag="auth"):
+    """A fresh access token for this connection (same account), before the current one expires."""
+
+    token: Annotated[str, Meta(min_length=1, max_length=TOKEN_MAX_CHARS)]
+
+
+ClientMessage = Subscribe | Unsubscribe | Resume | Auth
 
 
 def selector_problem(request: Subscribe | Unsubscribe) -> str | None:
@@ -125,6 +134,12 @@ class HeartbeatMessage(msgspec.Struct, frozen=True, tag_field="type", tag="heart
     """Sent when nothing else was for `api.live_heartbeat_s`; `cursor` is a safe resume point."""
 
     cursor: str | None
+
+
+class AuthMessage(msgspec.Struct, frozen=True, tag_field="type", tag="auth"):
+    """An `auth` request took effect: the connection now lasts until `expires_at` (RFC 3339, UTC)."""
+
+    expires_at: str
 
 
 class ErrorMessage(msgspec.Struct, frozen=True, tag_field="type", tag="error"):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-from collections.abc import Iterable
-from typing import Any, Final
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import psycopg
@@ -24,6 +27,8 @@ from api.live.schemas import (
     ALL_DEVICES,
     CLIENT_MESSAGES,
     SERVER_MESSAGES,
+    Auth,
+    AuthMessage,
     ErrorMessage,
     HeartbeatMessage,
     ResetMessage,
@@ -38,7 +43,14 @@ from api.live.schemas import (
 from api.live.selection import BBox, Selection, bbox_problem
 from api.live.stream import parse_entry
 from api.live.update import LiveUpdate
+from api.live.watch import Ended, Watched
 from models.state import GEO_KEY
+
+if TYPE_CHECKING:  # api.auth imports the live package through api.backends
+    from api.auth import Principal
+
+Renewal = Callable[["Principal", str], "Principal | str"]
+"""Checks a fresh token for a connection authorised as the given principal: the new principal, or why not."""
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +109,8 @@ class LiveSession:
         *,
         group_limit: str | None = None,
         since: StreamId | None = None,
+        watched: Watched | None = None,
+        renew: Renewal | None = None,
     ) -> None:
         self._socket = socket
         self._hub = hub
@@ -106,18 +120,35 @@ class LiveSession:
         self._since = since
         self._bad_in_a_row = 0
         self._last_sent: str | None = None
+        self._watched = watched
+        self._renew = renew
 
     async def serve(self) -> None:
-        """Run both loops; when one ends (disconnect, overflow, abuse, error) stop the other and detach."""
+        """Run both loops; when one ends (disconnect, overflow, abuse, error) stop the other and detach.
+
+        When the connection's credential ends (`watched`), both loops stop and the socket is closed with
+        the watch's code and reason (4401, 4403).
+        """
         receiver = asyncio.create_task(self._receive_loop(), name="live-receive")
         sender = asyncio.create_task(self._send_loop(), name="live-send")
+        tasks: set[asyncio.Task[Any]] = {receiver, sender}
+        ender: asyncio.Task[Ended] | None = None
+        if self._watched is not None:
+            ender = asyncio.create_task(self._watched.wait(), name="live-credential")
+            tasks.add(ender)
         try:
-            done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (receiver, sender):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(receiver, sender, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             self._hub.detach(self._subscriber)
+        if ender is not None and ender in done:
+            ended = ender.result()
+            log.info("live connection closed: %s (%d)", ended.reason, ended.code)
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                await self._socket.close(ended.code, ended.reason)
+            return
         for task in done:
             task.result()  # an unexpected error of either loop surfaces here, in the handler
 
@@ -157,7 +188,20 @@ class LiveSession:
         await self._outbox.control_sent()
         return self._bad_in_a_row < MAX_BAD_MESSAGES_IN_A_ROW
 
-    async def _apply(self, request: Subscribe | Unsubscribe | Resume) -> str | None:
+    def _reauthorise(self, request: Auth) -> str | None:
+        if self._watched is None or self._renew is None:
+            return "this connection takes no auth messages"
+        renewed = self._renew(self._watched.principal, request.token)
+        if isinstance(renewed, str):
+            return renewed
+        self._watched.principal = renewed
+        expires_at = datetime.fromtimestamp(renewed.expires_at or 0, UTC).isoformat().replace("+00:00", "Z")
+        self._outbox.push(SERVER_MESSAGES.encode(AuthMessage(expires_at)))
+        return None
+
+    async def _apply(self, request: Subscribe | Unsubscribe | Resume | Auth) -> str | None:
+        if isinstance(request, Auth):
+            return self._reauthorise(request)
         if isinstance(request, Resume):
             self._since = parse_cursor(request.cursor)
             return None if self._since is not None else "cursor is not a stream entry id"
@@ -170,9 +214,12 @@ class LiveSession:
         try:
             return await self._subscribe(request)
         except RedisError as exc:
-            # The subscription stands; its snapshot or replay is incomplete. Say so, keep serving.
+            # The subscription stands; its snapshot or replay is incomplete. Say so, keep serving; the
+            # driver's text (host, port) goes to the log only.
             self._outbox.release()
-            return f"snapshot unavailable: {exc}"
+            correlation = uuid.uuid4().hex
+            log.warning("live snapshot failed [correlation_id=%s]: %s", correlation, exc)
+            return f"snapshot unavailable: Redis did not answer; try again later (correlation_id {correlation})"
 
     async def _delta(self, request: Subscribe) -> tuple[Selection, set[str]] | str:
         """The selection a subscribe request adds, and the devices it names that the client may not see."""

@@ -129,10 +129,14 @@ class LiveStreamReader:
                 delay_s = min(delay_s * 2, RETRY_MAX_S)
                 continue
             delay_s = RETRY_MIN_S
+            read = False
             for entry_id, fields in stream_entries(reply):
                 self.last_id = entry_id
                 self._hub.position = stream_id(entry_id)
                 self._publish(entry_id, fields)
+                read = True
+            if read:
+                self._hub.advanced()
 
     def _publish(self, entry_id: str, fields: Mapping[Any, bytes | str]) -> None:
         parsed = parse_entry(entry_id, fields)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
+from psycopg_pool import PoolTimeout
 
 from api.auth import may_see_device, principal_of
-from api.backends import Pool
-from api.problems import bad_request, not_found
+from api.backends import ExportLimits, Pool
+from api.problems import bad_request, not_found, unavailable
 from api.telemetry.query import (
     LIMIT_DEFAULT,
     LIMIT_MAX,
@@ -30,8 +31,10 @@ from api.telemetry.query import (
 )
 from api.telemetry.schemas import BucketedHistory, DownsampledHistory, GapReport, TelemetryPage
 from api.telemetry.services import fetch_buckets, fetch_gaps, fetch_page, fetch_points
-from api.telemetry.track import MEDIA_TYPES, content_disposition, stream_track
+from api.telemetry.track import MEDIA_TYPES, content_disposition, started, stream_track
 from models.telemetry import utcnow
+
+EXPORT_RETRY_AFTER_S: Final = 5
 
 # The history window, `from <= ts < to`, as both routes take it.
 WindowStart = Annotated[
@@ -170,6 +173,8 @@ class TrackController(Controller):
         *,
         request: Request[Any, Any, Any],
         pool: NamedDependency[Pool],
+        export_pool: NamedDependency[Pool],
+        export_limits: NamedDependency[ExportLimits],
         device_id: FromPath[str],
         start: WindowStart = None,
         end: WindowEnd = None,
@@ -177,14 +182,25 @@ class TrackController(Controller):
             str, QueryParameter(name="format", description=f"one of {', '.join(TRACK_FORMATS)}")
         ] = "geojson",
     ) -> Stream:
-        """The samples of `from <= ts < to` (at most 31 days: `TRACK_WINDOW_MAX`) as a download, streamed."""
+        """The samples of `from <= ts < to` (at most 31 days: `TRACK_WINDOW_MAX`) as a download, streamed.
+
+        Read through the export pool: 503 with `Retry-After` when none of its connections is free in time.
+        """
         query = parse_track(device_id, start=start, end=end, file_format=file_format, now=utcnow())
         if isinstance(query, BadParam):
             raise bad_request(query.reason)
         if not await may_see_device(principal_of(request), pool, device_id):
             raise not_found(f"no device {device_id!r}")
+        try:
+            chunks = await started(stream_track(export_pool, query, export_limits))
+        except PoolTimeout:
+            raise unavailable(
+                f"no export connection free within {export_limits.wait_s:g} s: other exports are running,"
+                " or the database is away; try again shortly",
+                EXPORT_RETRY_AFTER_S,
+            ) from None
         return Stream(
-            stream_track(pool, query),
+            chunks,
             media_type=MEDIA_TYPES[query.file_format],
             headers={"Content-Disposition": content_disposition(query)},
         )

@@ -16,7 +16,7 @@ from models.state import LIVE_STREAM_KEY, encode_field
 
 TIMEOUT_S = 10  # generous: the machine running the suite may be busy
 TS_MS = 1_764_000_000_000
-ACKS = frozenset({"subscribed", "unsubscribed", "error"})
+ACKS = frozenset({"subscribed", "unsubscribed", "auth", "error"})
 
 
 @asynccontextmanager
