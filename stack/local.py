@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import psycopg
 
+from broker.agent import AgentConfig, BrokerAgent
 from broker.certs import TlsFiles, init_certs
 from broker.process import start_mosquitto
 from broker.reload import AccountPaths
@@ -42,6 +43,7 @@ SERVER_DATA_FALLBACK: Final = Path("/var/tmp/fleetbridge")  # noqa: S108 - a fix
 MQTTS_PORT: Final = 8883
 MQTTS_CERTIFICATES_PORT: Final = 8884
 API_ACCOUNT: Final = "fleetbridge-api"  # the API's broker account (role api), for HTTP ingest
+AGENT_START_TIMEOUT_S: Final = 10.0
 
 Say = Callable[[str], None]
 
@@ -58,7 +60,6 @@ class _Broker:
     certificates_url: str | None = None  # where devices log in with their client certificate
     sim_credentials: Path | None = None
     sim_cert_dir: Path | None = None
-    accounts_dir: Path | None = None  # where our broker reads its account files (None: not ours)
 
 
 @dataclass
@@ -73,6 +74,7 @@ class LocalStack:
     urls: dict[str, str] = field(default_factory=dict)
     started_broker: bool = False
     operator_login: str | None = None  # "user / password" of a demo admin made for this state folder
+    agent: BrokerAgent | None = None  # our broker's agent, when we started the broker
 
     def up(self, *, with_sim: bool = True, tls: bool = False) -> dict[str, str]:
         """Start everything; return the URLs. Raises `StackError` with what to do next.
@@ -165,6 +167,9 @@ class LocalStack:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        if self.agent is not None:
+            self.agent.stop()
+            self.agent = None
         for server in reversed(self.servers):
             self.say(f"stopping {server.name}")
             server.stop()
@@ -192,6 +197,7 @@ class LocalStack:
             ),
             settings.stack.mqtt_port,
         )
+        self._start_agent(database_url, accounts.paths.passwords.parent, self.servers[-1])
         self.say(f"MQTT accounts: bridge and {settings.sim.devices} devices (secrets in {accounts.device_secrets})")
         if certs is None:
             return _Broker(
@@ -200,7 +206,6 @@ class LocalStack:
                 api_url=_with_credentials(mqtt_url, API_ACCOUNT, accounts.api_secret),
                 sim_url=mqtt_url,
                 sim_credentials=accounts.device_secrets,
-                accounts_dir=accounts.paths.passwords.parent,
             )
         trust = f"?cafile={quote(str(certs.ca_file), safe='/')}"
         mqtts_url = f"mqtts://127.0.0.1:{tls_port}{trust}"
@@ -214,8 +219,22 @@ class LocalStack:
             api_url=_with_credentials(mqtts_url, API_ACCOUNT, accounts.api_secret),
             sim_url=certificates_url,
             sim_cert_dir=certs.ca_file.parent / "devices",
-            accounts_dir=accounts.paths.passwords.parent,
         )
+
+    def _start_agent(self, database_url: str, accounts_dir: Path, mosquitto: ServerProcess) -> None:
+        """The broker agent of our Mosquitto, in this process: an account change made anywhere (the API,
+        `fleet devices ...` from any shell) reaches the broker within a moment."""
+        assert mosquitto.pid is not None
+        agent = BrokerAgent(AgentConfig(database_url, accounts_dir, broker_pid=mosquitto.pid)).start()
+        self.agent = agent
+        deadline = time.monotonic() + AGENT_START_TIMEOUT_S
+        while agent.applied_revision is None:
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"the broker agent did not apply the accounts within {AGENT_START_TIMEOUT_S:g} s: see the log above"
+                )
+            time.sleep(0.05)
+        self.say(f"broker agent {agent.config.agent_name} applies account changes to Mosquitto (pid {mosquitto.pid})")
 
     def _tls(self, server_dir: Path) -> tuple[TlsFiles, int, int]:
         """The development certificates (those of `fleet certs init`, made if missing, and one per simulated
@@ -328,9 +347,6 @@ def _provision(database_url: str, accounts_dir: Path, state: Path, settings: Set
 def _api_env(settings: Settings, broker: _Broker, state: Path) -> dict[str, str]:
     """What the stack's API is given beyond the shared settings, where the user set nothing else."""
     env: dict[str, str] = {}
-    if broker.accounts_dir is not None and settings.api.broker_accounts_dir is None:
-        # Devices provisioned through the API reach our broker at once (files rewritten, SIGHUP).
-        env["FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR"] = str(broker.accounts_dir)
     if broker.api_url is not None and not settings.api.mqtt_url:
         env["FLEETBRIDGE_API_MQTT_URL"] = broker.api_url  # HTTP ingest publishes with it
     if not settings.api.jwt_secret:
