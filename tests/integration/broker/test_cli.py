@@ -4,6 +4,9 @@ failing status unless the broker agents applied them."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from broker.accounts import Credential
 from broker.agent import AgentConfig, BrokerAgent
 from broker.passwords import verify_secret
 from cli.main import run
-from tests.integration.broker.conftest import SUCCESS, AccountBroker, Probe, wait_for
+from tests.integration.broker.conftest import SUCCESS, TIMEOUT_S, AccountBroker, Probe, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -156,3 +159,29 @@ def test_a_change_an_agent_could_not_apply_is_reported_with_a_failing_status(
 def _agent_seen(database_url: str, name: str) -> bool:
     with psycopg.connect(database_url) as conn:
         return conn.execute("SELECT 1 FROM mqtt_broker_agents WHERE name = %s", (name,)).fetchone() is not None
+
+
+def test_fleet_broker_agent_applies_changes_to_the_broker_in_its_pid_file_until_stopped(
+    capsys: pytest.CaptureFixture[str], database_url: str, account_broker: AccountBroker, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "mosquitto.pid"
+    pid_file.write_text(f"{account_broker.pid}\n")
+    command = [sys.executable, "-m", "cli", "broker", "agent", "--database-url", database_url]
+    command += ["--accounts-dir", str(account_broker.accounts_dir), "--pid-file", str(pid_file), "--name", "cmd"]
+    agent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _agent_seen(database_url, "cmd"), "the agent to record itself")
+        code, out, err = _fleet(capsys, "devices", "add", "t-cmd", "--database-url", database_url)
+        assert code == 0, err
+        probe = Probe(account_broker.server.port, Credential("t-cmd", out.strip()))
+        try:
+            assert probe.connect() == SUCCESS
+        finally:
+            probe.close()
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        _, log = agent.communicate(timeout=TIMEOUT_S)
+
+    assert agent.returncode == 0, log
+    assert f"mosquitto pid {account_broker.pid} signalled" in log
+    assert not _agent_seen(database_url, "cmd"), "a stopped agent takes itself off the list"
