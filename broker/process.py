@@ -6,8 +6,10 @@ listens a moment before it serves, and only a CONNACK proves it parsed its confi
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
+import subprocess
 from pathlib import Path
 from typing import Final
 
@@ -32,6 +34,7 @@ PROBE_TIMEOUT_S: Final = 1.0
 _PROBE_CONNECT: Final = bytes([0x10, 12, 0, 4, *b"MQTT", 4, 0x02, 0, 60, 0, 0])
 _DISCONNECT: Final = bytes([0xE0, 0])
 _CONNACK_TYPE: Final = 0x20
+_VERSION_RE: Final = re.compile(r"mosquitto version ([0-9]+(?:\.[0-9]+)*)")
 
 
 def mosquitto_binary(binary: Path | None = None) -> Path:
@@ -40,6 +43,21 @@ def mosquitto_binary(binary: Path | None = None) -> Path:
     if not found.exists():
         raise ServerStartError(f"mosquitto not found at {found}: install the mosquitto package")
     return found
+
+
+def mosquitto_version(binary: Path | None = None) -> tuple[int, ...]:
+    """The version of the Mosquitto `binary` (found as `mosquitto_binary` does), e.g. (2, 0, 21).
+
+    From the first line of `mosquitto -h` ("mosquitto version 2.0.21"), which every 2.x prints; a
+    `ServerStartError` when the binary is missing or prints no version.
+    """
+    found = mosquitto_binary(binary)
+    # `-h` exits 3 after printing its help: only the text matters.
+    result = subprocess.run([str(found), "-h"], capture_output=True, text=True, check=False, timeout=10)
+    match = _VERSION_RE.search(result.stdout + result.stderr)
+    if match is None:
+        raise ServerStartError(f"{found} printed no version on -h: is it Mosquitto?")
+    return tuple(int(part) for part in match[1].split("."))
 
 
 def mqtt_answers(port: int, host: str = LOOPBACK, timeout_s: float = PROBE_TIMEOUT_S) -> bool:

@@ -5,10 +5,10 @@ has no %u substitution, so confining each device to its own topics would take on
 its state lives in the plugin's own JSON file, changed only through its MQTT control API — a second source
 of truth beside PostgreSQL. The ACL file's `pattern` lines do the confinement in a few constant lines, and
 the files are a pure function of the database (render, write, signal), so any Mosquitto can be rebuilt
-from it. The cost: the files must be on the broker's host and the broker must be signalled there. For the
-local stack that is this host and the `ServerProcess` pid; for a remote broker run `fleet broker reload`
-on its host (or write the files to a volume it mounts and signal it there: `systemctl reload mosquitto`,
-`docker kill --signal HUP`). A hosted or clustered MQTT broker needs its own auth backend instead.
+from it. The cost: the files must be on the broker's host and the broker must be signalled there, which
+is why each broker has an agent beside it (broker/agent.py) that owns its files and uses this module;
+the API and the CLI only write the database. A hosted or clustered MQTT broker needs its own auth
+backend instead.
 
 Measured on Mosquitto 2.0.11 (tests/integration/broker/ check the behaviour, not the timings):
 - SIGHUP rereads both files without a restart; a new account's first CONNECT, sent right after the
@@ -78,7 +78,7 @@ class AccountPaths:
 
 @dataclass(frozen=True, slots=True)
 class ReloadReport:
-    """What `apply` did: the files it wrote and the broker processes it signalled (none: none was found)."""
+    """What `apply` did: the files it wrote and the broker process it signalled."""
 
     paths: AccountPaths
     pids: tuple[int, ...]
@@ -90,16 +90,15 @@ def account_paths(directory: Path) -> AccountPaths:
     return AccountPaths(directory / PASSWORD_FILE, directory / ACL_FILE)
 
 
-def apply(conn: psycopg.Connection[tuple[Any, ...]], directory: Path, *, broker_pid: int | None = None) -> ReloadReport:
-    """Render the files from the database, write them to `directory` and make the broker reread them.
+def apply(conn: psycopg.Connection[tuple[Any, ...]], directory: Path, *, broker_pid: int) -> ReloadReport:
+    """Render the files from the database, write them to `directory` and make broker `broker_pid` reread them.
 
-    The broker is `broker_pid` if given, else every local Mosquitto whose config reads these files.
+    The broker agent (broker/agent.py) is what keeps a running broker's files current; this one-shot form
+    is for a caller that owns the broker itself (a test's, a launcher's).
     """
     paths = write_files(directory, render_files(conn))
-    pids = (broker_pid,) if broker_pid is not None else tuple(find_brokers(paths))
-    for pid in pids:
-        reload_broker(pid, paths)
-    return ReloadReport(paths, pids)
+    reload_broker(broker_pid, paths)
+    return ReloadReport(paths, (broker_pid,))
 
 
 def write_files(directory: Path, files: AccountFiles) -> AccountPaths:
@@ -135,7 +134,10 @@ def reload_broker(pid: int, paths: AccountPaths) -> None:
 
 
 def find_brokers(paths: AccountPaths) -> list[int]:
-    """Local Mosquitto processes whose config file (`-c`) names `paths.passwords` as its password file."""
+    """Local Mosquitto processes whose config file (`-c`) names `paths.passwords` as its password file.
+
+    For `fleet certs revoke` (a CRL rewritten on this host); account changes go through the broker agents.
+    """
     found: list[int] = []
     for pid in _pids():
         with contextlib.suppress(OSError, UnicodeDecodeError):

@@ -107,15 +107,12 @@ def _add_account_commands(commands: argparse._SubParsersAction[argparse.Argument
     lookup = _lookup_options("the accounts database")
     common = argparse.ArgumentParser(add_help=False, parents=[lookup])
     common.add_argument(
-        "--accounts-dir",
-        type=Path,
-        help="where the broker reads its password and ACL files (default: the running stack's, else "
-        "STATE_DIR/accounts)",
+        "--no-wait",
+        "--no-reload",
+        dest="no_wait",
+        action="store_true",
+        help="do not wait for the broker agents to apply the change (it is stored either way)",
     )
-    common.add_argument(
-        "--broker-pid", type=int, help="the Mosquitto to reload (default: every local one reading the files)"
-    )
-    common.add_argument("--no-reload", action="store_true", help="change the database only; write no files")
     devices = commands.add_parser("devices", help="device accounts on the broker (a secret is printed once)")
     actions = devices.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser("add", parents=[common], help="register a device, print its new secret")
@@ -163,7 +160,27 @@ def _add_account_commands(commands: argparse._SubParsersAction[argparse.Argument
         group_actions.add_parser("revoke", parents=[common], help="remove its secret for good").add_argument("name")
     broker = commands.add_parser("broker", help="the broker's account files")
     actions = broker.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("reload", parents=[common], help="rewrite the files from the database and reload the broker")
+    actions.add_parser(
+        "reload", parents=[common], help="have every broker agent rewrite its files and reload its broker now"
+    )
+    agent = actions.add_parser(
+        "agent",
+        help="run beside a Mosquitto: keep its password and ACL files equal to the database and reload it "
+        "at every account change (until stopped)",
+    )
+    agent.add_argument("--database-url", help="the accounts database (default FLEETBRIDGE_DATABASE_URL)")
+    agent.add_argument("--state-dir", type=Path, help="the local stack's state folder (default .fleet)")
+    agent.add_argument(
+        "--accounts-dir",
+        type=Path,
+        help="where this broker reads its password and ACL files (default STATE_DIR/accounts)",
+    )
+    found = agent.add_mutually_exclusive_group()
+    found.add_argument("--broker-pid", type=int, help="the Mosquitto to reload")
+    found.add_argument(
+        "--pid-file", type=Path, help="read the Mosquitto's pid here at every reload (its pid_file, or systemd's)"
+    )
+    agent.add_argument("--name", help="this agent's name in mqtt_broker_agents (default HOST:ACCOUNTS_DIR)")
 
 
 def _add_user_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -630,9 +647,14 @@ def _api_key_admin(url: str, args: argparse.Namespace) -> int:
 
 
 def _accounts(settings: Settings, args: argparse.Namespace) -> int:
+    """An account change, stored in the database; the broker agents put it into effect.
+
+    Exit 0 only when every live agent applied it within a moment; 3 when it is stored but no broker has it
+    yet (the message says why and what to do).
+    """
     import psycopg
 
-    from broker import accounts, reload
+    from broker import accounts, delivery
     from broker.acl import AclError
     from broker.certs import CertificateError
     from broker.passwords import PasswordFormatError
@@ -642,38 +664,61 @@ def _accounts(settings: Settings, args: argparse.Namespace) -> int:
     if url is None:
         return _no_database(settings, args)
     state = with_state_dir(settings, args.state_dir).stack.state_dir
-    stack = _running(settings, args.state_dir)
-    # The running stack's broker reads its files where the stack put them (not always STATE_DIR/accounts:
-    # as root, server data may live elsewhere); used when the database is that stack's too.
-    stack_accounts = stack.accounts_dir if stack is not None and stack.urls.get("database") == url else None
-    accounts_dir = args.accounts_dir or stack_accounts or state / "accounts"
+    if args.command == "broker" and args.action == "agent":
+        # Beside a running local stack whose database this is, its broker reads its files where the stack
+        # put them (not always STATE_DIR/accounts: as root, server data may live elsewhere).
+        stack = _running(settings, args.state_dir)
+        stack_accounts = stack.accounts_dir if stack is not None and stack.urls.get("database") == url else None
+        return _broker_agent(url, args.accounts_dir or stack_accounts or state / "accounts", args)
     # Only `devices revoke` has --certs-dir: a revoked device's certificate is revoked with it.
     certs_dir = getattr(args, "certs_dir", None) or state / "certs"
     try:
         specs = accounts.read_device_csv(args.file.read_text()) if args.action == "import" else []
         with psycopg.connect(url, autocommit=True) as conn:
-            if args.command != "broker":
-                _change_account(conn, args, specs, certs_dir)
-            if args.no_reload:
+            if args.command == "broker":
+                delivery.request_reload(conn)
+            elif _change_account(conn, args, specs, certs_dir):
+                delivery.request_reload(conn)  # the CRL changed on this host: its broker must reread it
+            if args.no_wait:
+                say("stored; not waiting for the broker agents (--no-wait)")
                 return 0
-            report = reload.apply(conn, accounts_dir, broker_pid=args.broker_pid)
-    except (accounts.AccountError, AclError, PasswordFormatError, reload.ReloadError, CertificateError, OSError) as exc:
+            outcome = delivery.wait_applied(conn)
+    except (accounts.AccountError, AclError, PasswordFormatError, CertificateError, OSError) as exc:
         say(str(exc))
         return 1
     except psycopg.OperationalError as exc:
         say(f"cannot reach the database: {exc}")
         return 1
-    if report.pids:
-        say(f"broker files written to {accounts_dir}; reloaded mosquitto (pid {', '.join(map(str, report.pids))})")
-    else:
-        say(f"broker files written to {accounts_dir}; no running mosquitto reads them (it will when started)")
+    say(f"account revision {outcome.revision}: {outcome.describe()}")
+    return 0 if outcome.complete else 3
+
+
+def _broker_agent(url: str, accounts_dir: Path, args: argparse.Namespace) -> int:
+    """`fleet broker agent`: serve until SIGINT or SIGTERM."""
+    import logging
+
+    from broker.agent import AgentConfig, BrokerAgent
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = AgentConfig(url, accounts_dir, broker_pid=args.broker_pid, pid_file=args.pid_file, name=args.name or "")
+    if config.broker_pid is None and config.pid_file is None:
+        say("no --broker-pid or --pid-file: the files are kept current, but no broker is reloaded")
+    agent = BrokerAgent(config)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        agent.stop()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    say(f"broker agent {config.agent_name}: keeping {accounts_dir} current (Ctrl-C to stop)")
+    agent.run()
     return 0
 
 
 def _change_account(
     conn: psycopg.Connection[tuple[Any, ...]], args: argparse.Namespace, specs: list[DeviceSpec], certs_dir: Path
-) -> None:
-    """One account change; a new secret goes to stdout at once, before the broker is touched."""
+) -> bool:
+    """One account change; a new secret goes to stdout at once. True when a certificate was revoked too."""
     from broker import accounts
     from broker.acl import Role
     from broker.certs import revoke_device_certificate
@@ -702,8 +747,10 @@ def _change_account(
         say(f"revoked {name}" if revoked else f"{name} was revoked already")
         if role == Role.DEVICE and revoke_device_certificate(certs_dir, name):
             # The certificate listener reads no password file: without this the certificate would
-            # still log in (to an account whose ACL block denies everything). One reload covers both.
+            # still log in (to an account whose ACL block denies everything).
             say(f"revoked its certificate too ({certs_dir / 'crl.pem'} rewritten)")
+            return True
     else:
         accounts.set_device_disabled(conn, name, args.action == "disable")
         say(f"{args.action}d {name}")
+    return False

@@ -131,9 +131,6 @@ class ApiSettings(_Section):
     # The API's own broker account (role `api`); empty: HTTP ingest answers 503.
     mqtt_url: str = _url()
 
-    # Unset: device provisioning changes only the database, and reaches the broker at `fleet broker reload`.
-    broker_accounts_dir: Path | None = None
-
     live_heartbeat_s: float = _bounded(15.0, low=0.05, high=3600, doc="silence after which the live WebSocket says so")
     live_group_refresh_s: float = _bounded(10.0, low=0.05, high=3600, doc="how often device groups are reloaded")
     export_pool_size: int = _bounded(

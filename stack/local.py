@@ -30,6 +30,7 @@ import psycopg
 import redis
 
 from bridge.stats import stats_key
+from broker.agent import AgentConfig, BrokerAgent
 from broker.certs import TlsFiles, init_certs
 from broker.process import start_mosquitto
 from broker.reload import AccountPaths
@@ -50,6 +51,7 @@ MQTTS_CERTIFICATES_PORT: Final = 8884
 READY_TIMEOUT_S: Final = 60.0
 READY_POLL_S: Final = 0.2
 API_ACCOUNT: Final = "fleetbridge-api"  # the API's broker account (role api), for HTTP ingest
+AGENT_START_TIMEOUT_S: Final = 10.0
 
 Say = Callable[[str], None]
 
@@ -83,6 +85,7 @@ class LocalStack:
     operator_login: str | None = None  # "user / password" of a demo admin made for this state folder
     port_changes: list[PortChange] = field(default_factory=list)  # ports that differ from the last start
     _ports: PortBook | None = None
+    agent: BrokerAgent | None = None  # our broker's agent, when we started the broker
 
     def up(self, *, with_sim: bool = True, tls: bool = False) -> dict[str, str]:
         """Start everything; return the URLs. Raises `StackError` with what to do next.
@@ -215,6 +218,9 @@ class LocalStack:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        if self.agent is not None:
+            self.agent.stop()
+            self.agent = None
         for server in reversed(self.servers):
             self.say(f"stopping {server.name}")
             server.stop()
@@ -243,6 +249,7 @@ class LocalStack:
                 "mqtt", settings.stack.mqtt_port, "Devices and integrators connecting to the broker (MQTT, plain)"
             ),
         )
+        self._start_agent(database_url, accounts.paths.passwords.parent, self.servers[-1])
         self.say(f"MQTT accounts: bridge and {settings.sim.devices} devices (secrets in {accounts.device_secrets})")
         if certs is None:
             return _Broker(
@@ -267,6 +274,21 @@ class LocalStack:
             sim_cert_dir=certs.ca_file.parent / "devices",
             accounts_dir=accounts.paths.passwords.parent,
         )
+
+    def _start_agent(self, database_url: str, accounts_dir: Path, mosquitto: ServerProcess) -> None:
+        """The broker agent of our Mosquitto, in this process: an account change made anywhere (the API,
+        `fleet devices ...` from any shell) reaches the broker within a moment."""
+        assert mosquitto.pid is not None
+        agent = BrokerAgent(AgentConfig(database_url, accounts_dir, broker_pid=mosquitto.pid)).start()
+        self.agent = agent
+        deadline = time.monotonic() + AGENT_START_TIMEOUT_S
+        while agent.applied_revision is None:
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"the broker agent did not apply the accounts within {AGENT_START_TIMEOUT_S:g} s: see the log above"
+                )
+            time.sleep(0.05)
+        self.say(f"broker agent {agent.config.agent_name} applies account changes to Mosquitto (pid {mosquitto.pid})")
 
     def _tls(self, server_dir: Path) -> tuple[TlsFiles, int, int]:
         """The development certificates (those of `fleet certs init`, made if missing, and one per simulated
@@ -379,9 +401,6 @@ def _provision(database_url: str, accounts_dir: Path, state: Path, settings: Set
 def _api_env(settings: Settings, broker: _Broker, state: Path) -> dict[str, str]:
     """What the stack's API is given beyond the shared settings, where the user set nothing else."""
     env: dict[str, str] = {}
-    if broker.accounts_dir is not None and settings.api.broker_accounts_dir is None:
-        # Devices provisioned through the API reach our broker at once (files rewritten, SIGHUP).
-        env["FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR"] = str(broker.accounts_dir)
     if broker.api_url is not None and not settings.api.mqtt_url:
         env["FLEETBRIDGE_API_MQTT_URL"] = broker.api_url  # HTTP ingest publishes with it
     if not settings.api.jwt_secret:

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from api.auth import ADMIN, OPERATOR, may_see_device, principal_of
 from api.backends import Pool
-from api.devices.provision import UNCHANGED, BrokerFiles, Conflict, DeviceAccounts
+from api.devices.provision import UNCHANGED, BrokerDelivery, Conflict, DeviceAccounts
 from api.devices.registry import delete_device, patch_device, read_device
 from api.devices.rejected import REFUSED_PAGE_DEFAULT, REFUSED_PAGE_MAX, list_refused
 from api.devices.schemas import (
@@ -75,10 +75,10 @@ def _check_metadata(metadata: object) -> None:
 
 
 async def _provisioned(
-    pool: Pool, broker_files: BrokerFiles, credential: Credential, status_code: int
+    pool: Pool, broker_delivery: BrokerDelivery, credential: Credential, status_code: int
 ) -> Response[ProvisionedDevice]:
-    """Put a new secret into effect on the broker, and answer with it (this once) and the device."""
-    broker = await broker_files.apply()
+    """Answer with a new secret (this once), the device, and whether the brokers have it yet."""
+    broker = await broker_delivery.wait()
     device = await read_device(pool, credential.username)
     if device is None:
         raise not_found(f"device {credential.username!r} was deleted meanwhile")
@@ -124,7 +124,7 @@ class DeviceController(Controller):
         self,
         pool: NamedDependency[Pool],
         device_accounts: NamedDependency[DeviceAccounts],
-        broker_files: NamedDependency[BrokerFiles],
+        broker_delivery: NamedDependency[BrokerDelivery],
         data: JSONBody[DeviceCreate],
     ) -> Response[ProvisionedDevice]:
         """Register a device and make its broker account; the secret is in this answer only. 409 when the id
@@ -133,7 +133,7 @@ class DeviceController(Controller):
         created = await device_accounts.provision(data)
         if isinstance(created, Conflict):
             raise conflict(created.reason)
-        return await _provisioned(pool, broker_files, created, HTTP_201_CREATED)
+        return await _provisioned(pool, broker_delivery, created, HTTP_201_CREATED)
 
     @get("/{device_id:str}", summary="A device in detail")
     async def details(
@@ -152,7 +152,7 @@ class DeviceController(Controller):
     async def change(
         self,
         pool: NamedDependency[Pool],
-        broker_files: NamedDependency[BrokerFiles],
+        broker_delivery: NamedDependency[BrokerDelivery],
         device_id: FromPath[str],
         data: JSONBody[DevicePatch],
     ) -> DeviceChange:
@@ -162,7 +162,7 @@ class DeviceController(Controller):
         patched = await patch_device(pool, device_id, data)
         if patched is None:
             raise not_found(f"no device {device_id!r}")
-        broker = await broker_files.apply() if patched.broker_changed else UNCHANGED
+        broker = await broker_delivery.wait() if patched.broker_changed else UNCHANGED
         return DeviceChange(device=patched.device, broker=broker)
 
     @delete("/{device_id:str}", summary="Delete a device", status_code=200, opt=ADMIN)
@@ -170,14 +170,14 @@ class DeviceController(Controller):
         self,
         pool: NamedDependency[Pool],
         redis: NamedDependency[Redis],
-        broker_files: NamedDependency[BrokerFiles],
+        broker_delivery: NamedDependency[BrokerDelivery],
         device_id: FromPath[str],
     ) -> DeletedDevice:
         """Delete the device, its broker account (its connection ends) and its cached state; its telemetry
         history is kept until retention removes it."""
         if not await delete_device(pool, redis, _checked_id(device_id)):
             raise not_found(f"no device {device_id!r}")
-        return DeletedDevice(id=device_id, broker=await broker_files.apply())
+        return DeletedDevice(id=device_id, broker=await broker_delivery.wait())
 
     @post(
         "/{device_id:str}/secret",
@@ -190,20 +190,20 @@ class DeviceController(Controller):
         self,
         pool: NamedDependency[Pool],
         device_accounts: NamedDependency[DeviceAccounts],
-        broker_files: NamedDependency[BrokerFiles],
+        broker_delivery: NamedDependency[BrokerDelivery],
         device_id: FromPath[str],
         reinstate: Annotated[
             bool, QueryParameter(description="also for a device whose account was revoked (`fleet devices revoke`)")
         ] = False,
     ) -> Response[ProvisionedDevice]:
-        """A new secret, in this answer only; the old one stops working (and its connection ends) at the
-        broker's reload. A device the bridge registered without an account gets its first one."""
+        """A new secret, in this answer only; the old one stops working (and its connection ends) when the
+        brokers' agents apply it. A device the bridge registered without an account gets its first one."""
         rotated = await device_accounts.new_secret(_checked_id(device_id), reinstate=reinstate)
         if rotated is None:
             raise not_found(f"no device {device_id!r}")
         if isinstance(rotated, Conflict):
             raise conflict(rotated.reason)
-        return await _provisioned(pool, broker_files, rotated, HTTP_200_OK)
+        return await _provisioned(pool, broker_delivery, rotated, HTTP_200_OK)
 
     @get("/{device_id:str}/state", summary="Last-known state of a device")
     async def state(

@@ -1,22 +1,16 @@
-"""Device accounts on the broker: provisioning, new secrets, and putting every change into effect.
+"""Device accounts on the broker: provisioning, new secrets, and telling whether a change is in effect.
 
 The accounts are `broker/accounts.py`'s (table `mqtt_accounts`, secrets stored only as the broker's own
-hash) and the broker's files are `broker/reload.py`'s: the `fleet devices …` commands use the same
-functions, so the password and ACL files stay one pure function of the database whoever changes it.
-Those functions take a synchronous psycopg connection, so each change runs in a worker thread on a
-connection of its own: provisioning is rare (nothing like ingest), and one code path beats a second,
-asynchronous copy of the account rules.
+hash): the `fleet devices …` commands use the same functions. Those functions take a synchronous psycopg
+connection, so each change runs in a worker thread on a connection of its own: provisioning is rare
+(nothing like ingest), and one code path beats a second, asynchronous copy of the account rules.
 
-After a change the broker must see, `BrokerFiles.apply` renders both files, writes them to
-`api.broker_accounts_dir` and signals every local Mosquitto that reads them (SIGHUP: no restart; the broker
-then also ends the connection of an account that no longer passes). Without that setting the API writes
-no files and says so (`pending`): the change reaches the broker at `fleet broker reload`, run where the
-broker's files live. A failed reload is reported in the answer (`failed`) and logged, not raised: the
-database change is committed, and an error status would make a client retry a change that was made.
-
-Renders are serialised in one API process, so a render that began before another change committed never
-overwrites the files of a later one. Several API instances writing one folder can still race that way;
-the next change or `fleet broker reload` repairs it.
+The API writes no broker files and signals no process: it may run on any host, as many instances as
+wanted. Each change commits with a NOTIFY that every broker's agent (broker/agent.py) acts on; the
+answer then waits briefly (`broker.delivery.APPLY_WAIT_S`) for the live agents' acknowledgements and
+says which applied it (`applied`) or that it is not in effect yet (`pending`, with what to do). A change
+whose acknowledgement is missing is still committed: an error status would make a client retry a change
+that was made.
 """
 
 from __future__ import annotations
@@ -24,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import psycopg
@@ -33,16 +26,14 @@ from psycopg import errors
 from psycopg.types.json import Jsonb
 
 from api.devices.schemas import BrokerUpdate, DeviceCreate
-from broker import accounts, reload
+from broker import accounts, delivery
 from broker.accounts import AccountError, Credential, DeviceSpec
-from broker.acl import AclError, Role
-from broker.passwords import PasswordFormatError
+from broker.acl import Role
 from config import Settings
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S: Final = 5
-ACCOUNTS_DIR_VARIABLE: Final = "FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR"
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -117,66 +108,47 @@ class DeviceAccounts:
         return await asyncio.to_thread(_new_secret, self._database_url, device_id, reinstate)
 
 
-class BrokerFiles:
-    """Puts the accounts into effect: writes the broker's files in `directory` and reloads the broker.
+class BrokerDelivery:
+    """Tells whether the latest account change is in effect on the brokers (their agents' acknowledgements)."""
 
-    Without a directory nothing is written, and every change is reported as `pending`.
-    """
-
-    def __init__(self, database_url: str, directory: Path | None) -> None:
+    def __init__(self, database_url: str) -> None:
         self._database_url = database_url
-        self._directory = directory
-        self._lock = asyncio.Lock()
 
-    @property
-    def directory(self) -> Path | None:
-        """Where the broker reads its password and ACL files; None when this API does not write them."""
-        return self._directory
+    async def wait(self) -> BrokerUpdate:
+        """Wait briefly for every live broker agent to apply the current accounts revision; never raises."""
+        try:
+            state = await asyncio.to_thread(self._wait)
+        except psycopg.Error as exc:
+            log.warning("could not read the broker agents' acknowledgements: %s", exc)
+            return BrokerUpdate(status="pending", detail=f"stored; could not check the broker agents: {exc}")
+        return BrokerUpdate(
+            status="applied" if state.complete else "pending",
+            detail=state.describe(),
+            revision=state.revision,
+            agents=list(state.applied),
+            waiting=list(state.waiting),
+        )
 
-    async def apply(self) -> BrokerUpdate:
-        """Render the files from the database, write them and signal the broker; never raises on a failed
-        reload (the answer says what failed)."""
-        directory = self._directory
-        if directory is None:
-            return BrokerUpdate(
-                status="pending",
-                detail=f"this API writes no broker files ({ACCOUNTS_DIR_VARIABLE} is not set):"
-                " the change takes effect at `fleet broker reload`",
-            )
-        async with self._lock:
-            try:
-                report = await asyncio.to_thread(self._apply, directory)
-            except (reload.ReloadError, AclError, PasswordFormatError, AccountError, OSError) as exc:
-                log.warning("broker files in %s not applied: %s", directory, exc)
-                return BrokerUpdate(
-                    status="failed", detail=f"stored, but not applied to the broker: {exc}; run `fleet broker reload`"
-                )
-        if not report.pids:
-            return BrokerUpdate(
-                status="written", detail=f"files written to {directory}; no running mosquitto reads them"
-            )
-        return BrokerUpdate(status="reloaded", detail="the broker reloaded its accounts", pids=list(report.pids))
-
-    def _apply(self, directory: Path) -> reload.ReloadReport:
+    def _wait(self) -> delivery.Delivery:
         with _connect(self._database_url) as conn:
-            return reload.apply(conn, directory)
+            return delivery.wait_applied(conn)
 
 
 UNCHANGED: Final = BrokerUpdate(status="unchanged", detail="nothing the broker reads changed")
 
 
 def provision_dependencies(settings: Settings) -> dict[str, Provide]:
-    """`device_accounts` and `broker_files` for the handlers, one of each per app."""
+    """`device_accounts` and `broker_delivery` for the handlers, one of each per app."""
     device_accounts = DeviceAccounts(settings.database.url)
-    broker_files = BrokerFiles(settings.database.url, settings.api.broker_accounts_dir)
+    broker_delivery = BrokerDelivery(settings.database.url)
 
     def provide_device_accounts() -> DeviceAccounts:
         return device_accounts
 
-    def provide_broker_files() -> BrokerFiles:
-        return broker_files
+    def provide_broker_delivery() -> BrokerDelivery:
+        return broker_delivery
 
     return {
         "device_accounts": Provide(provide_device_accounts, sync_to_thread=False),
-        "broker_files": Provide(provide_broker_files, sync_to_thread=False),
+        "broker_delivery": Provide(provide_broker_delivery, sync_to_thread=False),
     }

@@ -87,18 +87,20 @@ class DevicePatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 class BrokerUpdate(msgspec.Struct, frozen=True, kw_only=True):
-    """Whether a change reached the broker.
+    """Whether a change reached the brokers.
 
-    `reloaded`: the files were rewritten and the broker signalled (`pids`); `written`: rewritten, but no
-    running Mosquitto reads them; `pending`: this API writes no broker files (no
-    `FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR`), the change waits for `fleet broker reload`; `failed`: the
-    change is stored, but the files or the signal failed (`detail`), run `fleet broker reload`;
-    `unchanged`: nothing the broker reads changed.
+    The API only writes the database; each broker's agent (`fleet broker agent`, or the one `fleet up`
+    runs) applies the change and acknowledges the accounts `revision` it applied. `applied`: every live
+    agent applied it (`agents`) within a moment; `pending`: stored, but not in effect everywhere yet —
+    no agent is running, or some (`waiting`) have not applied it (`detail` says what to do); `unchanged`:
+    nothing the broker reads changed.
     """
 
-    status: Literal["reloaded", "written", "pending", "failed", "unchanged"]
+    status: Literal["applied", "pending", "unchanged"]
     detail: str
-    pids: list[int] = []
+    revision: int | None = None
+    agents: list[str] = []
+    waiting: list[str] = []
 
 
 class DeviceChange(msgspec.Struct, frozen=True, kw_only=True):

@@ -97,14 +97,14 @@ def test_local_stack_moves_trucks_with_per_device_accounts(stack: LocalStack, st
                 seen.append((position["seq"], position["lat"], position["lon"]))
             assert time.monotonic() < deadline, f"the truck did not move: {seen}"
             time.sleep(0.2)
-        # A device provisioned through the API reaches the running demo broker: `fleet up` gives the API
-        # its broker's folder, so the answer says the broker reloaded, and the new secret connects.
+        # A device provisioned through the API reaches the running demo broker: `fleet up` runs its
+        # broker's agent, so the answer says the change is applied, and the new secret connects.
         created = http.post("/api/v1/devices", json={"id": "api-truck-1"}, headers=headers)
         assert created.status_code == 201, created.text
-        assert created.json()["broker"]["status"] == "reloaded", created.json()["broker"]
+        assert created.json()["broker"]["status"] == "applied", created.json()["broker"]
         credentials = ("api-truck-1", created.json()["secret"])
         answer = mqtt_connect(urls["mqtt"], credentials)
-        while answer is None or answer.is_failure:  # until the broker has handled its SIGHUP
+        while answer is None or answer.is_failure:  # until the broker has handled the agent's SIGHUP
             assert time.monotonic() < deadline, f"the provisioned device was refused: {answer}"
             time.sleep(0.1)
             answer = mqtt_connect(urls["mqtt"], credentials)

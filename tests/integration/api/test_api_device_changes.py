@@ -39,7 +39,7 @@ async def test_post_provisions_the_device_and_returns_its_secret_once(
     assert answer["device"]["metadata"] == {"plate": "B-1"}
     assert answer["device"]["account"]["revoked_at"] is None
     assert answer["broker"]["status"] == "pending"
-    assert "FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR" in answer["broker"]["detail"]
+    assert "NOT in effect: no broker agent is running" in answer["broker"]["detail"]
     [(stored_hash,)] = await sql(database_url, "SELECT secret_hash FROM mqtt_accounts WHERE username = 'truck-0100'")
     assert isinstance(stored_hash, str)
     assert verify_secret(answer["secret"], stored_hash)

@@ -1,24 +1,27 @@
-"""Provisioning through the API reaches a running Mosquitto without a restart.
+"""Provisioning through the API reaches a running Mosquitto without a restart, through its broker agent.
 
 A Mosquitto of this module runs with `allow_anonymous false` and the rendered password and ACL files;
-the API is configured with that folder (`FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR`) and finds the broker by
-the config that reads the files. Every step is a real MQTT 5 CONNECT with the secret the API returned,
-after the broker logged its reload; the broker's pid never changes.
+a broker agent (broker/agent.py) owns the files and reloads it. The API only writes the database and
+answers once the agent acknowledged the change. Every step is a real MQTT 5 CONNECT with the secret the
+API returned, after the broker logged its reload; the broker's pid never changes.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from api.server import running
 from broker import reload
 from broker.accounts import AccountFiles, Credential
 from broker.acl import render_acl
+from broker.agent import AgentConfig, BrokerAgent
 from broker.process import start_mosquitto
 from config import Settings, load_settings
 from tests.integration.api.conftest import TEST_JWT_SECRET, mint_token
@@ -39,14 +42,27 @@ def account_broker(servers_dir: Path) -> Iterator[AccountBroker]:
         yield AccountBroker(server, accounts_dir)
 
 
+AGENT = "api-test-agent"
+
+
 @pytest.fixture
-def broker_settings(redis_url: str, database_url: str, account_broker: AccountBroker) -> Settings:
+def agent(database_url: str, account_broker: AccountBroker) -> Iterator[BrokerAgent]:
+    """The broker's agent, following this test's database."""
+    running = BrokerAgent(
+        AgentConfig(database_url, account_broker.accounts_dir, broker_pid=account_broker.pid, name=AGENT)
+    ).start()
+    wait_for(lambda: running.applied_revision is not None, "the agent's first resync")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def broker_settings(redis_url: str, database_url: str, agent: BrokerAgent) -> Settings:
     return load_settings(
         {
             "FLEETBRIDGE_REDIS_URL": redis_url,
             "FLEETBRIDGE_DATABASE_URL": database_url,
             "FLEETBRIDGE_API_JWT_SECRET": TEST_JWT_SECRET,
-            "FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR": str(account_broker.accounts_dir),
         }
     )
 
@@ -86,8 +102,8 @@ async def change(account_broker: AccountBroker, request: httpx.Request, client: 
     before = account_broker.reloads()
     response = await client.send(request)
     assert response.status_code in {200, 201}, response.text
-    assert response.json()["broker"]["status"] == "reloaded", response.json()["broker"]
-    assert response.json()["broker"]["pids"] == [account_broker.pid]
+    assert response.json()["broker"]["status"] == "applied", response.json()["broker"]
+    assert response.json()["broker"]["agents"] == [AGENT]
     wait_for(lambda: account_broker.reloads() > before, "the broker to log its reload")
     return response
 
@@ -172,26 +188,36 @@ async def test_new_secret_replaces_the_old_one_on_the_broker(
     assert devices.connect(device_id, rotated.json()["secret"])[0] == SUCCESS
 
 
-async def test_a_failed_reload_is_reported_and_the_change_kept(
-    redis_url: str, database_url: str, tmp_path: Path
+async def test_a_change_no_agent_applied_is_reported_and_the_change_kept(
+    redis_url: str, database_url: str, account_broker: AccountBroker
 ) -> None:
-    # A file where the accounts folder should be: the files cannot be written.
-    blocked = tmp_path / "not-a-folder"
-    blocked.write_text("")
+    # An agent that cannot signal its broker (the pid is not a Mosquitto) never acknowledges.
+    stuck = BrokerAgent(
+        AgentConfig(database_url, account_broker.accounts_dir, broker_pid=os.getpid(), name="stuck-agent")
+    ).start()
     settings = load_settings(
         {
             "FLEETBRIDGE_REDIS_URL": redis_url,
             "FLEETBRIDGE_DATABASE_URL": database_url,
             "FLEETBRIDGE_API_JWT_SECRET": TEST_JWT_SECRET,
-            "FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR": str(blocked),
         }
     )
     headers = {"Authorization": f"Bearer {mint_token(settings, 'ada', 'admin')}"}
-    async with running(settings) as url, httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as client:
-        created = await client.post("/api/v1/devices", json={"id": "truck-kept"})
-        details = await client.get("/api/v1/devices/truck-kept")
+    try:
+        async with running(settings) as url, httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as client:
+            wait_for(lambda: _agent_known(database_url), "the agent to record itself")
+            created = await client.post("/api/v1/devices", json={"id": "truck-kept"})
+            details = await client.get("/api/v1/devices/truck-kept")
+    finally:
+        stuck.stop()
 
     assert created.status_code == 201
-    assert created.json()["broker"]["status"] == "failed"
-    assert "fleet broker reload" in created.json()["broker"]["detail"]
+    broker = created.json()["broker"]
+    assert (broker["status"], broker["agents"], broker["waiting"]) == ("pending", [], ["stuck-agent"])
+    assert "NOT yet applied by stuck-agent" in broker["detail"]
     assert details.status_code == 200
+
+
+def _agent_known(database_url: str) -> bool:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT 1 FROM mqtt_broker_agents WHERE name = 'stuck-agent'").fetchone() is not None

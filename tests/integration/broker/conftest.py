@@ -144,11 +144,15 @@ class Probe:
         self._connected = False
         client.disconnect()  # ends paho's network loop: no reconnect behind the test's back
 
-    def connect(self) -> int | None:
+    def connect(self, *, session_expiry_s: int = 0) -> int | None:
         """Connect (clean start); the CONNACK reason code, or None when the broker closed the connection
-        without one (a TLS handshake it refused: with TLS 1.3 the client learns of that only afterwards)."""
+        without one (a TLS handshake it refused: with TLS 1.3 the client learns of that only afterwards).
+
+        With `session_expiry_s` the broker keeps the session that long after the connection ends, as it
+        does for a device (firmware_sim connects so): an offline session under the client id.
+        """
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = 0
+        properties.SessionExpiryInterval = session_expiry_s
         try:
             self.client.connect(LOOPBACK, self.port, keepalive=30, clean_start=True, properties=properties)
         except OSError:  # ssl.SSLError included: the handshake failed inside connect()

@@ -21,6 +21,7 @@ import pytest
 
 from broker import accounts
 from broker.accounts import Credential
+from broker.agent import AgentConfig, BrokerAgent
 from broker.certs import (
     DeviceCertificate,
     TlsFiles,
@@ -323,11 +324,15 @@ def test_fleet_devices_revoke_also_revokes_the_devices_certificate(
     held.cert_file.write_bytes(certificate.cert_file.read_bytes())
     held.key_file.write_bytes(certificate.key_file.read_bytes())
 
-    code = _fleet_command(
-        fleet.broker,
-        "devices", "revoke", fleet.a.username, "--database-url", database_url,
-        "--accounts-dir", str(fleet.broker.accounts_dir), "--certs-dir", str(certs_dir),
-    )  # fmt: skip
+    # The broker's agent applies the account change, and reloads the broker again for the rewritten CRL.
+    agent = BrokerAgent(AgentConfig(database_url, fleet.broker.accounts_dir, broker_pid=fleet.broker.pid)).start()
+    try:
+        wait_for(lambda: agent.applied_revision is not None, "the agent's first resync")
+        code = run(
+            ["devices", "revoke", fleet.a.username, "--database-url", database_url, "--certs-dir", str(certs_dir)], {}
+        )
+    finally:
+        agent.stop()
 
     assert code == 0
     assert _cert_probe(fleet, ports.certificates, certs, held).connect() is None

@@ -1,17 +1,23 @@
-"""`fleet devices|integrators|services|broker`: secrets on stdout once, files written, the broker reloaded."""
+"""`fleet devices|integrators|services|broker`: secrets on stdout once, changes stored in the database, and a
+failing status unless the broker agents applied them."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from broker.accounts import Credential
+from broker.agent import AgentConfig, BrokerAgent
 from broker.passwords import verify_secret
 from cli.main import run
-from tests.integration.broker.conftest import SUCCESS, AccountBroker, Probe, wait_for
+from tests.integration.broker.conftest import SUCCESS, TIMEOUT_S, AccountBroker, Probe, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +35,7 @@ def _hash(database_url: str, username: str) -> str | None:
     return None if row[0] is None else str(row[0])
 
 
-def test_devices_add_prints_the_secret_alone_and_writes_the_files(
+def test_devices_add_without_a_broker_agent_stores_the_device_and_says_it_is_not_in_effect(
     capsys: pytest.CaptureFixture[str], database_url: str, tmp_path: Path
 ) -> None:
     code, out, err = _fleet(
@@ -45,11 +51,12 @@ def test_devices_add_prints_the_secret_alone_and_writes_the_files(
         str(tmp_path),
     )
 
-    assert code == 0, err
+    assert code == 3, err
     secret = out.strip()
     assert verify_secret(secret, _hash(database_url, "t-1") or "")
-    assert (tmp_path / "accounts" / "passwords").read_text().startswith("t-1:$7$")
-    assert "no running mosquitto reads them" in err
+    assert "NOT in effect: no broker agent is running" in err
+    assert "fleet broker agent" in err
+    assert not (tmp_path / "accounts").exists()  # the command writes no broker files: the agents own them
     assert secret not in err
 
 
@@ -93,27 +100,24 @@ def test_cli_without_a_database_says_how_to_name_one(capsys: pytest.CaptureFixtu
     assert "FLEETBRIDGE_DATABASE_URL" in err
 
 
-def test_integrators_add_reloads_the_broker_named_by_pid(
-    capsys: pytest.CaptureFixture[str], database_url: str, account_broker: AccountBroker
-) -> None:
-    before = account_broker.reloads()
+@pytest.fixture
+def agent(database_url: str, account_broker: AccountBroker) -> Iterator[BrokerAgent]:
+    """The module broker's agent, for this test's database."""
+    running = BrokerAgent(
+        AgentConfig(database_url, account_broker.accounts_dir, broker_pid=account_broker.pid, name="cli-agent")
+    ).start()
+    wait_for(lambda: running.applied_revision is not None, "the agent's first resync")
+    yield running
+    running.stop()
 
-    code, out, err = _fleet(
-        capsys,
-        "integrators",
-        "add",
-        "acme",
-        "--database-url",
-        database_url,
-        "--accounts-dir",
-        str(account_broker.accounts_dir),
-        "--broker-pid",
-        str(account_broker.pid),
-    )
+
+def test_integrators_add_waits_until_the_broker_agent_applied_it(
+    capsys: pytest.CaptureFixture[str], database_url: str, account_broker: AccountBroker, agent: BrokerAgent
+) -> None:
+    code, out, err = _fleet(capsys, "integrators", "add", "acme", "--database-url", database_url)
 
     assert code == 0, err
-    assert f"reloaded mosquitto (pid {account_broker.pid})" in err
-    wait_for(lambda: account_broker.reloads() > before, "the reload")
+    assert "in effect on 1 broker(s) (agents: cli-agent)" in err
     probe = Probe(account_broker.server.port, Credential("acme", out.strip()))
     try:
         assert probe.connect() == SUCCESS
@@ -121,31 +125,63 @@ def test_integrators_add_reloads_the_broker_named_by_pid(
         probe.close()
 
 
-def test_broker_reload_finds_the_broker_reading_the_files(
-    capsys: pytest.CaptureFixture[str], database_url: str, account_broker: AccountBroker
+def test_broker_reload_has_the_agent_reload_its_broker(
+    capsys: pytest.CaptureFixture[str], database_url: str, account_broker: AccountBroker, agent: BrokerAgent
 ) -> None:
-    code, _, err = _fleet(
-        capsys, "broker", "reload", "--database-url", database_url, "--accounts-dir", str(account_broker.accounts_dir)
-    )
+    before = account_broker.reloads()
+
+    code, _, err = _fleet(capsys, "broker", "reload", "--database-url", database_url)
 
     assert code == 0, err
-    assert f"reloaded mosquitto (pid {account_broker.pid})" in err
+    assert "agents: cli-agent" in err
+    wait_for(lambda: account_broker.reloads() > before, "the broker to log its reload")
 
 
-def test_reload_refuses_to_signal_a_process_that_is_not_mosquitto(
+def test_a_change_an_agent_could_not_apply_is_reported_with_a_failing_status(
     capsys: pytest.CaptureFixture[str], database_url: str, tmp_path: Path
 ) -> None:
-    code, _, err = _fleet(
-        capsys,
-        "broker",
-        "reload",
-        "--database-url",
-        database_url,
-        "--accounts-dir",
-        str(tmp_path),
-        "--broker-pid",
-        str(os.getpid()),
-    )
+    # The agent's pid is not a Mosquitto: it refuses to signal it, so it never acknowledges the change.
+    refusing = BrokerAgent(AgentConfig(database_url, tmp_path / "accounts", broker_pid=os.getpid(), name="stuck"))
+    refusing.start()
+    try:
+        wait_for(
+            lambda: _agent_seen(database_url, "stuck"),
+            "the agent to record itself",
+        )
+        code, _, err = _fleet(capsys, "broker", "reload", "--database-url", database_url)
+    finally:
+        refusing.stop()
 
-    assert code == 1
-    assert "not a running mosquitto" in err
+    assert code == 3
+    assert "NOT yet applied by stuck" in err
+
+
+def _agent_seen(database_url: str, name: str) -> bool:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT 1 FROM mqtt_broker_agents WHERE name = %s", (name,)).fetchone() is not None
+
+
+def test_fleet_broker_agent_applies_changes_to_the_broker_in_its_pid_file_until_stopped(
+    capsys: pytest.CaptureFixture[str], database_url: str, account_broker: AccountBroker, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "mosquitto.pid"
+    pid_file.write_text(f"{account_broker.pid}\n")
+    command = [sys.executable, "-m", "cli", "broker", "agent", "--database-url", database_url]
+    command += ["--accounts-dir", str(account_broker.accounts_dir), "--pid-file", str(pid_file), "--name", "cmd"]
+    agent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _agent_seen(database_url, "cmd"), "the agent to record itself")
+        code, out, err = _fleet(capsys, "devices", "add", "t-cmd", "--database-url", database_url)
+        assert code == 0, err
+        probe = Probe(account_broker.server.port, Credential("t-cmd", out.strip()))
+        try:
+            assert probe.connect() == SUCCESS
+        finally:
+            probe.close()
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        _, log = agent.communicate(timeout=TIMEOUT_S)
+
+    assert agent.returncode == 0, log
+    assert f"mosquitto pid {account_broker.pid} signalled" in log
+    assert not _agent_seen(database_url, "cmd"), "a stopped agent takes itself off the list"

@@ -87,7 +87,7 @@ def test_every_setting_and_the_variables_read_elsewhere_are_accepted() -> None:
         for name, value in vars_of(getattr(defaults, section)).items()
         if value is not None
     }
-    assert set(env) == variable_names() - {"FLEETBRIDGE_API_BROKER_ACCOUNTS_DIR"}
+    assert set(env) == variable_names()
     env |= {
         "FLEETBRIDGE_MQTT_URL": "1",
         "FLEETBRIDGE_CONFIG": "",
