@@ -157,8 +157,10 @@ class StateRebuild:
                 add(device, ts, boot, seq, quality=value)
             for device, ts, boot, seq, name, value in await _rows(conn, _EXTRA_SQL):
                 add(device, ts, boot, seq, metrics={name: value})
-            for device, ts, boot, seq, name, (low, high, avg, count) in await _rows(conn, _AGG_SQL):
-                add(device, ts, boot, seq, agg={name: Aggregate(min=low, max=high, avg=avg, count=count)})
+            for device, ts, boot, seq, name, (low, high, avg, count, *std) in await _rows(conn, _AGG_SQL):
+                # Aggregates stored before `std` existed have four fields.
+                aggregate = Aggregate(min=low, max=high, avg=avg, count=count, std=std[0] if std else None)
+                add(device, ts, boot, seq, agg={name: aggregate})
             for device, state, source, since in await _rows(conn, _PRESENCE_SQL):
                 # Ordered by when it was decided, as the live path orders statuses it receives.
                 presence[device] = PresenceUpdate(device, state, source, since, int(since.timestamp() * 1000))
