@@ -81,8 +81,8 @@ def build_parser(defaults: SimSettings, default_url: str = DEFAULT_URL) -> argpa
         "--store-dir",
         type=Path,
         metavar="DIR",
-        help="keep each device's unconfirmed samples and seq counter in DIR/<id>.sqlite, across restarts "
-        "(default: in memory, lost at exit)",
+        help="keep each device's unconfirmed samples, seq counter and place on its route in DIR/<id>.sqlite, "
+        "across restarts (default: in memory, lost at exit; every run is a new boot)",
     )
     parser.add_argument(
         "--store-max-samples",

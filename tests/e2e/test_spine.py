@@ -204,7 +204,7 @@ async def test_spine_delivers_every_acknowledged_sample_exactly_once_to_storage_
         for seq in range(r.first, r.last + 1)
     }
     assert set(stored_keys) == acknowledged_keys
-    assert acknowledged_keys == {(d, 0, seq) for d in ids for seq in range(SAMPLES)}
+    assert acknowledged_keys == {(d.device_id, d.boot, seq) for d in fleet.devices for seq in range(SAMPLES)}
     assert dead_letters == {"n": 0}
     by_device = {d: [row for row in rows if row["device_id"] == d] for d in ids}
     for device_id, samples in expected.items():
