@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Final
 
@@ -42,6 +42,8 @@ from api.live.hub import LiveHub
 from api.live.stream import LiveStreamReader
 from api.openapi import document_problems
 from api.problems import log_server_error, problem_details_plugin
+from api.stopping import STATE_KEY as STOPPING_KEY
+from api.stopping import Stopping
 from api.telemetry.controllers import TelemetryController, TrackController
 from api.ui.controllers import index
 from config import Settings, SettingsError
@@ -59,6 +61,16 @@ STARTUP_PROBE_TIMEOUT_S: Final = 2.0
 # One immediate retry replaces a pooled Redis connection that went stale (a Redis restart); longer
 # outages are the stream reader's to ride out, with its own logged backoff, and requests fail fast.
 REDIS_RETRIES: Final = 1
+SHUTDOWN_STEP_S: Final = 1.0  # each cleanup step of the lifespan, at most
+
+
+async def _bounded(what: str, step: Awaitable[object]) -> None:
+    """Await one shutdown step for at most `SHUTDOWN_STEP_S`; past that, log it and go on."""
+    try:
+        async with asyncio.timeout(SHUTDOWN_STEP_S):
+            await step
+    except TimeoutError:
+        log.info("closing %s took longer than %.0f s: left behind", what, SHUTDOWN_STEP_S)
 
 
 def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
@@ -95,9 +107,10 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
         finally:
             reader_task.cancel()
             groups_task.cancel()
-            await asyncio.gather(reader_task, groups_task, return_exceptions=True)
-            await redis.aclose()
-            await pool.close()
+            # Each step bounded: a stop must not wait on a Redis or PostgreSQL that stopped answering.
+            await _bounded("the live readers", asyncio.gather(reader_task, groups_task, return_exceptions=True))
+            await _bounded("the Redis connections", redis.aclose())
+            await _bounded("the database pool", pool.close(timeout=SHUTDOWN_STEP_S))
 
     return lifespan
 
@@ -166,4 +179,5 @@ def create_app(settings: Settings) -> Litestar:
     )
     # Built now (about 15 ms) so that the one cached document is complete before anyone reads it.
     document_problems(app.openapi_schema)
+    app.state[STOPPING_KEY] = Stopping()  # set by the server on SIGINT/SIGTERM (`api.server`)
     return app

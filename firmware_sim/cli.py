@@ -144,6 +144,11 @@ def main(argv: list[str] | None = None, *, defaults: SimSettings | None = None, 
     except SimError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C while connecting or draining (a run itself stops cleanly on it): the devices were closed
+        # on the way out; a stop asked for is no fault, so no traceback.
+        sys.stderr.write("interrupted\n")
+        return 130
 
 
 def read_credentials(path: Path) -> dict[str, str]:

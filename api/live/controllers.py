@@ -21,6 +21,7 @@ from api.live.schemas import ALL_DEVICES, MAX_DEVICES_PER_REQUEST, SERVER_MESSAG
 from api.live.selection import BBox, Selection, bbox_problem
 from api.live.session import LiveSession
 from api.problems import bad_request
+from api.stopping import stopping_of
 from models.topics import is_device_id
 
 
@@ -99,4 +100,4 @@ async def live_poll(
             raise bad_request("since is not a stream entry id; pass next_cursor of the previous answer unchanged")
     selection = _selection(devices, group, bbox)
     checked = PollRequest(selection, cursor, limit, wait, principal_of(request).group)
-    return await poll(redis, hub.directory, checked)
+    return await poll(redis, hub.directory, checked, stopping=stopping_of(request.app.state))

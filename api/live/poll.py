@@ -22,6 +22,7 @@ from api.live.schemas import LivePage
 from api.live.selection import Selection
 from api.live.stream import parse_entry
 from api.live.update import LiveUpdate
+from api.stopping import Stopping
 from models.state import LIVE_STREAM_KEY
 
 MAX_WAIT_S: Final = 25
@@ -73,8 +74,11 @@ async def _scan(
     return found, after
 
 
-async def poll(redis: Redis, directory: GroupDirectory, request: PollRequest) -> LivePage:
-    """The page for `request`: a reset, or updates after `since` (waiting up to `wait_s` for one)."""
+async def poll(
+    redis: Redis, directory: GroupDirectory, request: PollRequest, *, stopping: Stopping | None = None
+) -> LivePage:
+    """The page for `request`: a reset, or updates after `since` (waiting up to `wait_s` for one, or
+    until the process is `stopping`: the client polls again, from the cursor, at another instance)."""
     await directory.reload_if_older(directory.refresh_s)
     if request.since is None:
         after = await newest(redis)
@@ -87,7 +91,7 @@ async def poll(redis: Redis, directory: GroupDirectory, request: PollRequest) ->
     while True:
         found, after = await _scan(redis, directory, request, after)
         remaining_s = deadline - time.monotonic()
-        if found or remaining_s <= 0:
+        if found or remaining_s <= 0 or (stopping is not None and stopping.is_set):
             return LivePage(updates=found, next_cursor=str(after))
         block_ms = max(1, min(BLOCK_MS, int(remaining_s * 1000)))
         # Wake as soon as anything is appended; the scan then decides whether it matches.
