@@ -5,7 +5,8 @@ the MQTT counters, then the store's (buffered, persisted, resent_unpersisted, dr
 oldest_unpersisted_age_s; see `firmware_sim.device.DeviceStats`).
 
 At the end the simulator waits up to `--drain` seconds for the broker's acknowledgements, and, when a
-bridge answered on `persisted` during the run, for the stores to drain too. With `--store-dir`, what is
+bridge answered on `persisted` during the run, for the stores to drain too. Stopped by Ctrl-C or SIGTERM,
+it waits at most `SIGNAL_DRAIN_S` instead, so that a stop is prompt whatever the broker does. With `--store-dir`, what is
 still unconfirmed stays on disk and goes out again on the next run with the same directory and ids.
 
 Exit status: 0 when every sample was acknowledged, 1 when some were not (or were refused or dropped),
@@ -39,6 +40,10 @@ from models.telemetry import utcnow
 logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 1.0
+# After Ctrl-C or SIGTERM the operator wants the process gone: the drain and the devices' goodbye are
+# cut to these, whatever `--drain` says (a second Ctrl-C ends it at once).
+SIGNAL_DRAIN_S = 2.0
+SIGNAL_CLOSE_S = 2.0
 
 
 def build_parser(defaults: SimSettings, default_url: str = DEFAULT_URL) -> argparse.ArgumentParser:
@@ -186,6 +191,7 @@ def _simulate(args: argparse.Namespace, address: BrokerAddress, device_options: 
     fleet = Fleet(address, options)
     rate = f"{args.rate:g}/s per device" if args.rate else "as fast as acknowledged"
     sys.stderr.write(f"fleet: {options.devices} devices ({args.prefix}…) -> {address}, {rate}, batch {args.batch}\n")
+    signalled = threading.Event()
     fleet.start()
     try:
         if not fleet.wait_connected(args.connect_timeout):
@@ -198,9 +204,10 @@ def _simulate(args: argparse.Namespace, address: BrokerAddress, device_options: 
             wait_acked=fleet.wait_acked,
             wait_persisted=fleet.wait_persisted,
             args=args,
+            signalled=signalled,
         )
     finally:
-        fleet.close()
+        fleet.close(timeout_s=SIGNAL_CLOSE_S if signalled.is_set() else 5.0)
 
 
 def _replay(args: argparse.Namespace, address: BrokerAddress, device_options: DeviceOptions) -> int:
@@ -208,6 +215,7 @@ def _replay(args: argparse.Namespace, address: BrokerAddress, device_options: De
     steps = plan_replay(recording, speed=args.speed, start=None if args.original_time else utcnow())
     device = Device(recording.device_id, address, device_options)
     stop = threading.Event()
+    signalled = threading.Event()
     sent = 0
 
     def run() -> None:
@@ -224,10 +232,16 @@ def _replay(args: argparse.Namespace, address: BrokerAddress, device_options: De
         if not device.wait_connected(args.connect_timeout):
             sys.stderr.write("warning: not connected yet; samples are held until the device connects\n")
         return _drive(
-            run, stop.set, stats=stats, wait_acked=device.wait_acked, wait_persisted=device.wait_persisted, args=args
+            run,
+            stop.set,
+            stats=stats,
+            wait_acked=device.wait_acked,
+            wait_persisted=device.wait_persisted,
+            args=args,
+            signalled=signalled,
         )
     finally:
-        device.close()
+        device.close(timeout_s=SIGNAL_CLOSE_S if signalled.is_set() else 5.0)
 
 
 def _drive(
@@ -238,12 +252,19 @@ def _drive(
     wait_acked: Callable[[float], bool],
     wait_persisted: Callable[[float], bool],
     args: argparse.Namespace,
+    signalled: threading.Event,
 ) -> int:
-    """Run `run` on a worker thread, print progress until it ends (or Ctrl-C/SIGTERM), drain, summarise."""
+    """Run `run` on a worker thread, print progress until it ends (or Ctrl-C/SIGTERM, which set
+    `signalled` and shorten the drain), drain, summarise."""
     worker = threading.Thread(target=run, name="fleet-scheduler", daemon=True)
     began = stats()
     started = time.monotonic()
-    with _sigterm_calls(stop):
+
+    def stop_on_signal() -> None:
+        signalled.set()
+        stop()
+
+    with _sigterm_calls(stop_on_signal):
         worker.start()
         try:
             last, last_t = began, started
@@ -256,19 +277,20 @@ def _drive(
                 last, last_t = current, now
         except KeyboardInterrupt:
             sys.stderr.write("interrupted: stopping\n")
-            stop()
+            stop_on_signal()
             worker.join()
     run_s = time.monotonic() - started
     ran = stats()
-    deadline = time.monotonic() + args.drain
-    drained = wait_acked(args.drain)
+    drain_s = min(args.drain, SIGNAL_DRAIN_S) if signalled.is_set() else args.drain
+    deadline = time.monotonic() + drain_s
+    drained = wait_acked(drain_s)
     if drained and stats().persisted:
         # A bridge is answering: give it the rest of the drain time to confirm what it was sent.
         wait_persisted(max(0.0, deadline - time.monotonic()))
     final = stats()
     sys.stderr.write(_summary(final, ran.published - began.published, run_s, args.store_dir))
     if not drained:
-        sys.stderr.write(f"warning: {final.outbox} samples still unacknowledged after {args.drain:g} s\n")
+        sys.stderr.write(f"warning: {final.outbox} samples still unacknowledged after {drain_s:g} s\n")
     return 0 if drained and not final.refused and not final.dropped else 1
 
 
