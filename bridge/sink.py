@@ -77,17 +77,21 @@ _PRESENCE_REVIVE = (
     " OR (devices.presence = 'offline' AND devices.presence_source = 'heartbeat'))"
     " RETURNING devices.id, devices.presence_source, devices.presence_since"
 )
-# Silence, decided in one statement: the check and the change happen under the row lock, and a batch
-# committing telemetry for the device meanwhile holds that lock, so the sweep sees its `last_seen` and
-# leaves the device online (no check-then-act race). Online by heartbeat: silent past the cutoff. Online
-# by status: only once it sent telemetry after that status and then fell silent (a device that only
-# says `online` stays online until its Last Will).
+# Silence, decided in one statement that locks what it changes: a device whose row a batch holds (its
+# telemetry being committed) is skipped, and one the sweep has locked waits for it, so telemetry and the
+# sweep never interleave (no check-then-act race), and locks are taken in id order, as batches take
+# them, so the two cannot deadlock. Online by heartbeat: silent past the cutoff. Online by status:
+# only once it sent telemetry after that status and then fell silent (a device that only says `online`
+# stays online until its Last Will).
 _PRESENCE_SWEEP = (
     "UPDATE devices SET presence = 'offline', presence_source = 'heartbeat',"
-    " presence_since = GREATEST(%(now)s, presence_since + interval '1 millisecond')"
+    " presence_since = GREATEST(%(now)s, devices.presence_since + interval '1 millisecond')"
+    " FROM (SELECT id FROM devices"
     " WHERE presence = 'online' AND last_seen < %(cutoff)s AND presence_since < %(cutoff)s"
     " AND (presence_source = 'heartbeat' OR last_seen >= presence_since)"
-    " RETURNING id, presence_source, presence_since"
+    " ORDER BY id FOR UPDATE SKIP LOCKED) AS silent"
+    " WHERE devices.id = silent.id"
+    " RETURNING devices.id, devices.presence_source, devices.presence_since"
 )
 # SQLSTATE classes that blame the batch's data rather than the database: 22 data exception,
 # 23 integrity constraint violation, 54 program limit exceeded (a value too large).
@@ -173,7 +177,7 @@ class PostgresTelemetrySink:
 
     async def sweep_presence(self, *, cutoff: datetime, now: datetime) -> list[PresenceUpdate]:
         """Mark offline (by heartbeat) every online device silent since before `cutoff`; return those
-        marked. One statement: telemetry committed meanwhile keeps its device online."""
+        marked. One statement: a device whose telemetry is being committed meanwhile stays online."""
         if self._conn is None or self._conn.closed:
             await self.connect()
         conn = self._conn
