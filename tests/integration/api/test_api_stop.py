@@ -24,10 +24,10 @@ from stack.netproxy import Mode, ProxyThread
 from stack.process import free_port
 from tests.integration.api.conftest import TEST_JWT_SECRET, mint_token, settings_for
 from tests.integration.api.live_client import live_client, request
+from tests.integration.stopping import STOP_LIMIT_S, wait_stopped
 
 pytestmark = pytest.mark.integration
 
-STOP_LIMIT_S = 10.0  # the promise: a stop takes a few seconds; this bound leaves room for a busy machine
 START_LIMIT_S = 30.0
 
 
@@ -74,15 +74,6 @@ def _start(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -
         return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _wait_stopped(child: subprocess.Popen[bytes]) -> int | None:
-    try:
-        return child.wait(timeout=STOP_LIMIT_S)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
-        return None
-
-
 @pytest.mark.parametrize(("how", "sig"), [("stopped", signal.SIGTERM), ("frozen", signal.SIGINT)])
 async def test_api_process_stops_promptly_and_quietly_when_its_servers_are_gone(
     proxies: dict[str, ProxyThread],
@@ -116,7 +107,7 @@ async def test_api_process_stops_promptly_and_quietly_when_its_servers_are_gone(
                 _take_away(proxies, how)
                 await asyncio.sleep(1.0)  # the API notices (or not: frozen servers say nothing)
                 child.send_signal(sig)
-                code = await asyncio.to_thread(_wait_stopped, child)
+                code = await asyncio.to_thread(wait_stopped, child)
                 long_poll.cancel()
     finally:
         if child.poll() is None:
@@ -181,7 +172,7 @@ async def test_api_server_exits_at_its_stop_deadline_whatever_its_shutdown_waits
                     assert loop.time() < deadline, "the server did not start"
                     await asyncio.sleep(0.1)
         child.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(_wait_stopped, child)
+        code = await asyncio.to_thread(wait_stopped, child)
     finally:
         if child.poll() is None:
             child.kill()

@@ -26,10 +26,10 @@ import pytest
 from config import Settings
 from stack.netproxy import Mode, ProxyThread
 from tests.integration.bridge.conftest import bridge_env, bridge_stats, running_bridge
+from tests.integration.stopping import STOP_LIMIT_S, wait_stopped
 
 pytestmark = pytest.mark.integration
 
-STOP_LIMIT_S = 10.0  # the promise is a few seconds (`bridge.app.STOP_DRAIN_S` plus closing); room for a busy machine
 MESSAGES = 20
 
 
@@ -75,10 +75,7 @@ async def test_bridge_stops_promptly_with_its_database_gone_and_the_broker_redel
         await _until(lambda: _stat(redis_url, client_id, "received", at_least=MESSAGES), "the messages to arrive")
 
         child.send_signal(signal.SIGTERM)
-        try:
-            code: int | None = await asyncio.to_thread(child.wait, STOP_LIMIT_S)
-        except subprocess.TimeoutExpired:
-            code = None
+        code = await asyncio.to_thread(wait_stopped, child)
     output = (tmp_path / "bridge-0.log").read_text(errors="replace")
     assert code == 0, f"not stopped {STOP_LIMIT_S} s after SIGTERM:\n{output[-3000:]}"
     assert "Traceback" not in output, output[-3000:]

@@ -14,10 +14,10 @@ import pytest
 
 from stack.netproxy import Mode, ProxyThread
 from stack.process import free_port
+from tests.integration.stopping import STOP_LIMIT_S, wait_stopped
 
 pytestmark = pytest.mark.integration
 
-STOP_LIMIT_S = 10.0  # the promise is a few seconds; room for a busy machine
 START_S = 2.0  # long enough for the simulator to import and reach the phase under test
 
 
@@ -27,21 +27,12 @@ def _simulator(url: str, log_path: Path, *extra: str) -> subprocess.Popen[bytes]
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _stopped_within_limit(child: subprocess.Popen[bytes]) -> int | None:
-    try:
-        return child.wait(timeout=STOP_LIMIT_S)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
-        return None
-
-
 def test_simulator_interrupted_while_connecting_exits_quietly(tmp_path: Path) -> None:
     # Nothing listens there: the devices keep retrying and the simulator waits for its connect timeout.
     child = _simulator(f"mqtt://127.0.0.1:{free_port()}", tmp_path / "sim.log", "--connect-timeout", "60")
     time.sleep(START_S)
     child.send_signal(signal.SIGINT)
-    code = _stopped_within_limit(child)
+    code = wait_stopped(child)
     output = (tmp_path / "sim.log").read_text(errors="replace")
     assert code == 130, output
     assert "interrupted" in output
@@ -59,7 +50,7 @@ def test_simulator_stops_on_sigterm_while_its_broker_is_gone(mqtt_url: str, tmp_
         proxy.set_latency(3600.0)  # the broker stops answering: nothing comes back, nothing is refused
         time.sleep(0.5)
         child.send_signal(signal.SIGTERM)
-        code = _stopped_within_limit(child)
+        code = wait_stopped(child)
     output = (tmp_path / "sim.log").read_text(errors="replace")
     assert code is not None, f"still running {STOP_LIMIT_S} s after SIGTERM:\n{output[-3000:]}"
     assert "summary:" in output
