@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Final
 
@@ -43,6 +43,8 @@ from api.live.stream import LiveStreamReader
 from api.live.watch import CredentialWatch
 from api.openapi import document_problems
 from api.problems import log_server_error, problem_details_plugin
+from api.stopping import STATE_KEY as STOPPING_KEY
+from api.stopping import Stopping
 from api.telemetry.controllers import TelemetryController, TrackController
 from api.ui.controllers import index
 from config import Settings, SettingsError
@@ -69,6 +71,17 @@ REDIS_RETRIES: Final = 1
 # redis-py's default pool does ("Too many connections" at 100 in use).
 REDIS_MAX_CONNECTIONS: Final = 100
 REDIS_POOL_WAIT_S: Final = 5.0
+
+SHUTDOWN_STEP_S: Final = 1.0  # each cleanup step of the lifespan, at most
+
+
+async def _bounded(what: str, step: Awaitable[object]) -> None:
+    """Await one shutdown step for at most `SHUTDOWN_STEP_S`; past that, log it and go on."""
+    try:
+        async with asyncio.timeout(SHUTDOWN_STEP_S):
+            await step
+    except TimeoutError:
+        log.info("closing %s took longer than %.0f s: left behind", what, SHUTDOWN_STEP_S)
 
 
 def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
@@ -129,10 +142,11 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await redis.aclose()
-            await export_pool.close()
-            await pool.close()
+            # Each step bounded: a stop must not wait on a Redis or PostgreSQL that stopped answering.
+            await _bounded("the live readers", asyncio.gather(*tasks, return_exceptions=True))
+            await _bounded("the Redis connections", redis.aclose())
+            await _bounded("the export pool", export_pool.close(timeout=SHUTDOWN_STEP_S))
+            await _bounded("the database pool", pool.close(timeout=SHUTDOWN_STEP_S))
 
     return lifespan
 
@@ -202,4 +216,5 @@ def create_app(settings: Settings) -> Litestar:
     )
     # Built now (about 15 ms) so that the one cached document is complete before anyone reads it.
     document_problems(app.openapi_schema)
+    app.state[STOPPING_KEY] = Stopping()  # set by the server on SIGINT/SIGTERM (`api.server`)
     return app

@@ -6,18 +6,28 @@ import asyncio
 import contextlib
 import copy
 import logging
+import os
 import re
 import socket
+import threading
 from collections.abc import AsyncIterator
+from types import FrameType
 from typing import Any, Final
 
 import uvicorn
+from litestar import Litestar
 from uvicorn.config import LOGGING_CONFIG
 
 from api.app import create_app
+from api.stopping import stopping_of
 from config import Settings
 
 GRACEFUL_SHUTDOWN_S: Final = 5
+# From the first SIGINT/SIGTERM, the longest a stop may take: graceful shutdown (open requests, then the
+# lifespan's cleanup, each bounded) normally ends well before; past this the process exits anyway, as
+# a stop must never depend on the state of the servers behind the API.
+STOP_DEADLINE_S: Final = 10.0
+STOP_DEADLINE_EXIT_CODE: Final = 1
 STARTUP_POLL_S: Final = 0.01
 # The WebSocket takes its credentials as `?token=` (browsers cannot set its headers); uvicorn logs URLs.
 _CREDENTIALS_IN_URL: Final = re.compile(r"([?&]token=)[^&\s\"]*")
@@ -35,13 +45,61 @@ class UrlCredentialsFilter(logging.Filter):
         return True
 
 
+class ShutdownCancelFilter(logging.Filter):
+    """Turns uvicorn's traceback for a request cancelled at the graceful-shutdown deadline into one line.
+
+    Such a request (a long poll, a query on a server that stopped answering) was cut on purpose by the
+    stop; its traceback says nothing about a fault in the API.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite a cancelled request's record in place; never drops a record."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, asyncio.CancelledError):
+            record.msg, record.args = "a request still running at the shutdown deadline was cancelled", ()
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        return True
+
+
 def log_config() -> dict[str, Any]:
-    """uvicorn's own logging configuration, with `UrlCredentialsFilter` on the loggers that print URLs."""
+    """uvicorn's own logging configuration: `UrlCredentialsFilter` on the loggers that print URLs, and
+    `ShutdownCancelFilter` on its error logger."""
     config = copy.deepcopy(LOGGING_CONFIG)
-    config.setdefault("filters", {})["url_credentials"] = {"()": UrlCredentialsFilter}
-    for name in ("uvicorn.error", "uvicorn.access"):
-        config["loggers"].setdefault(name, {})["filters"] = ["url_credentials"]
+    filters = config.setdefault("filters", {})
+    filters["url_credentials"] = {"()": UrlCredentialsFilter}
+    filters["shutdown_cancel"] = {"()": ShutdownCancelFilter}
+    config["loggers"].setdefault("uvicorn.access", {})["filters"] = ["url_credentials"]
+    config["loggers"].setdefault("uvicorn.error", {})["filters"] = ["url_credentials", "shutdown_cancel"]
     return config
+
+
+class DeadlineServer(uvicorn.Server):
+    """uvicorn's server with a deadline on stopping: `STOP_DEADLINE_S` after the first signal the
+    process exits whatever its shutdown still waits for (a server behind the API that does not answer,
+    a library that does not let go)."""
+
+    def __init__(self, config: uvicorn.Config, *, deadline_s: float = STOP_DEADLINE_S) -> None:
+        super().__init__(config)
+        self._deadline_s = deadline_s
+        self._watchdog: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Start the graceful shutdown (uvicorn's), and the deadline after which the process exits."""
+        super().handle_exit(sig, frame)
+        app = self.config.app
+        if isinstance(app, Litestar):
+            stopping_of(app.state).set()  # long polls answer now instead of being cut at the deadline
+        if self._watchdog is None:
+            self._watchdog = threading.Timer(self._deadline_s, _exit_at_deadline, args=(self._deadline_s,))
+            self._watchdog.daemon = True
+            self._watchdog.start()
+
+
+def _exit_at_deadline(deadline_s: float) -> None:
+    logging.getLogger("api").error("still stopping %.0f s after the signal: exiting now", deadline_s)
+    logging.shutdown()
+    os._exit(STOP_DEADLINE_EXIT_CODE)
 
 
 def server_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
@@ -60,8 +118,9 @@ def server_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
 
 
 def serve(settings: Settings) -> None:
-    """Serve until interrupted (blocking; uvicorn owns the event loop and the signals)."""
-    uvicorn.Server(server_config(settings)).run()
+    """Serve until interrupted (blocking; uvicorn owns the event loop and the signals); a stop takes at
+    most `STOP_DEADLINE_S`."""
+    DeadlineServer(server_config(settings)).run()
 
 
 @contextlib.asynccontextmanager

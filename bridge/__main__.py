@@ -45,7 +45,11 @@ def main() -> int:
             loop.add_signal_handler(sig, stop.set)
         await serve(settings, stop)
 
-    uvloop.run(run())
+    try:
+        uvloop.run(run())
+    except KeyboardInterrupt:
+        # Ctrl-C before the signal handlers were installed (while starting): a normal stop, not a fault.
+        return 130
     return 0
 
 

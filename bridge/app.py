@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -43,6 +43,11 @@ PRESENCE_SWEEP_INTERVAL_S: Final = 5.0
 STATE_REPUBLISH_INTERVAL_S: Final = 1.0
 STATUS_SUFFIX: Final = "/" + TopicKind.STATUS.value
 ACCEPTED: Final = Acknowledgement()
+# At stop, how long the last batches may take to commit (and their state to reach Redis) before the
+# bridge gives up on them: uncommitted messages were never acknowledged, so the broker delivers them
+# again to the next instance. A stop therefore never waits on a server that is down.
+STOP_DRAIN_S: Final = 5.0
+STOP_STEP_S: Final = 2.0  # each later step of a stop (MQTT disconnect, closing connections), at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,7 @@ class Committed:
 
     decoded: list[Decoded]
     committed_at: datetime
+    revived: list[decode_stage.PresenceUpdate] = field(default_factory=list)  # online again by its telemetry
 
 
 class Bridge:
@@ -84,6 +90,7 @@ class Bridge:
         self._committed: asyncio.Queue[Committed | None] = asyncio.Queue(POST_COMMIT_QUEUE_BATCHES)
         self.stats = BridgeStats()
         self._state_pending: States = {}
+        self._committing: Batch | None = None  # the batch `_commit` is writing, if any
 
     async def handle(self, message: RawMessage) -> Acknowledgement:
         """Take one message; answer with its PUBACK reason once the COMMIT holding it is done.
@@ -136,17 +143,51 @@ class Bridge:
             ]
             await stop.wait()
             self._wakeup.set()
-            await flusher  # commits and acknowledges everything already received
-            await self._committed.put(None)
-            await post  # replies and state of the last batches, while the connection is still up
-            self._publish_states()
-            await asyncio.sleep(0.2)  # lets the final PUBACKs and replies reach the socket before it closes
+            try:
+                async with asyncio.timeout(STOP_DRAIN_S):
+                    await flusher  # commits and acknowledges everything already received
+                    await self._committed.put(None)
+                    await post  # replies and state of the last batches, while the connection is still up
+                    self._publish_states()
+                    await asyncio.sleep(0.2)  # lets the final PUBACKs and replies reach the socket before it closes
+            except TimeoutError:
+                flusher.cancel()
+                post.cancel()
+                log.warning(
+                    "stopping with %d messages uncommitted after %.0f s (PostgreSQL or Redis is not answering): "
+                    "they were never acknowledged, so the broker delivers them again",
+                    self._uncommitted(),
+                    STOP_DRAIN_S,
+                )
             await self._source.disconnect()
-            await source_task
+            # What was left uncommitted: its PUBACK goes to the closed connection, where it is void.
+            self._release_uncommitted()
+            try:
+                async with asyncio.timeout(STOP_STEP_S):
+                    await source_task
+            except TimeoutError:
+                source_task.cancel()
             for task in side:
                 task.cancel()
-        await self._sink.close()
-        await self._publish_stats()
+        for final in (self._sink.close, self._publish_stats):
+            try:
+                async with asyncio.timeout(STOP_STEP_S):
+                    await final()
+            except TimeoutError:
+                log.info("%s did not finish within %.0f s at stop; skipped", final.__name__, STOP_STEP_S)
+
+    def _uncommitted(self) -> int:
+        return self._batcher.pending() + (len(self._committing) if self._committing is not None else 0)
+
+    def _release_uncommitted(self) -> None:
+        """End the handlers of every message no batch committed (after the connection closed: no PUBACK)."""
+        entries = list(self._committing.entries) if self._committing is not None else []
+        self._committing = None
+        while self._batcher.pending():
+            entries += self._batcher.take().entries
+        for entry in entries:
+            if not entry.done.done():
+                entry.done.set_result(None)
 
     async def _flush_loop(self, stop: asyncio.Event) -> None:
         while True:
@@ -163,6 +204,7 @@ class Bridge:
                 await self._commit(self._batcher.take(), stop)
 
     async def _commit(self, batch: Batch, stop: asyncio.Event) -> None:
+        self._committing = batch
         decoded = [entry.decoded for entry in batch.entries]
         delay = 0.1
         while True:
@@ -189,6 +231,7 @@ class Bridge:
                 await self._sink.abort()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._settings.bridge.retry_max_s)
+        self._committing = None
         self._account(report, decoded)
         # The database's reason is the last of a letter's rejections (`bridge.sink._with_db_reason`).
         database_reasons = {
@@ -201,7 +244,7 @@ class Bridge:
         # A message the database refused was dead-lettered instead: it must not count as stored.
         refused = {id(d) for d in report.refused_by_database_originals}
         outcome = [d for d in decoded if id(d) not in refused] + report.refused_by_database
-        await self._committed.put(Committed(outcome, datetime.now(UTC)))
+        await self._committed.put(Committed(outcome, datetime.now(UTC), report.revived))
 
     def _account(self, report: WriteReport, decoded: list[Decoded]) -> None:
         refused = {id(d) for d in report.refused_by_database_originals}
@@ -230,7 +273,7 @@ class Bridge:
             for topic, payload in replies:
                 if not self._source.publish(topic, payload):
                     self.stats.replies_dropped += 1
-            updates = decode_stage.coalesce(committed.decoded)
+            updates = decode_stage.with_presence(decode_stage.coalesce(committed.decoded), committed.revived)
             if updates:
                 seen = {d.device_id for d in accepted if d.device_id is not None}
                 try:
@@ -276,33 +319,34 @@ class Bridge:
                 await asyncio.wait_for(stop.wait(), timeout=REBUILD_CHECK_INTERVAL_S)
 
     async def _presence_loop(self, stop: asyncio.Event) -> None:
-        """Mark devices offline that have been silent for longer than the presence timeout."""
+        """Mark devices offline that have been silent for longer than the presence timeout.
+
+        PostgreSQL decides (one conditional statement, see `bridge.sink`); Redis, the live stream and
+        the retained state follow what it decided.
+        """
         timeout = timedelta(seconds=self._settings.bridge.presence_timeout_s)
         interval = min(PRESENCE_SWEEP_INTERVAL_S, timeout.total_seconds() / 2)
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
+            if stop.is_set():
+                return
             now = datetime.now(UTC)
             try:
-                changed = await self._cache.sweep(silent_since=now - timeout, now=now)
-            except CacheUnavailableError as exc:
+                offline = await self._sink.sweep_presence(cutoff=now - timeout, now=now)
+            except SinkUnavailableError as exc:
                 log.warning("presence sweep skipped: %s", exc)
                 continue
-            if changed:
-                log.info("%d devices silent for %s: marked offline", len(changed), timeout)
+            if not offline:
+                continue
+            log.info("%d devices silent for %s: marked offline", len(offline), timeout)
+            try:
+                changed = await self._cache.merge(decode_stage.with_presence({}, offline), seen=(), now=now)
+            except CacheUnavailableError as exc:
+                self.stats.cache_failures += 1
+                log.warning("presence not updated in the state cache: %s", exc)
+            else:
                 self._republish(changed)
-                await self._store_presence(changed)
-
-    async def _store_presence(self, changed: States) -> None:
-        updates = []
-        for device, fields in changed.items():
-            presence = state_from_fields(device, fields).presence
-            if presence is not None:
-                updates.append(decode_stage.PresenceUpdate(device, presence.state, presence.source, presence.since, 2))
-        try:
-            await self._sink.write_presence(updates)
-        except SinkUnavailableError as exc:
-            log.warning("presence not stored in PostgreSQL: %s", exc)
 
     async def _stats_loop(self, stop: asyncio.Event) -> None:
         last_log = time.monotonic()
@@ -387,4 +431,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     try:
         await bridge.run(stop)
     finally:
-        await redis.aclose()
+        try:
+            async with asyncio.timeout(STOP_STEP_S):
+                await redis.aclose()
+        except TimeoutError:
+            log.info("the Redis connection did not close within %.0f s at stop; left to the OS", STOP_STEP_S)

@@ -4,7 +4,8 @@
 `MemoryStateCache` follows the same contract for pure tests. Redis is off the acknowledgement path.
 
 Presence rides along: a device that sends telemetry is marked online (by heartbeat) unless its own
-status said otherwise, and `sweep` marks online devices offline once they are silent for too long.
+status said otherwise. PostgreSQL's `devices.presence` is the presence every route reads and decides
+silence (`bridge.sink`); the bridge merges what it decided here as `presence` fields, newer wins.
 
 Every merge announces what it decided on the live stream, one entry per device and kind (`state`,
 `presence`, `correction`; see `models.state`). A late value (older than the one held) leaves the state
@@ -58,10 +59,6 @@ class StateCache(Protocol):
         """Merge newer-wins; devices in `seen` sent telemetry now. Returns the changed devices' state."""
         ...
 
-    async def sweep(self, *, silent_since: datetime, now: datetime) -> States:
-        """Mark offline every online device that sent no telemetry since `silent_since`."""
-        ...
-
     async def fields(self, device_id: str) -> dict[str, bytes]:
         """The stored fields of one device."""
         ...
@@ -72,7 +69,6 @@ class MemoryStateCache:
 
     def __init__(self) -> None:
         self._state: dict[str, dict[str, bytes]] = {}
-        self._seen: dict[str, datetime] = {}
         self.announced: list[tuple[str, str, dict[str, bytes]]] = []
         """(device, live entry kind, fields) in the order the Redis cache would append them to the stream."""
 
@@ -90,7 +86,6 @@ class MemoryStateCache:
                 elif name != FIELD_PRESENCE and order < _order(current):
                     late[name] = encoded
             if device in seen:
-                self._seen[device] = now
                 presence = stored.get(FIELD_PRESENCE)
                 value = decode_field(presence).value if presence is not None else None
                 if value is None or (value["state"] == "offline" and value["source"] == "heartbeat"):
@@ -105,17 +100,6 @@ class MemoryStateCache:
             if changes or presence_change is not None:
                 changed[device] = dict(stored)
         return changed
-
-    async def sweep(self, *, silent_since: datetime, now: datetime) -> States:
-        silent = [device for device, at in self._seen.items() if at < silent_since]
-        updates: Merge = {}
-        for device in silent:
-            del self._seen[device]
-            presence = self._state.get(device, {}).get(FIELD_PRESENCE)
-            if presence is not None and decode_field(presence).value["state"] == "online":
-                encoded = presence_field("offline", now)
-                updates[device] = {FIELD_PRESENCE: (_order(encoded), encoded)}
-        return await self.merge(updates, seen=(), now=now) if updates else {}
 
     async def fields(self, device_id: str) -> dict[str, bytes]:
         return dict(self._state.get(device_id, {}))
@@ -151,27 +135,6 @@ class RedisStateCache:
                 raise CacheUnavailableError(f"Redis state merge failed: {exc}") from exc
             changed.update(_states(list(reply)))
         return changed
-
-    async def sweep(self, *, silent_since: datetime, now: datetime) -> States:
-        try:
-            silent = await self._client.zrangebyscore(SEEN_KEY, "-inf", f"({int(silent_since.timestamp() * 1000)}")
-            names = [_text(device) for device in silent if isinstance(device, bytes | str)]
-            if not names:
-                return {}
-            async with self._client.pipeline(transaction=False) as pipe:
-                for device in names:
-                    pipe.hget(state_key(device), FIELD_PRESENCE)
-                presences: list[bytes | None] = await pipe.execute()
-            await self._client.zrem(SEEN_KEY, *names)
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailableError(f"Redis presence sweep failed: {exc}") from exc
-        offline = presence_field("offline", now)
-        updates: Merge = {
-            device: {FIELD_PRESENCE: (_order(offline), offline)}
-            for device, presence in zip(names, presences, strict=True)
-            if presence is not None and decode_field(presence).value["state"] == "online"
-        }
-        return await self.merge(updates, seen=(), now=now) if updates else {}
 
     async def fields(self, device_id: str) -> dict[str, bytes]:
         try:

@@ -323,3 +323,15 @@ def coalesce(decoded: Iterable[Decoded]) -> Merge:
     for device, entry in presence.items():
         merged.setdefault(device, {})[FIELD_PRESENCE] = entry
     return merged
+
+
+def with_presence(updates: Merge, presence: Iterable[PresenceUpdate]) -> Merge:
+    """`updates` (changed in place) plus presence decided elsewhere (PostgreSQL: by telemetry or by
+    silence), the newest per device winning, ordered by time like a live status."""
+    for update in presence:
+        order = (update.order_ms, 0, 0)
+        fields = updates.setdefault(update.device_id, {})
+        current = fields.get(FIELD_PRESENCE)
+        if current is None or order > current[0]:
+            fields[FIELD_PRESENCE] = (order, update.field())
+    return updates

@@ -99,6 +99,7 @@ class StateRebuild:
         self._cache = cache
         self._url = database_url
         self._owner = f"rebuilding:{owner}"
+        self._started = False  # whether a check has run: an empty cache at start is expected
 
     async def check(self, now: datetime) -> RebuildReport | None:
         """Rebuild if the marker is missing; None when the cache is intact or another instance rebuilds.
@@ -110,9 +111,16 @@ class StateRebuild:
             taken = await self._redis.set(MARKER_KEY, self._owner, nx=True, ex=REBUILD_LEASE_S)
         except (RedisError, OSError) as exc:
             raise CacheUnavailableError(f"cache marker not readable: {exc}") from exc
+        at_start, self._started = not self._started, True
         if not taken:
             return None
-        log.warning("the state cache is empty (no %s): rebuilding it from PostgreSQL", MARKER_KEY)
+        # At start an empty cache is the normal case (a first start, a new Redis); later it means Redis
+        # lost its data while the bridge ran.
+        log.log(
+            logging.INFO if at_start else logging.WARNING,
+            "the state cache is empty (no %s): rebuilding it from PostgreSQL",
+            MARKER_KEY,
+        )
         try:
             updates = await self._read(now)
         except psycopg.Error as exc:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Literal
 
 import msgspec
 import psycopg
@@ -63,6 +64,35 @@ _PRESENCE_FILL = (
     " FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS u(id, presence, source, since)"
     " WHERE devices.id = u.id AND devices.presence IS NULL"
 )
+# PostgreSQL's `devices.presence*` is the presence every route reads (Redis mirrors what these return).
+# Telemetry is a sign of life: a device without presence, or one marked offline by heartbeat, is online
+# again; an offline its own status declared stands. Runs after the batch's statuses, in its transaction.
+# Each presence change is strictly newer than the one it replaces (`+ 1 ms`), so the copy in Redis,
+# merged newer-wins, always ends at the same value.
+_PRESENCE_REVIVE = (
+    "UPDATE devices SET presence = 'online', presence_source = 'heartbeat',"
+    " presence_since = GREATEST(u.seen, devices.presence_since + interval '1 millisecond')"
+    " FROM unnest(%s::text[], %s::timestamptz[]) AS u(id, seen)"
+    " WHERE devices.id = u.id AND (devices.presence IS NULL"
+    " OR (devices.presence = 'offline' AND devices.presence_source = 'heartbeat'))"
+    " RETURNING devices.id, devices.presence_source, devices.presence_since"
+)
+# Silence, decided in one statement that locks what it changes: a device whose row a batch holds (its
+# telemetry being committed) is skipped, and one the sweep has locked waits for it, so telemetry and the
+# sweep never interleave (no check-then-act race), and locks are taken in id order, as batches take
+# them, so the two cannot deadlock. Online by heartbeat: silent past the cutoff. Online by status:
+# only once it sent telemetry after that status and then fell silent (a device that only says `online`
+# stays online until its Last Will).
+_PRESENCE_SWEEP = (
+    "UPDATE devices SET presence = 'offline', presence_source = 'heartbeat',"
+    " presence_since = GREATEST(%(now)s, devices.presence_since + interval '1 millisecond')"
+    " FROM (SELECT id FROM devices"
+    " WHERE presence = 'online' AND last_seen < %(cutoff)s AND presence_since < %(cutoff)s"
+    " AND (presence_source = 'heartbeat' OR last_seen >= presence_since)"
+    " ORDER BY id FOR UPDATE SKIP LOCKED) AS silent"
+    " WHERE devices.id = silent.id"
+    " RETURNING devices.id, devices.presence_source, devices.presence_since"
+)
 # SQLSTATE classes that blame the batch's data rather than the database: 22 data exception,
 # 23 integrity constraint violation, 54 program limit exceeded (a value too large).
 _DATA_ERRORS: Final = (pg_errors.DataError, pg_errors.IntegrityError, pg_errors.ProgramLimitExceeded)
@@ -80,6 +110,7 @@ class WriteReport:
     refused_by_database: list[Decoded]  # the dead letters written in their place
     refused_by_database_originals: list[Decoded]  # the messages as they came, none of their rows stored
     transactions: int
+    revived: list[PresenceUpdate] = field(default_factory=list)  # devices its telemetry brought back online
 
 
 class PostgresTelemetrySink:
@@ -127,7 +158,8 @@ class PostgresTelemetrySink:
             await self.connect()
         refused: list[tuple[Decoded, Exception]] = []
         totals = [0, 0, 0]  # inserted, rejected, transactions
-        await self._write_splitting(list(batch), refused, totals)
+        revived: list[PresenceUpdate] = []
+        await self._write_splitting(list(batch), refused, totals, revived)
         letters = [_with_db_reason(d, exc) for d, exc in refused]
         if letters:
             await self._dead_letter_refused(letters)
@@ -140,45 +172,52 @@ class PostgresTelemetrySink:
             refused_by_database=letters,
             refused_by_database_originals=[d for d, _ in refused],
             transactions=totals[2],
+            revived=revived,
         )
 
-    async def write_presence(self, updates: Sequence[PresenceUpdate]) -> None:
-        """Store presence that silence decided (the bridge's sweep), outside any batch."""
-        if not updates:
-            return
+    async def sweep_presence(self, *, cutoff: datetime, now: datetime) -> list[PresenceUpdate]:
+        """Mark offline (by heartbeat) every online device silent since before `cutoff`; return those
+        marked. One statement: a device whose telemetry is being committed meanwhile stays online."""
         if self._conn is None or self._conn.closed:
             await self.connect()
         conn = self._conn
         assert conn is not None
         try:
             async with conn.transaction(), conn.cursor() as cur:
-                await _update_presence(cur, [_presence_only(u) for u in updates])
+                await cur.execute(_PRESENCE_SWEEP, {"cutoff": cutoff, "now": now})
+                rows = await cur.fetchall()
         except psycopg.Error as exc:
             await self._drop_connection()
-            raise SinkUnavailableError(f"PostgreSQL presence update failed: {exc}") from exc
+            raise SinkUnavailableError(f"PostgreSQL presence sweep failed: {exc}") from exc
+        return [_presence_update(device, "offline", source, since) for device, source, since in rows]
 
     async def _write_splitting(
-        self, part: list[Decoded], refused: list[tuple[Decoded, Exception]], totals: list[int]
+        self,
+        part: list[Decoded],
+        refused: list[tuple[Decoded, Exception]],
+        totals: list[int],
+        revived: list[PresenceUpdate],
     ) -> None:
         try:
-            inserted, rejected = await self._write_once(part)
+            inserted, rejected = await self._write_once(part, revived)
         except _DATA_ERRORS as exc:
             if len(part) == 1:
                 log.warning("database refused message on %s: %s", part[0].topic, exc)
                 refused.append((part[0], exc))
                 return
             middle = len(part) // 2
-            await self._write_splitting(part[:middle], refused, totals)
-            await self._write_splitting(part[middle:], refused, totals)
+            await self._write_splitting(part[:middle], refused, totals, revived)
+            await self._write_splitting(part[middle:], refused, totals, revived)
             return
         totals[0] += inserted
         totals[1] += rejected
         totals[2] += 1
 
-    async def _write_once(self, part: list[Decoded]) -> tuple[int, int]:
+    async def _write_once(self, part: list[Decoded], revived: list[PresenceUpdate]) -> tuple[int, int]:
         conn = self._conn
         assert conn is not None
         rejections = [r for d in part for r in d.rejections]
+        now_online: list[PresenceUpdate] = []
         try:
             async with conn.transaction(), conn.cursor() as cur:
                 inserted = 0
@@ -197,8 +236,9 @@ class PostgresTelemetrySink:
                         inserted = cur.rowcount
                 if rejections:
                     await cur.executemany(_INSERT_REJECTED, [_rejection_params(r) for r in rejections])
-                await _upsert_devices(cur, part)
+                seen = await _upsert_devices(cur, part)
                 await _update_presence(cur, part)
+                now_online = await _revive_presence(cur, seen)
         except _DATA_ERRORS:
             raise
         except psycopg.Error as exc:
@@ -207,6 +247,7 @@ class PostgresTelemetrySink:
         except OSError as exc:
             await self._drop_connection()
             raise SinkUnavailableError(f"PostgreSQL connection lost: {exc}") from exc
+        revived.extend(now_online)  # only once committed
         return inserted, len(rejections)
 
     async def _dead_letter_refused(self, refused: list[Decoded]) -> None:
@@ -245,8 +286,9 @@ class PostgresTelemetrySink:
             self._conn = None
 
 
-async def _upsert_devices(cur: psycopg.AsyncCursor[Any], part: list[Decoded]) -> None:
-    seen: dict[str, Any] = {}
+async def _upsert_devices(cur: psycopg.AsyncCursor[Any], part: list[Decoded]) -> dict[str, datetime]:
+    """Register the devices that sent telemetry and advance their `last_seen`; return device -> newest receipt."""
+    seen: dict[str, datetime] = {}
     for decoded in part:
         if decoded.rows and decoded.device_id is not None:
             last = seen.get(decoded.device_id)
@@ -255,6 +297,22 @@ async def _upsert_devices(cur: psycopg.AsyncCursor[Any], part: list[Decoded]) ->
     if seen:
         ids = sorted(seen)
         await cur.execute(_UPSERT_DEVICES, (ids, [seen[i] for i in ids]))
+    return seen
+
+
+async def _revive_presence(cur: psycopg.AsyncCursor[Any], seen: dict[str, datetime]) -> list[PresenceUpdate]:
+    if not seen:
+        return []
+    ids = sorted(seen)
+    await cur.execute(_PRESENCE_REVIVE, (ids, [seen[i] for i in ids]))
+    rows = await cur.fetchall()
+    return [_presence_update(device, "online", source, since) for device, source, since in rows]
+
+
+def _presence_update(device: str, state: Literal["online", "offline"], source: str, since: datetime) -> PresenceUpdate:
+    """A presence PostgreSQL decided, as the cache stores it: ordered by its time, like a live status."""
+    kind: Literal["status", "heartbeat"] = "status" if source == "status" else "heartbeat"
+    return PresenceUpdate(device, state, kind, since, int(since.timestamp() * 1000))
 
 
 async def _update_presence(cur: psycopg.AsyncCursor[Any], part: list[Decoded]) -> None:
@@ -312,10 +370,6 @@ def _minimal(params: tuple[Any, ...]) -> tuple[Any, ...]:
     """A dead letter cut down to what any row can hold: short topic and reason, no device id, seq or boot."""
     received_at, topic, _device, reason, index, _seq, digest, payload, size, _boot = params
     return (received_at, str(topic)[:512], None, str(reason)[:2000], index, None, digest, payload, size, None)
-
-
-def _presence_only(update: PresenceUpdate) -> Decoded:
-    return Decoded(update.device_id, "", b"", update.since, presence=update)
 
 
 def _with_db_reason(decoded: Decoded, exc: Exception) -> Decoded:

@@ -5,7 +5,8 @@ the MQTT counters, then the store's (buffered, persisted, resent_unpersisted, dr
 oldest_unpersisted_age_s; see `firmware_sim.device.DeviceStats`).
 
 At the end the simulator waits up to `--drain` seconds for the broker's acknowledgements, and, when a
-bridge answered on `persisted` during the run, for the stores to drain too. With `--store-dir`, what is
+bridge answered on `persisted` during the run, for the stores to drain too. Stopped by Ctrl-C or SIGTERM,
+it waits at most `SIGNAL_DRAIN_S` instead, so that a stop is prompt whatever the broker does. With `--store-dir`, what is
 still unconfirmed stays on disk and goes out again on the next run with the same directory and ids.
 
 Exit status: 0 when every sample was acknowledged, 1 when some were not (or were refused or dropped),
@@ -46,6 +47,10 @@ PROGRESS_INTERVAL_S = 1.0
 NO_BROKER: Final = (
     "no broker to publish to: pass --url mqtt://[user[:password]@]host[:port] (or set FLEETBRIDGE_MQTT_URL)"
 )
+# After Ctrl-C or SIGTERM the operator wants the process gone: the drain and the devices' goodbye are
+# cut to these, whatever `--drain` says (a second Ctrl-C ends it at once).
+SIGNAL_DRAIN_S = 2.0
+SIGNAL_CLOSE_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +109,8 @@ def build_parser(
         "--store-dir",
         type=Path,
         metavar="DIR",
-        help="keep each device's unconfirmed samples and seq counter in DIR/<id>.sqlite, across restarts "
-        "(default: in memory, lost at exit)",
+        help="keep each device's unconfirmed samples, seq counter and place on its route in DIR/<id>.sqlite, "
+        "across restarts (default: in memory, lost at exit; every run is a new boot)",
     )
     parser.add_argument(
         "--store-max-samples",
@@ -186,6 +191,11 @@ def main(
     except SimError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C while connecting or draining (a run itself stops cleanly on it): the devices were closed
+        # on the way out; a stop asked for is no fault, so no traceback.
+        sys.stderr.write("interrupted\n")
+        return 130
 
 
 def read_credentials(path: Path) -> dict[str, str]:
@@ -223,6 +233,7 @@ def _simulate(args: argparse.Namespace, address: BrokerAddress, device_options: 
     fleet = Fleet(address, options)
     rate = f"{args.rate:g}/s per device" if args.rate else "as fast as acknowledged"
     sys.stderr.write(f"fleet: {options.devices} devices ({args.prefix}…) -> {address}, {rate}, batch {args.batch}\n")
+    signalled = threading.Event()
     fleet.start()
     try:
         if not fleet.wait_connected(args.connect_timeout):
@@ -235,9 +246,10 @@ def _simulate(args: argparse.Namespace, address: BrokerAddress, device_options: 
             wait_acked=fleet.wait_acked,
             wait_persisted=fleet.wait_persisted,
             args=args,
+            signalled=signalled,
         )
     finally:
-        fleet.close()
+        fleet.close(timeout_s=SIGNAL_CLOSE_S if signalled.is_set() else 5.0)
 
 
 def _replay(args: argparse.Namespace, address: BrokerAddress, device_options: DeviceOptions) -> int:
@@ -245,6 +257,7 @@ def _replay(args: argparse.Namespace, address: BrokerAddress, device_options: De
     steps = plan_replay(recording, speed=args.speed, start=None if args.original_time else utcnow())
     device = Device(recording.device_id, address, device_options)
     stop = threading.Event()
+    signalled = threading.Event()
     sent = 0
 
     def run() -> None:
@@ -261,10 +274,16 @@ def _replay(args: argparse.Namespace, address: BrokerAddress, device_options: De
         if not device.wait_connected(args.connect_timeout):
             sys.stderr.write("warning: not connected yet; samples are held until the device connects\n")
         return _drive(
-            run, stop.set, stats=stats, wait_acked=device.wait_acked, wait_persisted=device.wait_persisted, args=args
+            run,
+            stop.set,
+            stats=stats,
+            wait_acked=device.wait_acked,
+            wait_persisted=device.wait_persisted,
+            args=args,
+            signalled=signalled,
         )
     finally:
-        device.close()
+        device.close(timeout_s=SIGNAL_CLOSE_S if signalled.is_set() else 5.0)
 
 
 def _drive(
@@ -275,12 +294,19 @@ def _drive(
     wait_acked: Callable[[float], bool],
     wait_persisted: Callable[[float], bool],
     args: argparse.Namespace,
+    signalled: threading.Event,
 ) -> int:
-    """Run `run` on a worker thread, print progress until it ends (or Ctrl-C/SIGTERM), drain, summarise."""
+    """Run `run` on a worker thread, print progress until it ends (or Ctrl-C/SIGTERM, which set
+    `signalled` and shorten the drain), drain, summarise."""
     worker = threading.Thread(target=run, name="fleet-scheduler", daemon=True)
     began = stats()
     started = time.monotonic()
-    with _sigterm_calls(stop):
+
+    def stop_on_signal() -> None:
+        signalled.set()
+        stop()
+
+    with _sigterm_calls(stop_on_signal):
         worker.start()
         try:
             last, last_t = began, started
@@ -293,19 +319,20 @@ def _drive(
                 last, last_t = current, now
         except KeyboardInterrupt:
             sys.stderr.write("interrupted: stopping\n")
-            stop()
+            stop_on_signal()
             worker.join()
     run_s = time.monotonic() - started
     ran = stats()
-    deadline = time.monotonic() + args.drain
-    drained = wait_acked(args.drain)
+    drain_s = min(args.drain, SIGNAL_DRAIN_S) if signalled.is_set() else args.drain
+    deadline = time.monotonic() + drain_s
+    drained = wait_acked(drain_s)
     if drained and stats().persisted:
         # A bridge is answering: give it the rest of the drain time to confirm what it was sent.
         wait_persisted(max(0.0, deadline - time.monotonic()))
     final = stats()
     sys.stderr.write(_summary(final, ran.published - began.published, run_s, args.store_dir))
     if not drained:
-        sys.stderr.write(f"warning: {final.outbox} samples still unacknowledged after {args.drain:g} s\n")
+        sys.stderr.write(f"warning: {final.outbox} samples still unacknowledged after {drain_s:g} s\n")
     return 0 if drained and not final.refused and not final.dropped else 1
 
 

@@ -32,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -80,8 +81,8 @@ class DeviceOptions:
     """How a simulated device connects and buffers. Times in seconds (paho takes whole seconds).
 
     `store_dir`: where each device keeps its store (`{store_dir}/{device_id}.sqlite`), so that its
-    unconfirmed samples and its seq counter survive a restart of the simulator; None keeps them in
-    memory, lost with the process (boot 0, seq from 0 in every process). `store_max_samples` bounds
+    unconfirmed samples, its seq counter and its place on its route survive a restart of the simulator;
+    None keeps them in memory, lost with the process (every process starts a new boot, at seq 0). `store_max_samples` bounds
     the store (the oldest samples are dropped beyond it). `persist_timeout_s`: how long after the
     broker's PUBACK a sample may go unconfirmed by `persisted` before it is sent again.
     `batch_max_samples`: samples per message when sending a backlog or resending.
@@ -181,6 +182,7 @@ class Device:
         on_settled: Callable[[], None] | None = None,
         store: SampleStore | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = utcnow,
     ) -> None:
         if not is_device_id(device_id):
             raise ValueError(f"{device_id!r} is not a valid device id")
@@ -197,7 +199,9 @@ class Device:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._store = (
-            store if store is not None else open_store(options.store_dir, device_id, options.store_max_samples)
+            store
+            if store is not None
+            else open_store(options.store_dir, device_id, options.store_max_samples, now=wall_clock)
         )
         self._forwarder = Forwarder(
             self._store, persist_timeout_s=options.persist_timeout_s, batch_max_samples=options.batch_max_samples
@@ -268,6 +272,12 @@ class Device:
         """The seq the device's next sample takes (kept in its store, so it survives restarts)."""
         with self._lock:
             return self._store.next_seq
+
+    @property
+    def saved_state(self) -> bytes | None:
+        """The application state stored with the latest `send` that had one (kept in its store)."""
+        with self._lock:
+            return self._store.saved_state
 
     def wait_connected(self, timeout_s: float) -> bool:
         """Wait until connected; False if `timeout_s` passed first."""
@@ -342,17 +352,18 @@ class Device:
 
     # -- telemetry ---------------------------------------------------------------------------------
 
-    def send(self, samples: Sample | Sequence[Sample]) -> None:
+    def send(self, samples: Sample | Sequence[Sample], *, state: bytes | None = None) -> None:
         """Store one sample, or several, and publish them now as one message if connected and not behind.
 
         Several samples go as one `TelemetryBatch`. Offline, or behind an older backlog, they wait in
-        the store for the forwarder.
+        the store for the forwarder. `state`, the application's own (where a truck is), is stored with
+        them, before anything is published: a restarted device continues from `saved_state`.
         """
         batch: Sequence[Sample] = (samples,) if isinstance(samples, Sample) else samples
         if not batch:
             return
         with self._lock:
-            entry, dropped = self._forwarder.append(batch, send_now=self._connected)
+            entry, dropped = self._forwarder.append(batch, send_now=self._connected, state=state)
             self._count_dropped(dropped)
             if entry is None:
                 if not self._connected:

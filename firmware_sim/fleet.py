@@ -6,8 +6,9 @@ to the devices. Two threads per device are fine up to a few hundred devices on a
 device also takes three file descriptors, two more with an on-disk store); for thousands, run several
 processes with different `prefix` or `first_index`.
 
-Each truck starts at its device's stored boot and next seq, so a fleet restarted on the same store
-directory continues every device's seq where it stopped.
+Each truck starts at its device's stored boot and next seq, and from the place on its route stored
+with its last sample, so a fleet restarted on the same store directory continues every device's seq
+and route where it stopped. Without a store directory every run is a new boot.
 
 Schedule: at `rate_hz`, device i of n samples at `start + k/rate_hz + i/(n·rate_hz)` — spread over the
 period rather than all at once, and computed from the start, so the schedule never drifts. The sample
@@ -18,6 +19,7 @@ acknowledges, keeping at most `DeviceOptions.max_inflight` messages unacknowledg
 
 from __future__ import annotations
 
+import logging
 import resource
 import threading
 import time
@@ -33,9 +35,11 @@ from firmware_sim.device import Device, DeviceOptions, DeviceStats, TlsOptions
 from firmware_sim.errors import SimError
 from firmware_sim.route import DEFAULT_CENTRE, GeoPoint
 from firmware_sim.store import STORE_FDS_PER_DEVICE
-from firmware_sim.truck import Truck
+from firmware_sim.truck import Truck, TruckPlace, decode_place, encode_place
 from models.telemetry import Sample, utcnow
 from models.topics import is_device_id
+
+logger = logging.getLogger(__name__)
 
 FDS_PER_DEVICE: Final = 3  # the connection and paho's wake-up socket pair
 FDS_SPARE: Final = 64
@@ -180,14 +184,23 @@ class Fleet:
                     device_options = replace(
                         device_options, tls=_certificate(device_options.tls, options.cert_dir, device_id)
                     )
-                devices.append(Device(device_id, address, device_options, on_settled=self._progress.set))
+                devices.append(
+                    Device(device_id, address, device_options, on_settled=self._progress.set, wall_clock=wall_clock)
+                )
         except BaseException:
             for device in devices:
                 device.join()  # closes the stores opened so far
             raise
         self.devices: tuple[Device, ...] = tuple(devices)
         self.trucks: tuple[Truck, ...] = tuple(
-            Truck(d.device_id, seed=options.seed, centre=options.centre, boot=d.boot, first_seq=d.next_seq)
+            Truck(
+                d.device_id,
+                seed=options.seed,
+                centre=options.centre,
+                boot=d.boot,
+                first_seq=d.next_seq,
+                resume=_saved_place(d),
+            )
             for d in self.devices
         )
         self._pending: list[list[Sample]] = [[] for _ in ids]
@@ -246,7 +259,7 @@ class Fleet:
         """Send the samples waiting to fill a batch."""
         for i, device in enumerate(self.devices):
             if self._pending[i]:
-                device.send(self._pending[i])
+                device.send(self._pending[i], state=encode_place(self.trucks[i].place()))
                 self._pending[i] = []
 
     def wait_acked(self, timeout_s: float) -> bool:
@@ -285,7 +298,9 @@ class Fleet:
         pending.append(self.trucks[i].step(now, dt_s))
         self._produced[i] += 1
         if len(pending) >= self.options.batch:
-            self.devices[i].send(pending[0] if len(pending) == 1 else pending)
+            # The truck's place goes with its samples: a restart continues from the last one stored.
+            place = encode_place(self.trucks[i].place())
+            self.devices[i].send(pending[0] if len(pending) == 1 else pending, state=place)
             self._pending[i] = []
 
     def _run_scheduled(self, rate_hz: float) -> None:
@@ -339,6 +354,15 @@ class Fleet:
                 stepped = True
             if not stepped:
                 self._progress.wait(IDLE_WAIT_S)
+
+
+def _saved_place(device: Device) -> TruckPlace | None:
+    """The truck's place stored with its device's last samples; None for a new device (or an unreadable one)."""
+    saved = device.saved_state
+    place = None if saved is None else decode_place(saved)
+    if saved is not None and place is None:
+        logger.warning("%s: the saved route place is unreadable; the truck starts its route afresh", device.device_id)
+    return place
 
 
 def _certificate(tls: TlsOptions | None, cert_dir: Path, device_id: str) -> TlsOptions:

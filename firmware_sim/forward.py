@@ -120,13 +120,16 @@ class Forwarder:
         """Resends (and first sends the client did not take) waiting for room in the window."""
         return len(self._queued)
 
-    def append(self, samples: Sequence[Sample], *, send_now: bool) -> tuple[OutboxEntry | None, int]:
-        """Store `samples`; return the message to publish now (see the module docstring) and how many were dropped.
+    def append(
+        self, samples: Sequence[Sample], *, send_now: bool, state: bytes | None = None
+    ) -> tuple[OutboxEntry | None, int]:
+        """Store `samples` (and the application's `state` with them, if given); return the message to
+        publish now (see the module docstring) and how many were dropped.
 
         With `send_now` (connected) and nothing older unsent, the message holds exactly these samples
         and they count as sent; otherwise they wait for `take()`.
         """
-        appended = self.store.append(samples)
+        appended = self.store.append(samples, state)
         dropped = set(appended.dropped)
         self._unsent += len(appended.records) - sum(1 for pos in dropped if pos > self._cursor)
         kept = [r for r in appended.records if r.pos not in dropped]

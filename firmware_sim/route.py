@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
+import msgspec
+
 M_PER_DEG_LAT: Final = 111_320.0
 ROUTE_RADIUS_M: Final = 20_000.0
 BLOCK_MIN_M: Final = 90.0
@@ -68,52 +70,79 @@ def bearing_deg(dx: float, dy: float) -> float:
     return 0.0 if bearing >= 360.0 else bearing
 
 
+class Waypoint(msgspec.Struct, frozen=True):
+    """An intersection of a route: its number along the route, where it is (local metres) and which of the
+    four grid directions led to it. Everything needed to go on generating the route from here."""
+
+    index: int
+    x: float
+    y: float
+    street: int
+
+
 class Route:
-    """An endless street-like polyline around `centre`, the same for the same seed."""
+    """An endless street-like polyline around `centre`, the same for the same seed.
+
+    Each waypoint is drawn from its predecessor with a random generator seeded by the route's seed and
+    the predecessor's number, so the route can be taken up again from any saved `Waypoint` without
+    generating what came before it.
+    """
 
     def __init__(self, seed: int | str, *, centre: GeoPoint = DEFAULT_CENTRE, radius_m: float = ROUTE_RADIUS_M) -> None:
         if not -80.0 <= centre.lat <= 80.0:
             raise ValueError("the flat projection needs a centre away from the poles")
         self.centre = centre
         self.radius_m = radius_m
-        # Deterministic simulation, not security: a seeded PRNG is the point.
-        self._rng = random.Random(f"route:{seed}")  # noqa: S311
+        self._seed = seed
         self._m_per_deg_lon = M_PER_DEG_LAT * math.cos(math.radians(centre.lat))
-        self._grid_deg = self._rng.uniform(0.0, 90.0)
+        self._grid_deg = self._rng("grid").uniform(0.0, 90.0)
 
     def to_geo(self, x: float, y: float) -> GeoPoint:
         """The coordinate of local point (x east, y north) in metres from the centre."""
         return GeoPoint(self.centre.lat + y / M_PER_DEG_LAT, self.centre.lon + x / self._m_per_deg_lon)
 
-    def waypoints(self) -> Iterator[tuple[float, float]]:
-        """The route's intersections in local metres, without end; call once per route."""
-        rng = self._rng
+    def start(self) -> Waypoint:
+        """The route's first intersection: a random point within half the city radius."""
+        rng = self._rng("start")
         start_r = self.radius_m * 0.5 * math.sqrt(rng.random())
         start_a = rng.uniform(0.0, 2 * math.pi)
-        x, y = start_r * math.sin(start_a), start_r * math.cos(start_a)
-        yield x, y
-        street = rng.randrange(4)
+        return Waypoint(0, start_r * math.sin(start_a), start_r * math.cos(start_a), rng.randrange(4))
+
+    def after(self, point: Waypoint) -> Waypoint:
+        """The intersection that follows `point` on this route (always the same one)."""
+        rng = self._rng(point.index)
+        street, x, y = point.street, point.x, point.y
         while True:
-            street = self._next_street(street, x, y)
+            street = self._next_street(rng, street, x, y)
             if rng.random() < AVENUE_CHANCE:
                 direction = self._grid_deg + 90.0 * street + rng.choice((-45.0, 45.0))
             else:
                 direction = self._grid_deg + 90.0 * street + rng.uniform(-STREET_JITTER_DEG, STREET_JITTER_DEG)
             length = sum(rng.uniform(BLOCK_MIN_M, BLOCK_MAX_M) for _ in range(rng.randint(1, BLOCKS_PER_STREET_MAX)))
             nx, ny = x + length * math.sin(math.radians(direction)), y + length * math.cos(math.radians(direction))
-            if math.hypot(nx, ny) > self.radius_m:
-                continue  # a street leaving the city: pick another at this intersection
-            x, y = nx, ny
-            yield x, y
+            if math.hypot(nx, ny) <= self.radius_m:
+                return Waypoint(point.index + 1, nx, ny, street)
+            # A street leaving the city: pick another at this intersection.
 
-    def _next_street(self, street: int, x: float, y: float) -> int:
+    def waypoints(self) -> Iterator[tuple[float, float]]:
+        """The route's intersections in local metres, from its start, without end."""
+        point = self.start()
+        while True:
+            yield point.x, point.y
+            point = self.after(point)
+
+    def _rng(self, part: int | str) -> random.Random:
+        # Deterministic simulation, not security: a seeded PRNG is the point.
+        return random.Random(f"route:{self._seed}:{part}")  # noqa: S311
+
+    def _next_street(self, rng: random.Random, street: int, x: float, y: float) -> int:
         """Which of the four grid directions to take at (x, y): never a U-turn; homewards near the edge."""
         choices = [street, (street + 1) % 4, (street + 3) % 4]
         if math.hypot(x, y) > self.radius_m * RETURN_FRACTION:
             to_centre = bearing_deg(-x, -y)
             return min(choices, key=lambda s: _angle_between(self._grid_deg + 90.0 * s, to_centre))
         # Mostly straight on, as traffic does; otherwise left or right.
-        return self._rng.choices(choices, weights=(0.5, 0.25, 0.25))[0]
+        return rng.choices(choices, weights=(0.5, 0.25, 0.25))[0]
 
 
 def _angle_between(a_deg: float, b_deg: float) -> float:
@@ -122,19 +151,34 @@ def _angle_between(a_deg: float, b_deg: float) -> float:
     return 360.0 - diff if diff > 180.0 else diff
 
 
+class DrivePlace(msgspec.Struct, frozen=True):
+    """Where a `Drive` is, enough to continue it after a restart: the start of the street it is on, how
+    far along it, its speed, the rest of a wait at a light, and the odometer."""
+
+    segment_start: Waypoint
+    along_m: float
+    speed_ms: float
+    wait_s: float
+    odometer_km: float
+
+
 class Drive:
     """A vehicle driving a `Route`: accelerates, cruises at 30–90 km/h, slows for turns, stops at lights.
 
-    Pure and clock-free: `advance(dt_s)` moves the vehicle by `dt_s` seconds of simulated time.
+    Pure and clock-free: `advance(dt_s)` moves the vehicle by `dt_s` seconds of simulated time. `place()`
+    says where it is; a drive made with `resume=` that place continues from there (a restarted device).
     """
 
-    def __init__(self, route: Route, *, seed: int | str, odometer_km: float = 0.0) -> None:
+    def __init__(
+        self, route: Route, *, seed: int | str, odometer_km: float = 0.0, resume: DrivePlace | None = None
+    ) -> None:
         self._route = route
-        self._rng = random.Random(f"drive:{seed}")  # noqa: S311
-        self._points = route.waypoints()
-        self._a = next(self._points)
-        self._b = next(self._points)
-        self._c = next(self._points)
+        a = route.start() if resume is None else resume.segment_start
+        # A resumed drive draws its driving (speeds, lights) afresh from where it resumed.
+        self._rng = random.Random(f"drive:{seed}" if resume is None else f"drive:{seed}:{a.index}")  # noqa: S311
+        self._a = a
+        self._b = route.after(a)
+        self._c = route.after(self._b)
         self._along_m = 0.0
         self._speed_ms = 0.0
         self._wait_s = 0.0
@@ -147,6 +191,15 @@ class Drive:
         self._stop_at_end = False
         self._plan_segment()
         self._shown_heading = self._heading
+        if resume is not None:
+            self._along_m = min(max(resume.along_m, 0.0), self._length_m)
+            self._speed_ms = max(resume.speed_ms, 0.0)
+            self._wait_s = max(resume.wait_s, 0.0)
+            self._odometer_m = resume.odometer_km * 1000.0
+
+    def place(self) -> DrivePlace:
+        """Where the vehicle is now, for `Drive(..., resume=)`."""
+        return DrivePlace(self._a, self._along_m, self._speed_ms, self._wait_s, self._odometer_m / 1000.0)
 
     @property
     def odometer_km(self) -> float:
@@ -201,14 +254,14 @@ class Drive:
             self._odometer_m += self._along_m
 
     def _next_segment(self) -> None:
-        self._a, self._b, self._c = self._b, self._c, next(self._points)
+        self._a, self._b, self._c = self._b, self._c, self._route.after(self._c)
         self._along_m = 0.0
         self._plan_segment()
 
     def _plan_segment(self) -> None:
-        ax, ay = self._a
-        bx, by = self._b
-        cx, cy = self._c
+        ax, ay = self._a.x, self._a.y
+        bx, by = self._b.x, self._b.y
+        cx, cy = self._c.x, self._c.y
         self._length_m = max(math.hypot(bx - ax, by - ay), 1e-3)
         self._heading = bearing_deg(bx - ax, by - ay)
         # Long streets are driven faster than short ones.
@@ -222,8 +275,8 @@ class Drive:
         self._stop_at_end = self._rng.random() < LIGHT_CHANCE
 
     def _motion(self) -> Motion:
-        ax, ay = self._a
-        bx, by = self._b
+        ax, ay = self._a.x, self._a.y
+        bx, by = self._b.x, self._b.y
         share = self._along_m / self._length_m
         position = self._route.to_geo(ax + (bx - ax) * share, ay + (by - ay) * share)
         return Motion(

@@ -9,7 +9,9 @@ The store is the device's flash. A sample goes in before it is first published a
 A broker's PUBACK frees nothing: a broker that crashes before its next snapshot loses messages it
 acknowledged. The store also keeps the device's `boot` number and its next `seq`, so a restarted
 device continues its seq instead of reusing it for different data; a device whose store is lost (or
-unreadable) starts a new boot.
+unreadable) starts a new boot. Beside them it keeps the device application's own saved state (for a
+truck: where it is on its route), written in the same transaction as the samples it goes with, so a
+restarted device carries on from its last stored sample.
 
 Positions (`Record.pos`) number the samples in the order they were stored and are never reused, so a
 message can name the samples it carried as spans of positions (see `forward`).
@@ -30,8 +32,9 @@ Two implementations share the `SampleStore` protocol (and one contract test):
   descriptors per device. One file per device, as each real device has its own flash: any subset of
   ids can be run again, in any number of processes.
 * `MemorySampleStore`: the same rules in memory, lost with the process. For tests and throwaway runs:
-  a device without a store directory starts at boot 0, seq 0 in every process, as the simulator always
-  did; (device, ts, seq) still tells such samples apart in the database.
+  a device without a store directory has lost its counter at every start, so it starts a new boot
+  (`new_boot`, from the clock) at seq 0, and (boot, seq) never repeats across runs more than a second
+  apart; gap detection then sees each run as a boot of its own instead of a rewind.
 
 Neither is thread-safe: the device holds its lock around every call.
 """
@@ -135,8 +138,14 @@ class SampleStore(Protocol):
         """Samples held."""
         ...
 
-    def append(self, samples: Sequence[Sample]) -> Appended:
-        """Store `samples` in order (dropping the oldest beyond the bound) and advance `next_seq`."""
+    @property
+    def saved_state(self) -> bytes | None:
+        """The application state saved with the latest append that had one (None: never saved)."""
+        ...
+
+    def append(self, samples: Sequence[Sample], state: bytes | None = None) -> Appended:
+        """Store `samples` in order (dropping the oldest beyond the bound) and advance `next_seq`; with
+        `state`, save it as `saved_state` in the same write."""
         ...
 
     def read_after(self, pos: int, limit: int) -> list[Record]:
@@ -169,10 +178,16 @@ def store_path(directory: Path, device_id: str) -> Path:
     return directory / f"{device_id}{STORE_SUFFIX}"
 
 
-def open_store(directory: Path | None, device_id: str, max_samples: int) -> SampleStore:
-    """The on-disk store of `device_id` under `directory` (created if missing), or a memory store."""
+def open_store(
+    directory: Path | None, device_id: str, max_samples: int, *, now: Callable[[], datetime] = utcnow
+) -> SampleStore:
+    """The on-disk store of `device_id` under `directory` (created if missing), or a memory store.
+
+    A memory store starts a new boot (from the clock `now`): without a directory nothing remembers the
+    seqs an earlier run used.
+    """
     if directory is None:
-        return MemorySampleStore(max_samples)
+        return MemorySampleStore(max_samples, boot=new_boot(now()))
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -186,11 +201,17 @@ def _check_bound(max_samples: int) -> None:
 
 
 class _StoreCounters:
-    """What both stores answer alike: their bound, boot and next seq."""
+    """What both stores answer alike: their bound, boot, next seq and saved state."""
 
     _max: int
     _boot: int
     _next_seq: int
+    _saved_state: bytes | None
+
+    @property
+    def saved_state(self) -> bytes | None:
+        """The application state saved with the latest append that had one (None: never saved)."""
+        return self._saved_state
 
     @property
     def boot(self) -> int:
@@ -216,6 +237,7 @@ class MemorySampleStore(_StoreCounters):
         self._max = max_samples
         self._boot = boot
         self._next_seq = next_seq
+        self._saved_state = None
         self._last_pos = 0
         self._records: OrderedDict[int, Record] = OrderedDict()  # by position, oldest first
         self._order: list[int] = []  # positions appended, some freed since (until compacted), for bisection
@@ -224,7 +246,9 @@ class MemorySampleStore(_StoreCounters):
     def __len__(self) -> int:
         return len(self._records)
 
-    def append(self, samples: Sequence[Sample]) -> Appended:
+    def append(self, samples: Sequence[Sample], state: bytes | None = None) -> Appended:
+        if state is not None:
+            self._saved_state = state
         records: list[Record] = []
         for sample in samples:
             self._last_pos += 1
@@ -333,11 +357,12 @@ class SqliteSampleStore(_StoreCounters):
                 raise _store_error(path, again) from again
         self._saved = (0, 0)  # (next_seq, last_pos) as `meta` holds them
         self._boot, self._next_seq, self._last_pos, self._count = self._load()
+        self._saved_state = self._load_state()
 
     def __len__(self) -> int:
         return self._count
 
-    def append(self, samples: Sequence[Sample]) -> Appended:
+    def append(self, samples: Sequence[Sample], state: bytes | None = None) -> Appended:
         if not samples:
             return Appended([])
         first = self._last_pos + 1
@@ -349,6 +374,10 @@ class SqliteSampleStore(_StoreCounters):
         dropped: list[int] = []
         with self._transaction():
             self._db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?)", rows)
+            if state is not None:
+                self._db.execute(
+                    "INSERT INTO saved VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state", (state,)
+                )
             if count > self._max:
                 dropped = [
                     pos
@@ -358,6 +387,8 @@ class SqliteSampleStore(_StoreCounters):
                 self._save_counters(next_seq, last_pos)
         self._count = count - len(dropped)
         self._next_seq, self._last_pos = next_seq, last_pos
+        if state is not None:
+            self._saved_state = state
         return Appended([Record(*row) for row in rows], dropped)
 
     def read_after(self, pos: int, limit: int) -> list[Record]:
@@ -399,6 +430,8 @@ class SqliteSampleStore(_StoreCounters):
                 "seq INTEGER NOT NULL, ts_us INTEGER NOT NULL, readings INTEGER NOT NULL, payload BLOB NOT NULL)"
             )
             db.execute("CREATE INDEX IF NOT EXISTS samples_key ON samples (boot, seq)")
+            # Added after format 1 shipped: an older store gains it empty, and its device starts afresh.
+            db.execute("CREATE TABLE IF NOT EXISTS saved (id INTEGER PRIMARY KEY CHECK (id = 1), state BLOB NOT NULL)")
             db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (STORE_FORMAT,))
             db.execute("INSERT OR IGNORE INTO meta VALUES ('boot', ?)", (new_boot(now()),))
             db.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', 0)")
@@ -431,6 +464,14 @@ class SqliteSampleStore(_StoreCounters):
         next_seq = max(self._saved[0], -1 if max_seq is None else int(max_seq) + 1)
         last_pos = max(self._saved[1], int(max_pos or 0))
         return int(meta["boot"]), next_seq, last_pos, int(count)
+
+    def _load_state(self) -> bytes | None:
+        try:
+            row = self._db.execute("SELECT state FROM saved WHERE id = 1").fetchone()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise _store_error(self.path, exc) from exc
+        return None if row is None else bytes(row[0])
 
     def _save_counters(self, next_seq: int, last_pos: int) -> None:
         """Within a transaction that deletes samples: keep the counters those samples carried."""

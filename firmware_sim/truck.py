@@ -4,6 +4,10 @@ A truck drives a generated route (`route.Drive`) and reports position, speed, he
 plus three metrics: `fuel` (%; falls with distance and idling, refuelled at 10 %), `engine_temp` (°C;
 a cold engine warms towards ~90 °C and then moves with load) and `odometer` (km). The clock is passed
 in, so the same seed and the same steps always give the same samples, and tests need no sleeps.
+
+`place()` is what a truck keeps in its flash to carry on after a restart (where it is on its route, its
+odometer and fuel); a truck made with `resume=` that place continues its route from there instead of
+jumping back to the start.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import random
 from datetime import datetime
 from typing import Final
 
-from firmware_sim.route import DEFAULT_CENTRE, Drive, GeoPoint, Route
+import msgspec
+
+from firmware_sim.route import DEFAULT_CENTRE, Drive, DrivePlace, GeoPoint, Route
 from models.telemetry import Position, Sample
 
 TANK_L: Final = 400.0
@@ -27,8 +33,35 @@ GNSS_GOOD_ACCURACY_M: Final = 2.5
 READINGS_PER_SAMPLE: Final = 4  # the position and three metrics
 
 
+class TruckPlace(msgspec.Struct, frozen=True):
+    """What a truck saves to continue after a restart: its place on its route and its fuel level."""
+
+    drive: DrivePlace
+    fuel_pct: float
+
+
+_PLACE = msgspec.json.Decoder(TruckPlace)
+_encode_place = msgspec.json.Encoder().encode
+
+
+def encode_place(place: TruckPlace) -> bytes:
+    """`place` as the bytes a device stores."""
+    return _encode_place(place)
+
+
+def decode_place(data: bytes) -> TruckPlace | None:
+    """The place saved by `encode_place`; None when `data` is not one (another simulator version)."""
+    try:
+        return _PLACE.decode(data)
+    except msgspec.DecodeError:
+        return None
+
+
 class Truck:
-    """One simulated truck. `step()` advances it and returns its next sample; `seq` counts from `first_seq`."""
+    """One simulated truck. `step()` advances it and returns its next sample; `seq` counts from `first_seq`.
+
+    With `resume`, the truck continues from a saved `place()`: same route, same spot, odometer and fuel.
+    """
 
     def __init__(
         self,
@@ -40,6 +73,7 @@ class Truck:
         centre: GeoPoint = DEFAULT_CENTRE,
         fuel_pct: float | None = None,
         odometer_km: float | None = None,
+        resume: TruckPlace | None = None,
     ) -> None:
         self.device_id = device_id
         self.boot = boot
@@ -48,8 +82,12 @@ class Truck:
         # Deterministic simulation, not security: a seeded PRNG is the point.
         self._rng = rng = random.Random(f"truck:{key}")  # noqa: S311
         start_km = odometer_km if odometer_km is not None else rng.uniform(5_000.0, 600_000.0)
-        self._drive = Drive(Route(key, centre=centre), seed=key, odometer_km=start_km)
+        self._drive = Drive(
+            Route(key, centre=centre), seed=key, odometer_km=start_km, resume=None if resume is None else resume.drive
+        )
         self._fuel_pct = fuel_pct if fuel_pct is not None else rng.uniform(35.0, 100.0)
+        if resume is not None:
+            self._fuel_pct = _clamp(resume.fuel_pct, 0.0, 100.0)
         self._ambient_c = rng.uniform(2.0, 28.0)
         self._engine_c = self._ambient_c + rng.uniform(0.0, 3.0)  # every boot starts with a cold engine
         self._engine_wander_c = 0.0
@@ -60,6 +98,10 @@ class Truck:
     def next_seq(self) -> int:
         """The `seq` the next sample will carry."""
         return self._seq
+
+    def place(self) -> TruckPlace:
+        """Where the truck is now and how full its tank: `Truck(..., resume=)` continues from here."""
+        return TruckPlace(self._drive.place(), self._fuel_pct)
 
     def step(self, now: datetime, dt_s: float) -> Sample:
         """Advance the truck by `dt_s` seconds and return what it measured at device time `now`."""

@@ -155,7 +155,10 @@ class LocalStack:
         if broker.certificates_url is not None:
             self.urls["mqtts_certificates"] = broker.certificates_url
         if with_sim and settings.sim.devices:
+            # A store directory in the state folder: a restarted stack's trucks continue their seq (same
+            # boot) and their routes, and resend what the bridge had not confirmed.
             sim = [sys.executable, "-m", "firmware_sim", "--url", broker.sim_url, "--quiet"]
+            sim += ["--store-dir", str(state / "sim-store")]
             if broker.sim_credentials is not None:
                 sim += ["--credentials", str(broker.sim_credentials)]
             if broker.sim_cert_dir is not None:

@@ -155,6 +155,13 @@ class TcpProxy:
             # Not `wait_closed()`: from Python 3.12 it also waits for every accepted connection to end.
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._serve(reader, writer)
+        finally:
+            # Also when cancelled (the proxy closing): the accepted connection never outlives its handler.
+            _end(writer, reset=False)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._mode is Mode.BLACKHOLE:
             self.stats.blackholed += 1
             self._held.add(writer)
@@ -231,6 +238,16 @@ async def _discard(reader: asyncio.StreamReader) -> None:
             pass
 
 
+async def _finish_tasks() -> None:
+    """Let closed connections finish and end what still runs (held connections), so that nothing of
+    theirs outlives the loop (an unclosed transport found after the loop closed is a warning)."""
+    await asyncio.sleep(0)  # the aborted transports' connection_lost callbacks run first
+    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+
+
 def _end(writer: asyncio.StreamWriter, *, reset: bool) -> None:
     """Close a connection at once; with `reset` the peer gets RST rather than FIN."""
     if writer.is_closing() and not reset:
@@ -280,6 +297,7 @@ class ProxyThread:
         if not self._thread.is_alive():
             return
         self._call(self.proxy.close)
+        self._call(_finish_tasks)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(CALL_TIMEOUT_S)
         self._loop.close()

@@ -22,6 +22,7 @@ from api.live.selection import BBox, Selection, bbox_problem
 from api.live.session import LiveSession
 from api.live.watch import CLOSE_CREDENTIAL_ENDED, CredentialWatch, Ended, unless_ended
 from api.problems import bad_request, forbidden, unauthorized
+from api.stopping import stopping_of
 from models.topics import is_device_id
 
 
@@ -120,7 +121,7 @@ async def live_poll(
     checked = PollRequest(selection, cursor, limit, wait, principal.group)
     watched = watch.watch(principal)
     try:
-        answer = await unless_ended(watched, poll(redis, hub, checked))
+        answer = await unless_ended(watched, poll(redis, hub, checked, stopping=stopping_of(request.app.state)))
     finally:
         watch.forget(watched)
     if isinstance(answer, Ended):

@@ -22,6 +22,7 @@ from api.live.schemas import LivePage
 from api.live.selection import Selection
 from api.live.stream import parse_entry
 from api.live.update import LiveUpdate
+from api.stopping import Stopping
 
 MAX_WAIT_S: Final = 25
 MAX_LIMIT: Final = 1000
@@ -72,8 +73,9 @@ async def _scan(
     return found, after
 
 
-async def poll(redis: Redis, hub: LiveHub, request: PollRequest) -> LivePage:
-    """The page for `request`: a reset, or updates after `since` (waiting up to `wait_s` for one).
+async def poll(redis: Redis, hub: LiveHub, request: PollRequest, *, stopping: Stopping | None = None) -> LivePage:
+    """The page for `request`: a reset, or updates after `since` (waiting up to `wait_s` for one, or
+    until the process is `stopping`: the client polls again, from the cursor, at another instance).
 
     While it waits, a request holds no connection: it sleeps until this instance's stream reader has
     read something new (`LiveHub.wait_beyond`), then looks again, and at least every `RESCAN_S`.
@@ -91,7 +93,7 @@ async def poll(redis: Redis, hub: LiveHub, request: PollRequest) -> LivePage:
     while True:
         found, after = await _scan(redis, directory, request, after)
         remaining_s = deadline - time.monotonic()
-        if found or remaining_s <= 0:
+        if found or remaining_s <= 0 or (stopping is not None and stopping.is_set):
             return LivePage(updates=found, next_cursor=str(after))
         # Wake as soon as anything is read; the scan then decides whether it matches. The rescan bound
         # covers a reader that is behind the cursor (a client of another instance) or reconnecting.

@@ -1,5 +1,5 @@
 """One contract for every `StateCache`: newer device time wins field by field, ties go to (boot, seq);
-presence follows the device's status, and silence past the timeout marks a device offline."""
+presence follows the device's status and, while it says nothing else, its telemetry."""
 
 from __future__ import annotations
 
@@ -65,12 +65,12 @@ async def check_state_cache_contract(cache: StateCache) -> None:
     filled = await cache.merge({"d6": {"presence": status("d6", "offline", NOW, retained=True)}}, seen=(), now=later)
     assert decode_field(filled["d6"]["presence"]).value["state"] == "offline"
 
-    # Silence: the sweep marks online devices offline by heartbeat; their next telemetry brings them back.
+    # Silence is decided by PostgreSQL (`bridge.sink`): its `offline` by heartbeat arrives as a presence
+    # field and replaces the heartbeat's `online`; the device's next telemetry brings it back.
     await cache.merge({"d7": {"m.fuel": field(T, 1, 5.0)}}, seen={"d7"}, now=NOW)
-    assert await cache.sweep(silent_since=NOW, now=NOW) == {}  # not silent yet
-    swept = await cache.sweep(silent_since=NOW + timedelta(seconds=90), now=NOW + timedelta(seconds=91))
-    assert "d7" in swept
-    assert "d4" not in swept  # already offline by its own status
+    silent = NOW + timedelta(seconds=91)
+    offline = PresenceUpdate("d7", "offline", "heartbeat", silent, int(silent.timestamp() * 1000))
+    swept = await cache.merge({"d7": {"presence": ((offline.order_ms, 0, 0), offline.field())}}, seen=(), now=silent)
     presence = state_from_fields("d7", swept["d7"]).presence
     assert presence is not None
     assert (presence.state, presence.source) == ("offline", "heartbeat")

@@ -89,7 +89,7 @@ def replay(fleet: Fleet, wall_start: datetime) -> dict[str, list[Sample]]:
     period = 1.0 / options.rate_hz
     expected: dict[str, list[Sample]] = {}
     for i, device in enumerate(fleet.devices):
-        truck = Truck(device.device_id, seed=options.seed, centre=options.centre)
+        truck = Truck(device.device_id, seed=options.seed, centre=options.centre, boot=device.boot)
         expected[device.device_id] = [
             truck.step(wall_start + timedelta(seconds=k * period + i * period / len(fleet.devices)), period)
             for k in range(options.count)
@@ -204,7 +204,7 @@ async def test_spine_delivers_every_acknowledged_sample_exactly_once_to_storage_
         for seq in range(r.first, r.last + 1)
     }
     assert set(stored_keys) == acknowledged_keys
-    assert acknowledged_keys == {(d, 0, seq) for d in ids for seq in range(SAMPLES)}
+    assert acknowledged_keys == {(d.device_id, d.boot, seq) for d in fleet.devices for seq in range(SAMPLES)}
     assert dead_letters == {"n": 0}
     by_device = {d: [row for row in rows if row["device_id"] == d] for d in ids}
     for device_id, samples in expected.items():
@@ -231,7 +231,7 @@ async def test_spine_delivers_every_acknowledged_sample_exactly_once_to_storage_
             name: (m["value"], m["seq"], m["boot"], datetime.fromisoformat(m["ts"]))
             for name, m in state["metrics"].items()
         }
-        assert metrics == {name: (value, LAST_SEQ, 0, last_ts) for name, value in last.metrics.items()}
+        assert metrics == {name: (value, LAST_SEQ, last.boot, last_ts) for name, value in last.metrics.items()}
         assert (state["quality"]["value"], state["quality"]["seq"]) == (last.quality, LAST_SEQ)
         assert datetime.fromisoformat(state["ts"]) == last_ts
 

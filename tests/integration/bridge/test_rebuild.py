@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bridge.cache import RedisStateCache
-from bridge.decode import Decoded, coalesce, decode_message
+from bridge.decode import Decoded, coalesce, decode_message, with_presence
 from bridge.errors import SinkUnavailableError
 from bridge.message import RawMessage
 from bridge.rebuild import MARKER_KEY, StateRebuild
@@ -74,8 +74,9 @@ async def test_rebuild_restores_exactly_the_state_the_live_path_built(database_u
     try:
         for start in range(0, len(items), 37):  # batches, as the bridge commits and merges them
             batch = items[start : start + 37]
-            await sink.write(batch)
-            await cache.merge(coalesce(batch), seen=(), now=NOW)
+            report = await sink.write(batch)
+            # As the bridge does after the COMMIT: the batch's state plus the presence PostgreSQL decided.
+            await cache.merge(with_presence(coalesce(batch), report.revived), seen=(), now=NOW)
         live = await snapshot(client)
         assert len(live) == len(DEVICES)
 

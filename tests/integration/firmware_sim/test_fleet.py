@@ -81,7 +81,7 @@ def test_fleet_delivers_every_sample_once_per_device_and_seq(
     fleet.run()
 
     assert fleet.wait_acked(5.0)
-    expected = {(d.device_id, 0, seq) for d in fleet.devices for seq in range(20)}
+    expected = {(d.device_id, d.boot, seq) for d in fleet.devices for seq in range(20)}
 
     def received() -> list[tuple[tuple[str, int, int], bool]]:
         """Every sample of this test's devices received, with the DUP flag of its message."""
@@ -108,7 +108,7 @@ def test_fleet_delivers_every_sample_once_per_device_and_seq(
     stats = fleet.stats()
     assert (stats.published, stats.acked, stats.outbox, stats.resent) == (100, 100, 0, 0)
     assert stats.acked_readings == 100 * READINGS_PER_SAMPLE
-    assert all(d.acknowledged() == [PersistedRange(0, 0, 19)] for d in fleet.devices)
+    assert all(d.acknowledged() == [PersistedRange(d.boot, 0, 19)] for d in fleet.devices)
 
 
 def test_fleet_batches_samples_into_telemetry_batches(
@@ -198,7 +198,7 @@ def test_samples_produced_while_the_broker_is_down_are_published_after_reconnect
     assert fleet.wait_acked(10.0)
     stats = fleet.stats()
     assert (stats.published, stats.acked, stats.outbox, stats.deferred, stats.dropped) == (60, 60, 0, 30, 0)
-    assert all(d.acknowledged() == [PersistedRange(0, 0, 19)] for d in fleet.devices)
+    assert all(d.acknowledged() == [PersistedRange(d.boot, 0, 19)] for d in fleet.devices)
     assert all(d.stats().connects == 2 for d in fleet.devices)
 
 
@@ -222,4 +222,4 @@ def test_samples_in_flight_when_the_broker_dies_are_resent_after_reconnect(
     assert fleet.wait_acked(10.0)
     stats = fleet.stats()
     assert (stats.published, stats.acked, stats.resent, stats.outbox) == (10, 10, 10, 0)
-    assert all(d.acknowledged() == [PersistedRange(0, 0, 4)] for d in fleet.devices)
+    assert all(d.acknowledged() == [PersistedRange(d.boot, 0, 4)] for d in fleet.devices)

@@ -22,7 +22,7 @@ def _capture(fleet: Fleet) -> list[list[list[Sample]]]:
     sent: list[list[list[Sample]]] = [[] for _ in fleet.devices]
     for i, device in enumerate(fleet.devices):
 
-        def send(samples: Sample | Sequence[Sample], i: int = i) -> None:
+        def send(samples: Sample | Sequence[Sample], *, state: bytes | None = None, i: int = i) -> None:
             sent[i].append([samples] if isinstance(samples, Sample) else list(samples))
 
         device.send = send  # type: ignore[method-assign]
@@ -99,5 +99,56 @@ def test_fleet_restarted_on_its_store_directory_continues_each_devices_boot_and_
         again.step_all(T0 + timedelta(seconds=3), 1.0)
         assert [[s.seq for s in m] for m in sent[0]] == [[3]]
         assert sent[0][0][0].boot == boots[0]
+    finally:
+        again.close(timeout_s=0)
+
+
+def _positions(fleet: Fleet, steps: range) -> list[tuple[float, float, float]]:
+    """Step the fleet's only truck and return (lat, lon, odometer) of each sample it stores and sends."""
+    device = fleet.devices[0]
+    send = device.send
+    out: list[tuple[float, float, float]] = []
+
+    def record(samples: Sample | Sequence[Sample], *, state: bytes | None = None) -> None:
+        for sample in [samples] if isinstance(samples, Sample) else samples:
+            assert sample.pos is not None
+            out.append((sample.pos.lat, sample.pos.lon, float(sample.metrics["odometer"])))
+        send(samples, state=state)
+
+    device.send = record  # type: ignore[method-assign]
+    for k in steps:
+        fleet.step_all(T0 + timedelta(seconds=k), 10.0)
+    return out
+
+
+def test_fleet_restarted_on_its_store_directory_continues_each_trucks_route(tmp_path: Path) -> None:
+    options = FleetOptions(devices=1, device=DeviceOptions(store_dir=tmp_path))
+    fleet = Fleet(NOWHERE, options)
+    before = _positions(fleet, range(60))
+    fleet.close(timeout_s=0)
+    again = Fleet(NOWHERE, options)
+    try:
+        after = _positions(again, range(60, 61))
+    finally:
+        again.close(timeout_s=0)
+    (lat, lon, odometer), (last_lat, last_lon, last_odometer) = after[0], before[-1]
+    start_lat, start_lon, _ = before[0]
+    assert odometer >= last_odometer, "the odometer never runs backwards"
+    assert odometer - last_odometer < 0.5, "one 10 s step drives at most a few hundred metres"
+    # Within a few hundred metres of where it stopped (GNSS noise included), not back at its start.
+    assert abs(lat - last_lat) < 0.005
+    assert abs(lon - last_lon) < 0.008
+    assert abs(lat - start_lat) + abs(lon - start_lon) > abs(lat - last_lat) + abs(lon - last_lon)
+
+
+def test_fleet_without_a_store_directory_starts_a_new_boot_each_run() -> None:
+    first = Fleet(NOWHERE, FleetOptions(devices=1), wall_clock=lambda: T0)
+    boot = first.devices[0].boot
+    first.close(timeout_s=0)
+    later = T0 + timedelta(seconds=30)
+    again = Fleet(NOWHERE, FleetOptions(devices=1), wall_clock=lambda: later)
+    try:
+        assert again.devices[0].boot > boot, "a rerun is a new boot, so (boot, seq) never repeats"
+        assert again.devices[0].next_seq == 0
     finally:
         again.close(timeout_s=0)

@@ -106,3 +106,18 @@ def test_drive_rejects_a_negative_step() -> None:
 def test_route_refuses_a_centre_near_the_poles() -> None:
     with pytest.raises(ValueError, match="poles"):
         Route(1, centre=GeoPoint(89.0, 0.0))
+
+
+def test_drive_resumed_from_its_place_continues_where_it_was() -> None:
+    route_seed = "resume"
+    drive = Drive(Route(route_seed), seed=route_seed, odometer_km=10.0)
+    for _ in range(3000):
+        drive.advance(1.0)
+    where = drive.advance(0.0)
+    resumed = Drive(Route(route_seed), seed=route_seed, resume=drive.place())
+    there = resumed.advance(0.0)
+    assert _distance_m(there.position, where.position) < 1e-6
+    assert there.odometer_km == where.odometer_km
+    fresh = Drive(Route(route_seed), seed=route_seed).advance(0.0)
+    assert _distance_m(fresh.position, where.position) > 1.0, "not back at the start of the route"
+    assert resumed.advance(60.0).odometer_km >= where.odometer_km

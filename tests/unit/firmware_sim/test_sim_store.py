@@ -279,3 +279,24 @@ def test_sqlite_store_keeps_counters_learnt_from_samples_when_those_are_freed_af
         assert (store.next_seq, [r.pos for r in store.append([_sample(4, store.boot)]).records]) == (4, [5])
     finally:
         store.close()
+
+
+def test_sqlite_store_keeps_the_state_saved_with_the_latest_samples(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite"
+    store = SqliteSampleStore(path, 10, now=lambda: T0)
+    assert store.saved_state is None
+    store.append([_sample(0, store.boot)], b"first")
+    store.append([_sample(1, store.boot)])  # no state: the saved one stays
+    store.append([_sample(2, store.boot)], b"third")
+    store.close()
+    again = SqliteSampleStore(path, 10)
+    try:
+        assert again.saved_state == b"third"
+    finally:
+        again.close()
+
+
+def test_memory_store_opened_later_is_a_later_boot() -> None:
+    first = open_store(None, "d", 5, now=lambda: T0)
+    again = open_store(None, "d", 5, now=lambda: T0 + timedelta(seconds=2))
+    assert again.boot > first.boot > 0
