@@ -1,20 +1,27 @@
 """The `fleet` commands find the local stack they run beside through `.fleet/stack.json`, with no variables.
 
 The state file here points at the session's servers (what `fleet up` would have started) and names this
-test process as its owner, so it counts as running; a file whose owner is gone counts as no stack.
+test process as its owner, so it counts as running; a file whose owner is gone counts as no stack. Its
+broker is a Mosquitto with accounts and the agent that keeps that broker's files, as `fleet up` runs them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from api.accounts.keys import SHOWN_PREFIX_CHARS
+from broker.accounts import AccountFiles
+from broker.acl import render_acl
+from broker.agent import AgentConfig, BrokerAgent
 from broker.passwords import verify_secret
+from broker.process import start_mosquitto
+from broker.reload import write_files
 from cli.main import run
 from models.topics import TopicKind, device_topic
 from stack.identity import ProcessIdentity
@@ -29,9 +36,39 @@ def state_dir(tmp_path: Path) -> Path:
     return tmp_path / "state"
 
 
+AGENT_START_S = 10.0
+
+
 @pytest.fixture
-def stack(state_dir: Path, database_url: str, mqtt_url: str, redis_url: str, tmp_path: Path) -> StackState:
-    """A running stack's state file, on the session's servers; its broker files in a folder of their own."""
+def stack(
+    state_dir: Path, database_url: str, mqtt_url: str, redis_url: str, tmp_path: Path, servers_dir: Path
+) -> Iterator[StackState]:
+    """A running stack's state file, on the session's servers, and a broker with accounts whose files a
+    broker agent keeps in a folder of their own."""
+    # Under the servers' folder: the broker's own user must be able to read the files.
+    accounts_dir = servers_dir / f"accounts-cli-{tmp_path.name}"
+    paths = write_files(accounts_dir, AccountFiles("", render_acl([])))
+    with start_mosquitto(
+        servers_dir / f"mosquitto-cli-{tmp_path.name}",
+        anonymous=False,
+        password_file=paths.passwords,
+        acl_file=paths.acl,
+    ) as broker:
+        assert broker.pid is not None
+        agent = BrokerAgent(AgentConfig(database_url, accounts_dir, broker_pid=broker.pid)).start()
+        deadline = time.monotonic() + AGENT_START_S
+        while agent.applied_revision is None:
+            assert time.monotonic() < deadline, "the broker agent made no first resync"
+            time.sleep(0.05)
+        try:
+            yield _stack_state(state_dir, database_url, mqtt_url, redis_url, tmp_path, accounts_dir)
+        finally:
+            agent.stop()
+
+
+def _stack_state(
+    state_dir: Path, database_url: str, mqtt_url: str, redis_url: str, tmp_path: Path, accounts_dir: Path
+) -> StackState:
     secrets_file = tmp_path / "device-secrets.csv"
     secrets_file.write_text("id,secret\n")
     state = StackState(
@@ -44,7 +81,7 @@ def stack(state_dir: Path, database_url: str, mqtt_url: str, redis_url: str, tmp
             "database": database_url,
             "logs": str(tmp_path / "logs"),
         },
-        accounts_dir=tmp_path / "server-data" / "accounts",
+        accounts_dir=accounts_dir,
         device_secrets=secrets_file,
         sim_url=mqtt_url,
     )
