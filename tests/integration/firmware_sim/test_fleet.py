@@ -162,8 +162,9 @@ def test_device_records_what_the_bridge_persisted_and_rejected(
     fleet = fleet_factory(mqtt_url, FleetOptions(devices=1, prefix=_prefix(), device=FAST_RECONNECT))
     device = fleet.devices[0]
     now = datetime.now(UTC)
-    persisted = Persisted(ranges=[PersistedRange(0, 0, 9), PersistedRange(0, 12, 14)], committed_at=now)
-    rejected = RejectedNotice(reason="metric fuel=120 outside 0…100 %", topic="t", received_at=now, seq=11, boot=0)
+    boot = device.boot  # every run of a device without a store is a boot of its own
+    persisted = Persisted(ranges=[PersistedRange(boot, 0, 9), PersistedRange(boot, 12, 14)], committed_at=now)
+    rejected = RejectedNotice(reason="metric fuel=120 outside 0…100 %", topic="t", received_at=now, seq=11, boot=boot)
     publish(
         mqtt_url,
         [
