@@ -1,0 +1,252 @@
+"""The operator web app in a real browser (Debian's Chromium through Playwright) against the whole stack.
+
+Every request the page makes is routed through a check that fails the test if it leaves this machine, and
+console errors (Content-Security-Policy refusals included) fail it too. Screenshots of every screen are
+saved under the test's temporary folder (`<basetemp>/<test>/screens/`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.e2e.conftest import eventually
+from tests.e2e.test_live_corrections import send
+from tests.integration.api.conftest import TEST_PASSWORD, add_account
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        shutil.which(CHROMIUM) is None, reason=f"no {CHROMIUM}: `./dev install` installs Debian's chromium"
+    ),
+]
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+UI_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Watched:
+    """What the page did that a test checks afterwards."""
+
+    outside: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest.fixture
+def screens(tmp_path: Path) -> Path:
+    folder = tmp_path / "screens"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+async def page(browser: Any, api_url: str) -> AsyncIterator[tuple[Any, Watched]]:
+    """A fresh browser page on the app, every request checked to stay on this machine."""
+    watched = Watched()
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+
+    async def guard(route: Any) -> None:
+        if urlsplit(route.request.url).hostname not in LOCAL_HOSTS and not route.request.url.startswith("data:"):
+            watched.outside.append(route.request.url)
+            await route.abort()
+            return
+        await route.continue_()
+
+    await context.route("**/*", guard)
+    tab = await context.new_page()
+    tab.on("console", lambda msg: watched.errors.append(msg.text) if msg.type == "error" else None)
+    tab.on("pageerror", lambda exc: watched.errors.append(str(exc)))
+
+    def on_socket(ws: Any) -> None:
+        ws.on("framesent", lambda payload: watched.sent.append(json.loads(payload)))
+
+    tab.on("websocket", on_socket)
+    await tab.goto(api_url + "/")
+    try:
+        yield tab, watched
+    finally:
+        await context.close()
+    assert watched.outside == [], "requests left this machine"
+    assert watched.errors == [], "the page logged errors"
+
+
+async def sign_in(tab: Any, database_url: str, role: str = "admin") -> str:
+    username = f"{role}-{uuid.uuid4().hex[:6]}"
+    await add_account(database_url, username, role)
+    await tab.fill("#login [name=username]", username)
+    await tab.fill("#login [name=password]", TEST_PASSWORD)
+    await tab.click("#login button[type=submit]")
+    await tab.wait_for_selector("#bar:not([hidden])")
+    return username
+
+
+def sample(seq: int, lat: float, lon: float, **metrics: float) -> dict[str, Any]:
+    ts = datetime.now(UTC).replace(microsecond=0) + timedelta(milliseconds=seq)
+    return {
+        "seq": seq,
+        "ts": ts.isoformat(),
+        "pos": {"lat": lat, "lon": lon, "speed": 42.0, "heading": 90.0},
+        "metrics": metrics,
+    }
+
+
+def until_js(tab: Any, expression: str) -> Callable[[], Awaitable[Any]]:
+    async def probe() -> Any:
+        return await tab.evaluate(expression)
+
+    return probe
+
+
+async def test_ui_sign_in_map_marker_moves_and_pans_resubscribe(
+    page: tuple[Any, Watched], database_url: str, mqtt_url: str, screens: Path
+) -> None:
+    tab, watched = page
+    device = f"ui-{uuid.uuid4().hex[:8]}"
+    send(mqtt_url, device, [sample(1, 52.52, 13.40, fuel=50.0)])
+    await tab.screenshot(path=screens / "sign-in.png")
+
+    await sign_in(tab, database_url)
+    first = await eventually(
+        until_js(tab, f"window.__fleet.marker({device!r})"), bool, timeout_s=UI_TIMEOUT_S, what="the marker"
+    )
+    assert (first["lat"], first["lng"]) == (52.52, 13.40)
+    await tab.screenshot(path=screens / "map.png")
+
+    send(mqtt_url, device, [sample(2, 52.53, 13.42, fuel=49.0)])
+    moved = await eventually(
+        until_js(tab, f"window.__fleet.marker({device!r})"),
+        lambda m: (m["lat"], m["lng"]) == (52.53, 13.42),
+        timeout_s=UI_TIMEOUT_S,
+        what="the marker at the new position",
+    )
+    assert moved["status"] in {"online", "unknown"}
+
+    boxes_before = [m["bbox"] for m in watched.sent if m.get("action") == "subscribe" and "bbox" in m]
+    assert boxes_before, "the map subscribes to its visible area"
+    box = await tab.query_selector("#map")
+    assert box is not None
+    frame = await box.bounding_box()
+    cx, cy = frame["x"] + frame["width"] / 2, frame["y"] + frame["height"] / 2
+    await tab.mouse.move(cx, cy)
+    await tab.mouse.down()
+    await tab.mouse.move(cx - 300, cy + 100, steps=8)
+    await tab.mouse.up()
+
+    async def sent() -> list[dict[str, Any]]:
+        return list(watched.sent)
+
+    frames = await eventually(
+        sent,
+        lambda fs: any(f.get("action") == "subscribe" and f.get("bbox") not in (None, boxes_before[-1]) for f in fs),
+        timeout_s=UI_TIMEOUT_S,
+        what="a subscription to the panned area",
+    )
+    new_box = [f["bbox"] for f in frames if f.get("action") == "subscribe" and "bbox" in f][-1]
+    assert new_box[0] > boxes_before[-1][0]  # dragged to the left: the view moved east
+    assert {"action": "unsubscribe", "bbox": boxes_before[-1]} in frames  # the old area is let go
+
+
+async def test_ui_fleet_table_updates_live(
+    page: tuple[Any, Watched], database_url: str, mqtt_url: str, screens: Path
+) -> None:
+    tab, _ = page
+    device = f"ui-{uuid.uuid4().hex[:8]}"
+    send(mqtt_url, device, [sample(1, 52.50, 13.30, fuel=61.0)])
+    await sign_in(tab, database_url, role="viewer")
+    await tab.goto(tab.url.split("#")[0] + "#/table")
+    row = f'#table-view [data-device="{device}"]'
+    fuel = f"document.querySelector('{row} .cell:nth-child(7)')?.textContent"
+    await eventually(until_js(tab, fuel), lambda text: text == "61.0", timeout_s=UI_TIMEOUT_S, what="the row")
+    send(mqtt_url, device, [sample(2, 52.50, 13.31, fuel=58.5)])
+    await eventually(until_js(tab, fuel), lambda text: text == "58.5", timeout_s=UI_TIMEOUT_S, what="the new fuel")
+    await tab.screenshot(path=screens / "table.png")
+
+
+async def test_ui_device_page_shows_history_track_and_refusals_and_hides_what_viewers_cannot_do(
+    page: tuple[Any, Watched], database_url: str, mqtt_url: str, screens: Path
+) -> None:
+    tab, _ = page
+    device = f"ui-{uuid.uuid4().hex[:8]}"
+    send(mqtt_url, device, [sample(i, 52.50 + i * 0.002, 13.30 + i * 0.003, fuel=60.0 - i) for i in range(1, 6)])
+    send(mqtt_url, device, [{"seq": 9, "ts": datetime.now(UTC).isoformat(), "metrics": {"fuel": 140.0}}])
+    await sign_in(tab, database_url, role="viewer")
+    await tab.goto(tab.url.split("#")[0] + f"#/device/{device}")
+    await eventually(
+        until_js(tab, "document.querySelectorAll('#d-charts .chart canvas').length"),
+        lambda n: n >= 1,
+        timeout_s=UI_TIMEOUT_S,
+        what="a metric chart",
+    )
+    await eventually(
+        until_js(tab, "document.querySelector('#d-rejected')?.textContent"),
+        lambda text: "outside" in (text or ""),
+        timeout_s=UI_TIMEOUT_S,
+        what="the refused sample",
+    )
+    assert await tab.evaluate("document.querySelectorAll('#d-map path.leaflet-interactive').length") >= 1
+    assert await tab.query_selector("#d-disable") is None  # a viewer may not disable devices
+    await tab.click("#d-play")
+    await tab.screenshot(path=screens / "device.png")
+
+
+async def test_ui_falls_back_to_long_polling_when_websockets_are_blocked(
+    page: tuple[Any, Watched], database_url: str, mqtt_url: str, screens: Path
+) -> None:
+    tab, _ = page
+
+    async def refuse(ws: Any) -> None:
+        await ws.close()
+
+    await tab.route_web_socket("**/api/v1/live**", refuse)
+    device = f"ui-{uuid.uuid4().hex[:8]}"
+    send(mqtt_url, device, [sample(1, 52.52, 13.40, fuel=50.0)])
+    await sign_in(tab, database_url)
+    await eventually(
+        until_js(tab, "document.getElementById('conn').dataset.state"),
+        lambda s: s == "polling",
+        timeout_s=UI_TIMEOUT_S,
+        what="polling mode",
+    )
+    await eventually(
+        until_js(tab, f"window.__fleet.marker({device!r})"), bool, timeout_s=UI_TIMEOUT_S, what="the marker by polling"
+    )
+    send(mqtt_url, device, [sample(2, 52.53, 13.42, fuel=49.0)])
+    await eventually(
+        until_js(tab, f"window.__fleet.marker({device!r})"),
+        lambda m: (m["lat"], m["lng"]) == (52.53, 13.42),
+        timeout_s=UI_TIMEOUT_S,
+        what="the marker moved by a long poll",
+    )
+    await tab.screenshot(path=screens / "polling.png")
