@@ -19,7 +19,9 @@ def test_ui_shell_names_only_this_builds_files() -> None:
     for url in urls:
         assert url.startswith(f"{STATIC_PREFIX}/{bundle.build}/"), url
         assert url.removeprefix(f"{STATIC_PREFIX}/{bundle.build}/") in bundle.assets, url
-    assert "<script>" not in shell and "style=" not in shell and "<style" not in shell  # nothing inline
+    assert "<script>" not in shell
+    assert "style=" not in shell
+    assert "<style" not in shell
     assert "__BUILD__" not in shell
 
 
@@ -27,7 +29,9 @@ def test_ui_csp_allows_only_this_server_unless_a_tile_server_is_set() -> None:
     strict = content_security_policy(None)
     with_tiles = load_bundle("https://tiles.example.org:8443/{z}/{x}/{y}.png")
 
-    assert "script-src 'self'" in strict and "connect-src 'self'" in strict and "default-src 'none'" in strict
+    assert "script-src 'self'" in strict
+    assert "connect-src 'self'" in strict
+    assert "default-src 'none'" in strict
     assert "unsafe" not in strict
     assert "img-src 'self' data:;" in strict + ";"
     assert "img-src 'self' data: https://tiles.example.org:8443" in with_tiles.csp
