@@ -250,3 +250,44 @@ async def test_ui_falls_back_to_long_polling_when_websockets_are_blocked(
         what="the marker moved by a long poll",
     )
     await tab.screenshot(path=screens / "polling.png")
+
+
+async def test_ui_reconnects_after_a_drop_and_resumes_from_its_cursor(
+    page: tuple[Any, Watched], database_url: str, mqtt_url: str
+) -> None:
+    tab, _ = page
+    routes: list[Any] = []
+
+    def relay(ws: Any) -> None:
+        routes.append(ws)
+        ws.connect_to_server()  # pass everything through, both ways
+
+    await tab.route_web_socket("**/api/v1/live**", relay)
+    device = f"ui-{uuid.uuid4().hex[:8]}"
+    send(mqtt_url, device, [sample(1, 52.52, 13.40, fuel=50.0)])
+    await sign_in(tab, database_url)
+    await eventually(until_js(tab, f"window.__fleet.marker({device!r})"), bool, timeout_s=UI_TIMEOUT_S, what="marker")
+    send(mqtt_url, device, [sample(2, 52.53, 13.42, fuel=49.0)])  # an update: the page now holds a cursor
+    await eventually(
+        until_js(tab, f"window.__fleet.marker({device!r})?.lat"),
+        lambda lat: lat == 52.53,
+        timeout_s=UI_TIMEOUT_S,
+        what="move",
+    )
+
+    await routes[0].close(code=1006, reason="network drop")
+    await eventually(until_js(tab, "0"), lambda _: len(routes) >= 2, timeout_s=UI_TIMEOUT_S, what="a reconnect")
+    assert "since=" in routes[1].url  # resumed, not started over
+    send(mqtt_url, device, [sample(3, 52.54, 13.44, fuel=48.0)])
+    await eventually(
+        until_js(tab, f"window.__fleet.marker({device!r})?.lat"),
+        lambda lat: lat == 52.54,
+        timeout_s=UI_TIMEOUT_S,
+        what="live again after the reconnect",
+    )
+    await eventually(
+        until_js(tab, "document.getElementById('conn').dataset.state"),
+        lambda s: s == "live",
+        timeout_s=UI_TIMEOUT_S,
+        what="live",
+    )
