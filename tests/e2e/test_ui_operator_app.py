@@ -7,11 +7,12 @@ saved under the test's temporary folder (`<basetemp>/<test>/screens/`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from api.server import running
+from config import Settings
 from tests.e2e.conftest import eventually
 from tests.e2e.test_live_corrections import send
-from tests.integration.api.conftest import TEST_PASSWORD, add_account
+from tests.integration.api.conftest import TEST_JWT_SECRET, TEST_PASSWORD, add_account
+from tests.integration.bridge.conftest import running_bridge
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -50,6 +54,7 @@ class Watched:
     outside: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
+    received: list[dict[str, Any]] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -71,9 +76,9 @@ def screens(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-async def page(browser: Any, api_url: str) -> AsyncIterator[tuple[Any, Watched]]:
-    """A fresh browser page on the app, every request checked to stay on this machine."""
+@contextlib.asynccontextmanager
+async def open_app(browser: Any, base_url: str) -> AsyncIterator[tuple[Any, Watched]]:
+    """A fresh browser page on the app at `base_url`, every request checked to stay on this machine."""
     watched = Watched()
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
 
@@ -91,15 +96,23 @@ async def page(browser: Any, api_url: str) -> AsyncIterator[tuple[Any, Watched]]
 
     def on_socket(ws: Any) -> None:
         ws.on("framesent", lambda payload: watched.sent.append(json.loads(payload)))
+        ws.on("framereceived", lambda payload: watched.received.append(json.loads(payload)))
 
     tab.on("websocket", on_socket)
-    await tab.goto(api_url + "/")
+    await tab.goto(base_url + "/")
     try:
         yield tab, watched
     finally:
         await context.close()
     assert watched.outside == [], "requests left this machine"
     assert watched.errors == [], "the page logged errors"
+
+
+@pytest.fixture
+async def page(browser: Any, api_url: str) -> AsyncIterator[tuple[Any, Watched]]:
+    """The app in a fresh browser page."""
+    async with open_app(browser, api_url) as opened:
+        yield opened
 
 
 async def sign_in(tab: Any, database_url: str, role: str = "admin") -> str:
@@ -216,7 +229,7 @@ async def test_ui_device_page_shows_history_track_and_refusals_and_hides_what_vi
         what="the refused sample",
     )
     assert await tab.evaluate("document.querySelectorAll('#d-map path.leaflet-interactive').length") >= 1
-    assert await tab.query_selector("#d-disable") is None  # a viewer may not disable devices
+    assert not await tab.locator("#d-disable").is_visible()  # a viewer may not disable devices
     await tab.click("#d-play")
     await tab.screenshot(path=screens / "device.png")
 
@@ -291,3 +304,101 @@ async def test_ui_reconnects_after_a_drop_and_resumes_from_its_cursor(
         timeout_s=UI_TIMEOUT_S,
         what="live",
     )
+
+
+async def test_ui_operators_see_and_use_the_disable_button(
+    page: tuple[Any, Watched], database_url: str, mqtt_url: str
+) -> None:
+    tab, _ = page
+    device = f"ui-{uuid.uuid4().hex[:8]}"
+    send(mqtt_url, device, [sample(1, 52.52, 13.40, fuel=50.0)])
+    await sign_in(tab, database_url, role="operator")
+    await tab.goto(tab.url.split("#")[0] + f"#/device/{device}")
+    button = tab.locator("#d-disable")
+    await button.wait_for(state="visible")
+    assert await button.text_content() == "Disable device"
+    await button.click()
+    await eventually(
+        until_js(tab, "document.getElementById('d-disable').textContent"),
+        lambda t: t == "Enable device",
+        timeout_s=UI_TIMEOUT_S,
+        what="the device disabled",
+    )
+
+
+@pytest.fixture
+async def short_token_url(bridge_settings: Settings) -> AsyncIterator[str]:
+    """An API whose tokens last 125 s: the page asks to sign in again 120 s before expiry, so at once."""
+    api = replace(bridge_settings.api, jwt_secret=TEST_JWT_SECRET, token_ttl_s=125)
+    settings = replace(bridge_settings, api=api)
+    async with running_bridge(settings), running(settings) as url:
+        yield url
+
+
+async def test_ui_refreshes_its_token_before_expiry_on_the_open_connection(
+    browser: Any, short_token_url: str, database_url: str, mqtt_url: str, screens: Path
+) -> None:
+    async with open_app(browser, short_token_url) as (tab, watched):
+        await sign_in(tab, database_url)
+        old = await tab.evaluate("sessionStorage.getItem('fleetbridge.token')")
+        await tab.wait_for_selector("#reauth:not([hidden])")
+        await tab.screenshot(path=screens / "reauth.png")
+        await tab.fill("#reauth [name=password]", TEST_PASSWORD)
+        await tab.click("#reauth button[type=submit]")
+        await tab.wait_for_selector("#reauth", state="hidden")
+
+        async def frames() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            return list(watched.sent), list(watched.received)
+
+        sent, _ = await eventually(
+            frames, lambda f: any(m.get("type") == "auth" for m in f[1]), timeout_s=UI_TIMEOUT_S, what="auth"
+        )
+        new = await tab.evaluate("sessionStorage.getItem('fleetbridge.token')")
+        assert new != old
+        assert {"action": "auth", "token": new} in sent  # in-band, on the connection already open
+        assert sum(1 for m in sent if m.get("action") == "subscribe") == 1  # no reconnect was needed
+
+
+async def test_ui_says_when_it_is_offline_and_when_it_is_live_again(
+    page: tuple[Any, Watched], database_url: str, screens: Path
+) -> None:
+    tab, _ = page
+    await sign_in(tab, database_url)
+    state = until_js(tab, "document.getElementById('conn').dataset.state")
+    await eventually(state, lambda s: s == "live", timeout_s=UI_TIMEOUT_S, what="live")
+    await tab.context.set_offline(True)
+    await eventually(state, lambda s: s == "offline", timeout_s=UI_TIMEOUT_S, what="offline shown")
+    assert "offline" in (await tab.text_content("#conn") or "")
+    await tab.screenshot(path=screens / "offline.png")
+    await tab.context.set_offline(False)
+    await eventually(state, lambda s: s == "live", timeout_s=UI_TIMEOUT_S, what="live again")
+
+
+async def test_ui_fleet_table_keeps_only_the_rows_in_view_for_ten_thousand_devices(
+    page: tuple[Any, Watched], database_url: str, screens: Path
+) -> None:
+    tab, _ = page
+    await sign_in(tab, database_url, role="viewer")
+    await tab.goto(tab.url.split("#")[0] + "#/table")
+    # Registry rows fed to the page's own store: this measures the table, not the stack.
+    await tab.evaluate(
+        """() => window.__fleet.store.register(Array.from({length: 10000}, (_, i) =>
+             ({id: "bulk-" + String(i).padStart(5, "0"), kind: "truck", name: null, group: i % 2 ? "north" : "south"})))"""
+    )
+    count = until_js(tab, "document.getElementById('table-count').textContent")
+    await eventually(count, lambda t: t == "10000 devices", timeout_s=UI_TIMEOUT_S, what="every row counted")
+    rows = "document.querySelectorAll('#table-view [data-device]').length"
+    assert 0 < await tab.evaluate(rows) < 100
+    await tab.evaluate("document.getElementById('table-view').scrollTop = 1e9")
+    await eventually(
+        until_js(tab, "document.querySelector('#table-view [data-device=\"bulk-09999\"]') !== null"),
+        bool,
+        timeout_s=UI_TIMEOUT_S,
+        what="the last row after scrolling to the end",
+    )
+    assert await tab.evaluate(rows) < 100
+    await tab.select_option("#f-group", "north")
+    await eventually(count, lambda t: t == "5000 devices", timeout_s=UI_TIMEOUT_S, what="the group filter")
+    await tab.fill("#f-search", "bulk-0000")
+    await eventually(count, lambda t: t == "5 devices", timeout_s=UI_TIMEOUT_S, what="the search")
+    await tab.screenshot(path=screens / "table-10000.png")

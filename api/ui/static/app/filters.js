@@ -11,6 +11,8 @@ export class Filters {
     this.statusSel = /** @type {HTMLSelectElement} */ (document.getElementById("f-status"));
     /** @type {Set<() => void>} */
     this.listeners = new Set();
+    this.seenVersion = -1;
+    store.onChange(() => { if (store.registryVersion !== this.seenVersion) this.refreshOptions(); });
     for (const input of [this.search, this.group, this.kind, this.statusSel]) {
       input.addEventListener("input", () => { for (const listener of this.listeners) listener(); });
     }
@@ -23,6 +25,7 @@ export class Filters {
 
   /** Offer every group and kind the registry names. */
   refreshOptions() {
+    this.seenVersion = this.store.registryVersion;
     const groups = new Set(), kinds = new Set();
     for (const device of this.store.registry.values()) {
       if (device.group) groups.add(device.group);

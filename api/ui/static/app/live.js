@@ -50,7 +50,11 @@ export class LiveLink {
     /** @type {number | undefined} */
     this.retryTimer = undefined;
     this.staleTimer = window.setInterval(() => this.checkStale(), 2000);
-    window.addEventListener("online", () => { if (this.running && !this.socket) this.reconnectNow(); });
+    window.addEventListener("online", () => {
+      if (!this.running) return;
+      if (this.socket?.readyState === WebSocket.OPEN) this.status("live", "live");
+      else if (!this.socket && this.mode === "websocket") this.reconnectNow();
+    });
     window.addEventListener("offline", () => this.status("offline", "offline: no network"));
   }
 

@@ -43,7 +43,6 @@ function route() {
 
 async function loadRegistry() {
   await api.pages("/api/v1/devices?limit=1000", (items) => store.register(items));
-  filters.refreshOptions();
 }
 
 function start() {
@@ -58,9 +57,11 @@ function start() {
       device: new DeviceScreen(api, store, live, session),
     };
   }
-  // Buttons for what this role may not do are removed, not greyed out.
+  // Controls for what this role may not do are not shown at all (not greyed out); the server refuses anyway.
   for (const node of document.querySelectorAll("[data-role]")) {
-    if (!session.allows(node.getAttribute("data-role") || "admin")) node.remove();
+    const allowed = session.allows(node.getAttribute("data-role") || "admin");
+    node.toggleAttribute("data-allowed", allowed);
+    if (!allowed) /** @type {HTMLElement} */ (node).hidden = true;
   }
   session.scheduleReauth(promptReauth);
   route();

@@ -31,6 +31,8 @@ export class FleetStore {
     /** @type {Set<string>} */
     this.dirty = new Set();
     this.scheduled = false;
+    /** Counts registry changes, so that what lists groups and kinds knows when to look again. */
+    this.registryVersion = 0;
   }
 
   /** @param {(ids: Set<string>) => void} listener */
@@ -57,6 +59,7 @@ export class FleetStore {
       this.registry.set(device.id, device);
       this.touch(device.id);
     }
+    this.registryVersion += 1;
   }
 
   /** @param {string} id @returns {State} */
