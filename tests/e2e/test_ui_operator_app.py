@@ -7,6 +7,7 @@ saved under the test's temporary folder (`<basetemp>/<test>/screens/`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
@@ -22,7 +23,7 @@ import pytest
 
 from api.server import running
 from config import Settings
-from tests.e2e.conftest import eventually
+from tests.e2e.conftest import FleetStarter, eventually
 from tests.e2e.test_live_corrections import send
 from tests.integration.api.conftest import TEST_JWT_SECRET, TEST_PASSWORD, add_account
 from tests.integration.bridge.conftest import running_bridge
@@ -45,6 +46,8 @@ LAUNCH_ARGS = [
 ]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 UI_TIMEOUT_S = 15.0
+SIM_DEVICES = 5
+SIM_RATE_HZ = 2.0
 
 
 @dataclass
@@ -402,3 +405,34 @@ async def test_ui_fleet_table_keeps_only_the_rows_in_view_for_ten_thousand_devic
     await tab.fill("#f-search", "bulk-0000")
     await eventually(count, lambda t: t == "5 devices", timeout_s=UI_TIMEOUT_S, what="the search")
     await tab.screenshot(path=screens / "table-10000.png")
+
+
+async def test_ui_map_follows_the_simulated_fleet_clustered_when_zoomed_out(
+    page: tuple[Any, Watched], database_url: str, start_fleet: FleetStarter, screens: Path
+) -> None:
+    tab, _ = page
+    fleet = start_fleet(devices=SIM_DEVICES, rate_hz=SIM_RATE_HZ)
+    ids = [device.device_id for device in fleet.devices]
+    assert await asyncio.to_thread(fleet.wait_connected, UI_TIMEOUT_S), "simulated trucks did not connect"
+    runner = asyncio.create_task(asyncio.to_thread(fleet.run), name="ui-fleet")
+    try:
+        await sign_in(tab, database_url)
+        markers = f"{json.dumps(ids)}.map((id) => window.__fleet.marker(id))"
+        first = await eventually(
+            until_js(tab, markers), all, timeout_s=UI_TIMEOUT_S, what="a marker per simulated truck"
+        )
+        await eventually(
+            until_js(tab, markers),
+            lambda ms: all((m["lat"], m["lng"]) != (f["lat"], f["lng"]) for m, f in zip(ms, first, strict=True)),
+            timeout_s=UI_TIMEOUT_S,
+            what="every truck's marker moved as it drove",
+        )
+        await tab.screenshot(path=screens / "map-fleet.png")
+        for _ in range(4):
+            await tab.click(".leaflet-control-zoom-out")
+        await tab.wait_for_selector(".marker-cluster")  # close trucks drawn as one cluster with a count
+        await tab.wait_for_selector(".leaflet-zoom-anim", state="detached")  # the picture, not an animation frame
+        await tab.screenshot(path=screens / "map-zoomed-out.png")
+    finally:
+        fleet.stop()
+        await runner
