@@ -436,3 +436,45 @@ async def test_ui_map_follows_the_simulated_fleet_clustered_when_zoomed_out(
     finally:
         fleet.stop()
         await runner
+
+
+async def test_ui_a_new_area_after_a_resumed_connection_gets_snapshots_not_only_a_replay(
+    page: tuple[Any, Watched], database_url: str, mqtt_url: str
+) -> None:
+    tab, _ = page
+    routes: list[Any] = []
+
+    def relay(ws: Any) -> None:
+        routes.append(ws)
+        ws.connect_to_server()
+
+    await tab.route_web_socket("**/api/v1/live**", relay)
+    parked = f"ui-{uuid.uuid4().hex[:8]}"
+    send(mqtt_url, parked, [sample(1, 52.52, 14.2, fuel=50.0)])  # east of the first view (to 13.93°); it stays put
+    moving = f"ui-{uuid.uuid4().hex[:8]}"
+    send(mqtt_url, moving, [sample(1, 52.52, 13.40, fuel=50.0)])
+    await sign_in(tab, database_url)
+    await eventually(until_js(tab, f"window.__fleet.marker({moving!r})"), bool, timeout_s=UI_TIMEOUT_S, what="marker")
+    assert await tab.evaluate(f"window.__fleet.marker({parked!r})") is None  # outside the view: not subscribed
+    send(mqtt_url, moving, [sample(2, 52.53, 13.42, fuel=49.0)])  # the page's cursor is now past the parked truck
+    await eventually(
+        until_js(tab, f"window.__fleet.marker({moving!r})?.lat"),
+        lambda lat: lat == 52.53,
+        timeout_s=UI_TIMEOUT_S,
+        what="move",
+    )
+    await routes[0].close(code=1006, reason="network drop")
+    await eventually(until_js(tab, "0"), lambda _: len(routes) >= 2, timeout_s=UI_TIMEOUT_S, what="a reconnect")
+    await eventually(
+        until_js(tab, "document.getElementById('conn').dataset.state"),
+        lambda s: s == "live",
+        timeout_s=UI_TIMEOUT_S,
+        what="live",
+    )
+
+    await tab.click(".leaflet-control-zoom-out")  # the view (about 1.8° wide) now holds the parked truck
+
+    where = await eventually(
+        until_js(tab, f"window.__fleet.marker({parked!r})"), bool, timeout_s=UI_TIMEOUT_S, what="the parked truck shown"
+    )
+    assert (where["lat"], where["lng"]) == (52.52, 14.2)

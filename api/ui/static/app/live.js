@@ -39,6 +39,7 @@ export class LiveLink {
     this.mode = "websocket";
     this.retryMs = RETRY_MIN_MS;
     this.failedOpens = 0;
+    this.resumed = false; // the open connection replays after a cursor instead of sending snapshots
     this.lastHeard = 0;
     this.running = false;
     /** @type {{selector: Selector, ids: Set<string>}[]} subscribe requests awaiting `subscribed` */
@@ -86,6 +87,17 @@ export class LiveLink {
     if (this.mode === "polling") { this.restartPolling(true); return; }
     const ws = this.socket;
     if (!ws || ws.readyState !== WebSocket.OPEN) return; // sent once the socket opens
+    if (this.resumed) {
+      // On a connection opened with ?since=, the server answers every later subscribe with a replay
+      // after that cursor, not with snapshots: a device of the new selection that has not changed since
+      // would be missing (or shown as it was). A fresh connection gives the new selection's snapshots.
+      ws.onclose = null;
+      ws.close();
+      this.socket = null;
+      this.cursor = null;
+      this.connect();
+      return;
+    }
     if (old) ws.send(JSON.stringify({action: "unsubscribe", ...old}));
     this.subscribe(ws, selector);
   }
@@ -129,6 +141,7 @@ export class LiveLink {
     this.status("connecting", "connecting…");
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const since = this.cursor ? "&since=" + encodeURIComponent(this.cursor) : "";
+    this.resumed = since !== "";
     const ws = new WebSocket(scheme + location.host + "/api/v1/live?token=" + encodeURIComponent(this.api.session.token || "") + since);
     this.socket = ws;
     let opened = false;
