@@ -209,6 +209,11 @@ async def test_ui_fleet_table_updates_live(
     await eventually(until_js(tab, fuel), lambda text: text == "58.5", timeout_s=UI_TIMEOUT_S, what="the new fuel")
     await tab.screenshot(path=screens / "table.png")
 
+    await tab.click("#sign-out")
+    await tab.wait_for_selector("#login:not([hidden])")
+    assert await tab.evaluate("sessionStorage.getItem('fleetbridge.token')") is None
+    assert await tab.evaluate("window.__fleet.store.states.size + window.__fleet.store.registry.size") == 0
+
 
 async def test_ui_device_page_shows_history_track_and_refusals_and_hides_what_viewers_cannot_do(
     page: tuple[Any, Watched], database_url: str, mqtt_url: str, screens: Path

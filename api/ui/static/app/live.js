@@ -76,6 +76,9 @@ export class LiveLink {
     if (this.socket) { this.socket.onclose = null; this.socket.close(); this.socket = null; }
     this.cursor = null;
     this.pending = [];
+    this.mode = "websocket";
+    this.failedOpens = 0;
+    this.lastHeard = 0;
   }
 
   /** Make `selector` the selection: the old one ends, the new one starts with snapshots.

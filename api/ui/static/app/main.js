@@ -71,6 +71,7 @@ function start() {
 
 function signedOut() {
   live.stop();
+  store.clear();
   reauthForm.hidden = true;
   bar.hidden = true;
   for (const key of Object.keys(screens)) $("screen-" + key).hidden = true;

@@ -53,6 +53,15 @@ export class FleetStore {
     });
   }
 
+  /** Forget everything (signing out): what another account may see is not this one's business. */
+  clear() {
+    const ids = [...this.states.keys(), ...this.registry.keys()];
+    this.states.clear();
+    this.registry.clear();
+    this.registryVersion += 1;
+    for (const id of ids) this.touch(id);
+  }
+
   /** @param {Device[]} devices */
   register(devices) {
     for (const device of devices) {
