@@ -38,8 +38,8 @@ export class MapScreen {
       clearTimeout(this.moveTimer);
       this.moveTimer = window.setTimeout(() => { if (this.active) this.subscribeView(); }, MOVE_DEBOUNCE_MS);
     });
-    store.onChange((ids) => { for (const id of ids) this.update(id); });
-    filters.onChange(() => { for (const id of this.store.states.keys()) this.update(id); });
+    store.onChange((ids) => this.updateAll(ids));
+    filters.onChange(() => this.updateAll(this.store.states.keys()));
     live.onSubscribed((selector, ids) => this.reconcile(selector, ids));
   }
 
@@ -78,13 +78,26 @@ export class MapScreen {
     }
   }
 
-  /** @param {string} id */
-  update(id) {
+  /** Bring the markers of `ids` up to date; markers come and go in one batch each, as the cluster
+   * layer re-clusters once per batch rather than once per marker (seconds, with thousands).
+   * @param {Iterable<string>} ids */
+  updateAll(ids) {
+    /** @type {any[]} */
+    const added = [];
+    /** @type {any[]} */
+    const removed = [];
+    for (const id of ids) this.update(id, added, removed);
+    if (removed.length) this.cluster.removeLayers(removed);
+    if (added.length) this.cluster.addLayers(added);
+  }
+
+  /** @param {string} id @param {any[]} added markers to add @param {any[]} removed markers to remove */
+  update(id, added, removed) {
     const state = this.store.states.get(id);
     const p = state?.position;
     let marker = this.markers.get(id);
     if (!p || !this.filters.matches(id)) {
-      if (marker) { this.cluster.removeLayer(marker); this.markers.delete(id); }
+      if (marker) { removed.push(marker); this.markers.delete(id); }
       return;
     }
     const status = this.store.status(id);
@@ -95,7 +108,7 @@ export class MapScreen {
       marker.on("add", () => this.turn(marker));
       marker.bindPopup(() => this.popup(id), {minWidth: 200});
       this.markers.set(id, marker);
-      this.cluster.addLayer(marker);
+      added.push(marker);
     } else {
       const at = marker.getLatLng();
       if (at.lat !== p.lat || at.lng !== p.lon) marker.setLatLng([p.lat, p.lon]);
