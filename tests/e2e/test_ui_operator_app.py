@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 
 from api.server import running
@@ -167,7 +168,24 @@ async def test_ui_sign_in_map_marker_moves_and_pans_resubscribe(
         timeout_s=UI_TIMEOUT_S,
         what="the marker at the new position",
     )
-    assert moved["status"] in {"online", "unknown"}
+    assert moved["status"] == "online"
+
+    await tab.click(f'.leaflet-marker-icon[title="{device}"]')  # the popup: the latest state
+    popup = await tab.wait_for_selector(".leaflet-popup-content .popup")
+    assert "49.0 %" in (await popup.text_content() or "")
+    await tab.screenshot(path=screens / "map-popup.png")
+    await tab.keyboard.press("Escape")
+    await tab.select_option("#f-status", "offline")  # filtered out: it is online
+    await eventually(
+        until_js(tab, f"window.__fleet.marker({device!r})"),
+        lambda m: m is None,
+        timeout_s=UI_TIMEOUT_S,
+        what="filtered",
+    )
+    await tab.select_option("#f-status", "")
+    await eventually(
+        until_js(tab, f"window.__fleet.marker({device!r})"), bool, timeout_s=UI_TIMEOUT_S, what="shown again"
+    )
 
     boxes_before = [m["bbox"] for m in watched.sent if m.get("action") == "subscribe" and "bbox" in m]
     assert boxes_before, "the map subscribes to its visible area"
@@ -483,3 +501,22 @@ async def test_ui_a_new_area_after_a_resumed_connection_gets_snapshots_not_only_
         until_js(tab, f"window.__fleet.marker({parked!r})"), bool, timeout_s=UI_TIMEOUT_S, what="the parked truck shown"
     )
     assert (where["lat"], where["lng"]) == (52.52, 14.2)
+
+
+async def test_ui_signs_out_when_the_server_ends_the_live_connection_for_a_deleted_account(
+    page: tuple[Any, Watched], database_url: str
+) -> None:
+    tab, _ = page
+    username = await sign_in(tab, database_url)
+    await eventually(
+        until_js(tab, "document.getElementById('conn').dataset.state"),
+        lambda s: s == "live",
+        timeout_s=UI_TIMEOUT_S,
+        what="live",
+    )
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("DELETE FROM users WHERE username = %s", (username,))
+
+    await tab.wait_for_selector("#login:not([hidden])", timeout=UI_TIMEOUT_S * 1000)  # closed with 4401
+    assert await tab.text_content("#login-error") == "Your session ended: sign in again."
+    assert await tab.evaluate("sessionStorage.getItem('fleetbridge.token')") is None
