@@ -61,8 +61,9 @@ class Watched:
     received: list[dict[str, Any]] = field(default_factory=list)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Any]:
+    """One Chromium for the module; each test gets a context (cookies, storage) of its own."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
