@@ -119,6 +119,8 @@ export class LiveLink {
 
   checkStale() {
     if (!this.running || !this.lastHeard) return;
+    // While reconnecting, the header says so already; stale is for a link that looks up but is silent.
+    if (this.mode === "websocket" && this.socket?.readyState !== WebSocket.OPEN) return;
     const silentMs = Date.now() - this.lastHeard;
     if (silentMs > STALE_AFTER_MS) {
       this.status("stale", "stale: nothing heard for " + Math.round(silentMs / 1000) + " s");
@@ -128,9 +130,11 @@ export class LiveLink {
   }
 
   heard() {
-    const wasStale = Date.now() - this.lastHeard > STALE_AFTER_MS;
+    const wasStale = this.lastHeard !== 0 && Date.now() - this.lastHeard > STALE_AFTER_MS;
     this.lastHeard = Date.now();
-    if (wasStale && this.pending.length === 0) this.status("live", this.mode === "polling" ? "live (polling)" : "live");
+    if (!wasStale || this.pending.length > 0) return;
+    if (this.mode === "polling") this.status("polling", "live (polling: WebSockets are blocked)");
+    else this.status("live", "live");
   }
 
   /** @param {WebSocket} ws @param {Selector} selector */
@@ -171,6 +175,7 @@ export class LiveLink {
       await this.api.get("/api/v1/devices?limit=1");
     } catch (err) {
       if (err instanceof SignedOut) return;
+      this.failedOpens = 0; // the server is away: that says nothing about WebSockets being blocked
       this.status("offline", "offline: the server cannot be reached; retrying in " + Math.round(this.retryMs / 1000) + " s");
       this.retryLater();
       return;

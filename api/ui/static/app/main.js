@@ -31,7 +31,7 @@ let current = null;
 function route() {
   if (!session.token) return;
   const [, name = "map", arg] = location.hash.match(/^#\/(\w+)\/?(.*)$/) || [];
-  const next = screens[name] ? name : "map";
+  const next = screens[name] && (name !== "device" || arg) ? name : "map";
   for (const [key, screen] of Object.entries(screens)) {
     $("screen-" + key).hidden = key !== next;
     if (key !== next && key === current) screen.hide();
