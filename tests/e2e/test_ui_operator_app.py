@@ -260,6 +260,15 @@ async def test_ui_device_page_shows_history_track_and_refusals_and_hides_what_vi
     await tab.click("#d-play")
     await tab.screenshot(path=screens / "device.png")
 
+    await tab.select_option("#d-range", "604800")  # 7 days: per-interval averages from the rollups
+    await eventually(
+        until_js(tab, "document.querySelector('#d-charts .chart')?.dataset.source"),
+        lambda source: source == "buckets",
+        timeout_s=UI_TIMEOUT_S,
+        what="a chart of bucket averages",
+    )
+    assert await tab.evaluate("document.querySelectorAll('#d-charts .chart canvas').length") >= 1
+
 
 async def test_ui_falls_back_to_long_polling_when_websockets_are_blocked(
     page: tuple[Any, Watched], database_url: str, mqtt_url: str, screens: Path

@@ -6,6 +6,9 @@ import {addBackground} from "./background.js";
 import {age, el, num} from "./format.js";
 
 const CHART_POINTS = 400;
+// Up to 6 hours, charts show stored values (LTTB-downsampled); beyond, per-bucket averages from the
+// rollups: `?points=` reads every sample of the window (at most 200,000: 2.3 days at 1 Hz).
+const DOWNSAMPLE_MAX_S = 6 * 3600;
 const TIMELINE_BUCKETS = 120;
 const REJECTED_SHOWN = 20;
 const CHART_HEIGHT_PX = 140;
@@ -139,7 +142,7 @@ export class DeviceScreen {
     const {from, to, query} = this.window();
     const bucketS = Math.max(1, Math.ceil((to.getTime() - from.getTime()) / 1000 / TIMELINE_BUCKETS));
     const [series, buckets, track] = await Promise.allSettled([
-      this.api.get(devicePath(id) + "/telemetry?points=" + CHART_POINTS + "&" + query),
+      this.loadSeries(id, query, (to.getTime() - from.getTime()) / 1000),
       this.api.get(devicePath(id) + "/telemetry?bucket=" + bucketS + "s&metric=position&" + query),
       this.api.get(devicePath(id) + "/track?format=geojson&" + query),
     ]);
@@ -149,7 +152,41 @@ export class DeviceScreen {
     this.renderTrack(track.status === "fulfilled" ? track.value : null);
   }
 
-  /** @param {any} history @param {Date} from @param {Date} to */
+  /**
+   * Each metric's values over the window, as chart series.
+   * @param {string} id @param {string} query @param {number} rangeS
+   * @returns {Promise<{source: string, series: {metric: string, xs: number[], ys: number[]}[]}>}
+   */
+  async loadSeries(id, query, rangeS) {
+    if (rangeS <= DOWNSAMPLE_MAX_S) {
+      const history = await this.api.get(devicePath(id) + "/telemetry?points=" + CHART_POINTS + "&" + query);
+      return {
+        source: "points",
+        series: history.series.map((/** @type {any} */ s) => ({
+          metric: s.metric,
+          xs: s.points.map((/** @type {any} */ p) => Date.parse(p.ts) / 1000),
+          ys: s.points.map((/** @type {any} */ p) => p.value),
+        })),
+      };
+    }
+    // Whole minutes, so that the minute or hour rollup answers.
+    const minutes = Math.max(1, Math.ceil(rangeS / CHART_POINTS / 60));
+    const history = await this.api.get(devicePath(id) + "/telemetry?bucket=" + minutes + "m&" + query);
+    /** @type {Map<string, {metric: string, xs: number[], ys: number[]}>} */
+    const byMetric = new Map();
+    for (const bucket of history.buckets) {
+      const x = Date.parse(bucket.start) / 1000;
+      for (const [metric, agg] of Object.entries(bucket.metrics)) {
+        let series = byMetric.get(metric);
+        if (!series) { series = {metric, xs: [], ys: []}; byMetric.set(metric, series); }
+        series.xs.push(x);
+        series.ys.push(/** @type {any} */ (agg).avg);
+      }
+    }
+    return {source: "buckets", series: [...byMetric.values()]};
+  }
+
+  /** @param {{source: string, series: {metric: string, xs: number[], ys: number[]}[]} | null} history @param {Date} from @param {Date} to */
   renderCharts(history, from, to) {
     for (const plot of this.plots) plot.destroy();
     this.plots = [];
@@ -160,16 +197,16 @@ export class DeviceScreen {
     for (const s of history.series) {
       const box = el("div", undefined, "chart");
       box.dataset.metric = s.metric;
+      box.dataset.source = history.source;
       this.charts.appendChild(box);
-      const xs = s.points.map((/** @type {any} */ p) => Date.parse(p.ts) / 1000);
-      const ys = s.points.map((/** @type {any} */ p) => p.value);
       const unit = METRIC_UNITS[s.metric] || "";
+      const title = s.metric + (unit ? " (" + unit + ")" : "") + (history.source === "buckets" ? ", average per interval" : "");
       this.plots.push(new uPlot({
-        width, height: CHART_HEIGHT_PX, title: s.metric + (unit ? " (" + unit + ")" : ""),
+        width, height: CHART_HEIGHT_PX, title,
         scales: {x: {time: true, min: from.getTime() / 1000, max: to.getTime() / 1000}},
         series: [{}, {label: s.metric, stroke: "#2563eb", width: 1.5}],
         legend: {show: false},
-      }, [xs, ys], box));
+      }, [s.xs, s.ys], box));
     }
   }
 
