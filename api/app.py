@@ -46,7 +46,8 @@ from api.problems import log_server_error, problem_details_plugin
 from api.stopping import STATE_KEY as STOPPING_KEY
 from api.stopping import Stopping
 from api.telemetry.controllers import TelemetryController, TrackController
-from api.ui.controllers import index
+from api.ui.assets import load_bundle
+from api.ui.controllers import ui_handlers
 from config import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ def create_app(settings: Settings) -> Litestar:
     tokens = TokenIssuer(security)
     throttle = LoginThrottle(settings.api.login_attempts_per_minute)
     ingest_backend = build_ingest(settings)
+    ui_bundle = load_bundle(settings.api.map_tile_url)
 
     def provide_tokens() -> TokenIssuer:
         return tokens
@@ -187,7 +189,7 @@ def create_app(settings: Settings) -> Litestar:
     for handler in (GroupController, fleet_state):
         api.register(handler)
     app = Litestar(
-        route_handlers=[api, healthz, readyz, index, asyncapi],
+        route_handlers=[api, healthz, readyz, *ui_handlers(ui_bundle), asyncapi],
         dependencies={
             **DEPENDENCIES,
             "tokens": Provide(provide_tokens, sync_to_thread=False),

@@ -142,6 +142,9 @@ class ApiSettings(_Section):
     live_auth_check_s: float = _bounded(
         5.0, low=0.05, high=300, doc="how often open live connections' credentials are checked again"
     )
+    # A tile server for the operator map when online, e.g. https://tile.example/{z}/{x}/{y}.png; its origin
+    # is added to the page's Content-Security-Policy (img-src). Empty: the offline background only.
+    map_tile_url: str = ""
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -1,1 +1,1 @@
-"""The operator page: one self-contained HTML file (no CDN) showing the fleet's live state."""
+"""The operator web app: a page shell, its ES modules and vendored libraries, served by the API (no CDN)."""

@@ -247,6 +247,7 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
     "GET /healthz": (http_route("GET", "/healthz"), "public", 200),
     "GET /readyz": (http_route("GET", "/readyz"), "public", 200),
     "GET / (page shell)": (http_route("GET", "/"), "public", 200),
+    "GET /ui/{build}/{path} (the app's files)": (http_route("GET", "/ui/0000000000000000/app/main.js"), "public", 404),
     "GET /schema/openapi.json": (http_route("GET", "/schema/openapi.json"), "public", 200),
     "GET /asyncapi.json": (http_route("GET", "/asyncapi.json"), "public", 200),
 }
@@ -331,6 +332,7 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/healthz",
         "/readyz",
         "/",
+        "/ui/{build:str}/{path:path}",
         "/schema/openapi.json",
         "/asyncapi.json",
         # Public and tested in test_api_accounts.py and test_api_health.py:

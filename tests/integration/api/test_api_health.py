@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import httpx
@@ -96,17 +97,25 @@ async def test_openapi_schema_is_public_json_without_cdn_pages(anonymous: httpx.
     assert paths["/api/v1/auth/token"]["post"]["security"] == [{}]
 
 
-async def test_operator_page_is_self_contained(anonymous: httpx.AsyncClient) -> None:
+async def test_operator_page_is_served_from_this_server_with_a_strict_csp(anonymous: httpx.AsyncClient) -> None:
     response = await anonymous.get("/")
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["cache-control"] == "no-cache"
+    assert "script-src 'self'" in response.headers["content-security-policy"]
     page = response.text
-    assert "/api/v1/live" in page
-    assert "/api/v1/devices" in page
-    assert "<script src" not in page  # nothing fetched from elsewhere, no CDN
-    assert "http://" not in page
+    assert "http://" not in page  # nothing fetched from elsewhere, no CDN
     assert "https://" not in page
+    scripts = re.findall(r'<script[^>]* src="([^"]+)"', page)
+    assert scripts
+    for src in scripts:
+        asset = await anonymous.get(src)
+        assert asset.status_code == 200, src
+        assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert asset.headers["content-type"].startswith("text/javascript")
+    stale = await anonymous.get(scripts[0].replace(scripts[0].split("/")[2], "0" * 16))
+    assert stale.status_code == 404  # another build's URL is never answered with this build's bytes
 
 
 def test_create_app_names_missing_backend_urls() -> None:

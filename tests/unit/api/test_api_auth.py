@@ -46,13 +46,14 @@ def test_every_route_handler_passes_the_access_guard() -> None:
     assert all(require_access in handler.resolve_guards() for _, handler in handlers_by_path(SETTINGS))
 
 
-def test_only_probes_the_page_shell_the_schemas_and_logging_in_are_public() -> None:
+def test_only_probes_the_web_app_the_schemas_and_logging_in_are_public() -> None:
     public = {path for path, handler in handlers_by_path(SETTINGS) if handler.opt.get("public")}
 
     assert public == {
         "/healthz",
         "/readyz",
         "/",
+        "/ui/{build:str}/{path:path}",  # the app's own files: its data comes from the guarded API
         "/api/v1/auth/token",
         "/schema",
         "/schema/openapi.json",

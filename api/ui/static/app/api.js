@@ -1,0 +1,57 @@
+// @ts-check
+/** The REST API, with the session's token; a 401 signs the tab out. */
+
+export class SignedOut extends Error {}
+
+export class Api {
+  /** @param {import("./auth.js").Session} session */
+  constructor(session) {
+    this.session = session;
+  }
+
+  /**
+   * GET a JSON document.
+   * @param {string} path @param {AbortSignal} [signal]
+   * @returns {Promise<any>}
+   */
+  async get(path, signal) {
+    const response = await fetch(path, {headers: {Authorization: "Bearer " + this.session.token}, signal});
+    if (response.status === 401) {
+      this.session.set(null);
+      throw new SignedOut("signed out");
+    }
+    if (!response.ok) {
+      let detail = "HTTP " + response.status;
+      try { detail = (await response.json()).detail || detail; } catch { /* not a problem document */ }
+      throw new Error(detail);
+    }
+    return response.json();
+  }
+
+  /**
+   * PATCH a JSON body.
+   * @param {string} path @param {object} body
+   * @returns {Promise<any>}
+   */
+  async patch(path, body) {
+    const response = await fetch(path, {
+      method: "PATCH",
+      headers: {Authorization: "Bearer " + this.session.token, "Content-Type": "application/json"},
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) throw new Error("HTTP " + response.status);
+    return response.json();
+  }
+
+  /** Every page of a keyset-paginated listing.
+   * @param {string} path with its query, without cursor @param {(items: any[]) => void} onPage */
+  async pages(path, onPage) {
+    let cursor = null;
+    const sep = path.includes("?") ? "&" : "?";
+    do {
+      const body = await this.get(path + (cursor ? sep + "cursor=" + encodeURIComponent(cursor) : ""));
+      onPage(body.items);
+      cursor = body.next_cursor;
+    } while (cursor);
+  }
+}

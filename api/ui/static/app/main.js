@@ -1,0 +1,122 @@
+// @ts-check
+/** The operator app: signs in, loads the registry, opens the live link and shows one screen at a time
+ * (`#/map`, `#/table`, `#/device/<id>`). */
+
+import {Api, SignedOut} from "./api.js";
+import {Session} from "./auth.js";
+import {DeviceScreen} from "./device.js";
+import {Filters} from "./filters.js";
+import {LiveLink} from "./live.js";
+import {MapScreen} from "./map.js";
+import {FleetStore} from "./store.js";
+import {TableScreen} from "./table.js";
+
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const bar = $("bar"), loginForm = /** @type {HTMLFormElement} */ ($("login")), loginError = $("login-error");
+const reauthForm = /** @type {HTMLFormElement} */ ($("reauth")), conn = $("conn");
+
+const session = new Session();
+const api = new Api(session);
+const store = new FleetStore();
+const live = new LiveLink(api, store, (status) => {
+  conn.dataset.state = status.state;
+  conn.textContent = status.text;
+});
+const filters = new Filters(store);
+/** @type {Record<string, {show: (arg?: any) => void, hide: () => void}>} */
+let screens = {};
+/** @type {string | null} */
+let current = null;
+
+function route() {
+  if (!session.token) return;
+  const [, name = "map", arg] = location.hash.match(/^#\/(\w+)\/?(.*)$/) || [];
+  const next = screens[name] && (name !== "device" || arg) ? name : "map";
+  for (const [key, screen] of Object.entries(screens)) {
+    $("screen-" + key).hidden = key !== next;
+    if (key !== next && key === current) screen.hide();
+  }
+  for (const link of bar.querySelectorAll("nav a")) link.classList.toggle("on", link.getAttribute("data-screen") === next);
+  current = next;
+  screens[next].show(arg ? decodeURIComponent(arg) : undefined);
+}
+
+async function loadRegistry() {
+  await api.pages("/api/v1/devices?limit=1000", (items) => store.register(items));
+}
+
+function start() {
+  const who = session.claims();
+  $("who").textContent = who.sub ? who.sub + " (" + who.role + ")" : "";
+  loginForm.hidden = true;
+  bar.hidden = false;
+  if (!screens.map) {
+    screens = {
+      map: new MapScreen($("map"), store, live, filters),
+      table: new TableScreen(store, live, filters),
+      device: new DeviceScreen(api, store, live, session),
+    };
+  }
+  // Controls for what this role may not do are not shown at all (not greyed out); the server refuses anyway.
+  for (const node of document.querySelectorAll("[data-role]")) {
+    const allowed = session.allows(node.getAttribute("data-role") || "admin");
+    node.toggleAttribute("data-allowed", allowed);
+    if (!allowed) /** @type {HTMLElement} */ (node).hidden = true;
+  }
+  session.scheduleReauth(promptReauth);
+  route();
+  live.start();
+  loadRegistry().catch((err) => { if (!(err instanceof SignedOut)) conn.textContent = "registry: " + err.message; });
+}
+
+function signedOut() {
+  live.stop();
+  store.clear();
+  reauthForm.hidden = true;
+  bar.hidden = true;
+  for (const key of Object.keys(screens)) $("screen-" + key).hidden = true;
+  loginForm.hidden = false;
+  loginForm.elements.namedItem("username")?.focus?.();
+}
+
+function promptReauth() {
+  const left = Math.max(0, Math.round(session.remainingS() / 60));
+  $("reauth-text").textContent = "Your session ends in " + left + " min: enter your password to stay signed in.";
+  reauthForm.hidden = false;
+}
+
+session.subscribe((token) => {
+  if (!token) { signedOut(); loginError.textContent = "Your session ended: sign in again."; return; }
+  live.refresh(token);
+  session.scheduleReauth(promptReauth);
+});
+
+loginForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  loginError.textContent = "";
+  const data = new FormData(loginForm);
+  const error = await session.logIn(String(data.get("username")), String(data.get("password")));
+  if (error) { loginError.textContent = error; return; }
+  loginForm.reset();
+  start();
+});
+
+reauthForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const password = String(new FormData(reauthForm).get("password"));
+  const error = await session.logIn(session.claims().sub || "", password);
+  $("reauth-error").textContent = error || "";
+  if (!error) { reauthForm.reset(); reauthForm.hidden = true; }
+});
+
+$("sign-out").addEventListener("click", () => { session.set(null); loginError.textContent = ""; });
+window.addEventListener("hashchange", route);
+
+// A hook for tests and debugging: what the page shows, read without scraping pixels.
+/** @type {any} */ (window).__fleet = {
+  store,
+  live,
+  marker: (/** @type {string} */ id) => /** @type {any} */ (screens.map)?.markerAt(id) ?? null,
+};
+
+if (session.token && session.remainingS() > 0) start(); else signedOut();
