@@ -278,3 +278,23 @@ def trips_and_stops(device_id: str, points: Sequence[TrackPoint], settings: Trip
     return TripReport(
         trips=trips, stops=_stops(device_id, points, trips), idles=_idles(device_id, points, speeds, settings)
     )
+
+
+def replay_start(report: TripReport, late_at: datetime) -> datetime | None:
+    """Where to re-evaluate from when a point at `late_at` arrives late; None: from the first point.
+
+    The start of the last stop that ended at or before `late_at`: a late point can merge the trip after
+    that stop with the next one or split it, but cannot reach back into the stop, which parked the device
+    before the late point's time. Keep what `report` has before it (`spliced`).
+    """
+    starts = [stop.start_at for stop in report.stops if stop.complete and stop.end_at <= late_at]
+    return max(starts, default=None)
+
+
+def spliced(before: TripReport, after: TripReport, since: datetime) -> TripReport:
+    """`before`'s items that start before `since`, then `after`'s (evaluated from the points at or after `since`)."""
+    return TripReport(
+        trips=[t for t in before.trips if t.start_at < since] + after.trips,
+        stops=[s for s in before.stops if s.start_at < since] + after.stops,
+        idles=[i for i in before.idles if i.start_at < since] + after.idles,
+    )

@@ -25,7 +25,7 @@ import pytest
 from engine.earth import M_PER_DEG_LAT
 from engine.track import TrackPoint, device_order
 from engine.trip_summary import daily_summary, group_summary
-from engine.trips import Place, TripSettings, trips_and_stops
+from engine.trips import Place, TripSettings, replay_start, spliced, trips_and_stops
 
 ROUTE = msgspec.json.decode((Path(__file__).parent / "route_depot_day.json").read_bytes(), type=list[TrackPoint])
 DAY = date(2026, 3, 2)
@@ -199,3 +199,18 @@ def test_trips_group_summary_is_the_sum_over_devices() -> None:
     assert group.distance_m == pytest.approx(one.distance_m + other.distance_m)
     assert group.idle_s == one.idle_s + other.idle_s
     assert group.max_speed_kmh == 70
+
+
+@pytest.mark.parametrize("late_at", ["07:35", "07:47", "08:00", "09:12", "09:50"])
+def test_trips_replaying_from_the_stop_before_a_late_point_equals_evaluating_everything(late_at: str) -> None:
+    late = TrackPoint(ts=at(late_at), seq=99, lat=50.2, lon=10.0, speed_kmh=45, ignition=True)
+    before = trips_and_stops("truck-7", ROUTE)
+    everything = device_order([*ROUTE, late])
+    since = replay_start(before, late.ts)
+    assert since is not None or late_at == "07:35"
+    if since is None:
+        replayed = trips_and_stops("truck-7", everything)
+    else:
+        window = trips_and_stops("truck-7", [p for p in everything if p.ts >= since])
+        replayed = spliced(before, window, since)
+    assert replayed == trips_and_stops("truck-7", everything)
