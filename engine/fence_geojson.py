@@ -18,16 +18,8 @@ from typing import Any, Final
 
 import msgspec
 
-from engine.fence_shapes import (
-    CircleFence,
-    Fence,
-    PolygonFence,
-    Position,
-    Ring,
-    ring_contains,
-    ring_edges,
-    segment_crossing,
-)
+from engine.fence_geometry import Position, Ring, ring_contains, ring_edges, segment_crossing
+from engine.fence_shapes import CircleFence, Fence, PolygonFence
 
 MAX_VERTICES: Final = 10_000
 MIN_RING_POSITIONS: Final = 4  # a triangle and the position that closes it
@@ -194,10 +186,15 @@ def _check_simple(rings: tuple[Ring, ...], where: str) -> None:
                 raise _InvalidFenceError(
                     f"rings {min(a_ring, b_ring)} and {max(a_ring, b_ring)}{where} cross each other (near [{x}, {y}])"
                 )
-    shell_edges = ring_edges(rings[0])
+    # Rings do not cross, so one vertex tells on which side of another ring a whole ring lies.
+    ring_edge_lists = [ring_edges(ring) for ring in rings]
     for index, hole in enumerate(rings[1:], start=1):
-        if not ring_contains(hole[0][0], hole[0][1], shell_edges):
+        lon, lat = hole[0]
+        if not ring_contains(lon, lat, ring_edge_lists[0]):
             raise _InvalidFenceError(f"ring {index}{where} is a hole outside its shell")
+        for other in range(1, len(rings)):
+            if other != index and ring_contains(lon, lat, ring_edge_lists[other]):
+                raise _InvalidFenceError(f"ring {index}{where} lies inside hole {other}: holes may not nest")
 
 
 def _adjacent(i: int, j: int, size: int) -> bool:

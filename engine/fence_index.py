@@ -1,5 +1,8 @@
 """Which fences might hold a position: a uniform grid over the fences' boxes, each grown by the tolerance.
 
+The cell is as large as the median fence (its box's longer side), so a typical fence lists in up to
+four cells and a cell holds about as many fences as overlap there.
+
 A position is looked up in one cell and tested against the few fences listed there, instead of against
 every fence. Fences too large for the grid (more than `MAX_CELLS_PER_FENCE` cells) are kept in a short
 list that every look-up checks by box. bench/geofence.py measures it against scanning every fence.
@@ -14,7 +17,9 @@ from typing import Final
 
 from engine.fence_shapes import Fence
 
-DEFAULT_CELL_DEG: Final = 0.05  # about 5.5 km north-south: a few cells for a typical depot or site fence
+DEFAULT_CELL_DEG: Final = 0.05  # about 5.5 km north-south, when there are no fences to size it by
+MIN_CELL_DEG: Final = 0.002  # about 220 m
+MAX_CELL_DEG: Final = 1.0
 MAX_CELLS_PER_FENCE: Final = 400
 
 _Entry = tuple[float, float, float, float, Fence]
@@ -23,16 +28,18 @@ _Entry = tuple[float, float, float, float, Fence]
 class FenceIndex:
     """The fences of one evaluation, indexed by grown box; `tolerance_m` is the hysteresis band they use."""
 
-    def __init__(self, fences: Iterable[Fence], tolerance_m: float, cell_deg: float = DEFAULT_CELL_DEG) -> None:
+    def __init__(self, fences: Iterable[Fence], tolerance_m: float, cell_deg: float | None = None) -> None:
         self.tolerance_m = tolerance_m
-        self._cell_deg = cell_deg
-        self._fences: dict[str, Fence] = {}
+        self._fences = {fence.fence_id: fence for fence in fences}
+        boxes = {fence_id: fence.bbox.grown(tolerance_m) for fence_id, fence in self._fences.items()}
+        sides = sorted(max(box.max_lon - box.min_lon, box.max_lat - box.min_lat) for box in boxes.values())
+        # About the size of a typical fence: each lists in a few cells, and a cell holds few fences.
+        median = sides[len(sides) // 2] if sides else DEFAULT_CELL_DEG
+        self._cell_deg = cell_deg or min(MAX_CELL_DEG, max(MIN_CELL_DEG, median))
         self._cells: defaultdict[tuple[int, int], list[_Entry]] = defaultdict(list)
         self._large: list[_Entry] = []
-        for fence in fences:
-            self._fences[fence.fence_id] = fence
-            box = fence.bbox.grown(tolerance_m)
-            entry = (box.min_lon, box.min_lat, box.max_lon, box.max_lat, fence)
+        for fence_id, box in boxes.items():
+            entry = (box.min_lon, box.min_lat, box.max_lon, box.max_lat, self._fences[fence_id])
             x0, y0, x1, y1 = self._cell(box.min_lon, box.min_lat) + self._cell(box.max_lon, box.max_lat)
             if (x1 - x0 + 1) * (y1 - y0 + 1) > MAX_CELLS_PER_FENCE:
                 self._large.append(entry)

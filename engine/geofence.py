@@ -130,7 +130,7 @@ class FenceTracker:
             return None
         across = memory.across or point
         # Off the grown box means farther than the tolerance; the distance is computed only when needed.
-        if is_near and fence.border_distance_m(point.lon, point.lat) <= self._index.tolerance_m:
+        if is_near and fence.near_border(point.lon, point.lat, self._index.tolerance_m):
             self._memory[fence_id] = FenceMemory(inside=memory.inside, anchor=memory.anchor, across=across)
             return None
         at = _crossing_time(fence, memory.anchor, across)

@@ -123,6 +123,10 @@ def test_fence_coordinates_out_of_range_are_refused(document: object) -> None:
             polygon(SQUARE, [[10.005, 50.005], [10.02, 50.005], [10.005, 50.006], [10.005, 50.005]]),
             "rings 0 and 1 cross",
         ),
+        (
+            polygon(SQUARE, HOLE, [[10.0045, 50.0045], [10.0055, 50.0045], [10.0055, 50.0055], [10.0045, 50.0045]]),
+            "ring 2 lies inside hole 1: holes may not nest",
+        ),
         ({"type": "MultiPolygon", "coordinates": [[SQUARE], [SQUARE[:-1]]]}, "ring 0 of polygon 1 is not closed"),
     ],
 )
@@ -175,7 +179,7 @@ def test_fence_repeated_positions_are_dropped_not_refused() -> None:
 
 
 def _brute_force_simple(ring: list[list[float]]) -> bool:
-    from engine.fence_shapes import segment_crossing
+    from engine.fence_geometry import segment_crossing
 
     edges = [(*ring[i], *ring[i + 1]) for i in range(len(ring) - 1)]
     n = len(edges)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +12,7 @@ import pytest
 
 from engine.earth import M_PER_DEG_LAT, LocalPlane
 from engine.fence_geojson import parse_fence
+from engine.fence_geometry import ring_contains, ring_edges
 from engine.fence_index import FenceIndex
 from engine.fence_shapes import CircleFence, Fence, PolygonFence
 from engine.geofence import DeviceFenceState, FenceTracker, fence_events, time_inside, visits
@@ -129,6 +132,10 @@ def test_geofence_first_point_inside_enters_without_a_crossing() -> None:
     events, state = fence_events("truck", [point(0, 10.005), point(10, 10.006)], FenceIndex([square()], 20))
     assert [(e.kind, e.at, e.crossed) for e in events] == [("enter", T0, False)]
     assert set(state.fences) == {"yard"}
+    tracker = FenceTracker("truck", FenceIndex([square()], 20), state)
+    assert tracker.inside() == {"yard"}
+    tracker.step(point(20, 10.02))
+    assert tracker.inside() == frozenset()
 
 
 def test_geofence_late_point_is_evaluated_in_device_order_and_fires_no_false_exit() -> None:
@@ -217,3 +224,38 @@ def test_geofence_index_finds_what_a_scan_of_every_fence_finds() -> None:
         expected = {fence_id for fence_id, box in grown if box.contains(lon, lat)}
         assert set(index.near(lon, lat)) == expected
     assert "region" in index.near(10.5, 50.5)
+
+
+def _star(rng: random.Random, vertices: int) -> list[list[float]]:
+    ring = []
+    for i in range(vertices):
+        angle, r = 2 * math.pi * i / vertices, 0.01 * rng.uniform(0.3, 1.0)
+        ring.append([10.0 + r * math.cos(angle), 50.0 + r * math.sin(angle)])
+    return [*ring, ring[0]]
+
+
+def _distance_m(plane: LocalPlane, lon: float, lat: float, ring: list[list[float]]) -> float:
+    px, py = plane.xy(lon, lat)
+    best = math.inf
+    for (x1, y1), (x2, y2) in itertools.pairwise(ring):
+        (ax, ay), (bx, by) = plane.xy(x1, y1), plane.xy(x2, y2)
+        dx, dy = bx - ax, by - ay
+        t = max(0.0, min(1.0, ((px - ax) * dx + (py - ay) * dy) / (dx * dx + dy * dy)))
+        best = min(best, math.hypot(px - ax - t * dx, py - ay - t * dy))
+    return best
+
+
+@pytest.mark.parametrize("vertices", [20, 200, 3000])
+def test_geofence_latitude_slabs_agree_with_testing_every_edge(vertices: int) -> None:
+    rng = random.Random(vertices)
+    ring = _star(rng, vertices)
+    shape = fence("star", {"type": "Polygon", "coordinates": [ring]})
+    edges = ring_edges(tuple((x, y) for x, y in ring))
+    box = shape.bbox
+    plane = LocalPlane.around((box.min_lon + box.max_lon) / 2, (box.min_lat + box.max_lat) / 2)
+    for _ in range(min(1500, 400_000 // vertices)):  # the full comparison costs a vertex per point
+        lon, lat = 10.0 + rng.uniform(-0.012, 0.012), 50.0 + rng.uniform(-0.012, 0.012)
+        if rng.random() < 0.3:  # on a vertex's latitude: where slab and ray edge cases meet
+            lat = ring[rng.randrange(vertices)][1]
+        assert shape.contains(lon, lat) == ring_contains(lon, lat, edges)
+        assert shape.near_border(lon, lat, 25.0) == (_distance_m(plane, lon, lat, ring) <= 25.0)
