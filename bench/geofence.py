@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import resource
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -141,6 +142,9 @@ def main() -> None:
     index_s = time.perf_counter() - started
     print(f"fences: {len(valid)} ({vertices} polygon vertices) over {args.region_deg}° x {args.region_deg}°")
     print(f"  validated in {parse_s:.2f} s ({len(valid) / parse_s:,.0f} fences/s); indexed in {index_s * 1000:.0f} ms")
+    del documents  # what stays is the fences and the index
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  peak resident memory so far: {rss_mb:.0f} MB (the GeoJSON documents included)")
 
     tracks = make_tracks(args.devices, args.points, args.region_deg, rng)
     total = args.devices * args.points

@@ -44,9 +44,13 @@ class PolygonPart:
         self._count = max(1, min(len(edges) // EDGES_PER_SLAB, MAX_SLABS))
         self._height = (self.bbox.max_lat - self.bbox.min_lat) / self._count or 1.0
         slabs: list[array[int]] = [array("i") for _ in range(self._count)]
+        ys, y0, height, last = self._ys, self._y0, self._height, self._count - 1
         for i in edges:
-            low, high = sorted((self._ys[i], self._ys[i + 1]))
-            for k in range(self._slab(low), self._slab(high) + 1):
+            low, high = ys[i], ys[i + 1]
+            if low > high:
+                low, high = high, low
+            # Every vertex is within the shell's box, so these are within 0..last but for rounding at the top.
+            for k in range(min(last, int((low - y0) / height)), min(last, int((high - y0) / height)) + 1):
                 slabs[k].append(i)
         self._slabs = tuple(slabs)
 
