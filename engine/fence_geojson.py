@@ -110,6 +110,15 @@ def _circle(fence_id: str, coordinates: object, properties: Mapping[str, Any]) -
     return CircleFence(fence_id, center, float(radius), properties)
 
 
+def _plain_position(value: object) -> Position | None:
+    """The common case, checked fast: [lon, lat] as two floats in range (NaN and infinity fail the range)."""
+    if type(value) is list and len(value) == 2:
+        lon, lat = value
+        if type(lon) is float and type(lat) is float and -180 <= lon <= 180 and -90 <= lat <= 90:
+            return lon, lat
+    return None
+
+
 def _position(value: object, where: str) -> Position:
     if not isinstance(value, list) or len(value) not in (2, 3):
         raise _InvalidFenceError(f"{where}: a position is [longitude, latitude] (optionally with an altitude)")
@@ -139,7 +148,7 @@ def _ring(value: object, where: str) -> Ring:
         raise _InvalidFenceError(
             f"{where} has {len(value) - 1} vertices; at most {MAX_VERTICES:,} are accepted (simplify it)"
         )
-    positions = [_position(position, where) for position in value]
+    positions = [_plain_position(position) or _position(position, where) for position in value]
     if positions[0] != positions[-1]:
         raise _InvalidFenceError(f"{where} is not closed: its first and last positions differ")
     # A repeated position (a double click in a drawing tool) adds an edge of no length: dropped, not refused.
