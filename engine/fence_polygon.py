@@ -2,8 +2,8 @@
 
 A position's latitude picks one slab, and only the few edges crossing that slab are tested: the ray
 test and the "within so many metres of the border" test cost about the same for a 20-vertex polygon as
-for a 10,000-vertex one. Vertices are kept in flat `array('d')`s, not tuples of floats: 10,000 fences of
-~90 vertices would otherwise hold hundreds of megabytes of float objects.
+for a 10,000-vertex one. Vertices are kept in flat `array('d')`s (8 bytes a coordinate), not tuples of
+float objects (24 bytes each and a pointer): 10,000 fences of ~90 vertices are ~900,000 vertices.
 
 Holes are validated to lie inside their shell without crossing it or each other, so the even-odd rule
 over all rings at once is "inside the shell and outside every hole".
