@@ -25,7 +25,7 @@ MAX_SLABS: Final = 1024
 class PolygonPart:
     """A shell and its holes: vertices in flat arrays, edges listed per latitude slab."""
 
-    __slots__ = ("_count", "_dlon_per_m", "_edges", "_height", "_slabs", "_xs", "_y0", "_ys", "bbox", "ring_ends")
+    __slots__ = ("_count", "_dlon_per_m", "_height", "_slabs", "_xs", "_y0", "_ys", "bbox", "ring_ends")
 
     def __init__(self, rings: tuple[Ring, ...]) -> None:
         self._xs = array("d", (lon for ring in rings for lon, _ in ring))
@@ -36,7 +36,6 @@ class PolygonPart:
             total += len(ring)
             ends.append(total)
         self.ring_ends = tuple(ends)
-        self._edges = edges
         shell = len(rings[0])
         self.bbox = BBox(min(self._xs[:shell]), min(self._ys[:shell]), max(self._xs[:shell]), max(self._ys[:shell]))
         self._dlon_per_m = degrees_lon(1.0, max(abs(self.bbox.min_lat), abs(self.bbox.max_lat)))
