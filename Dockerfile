@@ -26,6 +26,7 @@ COPY api ./api
 COPY firmware_sim ./firmware_sim
 COPY stack ./stack
 COPY cli ./cli
+COPY engine ./engine
 RUN pip install --no-deps --no-build-isolation . && rm -rf /src
 
 # The production broker config, for reference and for images built FROM this one. The compose stack

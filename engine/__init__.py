@@ -1,0 +1,1 @@
+"""The rules engine: per-device evaluation of committed samples (geofences, trips, rules, alerts)."""
