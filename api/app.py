@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from api.accounts.controllers import ApiKeyController, UserController, login
 from api.accounts.limits import LoginThrottle
+from api.alerts.controllers import AlertController
 from api.auth import PUBLIC, TokenIssuer, build_auth, require_access
 from api.backends import DEPENDENCIES, STATE_KEY, Backends, ExportLimits, Pool
 from api.contract.controllers import asyncapi
@@ -43,6 +44,7 @@ from api.live.stream import LiveStreamReader
 from api.live.watch import CredentialWatch
 from api.openapi import document_problems
 from api.problems import log_server_error, problem_details_plugin
+from api.rules.controllers import RuleController
 from api.stopping import STATE_KEY as STOPPING_KEY
 from api.stopping import Stopping
 from api.telemetry.controllers import TelemetryController, TrackController
@@ -186,7 +188,7 @@ def create_app(settings: Settings) -> Litestar:
             ingest,
         ],
     )
-    for handler in (GroupController, fleet_state):
+    for handler in (GroupController, fleet_state, RuleController, AlertController):
         api.register(handler)
     app = Litestar(
         route_handlers=[api, healthz, readyz, *ui_handlers(ui_bundle), asyncapi],

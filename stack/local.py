@@ -1,5 +1,5 @@
 """The local stack behind `fleet up`: Mosquitto, Redis and PostgreSQL as child processes, then the
-bridge, the API and a simulated fleet, with their URLs printed; Ctrl-C (or `fleet down`) stops it all.
+bridge, the rules engine, the API and a simulated fleet, with their URLs printed; Ctrl-C (or `fleet down`) stops it all.
 
 A URL given in settings (`FLEETBRIDGE_MQTT_URL`, `_REDIS_URL`, `_DATABASE_URL`) names an existing
 server, which is used instead of starting one. A configured port that is taken (a system Mosquitto on
@@ -138,6 +138,7 @@ class LocalStack:
         with redis.Redis.from_url(redis_url) as client:
             client.delete(bridge_stats)  # a previous run's counters must not pass for this bridge's
         self._spawn("bridge", [sys.executable, "-m", "bridge"], env, logs)
+        self._spawn("engine", [sys.executable, "-m", "engine"], env | {"FLEETBRIDGE_ENGINE_INSTANCE": "engine-1"}, logs)
         self._spawn("api", [sys.executable, "-m", "api"], env, logs)
         self._wait_ready(f"http://{settings.api.host}:{api_port}/readyz", redis_url, bridge_stats, logs)
         self.started_broker = not settings.mqtt.url
