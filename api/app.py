@@ -37,6 +37,7 @@ from api.groups.controllers import GroupController
 from api.health.controllers import healthz, readyz
 from api.ingest.backend import build_ingest, ingest_lifespan, provide_ingest
 from api.ingest.controllers import ingest
+from api.live.alerts import AlertEventReader
 from api.live.controllers import live, live_poll
 from api.live.directory import GroupDirectory
 from api.live.hub import LiveHub
@@ -139,6 +140,7 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
             asyncio.create_task(reader.run(), name="live-stream-reader"),
             asyncio.create_task(directory.run(), name="live-group-directory"),
             asyncio.create_task(watch.run(), name="live-credential-watch"),
+            asyncio.create_task(AlertEventReader(pool, hub).run(), name="live-alert-events"),
         ]
         try:
             yield

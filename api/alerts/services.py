@@ -17,7 +17,7 @@ from api.devices.services import where_clause
 ALERTS_PAGE_MAX: Final = 1000
 ALERTS_PAGE_DEFAULT: Final = 100
 
-_SELECT: Final = (
+ALERT_SELECT: Final = (
     "SELECT a.id, a.rule_id, r.name AS rule_name, a.device_id, a.severity, a.state, a.message, a.value,"
     " a.started_at, a.raised_at, a.acknowledged_at, a.acknowledged_by, a.cleared_at, a.clear_reason,"
     " a.cleared_by, a.updated_at FROM alerts a JOIN alert_rules r ON r.id = a.rule_id"
@@ -56,7 +56,8 @@ class NotOpen:
     state: str
 
 
-def _alert(row: Mapping[str, Any], comments: list[Comment] | None = None) -> Alert:
+def alert_from_row(row: Mapping[str, Any], comments: list[Comment] | None = None) -> Alert:
+    """An `Alert` from a row of `ALERT_SELECT`."""
     return Alert(**{k: row[k] for k in row}, comments=comments or [])
 
 
@@ -64,9 +65,9 @@ async def list_alerts(pool: Pool, *, limit: int, filters: dict[str, Any]) -> Ale
     """Alerts matching `filters` (None: any), newest first."""
     params = filters | {"limit": limit + 1}
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"{_SELECT}{where_clause(_FILTERS, params)} ORDER BY a.id DESC LIMIT %(limit)s", params)
+        await cur.execute(f"{ALERT_SELECT}{where_clause(_FILTERS, params)} ORDER BY a.id DESC LIMIT %(limit)s", params)
         rows = await cur.fetchall()
-    items = [_alert(row) for row in rows[:limit]]
+    items = [alert_from_row(row) for row in rows[:limit]]
     return AlertPage(items=items, next_cursor=items[-1].id if len(rows) > limit else None)
 
 
@@ -74,13 +75,13 @@ async def read_alert(pool: Pool, alert_id: int, visible_group: str | None) -> Al
     """The alert with its comments, or None (also when outside the caller's group)."""
     params = {"id": alert_id, "visible_group": visible_group}
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"{_SELECT}{where_clause(_FILTERS, params)}", params)
+        await cur.execute(f"{ALERT_SELECT}{where_clause(_FILTERS, params)}", params)
         row = await cur.fetchone()
         if row is None:
             return None
         await cur.execute(_COMMENTS, (alert_id,))
         comments = [Comment(**c) for c in await cur.fetchall()]
-    return _alert(row, comments)
+    return alert_from_row(row, comments)
 
 
 async def act_on_alert(pool: Pool, alert_id: int, action: str, who: str, comment: str | None) -> bool | NotOpen:
