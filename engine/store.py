@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import psycopg
@@ -31,6 +31,9 @@ from models.telemetry import METRIC_COLUMNS
 log = logging.getLogger(__name__)
 
 FEED_ROWS_PER_CYCLE: Final = 2000
+# How far back (device time, from a device's newest sample) a late sample is re-evaluated exactly: older
+# transitions are pruned but for the last one before this horizon, from which an older sample restarts.
+REWIND_HORIZON: Final = timedelta(days=1)
 
 _CLAIM_FEED = (
     "DELETE FROM engine_feed WHERE id IN (SELECT id FROM engine_feed WHERE part = %s ORDER BY id LIMIT %s)"
@@ -57,6 +60,11 @@ _FORGET_FROM = "DELETE FROM engine_transitions WHERE rule_id = %s AND device_id 
 _ADD_TRANSITION = (
     "INSERT INTO engine_transitions (rule_id, device_id, ts, boot, seq, phase, since, clear_since)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+_PRUNE = (
+    "DELETE FROM engine_transitions WHERE rule_id = %(rule)s AND device_id = %(device)s AND ts < %(cutoff)s"
+    " AND (ts, boot, seq) < (SELECT ts, boot, seq FROM engine_transitions WHERE rule_id = %(rule)s"
+    " AND device_id = %(device)s AND ts < %(cutoff)s ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1)"
 )
 _ALERTS_FROM = (
     "SELECT id, started_at, state, acknowledged_at, cleared_at, clear_reason FROM alerts"
@@ -177,6 +185,9 @@ async def _evaluate_rule(
             _ADD_TRANSITION,
             (rule.id, device_id, key.ts, key.boot, key.seq, after.phase, after.since, after.clear_since),
         )
+    if result.transitions:
+        cutoff = points[-1].key.ts - REWIND_HORIZON
+        await cur.execute(_PRUNE, {"rule": rule.id, "device": device_id, "cutoff": cutoff})
     await _reconcile(cur, rule, device_id, state=state, outcomes=result.outcomes, first_ts=first_ts, report=report)
 
 
