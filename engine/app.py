@@ -20,6 +20,7 @@ import psycopg
 
 from config import Settings
 from engine.lease import PartitionLease
+from engine.publish import AlertPublisher
 from engine.rules import load_rules
 from engine.store import run_cycle
 
@@ -38,17 +39,23 @@ def instance_name(settings: Settings) -> str:
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Evaluate until `stop` is set; a cycle still running then is given `STOP_GRACE_S`, then cancelled."""
     lease = PartitionLease(instance_name(settings))
-    work = asyncio.create_task(_run(settings, lease, stop))
+    tasks = {asyncio.create_task(_run(settings, lease, stop), name="engine-evaluation")}
+    if settings.mqtt.url:
+        publisher = AlertPublisher(settings.database.url, settings.mqtt.url, f"{lease.name}-alerts")
+        tasks.add(asyncio.create_task(publisher.run(stop), name="engine-alert-publisher"))
+    else:
+        log.info("FLEETBRIDGE_MQTT_URL not set: alert changes are not published on MQTT")
     stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait({*tasks, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
-    if work.done():
-        work.result()  # an unexpected failure of the work itself
-        return
-    try:
-        await asyncio.wait_for(work, STOP_GRACE_S)
-    except TimeoutError:
-        log.info("stopping: the cycle in flight is rolled back; the next owner redoes it")
+    for task in tasks:
+        if task.done():
+            task.result()  # an unexpected failure of the work itself
+    _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+    for task in late:
+        task.cancel()
+        log.info("stopping: %s cancelled; what it had not committed is redone by the next owner", task.get_name())
+    await asyncio.gather(*late, return_exceptions=True)
 
 
 async def _run(settings: Settings, lease: PartitionLease, stop: asyncio.Event) -> None:

@@ -30,14 +30,14 @@ from models.telemetry import METRIC_COLUMNS
 
 log = logging.getLogger(__name__)
 
-FEED_ROWS_PER_CYCLE: Final = 2000
+FEED_ROWS_PER_CYCLE: Final = 100  # each lists a batch's devices of one partition
 # How far back (device time, from a device's newest sample) a late sample is re-evaluated exactly: older
 # transitions are pruned but for the last one before this horizon, from which an older sample restarts.
 REWIND_HORIZON: Final = timedelta(days=1)
 
 _CLAIM_FEED = (
     "DELETE FROM engine_feed WHERE id IN (SELECT id FROM engine_feed WHERE part = %s ORDER BY id LIMIT %s)"
-    " RETURNING device_id, ts_from"
+    " RETURNING devices, ts_from"
 )
 _DEVICES = "SELECT id, kind, group_name FROM devices WHERE id = ANY(%s)"
 _HEAD = "SELECT ts, boot, seq FROM engine_heads WHERE device_id = %s"
@@ -116,10 +116,11 @@ async def run_cycle(conn: psycopg.AsyncConnection[Any], part: int, rules: Sequen
     async with conn.transaction(), conn.cursor() as cur:
         await cur.execute(_CLAIM_FEED, (part, FEED_ROWS_PER_CYCLE))
         earliest: dict[str, datetime] = {}
-        for device_id, ts_from in await cur.fetchall():
+        for devices, firsts in await cur.fetchall():
             report.feed_rows += 1
-            if device_id not in earliest or ts_from < earliest[device_id]:
-                earliest[device_id] = ts_from
+            for device_id, ts_from in zip(devices, firsts, strict=True):
+                if device_id not in earliest or ts_from < earliest[device_id]:
+                    earliest[device_id] = ts_from
         if not earliest:
             return report
         await cur.execute(_DEVICES, (sorted(earliest),))

@@ -9,6 +9,7 @@ applies to one device, a kind, a group, or (none of the three) the whole fleet.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Final, Literal
 
 import msgspec
@@ -141,3 +142,33 @@ def _given(limit: float | None) -> float:
     if limit is None:  # rule_problem refuses such rules; the database CHECKs refuse them too
         raise ValueError("rule without its limit")
     return limit
+
+
+AlertEvent = Literal["raised", "acknowledged", "cleared", "commented", "reopened", "retracted"]
+
+
+class AlertNotice(msgspec.Struct, frozen=True, kw_only=True):
+    """One change of an alert, as the engine publishes it on `fleet/v1/{device_id}/alerts` (QoS 1).
+
+    Delivery is at least once: after a crash a notice may come again with the same `event_id`; an
+    integrator that keeps the last `event_id` per alert drops the repeat. `started_at`, `raised_at` and a
+    `cleared_at` of `clear_reason` `condition` are device times; the alert is as it is when published.
+    """
+
+    event_id: int
+    event: AlertEvent
+    alert_id: int
+    rule_id: int
+    rule_name: str
+    device_id: str
+    severity: Severity
+    state: AlertState
+    message: str
+    value: float | None = None
+    started_at: datetime
+    raised_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    cleared_at: datetime | None = None
+    clear_reason: ClearReason | None = None
+    cleared_by: str | None = None

@@ -26,15 +26,17 @@ def engine_env(database_url: str, instance: str, **overrides: str) -> dict[str, 
 
 
 @pytest.fixture
-def engine_process(tmp_path: Path, database_url: str) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
-    """Start `python -m engine` children by instance name; any still running at the end are killed."""
+def engine_process(tmp_path: Path, database_url: str) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start `python -m engine` children by instance name (and, to publish alerts, a broker URL); any
+    still running at the end are killed."""
     children: list[subprocess.Popen[bytes]] = []
 
-    def start(instance: str) -> subprocess.Popen[bytes]:
+    def start(instance: str, mqtt_url: str | None = None) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"engine-{instance}-{len(children)}.log").open("wb")
+        extra = {"FLEETBRIDGE_MQTT_URL": mqtt_url} if mqtt_url else {}
         child = subprocess.Popen(
             [sys.executable, "-m", "engine"],
-            env=engine_env(database_url, instance),
+            env=engine_env(database_url, instance, **extra),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -4,12 +4,14 @@ WebSocket clients; an operator's acknowledgement over REST reaches another clien
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiomqtt
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
@@ -19,7 +21,7 @@ from config import Settings
 from tests.integration.api.conftest import mint_token, settings_for
 from tests.integration.api.live_client import live_client, receive, request
 from tests.integration.bridge.conftest import running_bridge
-from tests.integration.engine.scenario import HOT_RULE, Truck, publish
+from tests.integration.engine.scenario import HOT_RULE, Truck, add_rule, broker, publish
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +76,28 @@ async def test_engine_alert_is_acknowledged_over_rest_and_every_live_client_sees
         assert cleared["cleared_at"] == (start + timedelta(seconds=65)).isoformat().replace("+00:00", "Z")
         listing = (await http.get("/api/v1/alerts", params={"device": truck.device_id})).json()["items"]
         assert [(a["id"], a["state"], a["acknowledged_by"]) for a in listing] == [(raised[0]["id"], "cleared", "olga")]
+
+
+async def test_engine_publishes_each_alert_change_on_mqtt_for_integrators(
+    bridge_settings: Settings, database_url: str, engine_process: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    await add_rule(database_url)
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    truck = Truck(f"truck-{uuid.uuid4().hex[:6]}", start, [90.0] * 5 + [115.0] * 35 + [95.0] * 25)
+    host, port = broker(bridge_settings.mqtt.url)
+    notices: list[dict[str, Any]] = []
+    async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as integrator:
+        await integrator.subscribe(f"fleet/v1/{truck.device_id}/alerts", qos=1)
+        engine_process("publisher", bridge_settings.mqtt.url)
+        async with running_bridge(bridge_settings):
+            await publish(bridge_settings.mqtt.url, [truck], per_message=5)
+            async with asyncio.timeout(30):
+                async for message in integrator.messages:
+                    notices.append(json.loads(bytes(message.payload)))  # type: ignore[arg-type]
+                    if notices[-1]["event"] == "cleared":
+                        break
+    assert [(n["event"], n["state"]) for n in notices] == [("raised", "cleared"), ("cleared", "cleared")]
+    assert notices[0]["alert_id"] == notices[1]["alert_id"]
+    assert notices[0]["event_id"] < notices[1]["event_id"]
+    assert (notices[1]["severity"], notices[1]["clear_reason"]) == ("critical", "condition")
+    assert notices[1]["started_at"] == (start + timedelta(seconds=5)).isoformat().replace("+00:00", "Z")
