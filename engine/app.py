@@ -43,8 +43,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     if settings.mqtt.url:
         publisher = AlertPublisher(settings.database.url, settings.mqtt.url, f"{lease.name}-alerts")
         tasks.add(asyncio.create_task(publisher.run(stop), name="engine-alert-publisher"))
-    else:
-        log.info("FLEETBRIDGE_MQTT_URL not set: alert changes are not published on MQTT")
+    log.info(
+        "engine %s started; alert changes on MQTT: %s",
+        lease.name,
+        "published" if settings.mqtt.url else "not published (FLEETBRIDGE_MQTT_URL is not set)",
+    )
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({*tasks, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
@@ -85,11 +88,13 @@ async def _evaluate(
 ) -> None:
     poll_s = settings.engine.poll_interval_ms / 1000
     next_rebalance = 0.0
+    held: set[int] = set()
     while not stop.is_set():
         if time.monotonic() >= next_rebalance:
-            held = await lease.rebalance(conn)
+            before, held = held, await lease.rebalance(conn)
             next_rebalance = time.monotonic() + REBALANCE_INTERVAL_S
-            log.debug("holding partitions %s", sorted(held))
+            if held != before:
+                log.info("evaluating feed partitions %s", sorted(held))
         async with conn.transaction(), conn.cursor() as cur:
             rules = await load_rules(cur)
         busy = False
