@@ -22,6 +22,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from config.broker_url import BrokerUrl
+from models.rule_store import ALERT_EVENTS_AFTER
 from models.rules import AlertNotice
 from models.topics import TopicKind, device_topic
 
@@ -40,8 +41,7 @@ _EVENTS = (
     " r.name AS rule_name, a.device_id, a.severity, a.state, a.message, a.value, a.started_at, a.raised_at,"
     " a.acknowledged_at, a.acknowledged_by, a.cleared_at, a.clear_reason, a.cleared_by"
     " FROM alert_events e JOIN alerts a ON a.id = e.alert_id JOIN alert_rules r ON r.id = a.rule_id"
-    " WHERE (e.xid > %(xid)s::xid8 OR (e.xid = %(xid)s::xid8 AND e.id > %(id)s))"
-    " AND e.xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY e.xid, e.id LIMIT %(limit)s"
+    f" WHERE {ALERT_EVENTS_AFTER} ORDER BY e.xid, e.id LIMIT %(limit)s"
 )
 _ADVANCE = "UPDATE alert_event_cursor SET xid = %s::xid8, id = %s"
 _encode = msgspec.json.Encoder().encode

@@ -116,9 +116,9 @@ async def run_cycle(conn: psycopg.AsyncConnection[Any], part: int, rules: Sequen
     async with conn.transaction(), conn.cursor() as cur:
         await cur.execute(_CLAIM_FEED, (part, FEED_ROWS_PER_CYCLE))
         earliest: dict[str, datetime] = {}
-        for devices, firsts in await cur.fetchall():
+        for ids, firsts in await cur.fetchall():
             report.feed_rows += 1
-            for device_id, ts_from in zip(devices, firsts, strict=True):
+            for device_id, ts_from in zip(ids, firsts, strict=True):
                 if device_id not in earliest or ts_from < earliest[device_id]:
                     earliest[device_id] = ts_from
         if not earliest:

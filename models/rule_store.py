@@ -30,6 +30,15 @@ CLEAR_RULE_ALERTS: Final = (
     " INSERT INTO alert_events (alert_id, kind) SELECT id, 'cleared' FROM cleared"
 )
 
+# The alert changes after a reader's position (xid, id), in commit-safe order: only events of transactions
+# below the snapshot's xmin, which can no longer commit, so a transaction that commits after a higher xid
+# is read when it is done instead of being skipped. Used with `e` naming `alert_events`, ordered by
+# `e.xid, e.id`, with the parameters `xid` (text) and `id`.
+ALERT_EVENTS_AFTER: Final = (
+    "(e.xid > %(xid)s::xid8 OR (e.xid = %(xid)s::xid8 AND e.id > %(id)s))"
+    " AND e.xid < pg_snapshot_xmin(pg_current_snapshot())"
+)
+
 
 def insert_params(spec: RuleSpec, created_by: str) -> dict[str, Any]:
     """The parameters of `INSERT_RULE` for a valid rule."""

@@ -21,6 +21,7 @@ from api.alerts.services import ALERT_SELECT, alert_from_row
 from api.backends import Pool
 from api.live.hub import LiveHub
 from api.live.schemas import SERVER_MESSAGES, AlertMessage
+from models.rule_store import ALERT_EVENTS_AFTER
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,7 @@ _HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xid"
 _EVENTS = (
     f"SELECT e.xid::text AS event_xid, e.id AS event_id, e.kind AS event_kind, q.* FROM alert_events e"
     f" JOIN ({ALERT_SELECT}) q ON q.id = e.alert_id"
-    " WHERE (e.xid > %(xid)s::xid8 OR (e.xid = %(xid)s::xid8 AND e.id > %(id)s))"
-    " AND e.xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY e.xid, e.id LIMIT %(limit)s"
+    f" WHERE {ALERT_EVENTS_AFTER} ORDER BY e.xid, e.id LIMIT %(limit)s"
 )
 _EVENT_FIELDS: Final = ("event_xid", "event_id", "event_kind")
 
