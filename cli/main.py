@@ -213,8 +213,8 @@ def _add_rule_commands(commands: Any) -> None:
     actions.add_parser("list", parents=[lookup], help="every rule: id, name, condition, severity, scope")
     add = actions.add_parser("add", parents=[lookup], help="add a threshold rule; it takes effect within a second")
     add.add_argument("name", help="what operators see, e.g. 'engine overheating'")
-    add.add_argument("--metric", required=True, help="a known metric, e.g. engine_temp")
-    add.add_argument("--op", required=True, choices=[">", "<", "outside"])
+    add.add_argument("--metric", help="a known metric, e.g. engine_temp (none for --op offline)")
+    add.add_argument("--op", required=True, choices=[">", "<", "outside", "offline"])
     add.add_argument("--threshold", type=float, help="the limit of > and <")
     add.add_argument("--low", type=float, help="the range's low end, for outside")
     add.add_argument("--high", type=float, help="the range's high end, for outside")
@@ -632,6 +632,8 @@ def _rules(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _condition(rule: Mapping[str, Any]) -> str:
+    if rule["op"] == "offline":
+        return f"offline for more than {rule['for_s']} s"
     limit = (
         f"outside {rule['low']:g}…{rule['high']:g}"
         if rule["op"] == "outside"
@@ -641,6 +643,8 @@ def _condition(rule: Mapping[str, Any]) -> str:
 
 
 def _clearing(rule: Mapping[str, Any]) -> str:
+    if rule["op"] == "offline":
+        return "back online"
     limit = "when not" if rule["clear_threshold"] is None else f"beyond {rule['clear_threshold']:g}"
     return limit + (f" for {rule['clear_for_s']} s" if rule["clear_for_s"] else "")
 

@@ -20,6 +20,7 @@ import psycopg
 
 from config import Settings
 from engine.lease import PartitionLease
+from engine.presence import sweep_presence
 from engine.publish import AlertPublisher
 from engine.rules import load_rules
 from engine.store import run_cycle
@@ -27,6 +28,7 @@ from engine.store import run_cycle
 log = logging.getLogger(__name__)
 
 REBALANCE_INTERVAL_S: Final = 2.0
+PRESENCE_SWEEP_S: Final = 1.0  # presence alerts are due to the second, not to the poll
 RETRY_MAX_S: Final = 5.0
 STOP_GRACE_S: Final = 2.0  # a cycle in flight at stop may finish this long; after that it is rolled back
 
@@ -87,7 +89,7 @@ async def _evaluate(
     settings: Settings, conn: psycopg.AsyncConnection[Any], lease: PartitionLease, stop: asyncio.Event
 ) -> None:
     poll_s = settings.engine.poll_interval_ms / 1000
-    next_rebalance = 0.0
+    next_rebalance = next_sweep = 0.0
     held: set[int] = set()
     while not stop.is_set():
         if time.monotonic() >= next_rebalance:
@@ -98,6 +100,9 @@ async def _evaluate(
         async with conn.transaction(), conn.cursor() as cur:
             rules = await load_rules(cur)
         busy = False
+        if time.monotonic() >= next_sweep:
+            busy = await sweep_presence(conn, lease.held, rules) > 0
+            next_sweep = time.monotonic() + PRESENCE_SWEEP_S
         for part in sorted(lease.held):
             if stop.is_set():
                 return

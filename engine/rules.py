@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from models.rules import Condition
+from models.rules import OFFLINE, Condition
 
 _ACTIVE_RULES = (
     "SELECT id, name, metric, op, threshold, low, high, for_s, clear_threshold, clear_for_s, severity,"
@@ -32,13 +32,18 @@ class Rule:
 
     id: int
     name: str
-    metric: str
+    metric: str | None  # None for a presence rule (op `offline`)
     severity: str
     condition: Condition
     device_id: str | None
     kind: str | None
     group: str | None
     created_at: datetime
+
+    @property
+    def on_samples(self) -> bool:
+        """True for a threshold rule (evaluated on samples); False for a presence rule."""
+        return self.condition.op != OFFLINE
 
     def applies_to(self, device: Device) -> bool:
         """True when the rule's scope (device, kind, group, or the whole fleet) includes `device`."""

@@ -127,7 +127,8 @@ async def run_cycle(conn: psycopg.AsyncConnection[Any], part: int, rules: Sequen
         devices = {row[0]: Device(row[0], row[1], row[2]) for row in await cur.fetchall()}
         for device_id in sorted(earliest):
             device = devices.get(device_id, Device(device_id, "", None))
-            await _evaluate_device(cur, device, earliest[device_id], [r for r in rules if r.applies_to(device)], report)
+            applying = [r for r in rules if r.on_samples and r.applies_to(device)]
+            await _evaluate_device(cur, device, earliest[device_id], applying, report)
             report.devices += 1
     return report
 
@@ -164,7 +165,7 @@ async def _evaluate_rule(
     rewind: bool,
     report: CycleReport,
 ) -> None:
-    column = _SAMPLE_COLUMNS[rule.metric]
+    column = _SAMPLE_COLUMNS[rule.metric or ""]
     points = [
         Point(SampleKey(s[0], s[1], s[2]), s[column])
         for s in samples

@@ -20,7 +20,8 @@ from models.telemetry import KNOWN_METRICS
 RULE_DURATION_MAX_S: Final = 86_400  # a day: longer windows are reports, not alerts
 Severity = Literal["critical", "major", "minor", "warning"]
 SEVERITIES: Final[tuple[str, ...]] = ("critical", "major", "minor", "warning")
-Operator = Literal[">", "<", "outside"]
+Operator = Literal[">", "<", "outside", "offline"]
+OFFLINE: Final = "offline"  # a presence rule: the device offline for longer than `for_s`
 AlertState = Literal["active", "acknowledged", "cleared", "retracted"]
 ALERT_STATES: Final[tuple[str, ...]] = ("active", "acknowledged", "cleared", "retracted")
 OPEN_STATES: Final[tuple[str, ...]] = ("active", "acknowledged")
@@ -34,7 +35,7 @@ class RuleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """What an operator writes to create a rule; `rule_problem` says whether it makes sense."""
 
     name: Annotated[str, Meta(min_length=1, max_length=200)]
-    metric: Annotated[str, Meta(min_length=1, max_length=32)]
+    metric: Annotated[str, Meta(min_length=1, max_length=32)] | None = None  # none for `offline`
     op: Operator
     threshold: float | None = None
     low: float | None = None
@@ -50,20 +51,33 @@ class RuleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 def rule_problem(spec: RuleSpec) -> str | None:
     """Why `spec` cannot be a rule (a sentence for a 400 problem), or None when it can."""
-    metric = KNOWN_METRICS.get(spec.metric)
-    if metric is None:
-        return f"unknown metric {spec.metric!r}; known: {', '.join(KNOWN_METRICS)}"
     for name, seconds in (("for_s", spec.for_s), ("clear_for_s", spec.clear_for_s)):
         if not 0 <= seconds <= RULE_DURATION_MAX_S:
             return f"{name} {seconds} is out of range: 0 to {RULE_DURATION_MAX_S} seconds"
     if sum(scope is not None for scope in (spec.device_id, spec.kind, spec.group)) > 1:
         return "a rule applies to one device, one kind or one group (or, with none of them, to every device)"
+    if spec.op == OFFLINE:
+        return _presence_problem(spec)
+    metric = KNOWN_METRICS.get(spec.metric or "")
+    if metric is None:
+        return f"unknown metric {spec.metric!r}; known: {', '.join(KNOWN_METRICS)}"
     problem, limits = _limits_of(spec)
     if problem is not None:
         return problem
     for limit in limits:
         if not metric.low <= limit <= metric.high:
             return f"{limit:g} is outside what {spec.metric} can read ({metric.low:g} to {metric.high:g} {metric.unit})"
+    return None
+
+
+def _presence_problem(spec: RuleSpec) -> str | None:
+    """Why an `offline` rule cannot be: it takes a duration of at least a second, nothing to compare."""
+    if spec.metric is not None or any(
+        v is not None for v in (spec.threshold, spec.low, spec.high, spec.clear_threshold)
+    ):
+        return "op 'offline' takes no metric, threshold, low, high or clear_threshold: only for_s"
+    if spec.for_s < 1 or spec.clear_for_s:
+        return "op 'offline' takes for_s of at least 1 second (how long offline before the alert), no clear_for_s"
     return None
 
 
@@ -116,8 +130,10 @@ class Condition(msgspec.Struct, frozen=True, kw_only=True):
             return value < self.clear_threshold
         return value > self.clear_threshold
 
-    def describe(self, metric: str) -> str:
+    def describe(self, metric: str | None) -> str:
         """The condition as people write it, e.g. `engine_temp > 110 for 30 s`."""
+        if self.op == OFFLINE:
+            return f"offline for more than {self.for_s} s"
         if self.op == "outside":
             text = f"{metric} outside {self.low:g}…{self.high:g}"
         else:

@@ -12,7 +12,7 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True):
 
     id: int
     name: str
-    metric: str
+    metric: str | None  # none for a presence rule (op `offline`)
     op: str
     threshold: float | None
     low: float | None

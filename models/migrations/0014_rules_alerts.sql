@@ -3,8 +3,8 @@
 CREATE TABLE alert_rules (
     id               bigserial PRIMARY KEY,
     name             text NOT NULL CHECK (char_length(name) BETWEEN 1 AND 200),
-    metric           text NOT NULL,
-    op               text NOT NULL CHECK (op IN ('>', '<', 'outside')),
+    metric           text,  -- none for 'offline' (a presence rule)
+    op               text NOT NULL CHECK (op IN ('>', '<', 'outside', 'offline')),
     threshold        double precision,
     low              double precision,
     high             double precision,
@@ -19,7 +19,10 @@ CREATE TABLE alert_rules (
     created_by       text,
     -- Removed rules stay, so that their alerts keep naming them; the engine ignores them.
     deleted_at       timestamptz,
-    CHECK ((op = 'outside') = (threshold IS NULL) AND (op = 'outside') = (low IS NOT NULL AND high IS NOT NULL))
+    CHECK (CASE op
+        WHEN 'outside' THEN metric IS NOT NULL AND threshold IS NULL AND low IS NOT NULL AND high IS NOT NULL
+        WHEN 'offline' THEN metric IS NULL AND threshold IS NULL AND low IS NULL AND high IS NULL AND for_s > 0
+        ELSE metric IS NOT NULL AND threshold IS NOT NULL AND low IS NULL AND high IS NULL END)
 );
 
 -- One row per episode: the natural key (rule, device, started_at) makes a re-evaluation write nothing

@@ -52,6 +52,17 @@ async def test_rules_are_added_listed_and_removed_and_refused_with_a_reason(http
     assert (await http.delete(f"/api/v1/rules/{rule['id']}")).status_code == 404
 
 
+async def test_presence_rules_take_a_duration_and_nothing_to_compare(http: httpx.AsyncClient) -> None:
+    gone = await http.post("/api/v1/rules", json={"name": "gone", "op": "offline", "for_s": 600, "kind": "truck"})
+    instant = await http.post("/api/v1/rules", json={"name": "gone", "op": "offline"})
+    with_metric = await http.post("/api/v1/rules", json={"name": "x", "op": "offline", "for_s": 60, "metric": "fuel"})
+    assert gone.status_code == 201, gone.text
+    assert (gone.json()["metric"], gone.json()["op"], gone.json()["kind"]) == (None, "offline", "truck")
+    assert instant.status_code == 400
+    assert "for_s of at least 1 second" in instant.json()["detail"]
+    assert with_metric.status_code == 400
+
+
 async def test_viewers_read_rules_and_alerts_but_change_neither(
     http: httpx.AsyncClient, api_url: str, api_settings: Settings
 ) -> None:

@@ -186,3 +186,38 @@ async def wait_split(database_url: str, names: list[str], limit_s: float = 30) -
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"partitions not split: {parts}")
             await asyncio.sleep(0.1)
+
+
+async def test_engine_presence_rule_raises_once_for_a_device_offline_too_long_and_clears_when_back(
+    database_url: str, engine_process: StartEngine
+) -> None:
+    device = f"truck-{uuid.uuid4().hex[:6]}"
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        offline_since = datetime.now(UTC) - timedelta(minutes=20)
+        await conn.execute(
+            "INSERT INTO devices (id, presence, presence_source, presence_since) VALUES (%s, 'offline', 'status', %s)",
+            (device, offline_since),
+        )
+        cur = await conn.execute(
+            "INSERT INTO alert_rules (name, op, for_s, severity, device_id) VALUES ('gone', 'offline', 600, 'major', %s)"
+            " RETURNING id",
+            (device,),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        rule_id = row[0]
+        engine = engine_process("presence")
+        await wait_until_alerts(database_url, rule_id, 1)
+        engine.kill()  # a restart must not raise it again
+        engine.wait(timeout=10)
+        engine_process("presence-2")
+        back = datetime.now(UTC)
+        await conn.execute("UPDATE devices SET presence = 'online', presence_since = %s WHERE id = %s", (back, device))
+        deadline = asyncio.get_running_loop().time() + 30
+        while (await stored_alerts(database_url, rule_id))[device][0][3] != "cleared":
+            assert asyncio.get_running_loop().time() < deadline, "presence alert not cleared"
+            await asyncio.sleep(0.1)
+    assert (await stored_alerts(database_url, rule_id))[device] == [
+        (offline_since, offline_since + timedelta(minutes=10), back, "cleared")
+    ]
+    assert await event_counts(database_url, rule_id) == {"raised": 1, "cleared": 1}
