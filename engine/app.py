@@ -75,11 +75,17 @@ async def _run(settings: Settings, lease: PartitionLease, stop: asyncio.Event) -
             await _sleep(stop, delay)
             delay = min(RETRY_MAX_S, delay * 2)
             continue
-        delay = 0.1
         try:
             await _evaluate(settings, conn, lease, stop)
+            delay = 0.1
         except psycopg.OperationalError as exc:
             log.warning("PostgreSQL connection lost (%s): partitions released; reconnecting", exc)
+        except psycopg.Error as exc:
+            # The cycle rolled back: nothing of it is kept, so it is redone from the same state. Logged
+            # loudly and retried with backoff, so one bad statement cannot spin or end the process.
+            log.error("evaluation failed (%s): partitions released; retrying in %.1f s", exc, delay)
+            await _sleep(stop, delay)
+            delay = min(RETRY_MAX_S, delay * 2)
         finally:
             lease.lost()
             await _close(conn, lease, clean=stop.is_set())
