@@ -147,8 +147,6 @@ async def _act(
     if done is False:
         raise not_found(f"no alert {alert_id}")
     if isinstance(done, NotOpen):
-        verb = "acknowledge" if action == "acknowledged" else "clear"
-        raise conflict(
-            f"alert {alert_id} is {done.state}: only an {'active' if verb == 'acknowledge' else 'open'} alert can be {action}"
-        )
+        allowed = "an active alert" if action == "acknowledged" else "an open (active or acknowledged) alert"
+        raise conflict(f"alert {alert_id} is {done.state}: only {allowed} can be {action}")
     return await _alert_or_404(pool, alert_id, principal.group)
