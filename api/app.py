@@ -28,7 +28,7 @@ from api.accounts.controllers import ApiKeyController, UserController, login
 from api.accounts.limits import LoginThrottle
 from api.alerts.controllers import AlertController
 from api.auth import PUBLIC, TokenIssuer, build_auth, require_access
-from api.backends import DEPENDENCIES, STATE_KEY, Backends, ExportLimits, Pool
+from api.backends import DEPENDENCIES, STATE_KEY, Backends, ExportLimits
 from api.contract.controllers import asyncapi
 from api.devices.controllers import DeviceController, RefusedController
 from api.devices.provision import provision_dependencies
@@ -44,6 +44,7 @@ from api.live.hub import LiveHub
 from api.live.stream import LiveStreamReader
 from api.live.watch import CredentialWatch
 from api.openapi import document_problems
+from api.pool import Pool
 from api.problems import log_server_error, problem_details_plugin
 from api.rules.controllers import RuleController
 from api.stopping import STATE_KEY as STOPPING_KEY

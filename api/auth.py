@@ -42,8 +42,10 @@ from litestar.types import Receive, Scope, Send
 from api.accounts.keys import is_api_key
 from api.accounts.roles import Role
 from api.accounts.services import find_api_key
-from api.backends import Pool, provide_pool
+from api.backends import provide_pool
 from api.devices.services import DeviceGroup
+from api.pool import Pool
+from api.principal import Principal
 from api.problems import forbidden, unauthorized
 from config import ApiSettings, SettingsError
 
@@ -73,24 +75,6 @@ BEARER_SCHEME: Final = "OAuth2PasswordBearer"
 API_KEY_SCHEME: Final = "ApiKey"
 DEVICE_SCHEME: Final = "DeviceBasic"
 _READ_METHODS: Final = frozenset({"GET", "HEAD"})
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who a request acts for: an operator account (from a token) or an integrator (from an API key)."""
-
-    name: str
-    role: Role
-    api_key_id: int | None = None
-    group: str | None = None
-    """Integrators limited to one device group: `devices.group_name` of the only devices they may see."""
-    expires_at: float | None = None
-    """When the operator's token expires (UNIX time); None for API keys, which are revoked instead."""
-
-    @property
-    def is_api_key(self) -> bool:
-        """True for integrators: read-only, whatever the route."""
-        return self.api_key_id is not None
 
 
 @dataclass

@@ -7,20 +7,17 @@ They live in `app.state` and reach handlers through Litestar dependency injectio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from typing import Final
 
 from litestar.datastructures import State
 from litestar.di import Provide
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from api.live.hub import LiveHub
 from api.live.watch import CredentialWatch
+from api.pool import Pool
 
 STATE_KEY: Final = "backends"
-
-Pool: TypeAlias = AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]
 
 
 @dataclass(frozen=True, slots=True)

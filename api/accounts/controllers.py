@@ -27,7 +27,7 @@ from api.accounts.services import (
     revoke_api_key,
 )
 from api.auth import ADMIN, NO_CREDENTIALS, PUBLIC, TokenIssuer
-from api.backends import Pool
+from api.pool import Pool
 from api.problems import ConflictException, bad_request, conflict, not_found, too_many_requests, unauthorized
 
 KEY_ID_MAX: Final = 2**63 - 1  # bigint

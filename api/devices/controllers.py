@@ -18,7 +18,6 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from redis.asyncio import Redis
 
 from api.auth import ADMIN, OPERATOR, may_see_device, principal_of
-from api.backends import Pool
 from api.devices.provision import UNCHANGED, BrokerDelivery, Conflict, DeviceAccounts
 from api.devices.registry import delete_device, patch_device, read_device
 from api.devices.rejected import REFUSED_PAGE_DEFAULT, REFUSED_PAGE_MAX, list_refused
@@ -36,6 +35,7 @@ from api.devices.schemas import (
     Status,
 )
 from api.devices.services import DEVICES_PAGE_DEFAULT, DEVICES_PAGE_MAX, DeviceFilter, list_devices, read_state
+from api.pool import Pool
 from api.problems import ConflictException, bad_request, conflict, not_found
 from broker.accounts import Credential
 from models.state import DeviceState

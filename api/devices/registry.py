@@ -22,9 +22,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from redis.asyncio import Redis
 
-from api.backends import Pool
 from api.devices.schemas import DeviceDetails, DevicePatch, MqttAccount
 from api.devices.services import device_from_row
+from api.pool import Pool
 from models.state import GEO_KEY, SEEN_KEY, PresenceState, state_key
 
 _DETAIL_COLUMNS: Final = (

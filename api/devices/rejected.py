@@ -9,9 +9,9 @@ from typing import Any, Final
 
 from psycopg.rows import dict_row
 
-from api.backends import Pool
 from api.devices.schemas import RefusedMessage, RefusedPage
 from api.devices.services import where_clause
+from api.pool import Pool
 
 REFUSED_PAGE_MAX: Final = 500
 REFUSED_PAGE_DEFAULT: Final = 50

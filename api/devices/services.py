@@ -11,8 +11,8 @@ import msgspec
 from psycopg.rows import dict_row
 from redis.asyncio import Redis
 
-from api.backends import Pool
 from api.devices.schemas import Device, DevicePage, Status
+from api.pool import Pool
 from models.state import STATE_KEY_PREFIX, DeviceState, state_from_fields, state_key
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,11 @@ from litestar.params import QueryParameter
 from redis.asyncio import Redis
 
 from api.auth import principal_of
-from api.backends import Pool
 from api.devices.schemas import GROUP_PATTERN, KIND_PATTERN
 from api.fleet.bbox import BoundingBox, BoxError
 from api.fleet.schemas import FleetStatePage
 from api.fleet.services import FLEET_IDS_MAX, FLEET_PAGE_DEFAULT, FLEET_PAGE_MAX, FleetFilter, fleet_state
+from api.pool import Pool
 from api.problems import bad_request
 from models.topics import DEVICE_ID_PATTERN, is_device_id
 

@@ -15,10 +15,10 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
-from api.backends import Pool
 from api.devices.services import read_states, where_clause
 from api.fleet.bbox import BoundingBox, covering_search
 from api.fleet.schemas import FleetStatePage
+from api.pool import Pool
 from models.state import GEO_KEY
 
 FLEET_PAGE_MAX: Final = 5000

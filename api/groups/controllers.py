@@ -12,7 +12,6 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from api.auth import ADMIN, principal_of
-from api.backends import Pool
 from api.devices.schemas import GROUP_DESCRIPTION, GROUP_PATTERN
 from api.groups.schemas import Group, GroupPage, GroupPut
 from api.groups.services import (
@@ -24,6 +23,7 @@ from api.groups.services import (
     list_groups,
     read_group,
 )
+from api.pool import Pool
 from api.problems import ConflictException, bad_request, conflict, not_found
 
 # Groups named by devices (`fleet devices add --group`) may hold any text; the API writes only names of

@@ -15,9 +15,9 @@ from typing import Any, Final
 
 from psycopg.rows import dict_row
 
-from api.backends import Pool
 from api.devices.services import where_clause
 from api.groups.schemas import Group, GroupPage
+from api.pool import Pool
 
 GROUPS_PAGE_MAX: Final = 1000
 GROUPS_PAGE_DEFAULT: Final = 100

@@ -9,10 +9,10 @@ from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from redis.asyncio import Redis
 
 from api.auth import NO_CREDENTIALS, PUBLIC
-from api.backends import Pool
 from api.health.schemas import Liveness, Readiness
 from api.health.services import readiness
 from api.ingest.backend import IngestBackend
+from api.pool import Pool
 
 
 @get("/healthz", tags=["health"], opt=PUBLIC, security=NO_CREDENTIALS, summary="Liveness")

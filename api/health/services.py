@@ -11,9 +11,9 @@ from typing import Final
 
 from redis.asyncio import Redis
 
-from api.backends import Pool
 from api.health.schemas import Check, Readiness
 from api.mqtt import MqttLink
+from api.pool import Pool
 
 log = logging.getLogger(__name__)
 

@@ -36,11 +36,11 @@ from litestar.status_codes import (
 from redis.asyncio import Redis
 
 from api.auth import DEVICE, DEVICE_SCHEME
-from api.backends import Pool
 from api.ingest.backend import IngestBackend
 from api.ingest.body import ACCEPTED_TYPES, BodyRefusal, read_limited, split_messages
 from api.ingest.credentials import Verdict, parse_basic
 from api.ingest.schemas import IngestReport
+from api.pool import Pool
 from api.problems import (
     forbidden,
     gateway_timeout,

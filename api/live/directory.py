@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import psycopg
 
 if TYPE_CHECKING:  # api.backends holds the hub, which holds this: a runtime import would be circular
-    from api.backends import Pool
+    from api.pool import Pool
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ from api.live.watch import Ended, Watched
 from models.state import GEO_KEY
 
 if TYPE_CHECKING:  # api.auth imports the live package through api.backends
-    from api.auth import Principal
+    from api.principal import Principal
 
 Renewal = Callable[["Principal", str], "Principal | str"]
 """Checks a fresh token for a connection authorised as the given principal: the new principal, or why not."""

@@ -28,8 +28,8 @@ import psycopg
 from api.accounts.roles import Role
 
 if TYPE_CHECKING:  # api.auth and api.backends import the live package: a runtime import would be circular
-    from api.auth import Principal
-    from api.backends import Pool
+    from api.pool import Pool
+    from api.principal import Principal
 
 log = logging.getLogger(__name__)
 

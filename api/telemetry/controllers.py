@@ -13,7 +13,8 @@ from litestar.response import Stream
 from psycopg_pool import PoolTimeout
 
 from api.auth import may_see_device, principal_of
-from api.backends import ExportLimits, Pool
+from api.backends import ExportLimits
+from api.pool import Pool
 from api.problems import bad_request, not_found, unavailable
 from api.telemetry.query import (
     LIMIT_DEFAULT,

@@ -15,7 +15,7 @@ from typing import Any, Final
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from api.backends import Pool
+from api.pool import Pool
 from api.telemetry.cursor import TelemetryCursor, encode_cursor
 from api.telemetry.downsample import lttb
 from api.telemetry.query import POINTS_SOURCE_MAX, POSITION, BadParam, BucketQuery, PointsQuery, TelemetryQuery

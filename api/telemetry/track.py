@@ -38,7 +38,8 @@ from xml.sax.saxutils import escape
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from api.backends import ExportLimits, Pool
+from api.backends import ExportLimits
+from api.pool import Pool
 from api.telemetry.query import TrackQuery
 from models.telemetry import METRIC_COLUMNS
 

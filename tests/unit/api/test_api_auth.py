@@ -11,7 +11,8 @@ from litestar.handlers.base import BaseRouteHandler
 
 from api.accounts.roles import Role
 from api.app import create_app
-from api.auth import ADMIN, DEVICE, OPERATOR, PUBLIC, Principal, access_refusal, build_auth, require_access
+from api.auth import ADMIN, DEVICE, OPERATOR, PUBLIC, access_refusal, build_auth, require_access
+from api.principal import Principal
 from config import ApiSettings, DatabaseSettings, RedisSettings, Settings, SettingsError
 
 # Never contacted: building an app opens nothing until its lifespan starts.

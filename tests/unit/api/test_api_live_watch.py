@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from api.accounts.roles import Role
-from api.auth import Principal
 from api.live.watch import (
     CLOSE_CREDENTIAL_ENDED,
     CLOSE_ROLE_LOWERED,
@@ -15,6 +14,7 @@ from api.live.watch import (
     expiry_reason,
     unless_ended,
 )
+from api.principal import Principal
 
 
 def test_expiry_reason_ends_a_token_at_its_expiry_and_never_an_api_key() -> None:
