@@ -22,7 +22,7 @@ from api.alerts.services import (
     read_alert,
 )
 from api.auth import OPERATOR, principal_of
-from api.backends import Pool
+from api.pool import Pool
 from api.problems import ConflictException, conflict, not_found
 from models.rules import AlertState, Severity
 

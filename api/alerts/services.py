@@ -11,8 +11,8 @@ from typing import Any, Final
 from psycopg.rows import dict_row
 
 from api.alerts.schemas import Alert, AlertPage, Comment
-from api.backends import Pool
 from api.devices.services import where_clause
+from api.pool import Pool
 
 ALERTS_PAGE_MAX: Final = 1000
 ALERTS_PAGE_DEFAULT: Final = 100

@@ -18,9 +18,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from api.alerts.services import ALERT_SELECT, alert_from_row
-from api.backends import Pool
 from api.live.hub import LiveHub
 from api.live.schemas import SERVER_MESSAGES, AlertMessage
+from api.pool import Pool
 from models.rule_store import ALERT_EVENTS_AFTER
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from api.auth import OPERATOR, principal_of
-from api.backends import Pool
+from api.pool import Pool
 from api.problems import bad_request, not_found
 from api.rules.schemas import Rule, RulePage
 from api.rules.services import add_rule, list_rules, read_rule, remove_rule

@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
-from api.backends import Pool
+from api.pool import Pool
 from api.rules.schemas import Rule
 from models.rule_store import CLEAR_RULE_ALERTS, INSERT_RULE, LIST_RULES, READ_RULE, REMOVE_RULE, insert_params
 from models.rules import RuleSpec
