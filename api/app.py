@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from api.accounts.controllers import ApiKeyController, UserController, login
 from api.accounts.limits import LoginThrottle
+from api.alerts.controllers import AlertController
 from api.auth import PUBLIC, TokenIssuer, build_auth, require_access
 from api.backends import DEPENDENCIES, STATE_KEY, Backends, ExportLimits
 from api.contract.controllers import asyncapi
@@ -36,6 +37,7 @@ from api.groups.controllers import GroupController
 from api.health.controllers import healthz, readyz
 from api.ingest.backend import build_ingest, ingest_lifespan, provide_ingest
 from api.ingest.controllers import ingest
+from api.live.alerts import AlertEventReader
 from api.live.controllers import live, live_poll
 from api.live.directory import GroupDirectory
 from api.live.hub import LiveHub
@@ -44,6 +46,7 @@ from api.live.watch import CredentialWatch
 from api.openapi import document_problems
 from api.pool import Pool
 from api.problems import log_server_error, problem_details_plugin
+from api.rules.controllers import RuleController
 from api.stopping import STATE_KEY as STOPPING_KEY
 from api.stopping import Stopping
 from api.telemetry.controllers import TelemetryController, TrackController
@@ -138,6 +141,7 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
             asyncio.create_task(reader.run(), name="live-stream-reader"),
             asyncio.create_task(directory.run(), name="live-group-directory"),
             asyncio.create_task(watch.run(), name="live-credential-watch"),
+            asyncio.create_task(AlertEventReader(pool, hub).run(), name="live-alert-events"),
         ]
         try:
             yield
@@ -187,7 +191,7 @@ def create_app(settings: Settings) -> Litestar:
             ingest,
         ],
     )
-    for handler in (GroupController, fleet_state):
+    for handler in (GroupController, fleet_state, RuleController, AlertController):
         api.register(handler)
     app = Litestar(
         route_handlers=[api, healthz, readyz, *ui_handlers(ui_bundle), asyncapi],

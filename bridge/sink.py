@@ -24,6 +24,7 @@ from psycopg.types.json import Jsonb
 
 from bridge.decode import TELEMETRY_COLUMNS, TELEMETRY_TYPES, Decoded, PresenceUpdate, Rejection
 from bridge.errors import SinkUnavailableError
+from bridge.feed import write_feed
 from models.rollups import ROLLUPS_MIGRATION, insert_and_roll_up
 from models.state import DATABASE_REFUSAL
 
@@ -234,6 +235,7 @@ class PostgresTelemetrySink:
                     else:
                         await cur.execute(_INSERT_NEW)
                         inserted = cur.rowcount
+                    await write_feed(cur)
                 if rejections:
                     await cur.executemany(_INSERT_REJECTED, [_rejection_params(r) for r in rejections])
                 seen = await _upsert_devices(cur, part)

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("bridge", help="run one bridge instance (FLEETBRIDGE_* settings)")
     commands.add_parser("api", help="serve the API and UI (FLEETBRIDGE_* settings)")
+    commands.add_parser("engine", help="run one rules-engine instance (FLEETBRIDGE_* settings)")
+    _add_rule_commands(commands)
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("migrate", help="apply pending migrations and create time partitions")
@@ -204,6 +206,32 @@ def _add_user_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     key_revoke.add_argument("id", type=int, help="the key's id (`fleet users api-key list`)")
 
 
+def _add_rule_commands(commands: Any) -> None:
+    lookup = _lookup_options("the database holding the rules")
+    rules = commands.add_parser("rules", help="alert rules the engine evaluates (docs/rules.md)")
+    actions = rules.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", parents=[lookup], help="every rule: id, name, condition, severity, scope")
+    add = actions.add_parser("add", parents=[lookup], help="add a threshold rule; it takes effect within a second")
+    add.add_argument("name", help="what operators see, e.g. 'engine overheating'")
+    add.add_argument("--metric", help="a known metric, e.g. engine_temp (none for --op offline)")
+    add.add_argument("--op", required=True, choices=[">", "<", "outside", "offline"])
+    add.add_argument("--threshold", type=float, help="the limit of > and <")
+    add.add_argument("--low", type=float, help="the range's low end, for outside")
+    add.add_argument("--high", type=float, help="the range's high end, for outside")
+    add.add_argument("--for", dest="for_s", type=int, default=0, help="seconds the condition must hold (default 0)")
+    add.add_argument("--clear-threshold", type=float, help="hysteresis: clear only beyond this limit")
+    add.add_argument(
+        "--clear-for", dest="clear_for_s", type=int, default=0, help="seconds the clear condition must hold"
+    )
+    add.add_argument("--severity", default="warning", choices=["critical", "major", "minor", "warning"])
+    scope = add.add_mutually_exclusive_group()
+    scope.add_argument("--device", dest="device_id", help="only this device")
+    scope.add_argument("--kind", help="only devices of this kind")
+    scope.add_argument("--group", help="only devices of this group")
+    remove = actions.add_parser("remove", parents=[lookup], help="remove a rule; its open alerts are cleared")
+    remove.add_argument("id", type=int, help="the rule's id (`fleet rules list`)")
+
+
 def _lookup_options(what: str) -> argparse.ArgumentParser:
     """--database-url and --state-dir: which database a command uses (flag, variable, else the running stack's)."""
     lookup = argparse.ArgumentParser(add_help=False)
@@ -232,14 +260,10 @@ def run(argv: list[str], env: Mapping[str, str]) -> int:
         return _down(settings, args.state_dir)
     if args.command == "status":
         return _status(settings, args)
-    if args.command == "bridge":
-        from bridge.__main__ import main as bridge_main
-
-        return bridge_main()
-    if args.command == "api":
-        from api.__main__ import main as api_main
-
-        return api_main()
+    if args.command in {"bridge", "api", "engine"}:
+        return _serve(args.command)
+    if args.command == "rules":
+        return _rules(settings, args)
     if args.command in {"devices", "integrators"} and args.action == "list":
         return _roster(settings, args)
     if args.command in ACCOUNT_COMMANDS:
@@ -249,6 +273,21 @@ def run(argv: list[str], env: Mapping[str, str]) -> int:
     if args.command == "certs":
         return _certs(settings, args)
     return _migrate(settings)
+
+
+def _serve(process: str) -> int:
+    """Run the bridge, the API or the engine in this process, until SIGINT or SIGTERM."""
+    if process == "bridge":
+        from bridge.__main__ import main as bridge_main
+
+        return bridge_main()
+    if process == "api":
+        from api.__main__ import main as api_main
+
+        return api_main()
+    from engine.__main__ import main as engine_main
+
+    return engine_main()
 
 
 def _running(settings: Settings, state_dir: Path | None) -> StackState | None:
@@ -541,6 +580,80 @@ def _roster(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     _table(header, rows)
     return 0
+
+
+def _rules(settings: Settings, args: argparse.Namespace) -> int:
+    """`fleet rules list|add|remove` on the database, as the REST API does them."""
+    import getpass
+
+    import msgspec
+    import psycopg
+
+    from models.rule_store import add_rule, list_rules, remove_rule
+    from models.rules import RuleSpec, rule_problem
+
+    url = _database_url(settings, args)
+    if url is None:
+        return _no_database(settings, args)
+    who = f"cli:{getpass.getuser()}"
+    spec = None
+    if args.action == "add":
+        fields = ("metric", "op", "threshold", "low", "high", "for_s", "clear_threshold", "clear_for_s", "severity")
+        given = {name: getattr(args, name) for name in (*fields, "device_id", "kind", "group")}
+        try:
+            spec = msgspec.convert({"name": args.name} | {k: v for k, v in given.items() if v is not None}, RuleSpec)
+        except msgspec.ValidationError as exc:
+            say(f"invalid rule: {exc}")
+            return 2
+        problem = rule_problem(spec)
+        if problem is not None:
+            say(f"invalid rule: {problem}")
+            return 2
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            if spec is not None:
+                row = add_rule(conn, spec, who)
+                print(row["id"])
+                return 0
+            if args.action == "remove":
+                if not remove_rule(conn, args.id, who):
+                    say(f"no rule {args.id}")
+                    return 1
+                return 0
+            rows = list_rules(conn)
+    except psycopg.Error as exc:
+        say(f"cannot use the database (is it migrated? `fleet db migrate`): {exc}")
+        return 1
+    _table(
+        ["ID", "NAME", "CONDITION", "CLEARS", "SEVERITY", "SCOPE"],
+        [[str(r["id"]), r["name"], _condition(r), _clearing(r), r["severity"], _scope(r)] for r in rows],
+    )
+    return 0
+
+
+def _condition(rule: Mapping[str, Any]) -> str:
+    if rule["op"] == "offline":
+        return f"offline for more than {rule['for_s']} s"
+    limit = (
+        f"outside {rule['low']:g}…{rule['high']:g}"
+        if rule["op"] == "outside"
+        else f"{rule['op']} {rule['threshold']:g}"
+    )
+    return f"{rule['metric']} {limit}" + (f" for {rule['for_s']} s" if rule["for_s"] else "")
+
+
+def _clearing(rule: Mapping[str, Any]) -> str:
+    if rule["op"] == "offline":
+        return "back online"
+    limit = "when not" if rule["clear_threshold"] is None else f"beyond {rule['clear_threshold']:g}"
+    return limit + (f" for {rule['clear_for_s']} s" if rule["clear_for_s"] else "")
+
+
+def _scope(rule: Mapping[str, Any]) -> str:
+    for field, label in (("device_id", "device"), ("kind", "kind"), ("group_name", "group")):
+        if rule[field] is not None:
+            return f"{label} {rule[field]}"
+    return "every device"
 
 
 def _when(moment: datetime | None) -> str:

@@ -119,6 +119,14 @@ class BridgeSettings(_Section):
 
 
 @dataclass(frozen=True, slots=True, repr=False)
+class EngineSettings(_Section):
+    """The rules engine (`python -m engine`)."""
+
+    instance: str = ""  # this instance's name among engine instances; empty: engine-<host>-<pid>
+    poll_interval_ms: int = _bounded(250, low=10, high=60_000, doc="how often an idle engine looks for new feed rows")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class ApiSettings(_Section):
     """Where the API listens."""
 
@@ -186,6 +194,7 @@ class Settings(_Section):
     redis: RedisSettings = RedisSettings()
     database: DatabaseSettings = DatabaseSettings()
     bridge: BridgeSettings = BridgeSettings()
+    engine: EngineSettings = EngineSettings()
     api: ApiSettings = ApiSettings()
     ingest: IngestSettings = IngestSettings()
     stack: StackSettings = StackSettings()

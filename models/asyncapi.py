@@ -15,6 +15,7 @@ from typing import Any, Final
 import msgspec
 
 from models.events import Command, CommandAck, Event, Status
+from models.rules import AlertNotice
 from models.state import DeviceState, Persisted, RejectedNotice
 from models.telemetry import KNOWN_METRICS, Sample, SensorReading, TelemetryBatch
 from models.topics import DEVICE_ID_PATTERN, PREFIX, TopicKind
@@ -106,6 +107,7 @@ CHANNELS: Final = (
     Channel(TopicKind.PERSISTED, "send", (Persisted,), "Seq ranges just committed: the device may free them.", 0),
     Channel(TopicKind.REJECTED, "send", (RejectedNotice,), "Why a message or sample was refused.", 0),
     Channel(TopicKind.STATE, "send", (DeviceState,), "Normalised last-known state, for integrators.", 0, True),
+    Channel(TopicKind.ALERTS, "send", (AlertNotice,), "Alert changes from the rules engine, for integrators.", 1),
 )
 
 

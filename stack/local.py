@@ -1,5 +1,5 @@
 """The local stack behind `fleet up`: Mosquitto, Redis and PostgreSQL as child processes, then the
-bridge, the API and a simulated fleet, with their URLs printed; Ctrl-C (or `fleet down`) stops it all.
+bridge, the rules engine, the API and a simulated fleet, with their URLs printed; Ctrl-C (or `fleet down`) stops it all.
 
 A URL given in settings (`FLEETBRIDGE_MQTT_URL`, `_REDIS_URL`, `_DATABASE_URL`) names an existing
 server, which is used instead of starting one. A configured port that is taken (a system Mosquitto on
@@ -51,6 +51,9 @@ MQTTS_CERTIFICATES_PORT: Final = 8884
 READY_TIMEOUT_S: Final = 60.0
 READY_POLL_S: Final = 0.2
 API_ACCOUNT: Final = "fleetbridge-api"  # the API's broker account (role api), for HTTP ingest
+# The engine's broker account, to publish alert changes. Role bridge: the one service role with the right
+# to write `alerts` today (broker/acl.py); a narrower engine role would need a schema change of its own.
+ENGINE_ACCOUNT: Final = "fleetbridge-engine-1"
 AGENT_START_TIMEOUT_S: Final = 10.0
 
 Say = Callable[[str], None]
@@ -64,6 +67,7 @@ class _Broker:
     bridge_url: str
     sim_url: str
     api_url: str | None = None  # the API's own account, for HTTP ingest (None: ingest answers 503)
+    engine_url: str | None = None  # the engine's own account, to publish alerts (None: the shared URL)
     mqtts_url: str | None = None
     certificates_url: str | None = None  # where devices log in with their client certificate
     sim_credentials: Path | None = None
@@ -138,6 +142,7 @@ class LocalStack:
         with redis.Redis.from_url(redis_url) as client:
             client.delete(bridge_stats)  # a previous run's counters must not pass for this bridge's
         self._spawn("bridge", [sys.executable, "-m", "bridge"], env, logs)
+        self._spawn("engine", [sys.executable, "-m", "engine"], _engine_env(env, broker), logs)
         self._spawn("api", [sys.executable, "-m", "api"], env, logs)
         self._wait_ready(f"http://{settings.api.host}:{api_port}/readyz", redis_url, bridge_stats, logs)
         self.started_broker = not settings.mqtt.url
@@ -253,12 +258,15 @@ class LocalStack:
             ),
         )
         self._start_agent(database_url, accounts.paths.passwords.parent, self.servers[-1])
-        self.say(f"MQTT accounts: bridge and {settings.sim.devices} devices (secrets in {accounts.device_secrets})")
+        self.say(
+            f"MQTT accounts: bridge, API, engine and {settings.sim.devices} devices (secrets in {accounts.device_secrets})"
+        )
         if certs is None:
             return _Broker(
                 mqtt_url,
                 bridge_url=_with_credentials(mqtt_url, settings.mqtt.client_id, accounts.bridge_secret),
                 api_url=_with_credentials(mqtt_url, API_ACCOUNT, accounts.api_secret),
+                engine_url=_with_credentials(mqtt_url, ENGINE_ACCOUNT, accounts.engine_secret),
                 sim_url=mqtt_url,
                 sim_credentials=accounts.device_secrets,
                 accounts_dir=accounts.paths.passwords.parent,
@@ -273,6 +281,7 @@ class LocalStack:
             certificates_url=certificates_url,
             bridge_url=_with_credentials(mqtts_url, settings.mqtt.client_id, accounts.bridge_secret),
             api_url=_with_credentials(mqtts_url, API_ACCOUNT, accounts.api_secret),
+            engine_url=_with_credentials(mqtts_url, ENGINE_ACCOUNT, accounts.engine_secret),
             sim_url=certificates_url,
             sim_cert_dir=certs.ca_file.parent / "devices",
             accounts_dir=accounts.paths.passwords.parent,
@@ -364,6 +373,7 @@ class _Accounts:
     paths: AccountPaths
     bridge_secret: str
     api_secret: str
+    engine_secret: str
     device_secrets: Path
 
 
@@ -383,6 +393,7 @@ def _provision(database_url: str, accounts_dir: Path, state: Path, settings: Set
         # The API's own account: it publishes HTTP-ingested telemetry for devices. Its user name is its
         # client id at the broker (use_username_as_clientid), so a second API instance needs another.
         api = add_service_account(conn, Role.API, API_ACCOUNT, rotate_existing=True)
+        engine = add_service_account(conn, Role.BRIDGE, ENGINE_ACCOUNT, rotate_existing=True)
         rows = conn.execute("SELECT username FROM mqtt_accounts WHERE username = ANY(%s)", (ids,)).fetchall()
         existing = {row[0] for row in rows}
         credentials = import_devices(conn, [DeviceSpec(i) for i in ids if i not in existing])
@@ -398,7 +409,15 @@ def _provision(database_url: str, accounts_dir: Path, state: Path, settings: Set
     secrets_file.unlink(missing_ok=True)
     secrets_file.touch(mode=0o600)
     secrets_file.write_text("id,secret\n" + "".join(f"{c.username},{c.secret}\n" for c in credentials))
-    return _Accounts(paths, bridge.secret, api.secret, secrets_file)
+    return _Accounts(paths, bridge.secret, api.secret, engine.secret, secrets_file)
+
+
+def _engine_env(env: dict[str, str], broker: _Broker) -> dict[str, str]:
+    """The engine's environment: the shared one, its instance name, and its own broker account if ours."""
+    engine = env | {"FLEETBRIDGE_ENGINE_INSTANCE": "engine-1"}
+    if broker.engine_url is not None:
+        engine["FLEETBRIDGE_MQTT_URL"] = broker.engine_url
+    return engine
 
 
 def _api_env(settings: Settings, broker: _Broker, state: Path) -> dict[str, str]:

@@ -102,18 +102,25 @@ class LiveHub:
 
     def publish(self, update: LiveUpdate) -> None:
         """Offer `update` to every connection whose selection matches it and whose limits allow it, once."""
-        group = self.directory.group_of(update.device_id)
-        targets = set(self._everything)
-        targets.update(self._by_device.get(update.device_id, ()))
-        if group is not None:
-            targets.update(self._by_group.get(group, ()))
-        targets.update(self._boxes.route(update.device_id, moved_to(update)))
-        for subscriber in targets:
-            if subscriber.group_limit is not None and subscriber.group_limit != group:
-                continue
+        for subscriber in self._targets(update.device_id, moved_to(update)):
             if update.last <= subscriber.floor:
                 continue  # a resumed client already has it (this instance's reader lagged behind)
             subscriber.outbox.offer(update)
+
+    def publish_alert(self, device_id: str, message: bytes) -> None:
+        """Queue an alert change for every connection that selected its device: as a control message,
+        so that no change of an alert is ever conflated away behind a later one."""
+        for subscriber in self._targets(device_id, None):
+            subscriber.outbox.push(message)
+
+    def _targets(self, device_id: str, moved: tuple[float, float] | None) -> set[Subscriber]:
+        group = self.directory.group_of(device_id)
+        targets = set(self._everything)
+        targets.update(self._by_device.get(device_id, ()))
+        if group is not None:
+            targets.update(self._by_group.get(group, ()))
+        targets.update(self._boxes.route(device_id, moved))
+        return {s for s in targets if s.group_limit is None or s.group_limit == group}
 
     @property
     def subscribers(self) -> frozenset[Subscriber]:

@@ -21,6 +21,7 @@ from typing import Annotated, Final
 import msgspec
 from msgspec import Meta
 
+from api.alerts.schemas import Alert
 from models.state import DeviceState, PresenceState
 from models.topics import DEVICE_ID_PATTERN
 
@@ -105,6 +106,14 @@ class CorrectionMessage(msgspec.Struct, frozen=True, tag_field="type", tag="corr
     device_id: str
     values: DeviceState
     cursor: str
+
+
+class AlertMessage(msgspec.Struct, frozen=True, tag_field="type", tag="alert"):
+    """A change of an alert of a selected device (`event`: raised, acknowledged, cleared, commented,
+    reopened, retracted), with the alert as it is after the change. Never conflated: each change is sent."""
+
+    event: str
+    alert: Alert
 
 
 class SubscribedMessage(msgspec.Struct, frozen=True, tag_field="type", tag="subscribed", omit_defaults=True):

@@ -1,0 +1,34 @@
+"""Response payloads of the rules domain (requests are `models.rules.RuleSpec`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+
+class Rule(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored alert rule (docs/rules.md); scope fields null for a rule on the whole fleet."""
+
+    id: int
+    name: str
+    metric: str | None  # none for a presence rule (op `offline`)
+    op: str
+    threshold: float | None
+    low: float | None
+    high: float | None
+    for_s: int
+    clear_threshold: float | None
+    clear_for_s: int
+    severity: str
+    device_id: str | None
+    kind: str | None
+    group: str | None
+    created_at: datetime
+    created_by: str | None
+
+
+class RulePage(msgspec.Struct, frozen=True, kw_only=True):
+    """Every active rule, by id."""
+
+    items: list[Rule]

@@ -1,0 +1,284 @@
+"""One evaluation cycle of one feed partition, in one PostgreSQL transaction.
+
+The cycle deletes the feed rows it takes (`DELETE … RETURNING`) in the same transaction that stores the
+evaluation state and the alerts derived from them. A crash or SIGKILL anywhere before COMMIT rolls all of
+it back, the feed rows included, so the next owner of the partition redoes exactly that work from exactly
+that state; after COMMIT the rows are gone and the work is never redone. Only committed feed rows are
+visible, and a feed row commits with its samples, so the engine reads only committed data; a row that
+commits later is simply taken by a later cycle (there is no position to skip past).
+
+Per device, samples are evaluated in (ts, boot, seq) order from the device's head. A feed row whose range
+starts at or before the head is a late sample: each rule restarts from the state it had just before it
+(`engine_transitions`), and the episodes from there on are reconciled with the alerts already written:
+the same episode is the same row (natural key rule, device, started_at), an episode that no longer
+happens is retracted, an alert whose clearing no longer happens is reopened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import psycopg
+
+from engine.rules import Device, Rule
+from engine.threshold import IDLE, Cleared, Point, Raised, RuleState, SampleKey, evaluate
+from models.telemetry import METRIC_COLUMNS
+
+log = logging.getLogger(__name__)
+
+FEED_ROWS_PER_CYCLE: Final = 100  # each lists a batch's devices of one partition
+# How far back (device time, from a device's newest sample) a late sample is re-evaluated exactly: older
+# transitions are pruned but for the last one before this horizon, from which an older sample restarts.
+REWIND_HORIZON: Final = timedelta(days=1)
+
+_CLAIM_FEED = (
+    "DELETE FROM engine_feed WHERE id IN (SELECT id FROM engine_feed WHERE part = %s ORDER BY id LIMIT %s)"
+    " RETURNING devices, ts_from"
+)
+_DEVICES = "SELECT id, kind, group_name FROM devices WHERE id = ANY(%s)"
+_HEAD = "SELECT ts, boot, seq FROM engine_heads WHERE device_id = %s"
+_SET_HEAD = (
+    "INSERT INTO engine_heads (device_id, ts, boot, seq) VALUES (%s, %s, %s, %s)"
+    " ON CONFLICT (device_id) DO UPDATE SET ts = EXCLUDED.ts, boot = EXCLUDED.boot, seq = EXCLUDED.seq,"
+    " updated_at = now()"
+)
+_METRICS = ", ".join(METRIC_COLUMNS)
+_SAMPLES = f"SELECT ts, boot, seq, {_METRICS} FROM telemetry WHERE device_id = %s AND ts >= %s ORDER BY ts, boot, seq"
+_STATE_BEFORE = (
+    "SELECT phase, since, clear_since FROM engine_transitions WHERE rule_id = %s AND device_id = %s AND ts < %s"
+    " ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1"
+)
+_LATEST_STATE = (
+    "SELECT phase, since, clear_since FROM engine_transitions WHERE rule_id = %s AND device_id = %s"
+    " ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1"
+)
+_FORGET_FROM = "DELETE FROM engine_transitions WHERE rule_id = %s AND device_id = %s AND ts >= %s"
+_ADD_TRANSITION = (
+    "INSERT INTO engine_transitions (rule_id, device_id, ts, boot, seq, phase, since, clear_since)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+_PRUNE = (
+    "DELETE FROM engine_transitions WHERE rule_id = %(rule)s AND device_id = %(device)s AND ts < %(cutoff)s"
+    " AND (ts, boot, seq) < (SELECT ts, boot, seq FROM engine_transitions WHERE rule_id = %(rule)s"
+    " AND device_id = %(device)s AND ts < %(cutoff)s ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1)"
+)
+_ALERTS_FROM = (
+    "SELECT id, started_at, state, acknowledged_at, cleared_at, clear_reason FROM alerts"
+    " WHERE rule_id = %s AND device_id = %s AND (started_at >= %s OR started_at = %s)"
+)
+_INSERT_ALERT = (
+    "INSERT INTO alerts (rule_id, device_id, started_at, raised_at, severity, state, value, message,"
+    " cleared_at, clear_reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT DO NOTHING RETURNING id"
+)
+_RETRACT = (
+    "UPDATE alerts SET state = 'retracted', cleared_at = NULL, clear_reason = NULL, updated_at = now() WHERE id = %s"
+)
+_CLEAR = (
+    "UPDATE alerts SET state = 'cleared', cleared_at = %s, clear_reason = 'condition', cleared_by = NULL,"
+    " updated_at = now() WHERE id = %s"
+)
+_REOPEN = (
+    "UPDATE alerts SET state = CASE WHEN acknowledged_at IS NULL THEN 'active' ELSE 'acknowledged' END,"
+    " cleared_at = NULL, clear_reason = NULL, cleared_by = NULL, updated_at = now(),"
+    " raised_at = COALESCE(%s, raised_at), value = COALESCE(%s, value) WHERE id = %s"
+)
+_EVENT = "INSERT INTO alert_events (alert_id, kind) VALUES (%s, %s)"
+_SAMPLE_COLUMNS: Final = {name: 3 + i for i, name in enumerate(METRIC_COLUMNS)}
+
+
+@dataclass(slots=True)
+class CycleReport:
+    """What one cycle did, for the log and the tests."""
+
+    feed_rows: int = 0
+    devices: int = 0
+    samples: int = 0
+    rewinds: int = 0
+    alert_events: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Episode:
+    started_at: datetime
+    raised_at: datetime | None = None
+    value: float | None = None
+    cleared_at: datetime | None = None
+
+
+async def run_cycle(conn: psycopg.AsyncConnection[Any], part: int, rules: Sequence[Rule]) -> CycleReport:
+    """Take up to `FEED_ROWS_PER_CYCLE` feed rows of partition `part`, evaluate, commit; return what was done."""
+    report = CycleReport()
+    async with conn.transaction(), conn.cursor() as cur:
+        await cur.execute(_CLAIM_FEED, (part, FEED_ROWS_PER_CYCLE))
+        earliest: dict[str, datetime] = {}
+        for ids, firsts in await cur.fetchall():
+            report.feed_rows += 1
+            for device_id, ts_from in zip(ids, firsts, strict=True):
+                if device_id not in earliest or ts_from < earliest[device_id]:
+                    earliest[device_id] = ts_from
+        if not earliest:
+            return report
+        await cur.execute(_DEVICES, (sorted(earliest),))
+        devices = {row[0]: Device(row[0], row[1], row[2]) for row in await cur.fetchall()}
+        for device_id in sorted(earliest):
+            device = devices.get(device_id, Device(device_id, "", None))
+            applying = [r for r in rules if r.on_samples and r.applies_to(device)]
+            await _evaluate_device(cur, device, earliest[device_id], applying, report)
+            report.devices += 1
+    return report
+
+
+async def _evaluate_device(
+    cur: psycopg.AsyncCursor[Any], device: Device, ts_from: datetime, rules: list[Rule], report: CycleReport
+) -> None:
+    await cur.execute(_HEAD, (device.id,))
+    row = await cur.fetchone()
+    head = SampleKey(row[0], row[1], row[2]) if row is not None else None
+    rewind = head is not None and ts_from <= head.ts
+    start = ts_from if rewind or head is None else head.ts
+    await cur.execute(_SAMPLES, (device.id, start))
+    samples = [s for s in await cur.fetchall() if rewind or head is None or SampleKey(s[0], s[1], s[2]) > head]
+    if not samples:
+        return
+    report.samples += len(samples)
+    report.rewinds += rewind
+    first = SampleKey(samples[0][0], samples[0][1], samples[0][2])
+    last = SampleKey(samples[-1][0], samples[-1][1], samples[-1][2])
+    for rule in rules:
+        await _evaluate_rule(cur, rule, device.id, samples, first.ts, rewind=rewind, report=report)
+    if head is None or last > head:
+        await cur.execute(_SET_HEAD, (device.id, last.ts, last.boot, last.seq))
+
+
+async def _evaluate_rule(
+    cur: psycopg.AsyncCursor[Any],
+    rule: Rule,
+    device_id: str,
+    samples: list[tuple[Any, ...]],
+    first_ts: datetime,
+    *,
+    rewind: bool,
+    report: CycleReport,
+) -> None:
+    column = _SAMPLE_COLUMNS[rule.metric or ""]
+    points = [
+        Point(SampleKey(s[0], s[1], s[2]), s[column])
+        for s in samples
+        if s[column] is not None and s[0] >= rule.created_at
+    ]
+    if rewind:
+        await cur.execute(_STATE_BEFORE, (rule.id, device_id, first_ts))
+        row = await cur.fetchone()
+        await cur.execute(_FORGET_FROM, (rule.id, device_id, first_ts))
+    else:
+        await cur.execute(_LATEST_STATE, (rule.id, device_id))
+        row = await cur.fetchone()
+    state = RuleState(row[0], row[1], row[2]) if row is not None else IDLE
+    if not points:
+        return
+    result = evaluate(rule.condition, state, points)
+    for key, after in result.transitions:
+        await cur.execute(
+            _ADD_TRANSITION,
+            (rule.id, device_id, key.ts, key.boot, key.seq, after.phase, after.since, after.clear_since),
+        )
+    if result.transitions:
+        cutoff = points[-1].key.ts - REWIND_HORIZON
+        await cur.execute(_PRUNE, {"rule": rule.id, "device": device_id, "cutoff": cutoff})
+    await _reconcile(cur, rule, device_id, state=state, outcomes=result.outcomes, first_ts=first_ts, report=report)
+
+
+def _episodes(state: RuleState, outcomes: Sequence[Raised | Cleared]) -> dict[datetime, _Episode]:
+    """Every episode the samples touch: the alert in progress before them, and those they raise."""
+    episodes: dict[datetime, _Episode] = {}
+    carried = state.since if state.phase in ("active", "clearing") else None
+    if carried is not None:
+        episodes[carried] = _Episode(carried)
+    for outcome in outcomes:
+        if isinstance(outcome, Raised):
+            episodes[outcome.started_at] = _Episode(outcome.started_at, outcome.raised_at, outcome.value)
+        else:
+            episodes.setdefault(outcome.started_at, _Episode(outcome.started_at)).cleared_at = outcome.cleared_at
+    return episodes
+
+
+async def _reconcile(
+    cur: psycopg.AsyncCursor[Any],
+    rule: Rule,
+    device_id: str,
+    *,
+    state: RuleState,
+    outcomes: Sequence[Raised | Cleared],
+    first_ts: datetime,
+    report: CycleReport,
+) -> None:
+    """Make the alerts from `first_ts` on what the evaluation says, writing an event for each change."""
+    episodes = _episodes(state, outcomes)
+    # The episode under way at the restart (pending or alerting) may have been raised after it: its alert,
+    # if any, is re-decided here like those that began later.
+    anchor = state.since if state.phase != "idle" and state.since is not None else first_ts
+    await cur.execute(_ALERTS_FROM, (rule.id, device_id, first_ts, anchor))
+    existing = {row[1]: row for row in await cur.fetchall()}
+    for started_at, row in existing.items():
+        kept_by_operator = row[5] in ("operator", "rule_removed")
+        if started_at not in episodes and not kept_by_operator and row[2] != "retracted":
+            await cur.execute(_RETRACT, (row[0],))
+            await _event(cur, row[0], "retracted", report)
+    for started_at in sorted(episodes):
+        row = existing.get(started_at)
+        if row is None:
+            await _insert(cur, rule, device_id, episodes[started_at], report)
+        elif row[5] not in ("operator", "rule_removed"):
+            await _update(cur, row, episodes[started_at], report)
+
+
+async def _update(cur: psycopg.AsyncCursor[Any], row: tuple[Any, ...], episode: _Episode, report: CycleReport) -> None:
+    """Bring an alert written before in line with its episode as evaluated now."""
+    alert_id, state, cleared_at = row[0], row[2], row[4]
+    if episode.cleared_at is not None:
+        if state != "cleared" or cleared_at != episode.cleared_at:
+            if state == "retracted":
+                await cur.execute(_REOPEN, (episode.raised_at, episode.value, alert_id))
+            await cur.execute(_CLEAR, (episode.cleared_at, alert_id))
+            await _event(cur, alert_id, "cleared", report)
+    elif state not in ("active", "acknowledged"):
+        await cur.execute(_REOPEN, (episode.raised_at, episode.value, alert_id))
+        await _event(cur, alert_id, "raised" if state == "retracted" else "reopened", report)
+
+
+async def _insert(
+    cur: psycopg.AsyncCursor[Any], rule: Rule, device_id: str, episode: _Episode, report: CycleReport
+) -> None:
+    cleared = episode.cleared_at is not None
+    message = f"{rule.name}: {rule.condition.describe(rule.metric)} (read {episode.value:g})"
+    await cur.execute(
+        _INSERT_ALERT,
+        (
+            rule.id,
+            device_id,
+            episode.started_at,
+            episode.raised_at,
+            rule.severity,
+            "cleared" if cleared else "active",
+            episode.value,
+            message,
+            episode.cleared_at,
+            "condition" if cleared else None,
+        ),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return
+    await _event(cur, row[0], "raised", report)
+    if cleared:
+        await _event(cur, row[0], "cleared", report)
+
+
+async def _event(cur: psycopg.AsyncCursor[Any], alert_id: int, kind: str, report: CycleReport) -> None:
+    await cur.execute(_EVENT, (alert_id, kind))
+    report.alert_events[kind] = report.alert_events.get(kind, 0) + 1

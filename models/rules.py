@@ -1,0 +1,190 @@
+"""Alert rules and alerts: the vocabulary the engine, the API and the `fleet rules` command share.
+
+A threshold rule compares one known metric (`KNOWN_METRICS`) with a limit: above (`>`), below (`<`) or
+outside a range. It triggers once the condition has held `for_s` seconds of device time, and clears once
+the clear condition has held `clear_for_s`; the clear condition is the rule's own condition reversed,
+or, with `clear_threshold`, a hysteresis limit ("raise above 110 °C, clear below 100 °C"). A rule
+applies to one device, a kind, a group, or (none of the three) the whole fleet.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Final, Literal
+
+import msgspec
+from msgspec import Meta
+
+from models.telemetry import KNOWN_METRICS
+
+RULE_DURATION_MAX_S: Final = 86_400  # a day: longer windows are reports, not alerts
+Severity = Literal["critical", "major", "minor", "warning"]
+SEVERITIES: Final[tuple[str, ...]] = ("critical", "major", "minor", "warning")
+Operator = Literal[">", "<", "outside", "offline"]
+OFFLINE: Final = "offline"  # a presence rule: the device offline for longer than `for_s`
+AlertState = Literal["active", "acknowledged", "cleared", "retracted"]
+ALERT_STATES: Final[tuple[str, ...]] = ("active", "acknowledged", "cleared", "retracted")
+OPEN_STATES: Final[tuple[str, ...]] = ("active", "acknowledged")
+# Why an alert was cleared: its clear condition held, an operator cleared it, or its rule was removed.
+ClearReason = Literal["condition", "operator", "rule_removed"]
+ScopeName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", max_length=128)]
+DurationS = Annotated[int, Meta(ge=0)]
+
+
+class RuleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What an operator writes to create a rule; `rule_problem` says whether it makes sense."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    metric: Annotated[str, Meta(min_length=1, max_length=32)] | None = None  # none for `offline`
+    op: Operator
+    threshold: float | None = None
+    low: float | None = None
+    high: float | None = None
+    for_s: DurationS = 0
+    clear_threshold: float | None = None
+    clear_for_s: DurationS = 0
+    severity: Severity = "warning"
+    device_id: ScopeName | None = None
+    kind: ScopeName | None = None
+    group: ScopeName | None = None
+
+
+def rule_problem(spec: RuleSpec) -> str | None:
+    """Why `spec` cannot be a rule (a sentence for a 400 problem), or None when it can."""
+    for name, seconds in (("for_s", spec.for_s), ("clear_for_s", spec.clear_for_s)):
+        if not 0 <= seconds <= RULE_DURATION_MAX_S:
+            return f"{name} {seconds} is out of range: 0 to {RULE_DURATION_MAX_S} seconds"
+    if sum(scope is not None for scope in (spec.device_id, spec.kind, spec.group)) > 1:
+        return "a rule applies to one device, one kind or one group (or, with none of them, to every device)"
+    if spec.op == OFFLINE:
+        return _presence_problem(spec)
+    metric = KNOWN_METRICS.get(spec.metric or "")
+    if metric is None:
+        return f"unknown metric {spec.metric!r}; known: {', '.join(KNOWN_METRICS)}"
+    problem, limits = _limits_of(spec)
+    if problem is not None:
+        return problem
+    for limit in limits:
+        if not metric.low <= limit <= metric.high:
+            return f"{limit:g} is outside what {spec.metric} can read ({metric.low:g} to {metric.high:g} {metric.unit})"
+    return None
+
+
+def _presence_problem(spec: RuleSpec) -> str | None:
+    """Why an `offline` rule cannot be: it takes a duration of at least a second, nothing to compare."""
+    if spec.metric is not None or any(
+        v is not None for v in (spec.threshold, spec.low, spec.high, spec.clear_threshold)
+    ):
+        return "op 'offline' takes no metric, threshold, low, high or clear_threshold: only for_s"
+    if spec.for_s < 1 or spec.clear_for_s:
+        return "op 'offline' takes for_s of at least 1 second (how long offline before the alert), no clear_for_s"
+    return None
+
+
+def _limits_of(spec: RuleSpec) -> tuple[str | None, tuple[float, ...]]:
+    """Why the limits of `spec` do not fit its operator (or None), and the limits it names."""
+    if spec.op == "outside":
+        if spec.low is None or spec.high is None or spec.threshold is not None:
+            return "op 'outside' takes low and high (not threshold)", ()
+        if spec.low >= spec.high:
+            return f"low {spec.low:g} must be below high {spec.high:g}", ()
+        if spec.clear_threshold is not None:
+            return "op 'outside' clears when the value is back inside [low, high]: no clear_threshold", ()
+        return None, (spec.low, spec.high)
+    if spec.threshold is None or spec.low is not None or spec.high is not None:
+        return f"op {spec.op!r} takes threshold (not low and high)", ()
+    clear = spec.clear_threshold
+    if clear is None:
+        return None, (spec.threshold,)
+    if spec.op == ">" and clear > spec.threshold:
+        return f"clear_threshold {clear:g} must not be above threshold {spec.threshold:g} for op '>'", ()
+    if spec.op == "<" and clear < spec.threshold:
+        return f"clear_threshold {clear:g} must not be below threshold {spec.threshold:g} for op '<'", ()
+    return None, (spec.threshold, clear)
+
+
+class Condition(msgspec.Struct, frozen=True, kw_only=True):
+    """The part of a rule the evaluation needs: when it triggers, when it clears, and for how long."""
+
+    op: Operator
+    threshold: float | None = None
+    low: float | None = None
+    high: float | None = None
+    for_s: int = 0
+    clear_threshold: float | None = None
+    clear_for_s: int = 0
+
+    def triggers(self, value: float) -> bool:
+        """True when `value` meets the alert condition."""
+        if self.op == ">":
+            return value > _given(self.threshold)
+        if self.op == "<":
+            return value < _given(self.threshold)
+        return value < _given(self.low) or value > _given(self.high)
+
+    def clears(self, value: float) -> bool:
+        """True when `value` meets the clear condition (the hysteresis limit, if any)."""
+        if self.clear_threshold is None or self.op == "outside":
+            return not self.triggers(value)
+        if self.op == ">":
+            return value < self.clear_threshold
+        return value > self.clear_threshold
+
+    def describe(self, metric: str | None) -> str:
+        """The condition as people write it, e.g. `engine_temp > 110 for 30 s`."""
+        if self.op == OFFLINE:
+            return f"offline for more than {self.for_s} s"
+        if self.op == "outside":
+            text = f"{metric} outside {self.low:g}…{self.high:g}"
+        else:
+            text = f"{metric} {self.op} {_given(self.threshold):g}"
+        return text + (f" for {self.for_s} s" if self.for_s else "")
+
+
+def condition_of(spec: RuleSpec) -> Condition:
+    """The evaluable condition of a valid rule."""
+    return Condition(
+        op=spec.op,
+        threshold=spec.threshold,
+        low=spec.low,
+        high=spec.high,
+        for_s=spec.for_s,
+        clear_threshold=spec.clear_threshold,
+        clear_for_s=spec.clear_for_s,
+    )
+
+
+def _given(limit: float | None) -> float:
+    if limit is None:  # rule_problem refuses such rules; the database CHECKs refuse them too
+        raise ValueError("rule without its limit")
+    return limit
+
+
+AlertEvent = Literal["raised", "acknowledged", "cleared", "commented", "reopened", "retracted"]
+
+
+class AlertNotice(msgspec.Struct, frozen=True, kw_only=True):
+    """One change of an alert, as the engine publishes it on `fleet/v1/{device_id}/alerts` (QoS 1).
+
+    Delivery is at least once: after a crash a notice may come again with the same `event_id`; an
+    integrator that keeps the last `event_id` per alert drops the repeat. `started_at`, `raised_at` and a
+    `cleared_at` of `clear_reason` `condition` are device times; the alert is as it is when published.
+    """
+
+    event_id: int
+    event: AlertEvent
+    alert_id: int
+    rule_id: int
+    rule_name: str
+    device_id: str
+    severity: Severity
+    state: AlertState
+    message: str
+    value: float | None = None
+    started_at: datetime
+    raised_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    cleared_at: datetime | None = None
+    clear_reason: ClearReason | None = None
+    cleared_by: str | None = None
