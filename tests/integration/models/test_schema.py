@@ -9,8 +9,9 @@ import pytest
 from sqlmodel import Session as OrmSession
 from sqlmodel import SQLModel, create_engine, select
 
+from models import migrate as migrate_module
 from models import tables
-from models.migrate import migrate
+from models.migrate import migrate, uses_timescale
 from models.partitions import existing_partitions, maintain, partition_name
 from models.rollups import ROLLUPS, ROLLUPS_MIGRATION
 from tests.contracts.buckets import brute_force
@@ -50,6 +51,32 @@ def test_sqlmodel_reads_what_sql_wrote(database_url: str) -> None:
 def test_migrate_is_idempotent(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         assert migrate(conn) == []
+
+
+def _server_gains_timescaledb(monkeypatch: pytest.MonkeyPatch) -> None:
+    # TimescaleDB cannot be installed here: the detection is made to say it could be.
+    monkeypatch.setattr(migrate_module, "timescale_available", lambda conn: True)
+
+
+def test_a_plain_database_stays_plain_when_the_server_gains_timescaledb(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _server_gains_timescaledb(monkeypatch)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert migrate(conn) == []
+        assert conn.execute("SELECT variant FROM schema_variant").fetchall() == [("plain",)]
+        assert not uses_timescale(conn)
+        assert conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is None
+
+
+def test_a_database_migrated_before_the_variant_was_recorded_is_plain_without_a_hypertable(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _server_gains_timescaledb(monkeypatch)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE schema_variant")
+        assert migrate(conn) == []
+        assert conn.execute("SELECT variant FROM schema_variant").fetchall() == [("plain",)]
 
 
 def test_maintain_creates_partitions_ahead_and_drops_expired_ones(database_url: str) -> None:
