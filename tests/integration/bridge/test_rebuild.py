@@ -6,6 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+import psycopg
 import pytest
 import redis.asyncio as aioredis
 
@@ -15,6 +16,7 @@ from bridge.errors import SinkUnavailableError
 from bridge.message import RawMessage
 from bridge.rebuild import MARKER_KEY, StateRebuild
 from bridge.sink import PostgresTelemetrySink
+from models.migrate import migrate
 from models.state import GEO_KEY, STATE_KEY_PREFIX, decode_field, state_key
 from models.telemetry import Limits
 
@@ -53,6 +55,8 @@ def history(rng: random.Random) -> list[Decoded]:
                 fields["metrics"] = metrics
             if rng.random() < 0.3:
                 fields["agg"] = {"vibration": {"min": 1.0, "max": 9.5, "avg": rng.uniform(1, 9), "count": 50}}
+                if rng.random() < 0.5:  # a field sensor's aggregate: five fields, its standard deviation too
+                    fields["agg"]["vibration"]["std"] = round(rng.uniform(0, 2), 4)  # type: ignore[index]
             if rng.random() < 0.5:
                 fields["quality"] = rng.randint(0, 100)
             items.append(message(device, seq, **fields))
@@ -92,6 +96,58 @@ async def test_rebuild_restores_exactly_the_state_the_live_path_built(database_u
         assert await rebuild.check(NOW) is None, "an intact cache is not rebuilt again"
     finally:
         await sink.close()
+        await client.aclose()
+
+
+async def live_history(
+    database_url: str, client: aioredis.Redis, items: list[Decoded]
+) -> dict[bytes, dict[bytes, bytes]]:
+    """Commit `items` in batches and merge each into Redis as the bridge does; the state it built."""
+    sink = PostgresTelemetrySink(database_url)
+    cache = RedisStateCache(client)
+    try:
+        for start in range(0, len(items), 37):
+            batch = items[start : start + 37]
+            report = await sink.write(batch)
+            await cache.merge(with_presence(coalesce(batch), report.revived), seen=(), now=NOW)
+    finally:
+        await sink.close()
+    return await snapshot(client)
+
+
+async def test_rebuild_reads_the_kept_state_not_the_history(database_url: str, redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        live = await live_history(database_url, client, history(random.Random(11)))
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            # Every reading gone (retention dropped its partitions): the last-known state remains.
+            conn.execute("DELETE FROM telemetry")
+            kept = conn.execute("SELECT count(DISTINCT device_id) FROM device_state").fetchone()
+        assert kept == (len(DEVICES),)
+        await client.flushall()
+        report = await StateRebuild(client, RedisStateCache(client), database_url, owner="test").check(NOW)
+        assert report is not None
+        assert report.devices == len(DEVICES)
+        assert await snapshot(client) == live
+    finally:
+        await client.aclose()
+
+
+async def test_state_migration_fills_the_kept_state_from_the_history_already_stored(
+    database_url: str, redis_url: str
+) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        live = await live_history(database_url, client, history(random.Random(12)))
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            # The database as it was before step 12, with this history in it.
+            conn.execute("DROP TABLE device_state")
+            conn.execute("DELETE FROM schema_migrations WHERE version = 12")
+            assert migrate(conn) == ["0012_device_state"]
+        await client.flushall()
+        await StateRebuild(client, RedisStateCache(client), database_url, owner="test").check(NOW)
+        assert await snapshot(client) == live, "values read back from the columns, as the live path encoded them"
+    finally:
         await client.aclose()
 
 
