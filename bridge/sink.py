@@ -5,9 +5,7 @@ is (device, boot, seq), so one of a new boot repeating an old boot's ts and seq 
 (boot, seq) a `persisted` reply lists is a row in `telemetry`). The rows actually
 inserted are added to the time-bucket rollups in the same statement (`models.rollups`), so the rollups
 stay exact: a duplicate never counts twice, a late sample lands in its old bucket. Where the rollups are
-TimescaleDB continuous aggregates, the database maintains them and the plain INSERT is used. In the same
-transaction each device's newest value per state field advances in `device_state`, one row per device
-and field the batch carries, which is what `bridge.rebuild` restores Redis from. A batch that
+TimescaleDB continuous aggregates, the database maintains them and the plain INSERT is used. A batch that
 fails on its data is split until the bad messages are isolated; those are dead-lettered and the rest
 commits. A failure of the database itself is raised as `SinkUnavailableError` for the caller to retry.
 """
@@ -26,7 +24,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
-from bridge.decode import TELEMETRY_COLUMNS, TELEMETRY_TYPES, Decoded, PresenceUpdate, Rejection, newest_values
+from bridge.decode import TELEMETRY_COLUMNS, TELEMETRY_TYPES, Decoded, PresenceUpdate, Rejection
 from bridge.errors import SinkUnavailableError
 from models.rollups import ROLLUPS_MIGRATION, insert_and_roll_up
 from models.state import DATABASE_REFUSAL
@@ -47,7 +45,7 @@ _INSERT_NEW = (
 _INSERT_AND_ROLL_UP = insert_and_roll_up(TELEMETRY_COLUMNS, "telemetry_stage")
 # Rollups the sink keeps itself only where they are tables; their step's variant says so.
 _ROLLUP_VARIANT = "SELECT variant FROM schema_migrations WHERE version = %s"
-# The newest schema step these statements need: `device_state` (0012), the key `SAMPLE_KEY` (0011).
+# The newest schema step the bridge needs: `device_state` (0012, `bridge.statestore`), the key `SAMPLE_KEY` (0011).
 SCHEMA_REQUIRED: Final = 12
 _SCHEMA_APPLIED = "SELECT max(version) FROM schema_migrations"
 _INSERT_REJECTED = (
@@ -59,19 +57,6 @@ _INSERT_REJECTED = (
 _UPSERT_DEVICES = (
     "INSERT INTO devices (id, last_seen) SELECT * FROM unnest(%s::text[], %s::timestamptz[])"
     " ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen)"
-)
-# Each device's newest value per state field, newer (ts, boot, seq) wins: what `bridge.rebuild` restores
-# Redis from. One row per device and field the batch touched (its newest value only), in key order so
-# that concurrent bridge instances lock shared rows in the same order; after `_UPSERT_DEVICES` (the
-# foreign key). Values go as JSON text, encoded as the live state encodes them.
-_UPSERT_STATE = (
-    "INSERT INTO device_state AS s (device_id, field, ts, boot, seq, value)"
-    " SELECT u.device_id, u.field, u.ts, u.boot, u.seq, u.value::jsonb"
-    " FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::int4[], %s::int8[], %s::text[])"
-    " AS u(device_id, field, ts, boot, seq, value) ORDER BY 1, 2"
-    " ON CONFLICT (device_id, field) DO UPDATE"
-    " SET ts = EXCLUDED.ts, boot = EXCLUDED.boot, seq = EXCLUDED.seq, value = EXCLUDED.value"
-    " WHERE (EXCLUDED.ts, EXCLUDED.boot, EXCLUDED.seq) > (s.ts, s.boot, s.seq)"
 )
 # Live statuses are ordered by when they arrived; a retained status replayed on subscribe only fills a gap.
 # Presence updates only devices the registry knows (provisioned, or seen sending telemetry): a retained
@@ -267,7 +252,6 @@ class PostgresTelemetrySink:
                 if rejections:
                     await cur.executemany(_INSERT_REJECTED, [_rejection_params(r) for r in rejections])
                 seen = await _upsert_devices(cur, part)
-                await _upsert_state(cur, part)
                 await _update_presence(cur, part)
                 now_online = await _revive_presence(cur, seen)
         except _DATA_ERRORS:
@@ -329,21 +313,6 @@ async def _upsert_devices(cur: psycopg.AsyncCursor[Any], part: list[Decoded]) ->
         ids = sorted(seen)
         await cur.execute(_UPSERT_DEVICES, (ids, [seen[i] for i in ids]))
     return seen
-
-
-async def _upsert_state(cur: psycopg.AsyncCursor[Any], part: list[Decoded]) -> None:
-    """Advance `device_state` to the newest value of every field the part's samples carry."""
-    columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
-    for device, fields in sorted(newest_values(part).items()):
-        for name, newest in sorted(fields.items()):
-            for column, value in zip(
-                columns,
-                (device, name, newest.ts, newest.boot, newest.seq, _json.encode(newest.value).decode()),
-                strict=True,
-            ):
-                column.append(value)
-    if columns[0]:
-        await cur.execute(_UPSERT_STATE, columns)
 
 
 async def _revive_presence(cur: psycopg.AsyncCursor[Any], seen: dict[str, datetime]) -> list[PresenceUpdate]:

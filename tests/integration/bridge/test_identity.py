@@ -67,6 +67,9 @@ async def test_samples_of_two_boots_with_equal_ts_and_seq_are_both_stored_and_re
             "SELECT samples, fuel_n, fuel_sum, pos_n, pos_boot, lat FROM telemetry_1m WHERE device_id = %s", (DEVICE,)
         ).fetchall()
         assert rollup == [(2, 2, 30.0, 2, 2, 52.0)]
+        # The durable last-known state (written off the acknowledgement path, at the latest at stop).
+        kept = conn.execute("SELECT field, boot, seq FROM device_state WHERE device_id = %s ORDER BY field", (DEVICE,))
+        assert kept.fetchall() == [("m.fuel", 2, 7), ("pos", 2, 7)]
     client = aioredis.Redis.from_url(bridge_settings.redis.url)
     try:
         state = state_from_fields(DEVICE, await client.hgetall(state_key(DEVICE)))  # type: ignore[misc]
