@@ -6,7 +6,7 @@ backoff from 0.1 s doubling up to `RETRY_MAX_S`, each failure logged and counted
 
 Clean start and no session: the replies read here (`persisted`, `rejected`) are QoS 0 and matter only
 to requests waiting right now. A reply missed while the link was down leaves its request unconfirmed
-(504), and retrying that request is safe: the database dedupes by (device, ts, seq).
+(504), and retrying that request is safe: the database dedupes by (device, boot, seq).
 
 Only this module imports the MQTT client library; the rest of the API sees `publish` and a callback
 taking `(topic, payload)`.

@@ -456,7 +456,7 @@ def expect(item: Item, before: datetime, after: datetime) -> Expected:
         decoded = decode_message(
             RawMessage(item.topic, item.payload, item.content_type, clock), now=clock, limits=LIMITS
         )
-        keys = {(s.ts, s.seq) for s in decoded.samples}  # telemetry's key is (device_id, ts, seq)
+        keys = {(s.ts, s.boot, s.seq) for s in decoded.samples}  # telemetry's key is (device_id, ts, boot, seq)
         refusals = Counter((r.topic, r.index) for r in decoded.rejections)
         results.append(Expected(decoded.device_id if decoded.rows else None, len(keys), refusals))
     first, second = results

@@ -49,6 +49,7 @@ from history_data import COLUMNS, TYPES, load, progress, table_bytes  # noqa: E4
 from api.telemetry.query import BucketQuery, parse_history  # noqa: E402
 from api.telemetry.services import fetch_buckets  # noqa: E402
 from bridge.decode import TELEMETRY_COLUMNS  # noqa: E402
+from bridge.statestore import UPSERT_STATE  # noqa: E402
 from models.migrate import migrate  # noqa: E402
 from models.partitions import maintain  # noqa: E402
 from models.rollups import insert_and_roll_up  # noqa: E402
@@ -135,18 +136,39 @@ def _sink_batch(cur: psycopg.Cursor[Any], batch: int, start: datetime) -> None:
             copy.write_row((f"bench-{n % SINK_DEVICES:05d}", ts, ts, seq, 52.0, 4.0, 1e5 + seq, 50.0, 90.0, 60.0, 85.0))
 
 
+def _state_rows(batch: int, start: datetime) -> tuple[list[Any], ...]:
+    """The `device_state` upsert's arrays for one staged batch: per device its newest sample's 4 fields."""
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
+    last = {n % SINK_DEVICES: batch * SINK_BATCH_ROWS + n for n in range(SINK_BATCH_ROWS)}
+    for device, seq in sorted(last.items()):
+        ts = start + timedelta(milliseconds=100 * (seq // SINK_DEVICES))
+        values = {
+            "m.engine_temp": "85.0",
+            "m.fuel": "60.0",
+            "m.odometer": json.dumps(1e5 + seq),
+            "pos": '{"lat":52.0,"lon":4.0,"alt":null,"speed":50.0,"heading":90.0,"accuracy":null}',
+        }
+        for name, value in values.items():
+            for column, item in zip(columns, (f"bench-{device:05d}", name, ts, 0, seq, value), strict=True):
+                column.append(item)
+    return columns
+
+
 def sink_cost(base: Path, batches: int) -> dict[str, Any]:
-    """Milliseconds of database time per batch: the plain insert against insert-and-roll-up."""
+    """Milliseconds of database time per batch: the plain insert, insert-and-roll-up, and both with the
+    `device_state` upsert of the same transaction (what the bridge runs since migration 0012)."""
     postgres = start_postgres(base / "pg")
+    variants = ("plain", "rollups", "state")
     try:
         with psycopg.connect(postgres.url, autocommit=True) as admin:
-            for name in ("plain", "rollups"):
+            for name in variants:
                 admin.execute(f"CREATE DATABASE {name}")
-        urls = {name: postgres.url.rsplit("/", 1)[0] + "/" + name for name in ("plain", "rollups")}
+        urls = {name: postgres.url.rsplit("/", 1)[0] + "/" + name for name in variants}
         names = ", ".join(TELEMETRY_COLUMNS)
         statements = {
             "plain": f"INSERT INTO telemetry ({names}) SELECT {names} FROM telemetry_stage ON CONFLICT DO NOTHING",
             "rollups": insert_and_roll_up(TELEMETRY_COLUMNS, "telemetry_stage"),
+            "state": insert_and_roll_up(TELEMETRY_COLUMNS, "telemetry_stage"),
         }
         conns = {}
         for name, url in urls.items():
@@ -154,18 +176,25 @@ def sink_cost(base: Path, batches: int) -> dict[str, Any]:
             migrate(conn)
             maintain(conn, now=datetime.now(UTC))
             conn.autocommit = False
+            conn.execute(
+                "INSERT INTO devices (id) SELECT 'bench-' || lpad(n::text, 5, '0') FROM generate_series(0, %s) AS n",
+                (SINK_DEVICES - 1,),
+            )
             conn.execute("CREATE TEMP TABLE telemetry_stage (LIKE telemetry INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
             conn.commit()
             conns[name] = conn
         start = datetime.now(UTC) - timedelta(hours=2)
-        times: dict[str, list[float]] = {"plain": [], "rollups": []}
+        times: dict[str, list[float]] = {name: [] for name in variants}
         progress(f"timing {batches} batches of {SINK_BATCH_ROWS} rows each way")
         for batch in range(batches):
             for name, conn in conns.items():
                 with conn.cursor() as cur:
                     _sink_batch(cur, batch, start)
+                    state = _state_rows(batch, start) if name == "state" else None
                     started = time.perf_counter()
                     cur.execute(statements[name])
+                    if state is not None:
+                        cur.execute(UPSERT_STATE, state)
                     conn.commit()
                     times[name].append(time.perf_counter() - started)
         for conn in conns.values():
@@ -176,6 +205,7 @@ def sink_cost(base: Path, batches: int) -> dict[str, Any]:
             "batches": batches,
             "insert_only": summary_ms(times["plain"]),
             "insert_and_roll_up": summary_ms(times["rollups"]),
+            "insert_roll_up_and_device_state": summary_ms(times["state"]),
         }
     finally:
         postgres.stop()
@@ -192,7 +222,9 @@ def main() -> int:
     parser.add_argument("--max-load-seconds", type=float, default=None, help="stop loading (whole devices) after this")
     parser.add_argument("--keep", action="store_true", help="leave the PostgreSQL folder in place (printed)")
     parser.add_argument(
-        "--sink-cost", action="store_true", help="only time the bridge's insert, with and without rollups"
+        "--sink-cost",
+        action="store_true",
+        help="only time the bridge's insert: plain, with rollups, with rollups and device_state",
     )
     parser.add_argument("--batches", type=int, default=300, help="batches timed by --sink-cost")
     args = parser.parse_args()

@@ -26,6 +26,7 @@ from bridge.message import Acknowledgement, RawMessage
 from bridge.rebuild import REBUILD_CHECK_INTERVAL_S, StateRebuild
 from bridge.sink import PostgresTelemetrySink, WriteReport
 from bridge.source import MqttSource
+from bridge.statestore import DeviceStateWriter
 from bridge.stats import BridgeStats, stats_key
 from config import Settings
 from models import partitions
@@ -71,9 +72,11 @@ class Bridge:
         cache: StateCache,
         redis: aioredis.Redis | None = None,
         rebuild: StateRebuild | None = None,
+        device_state: DeviceStateWriter | None = None,
     ) -> None:
         self._settings = settings
         self._rebuild = rebuild
+        self._device_state = device_state
         self._source = source
         self._sink = sink
         self._cache = cache
@@ -169,7 +172,7 @@ class Bridge:
                 source_task.cancel()
             for task in side:
                 task.cancel()
-        for final in (self._sink.close, self._publish_stats):
+        for final in (self._last_device_state, self._sink.close, self._publish_stats):
             try:
                 async with asyncio.timeout(STOP_STEP_S):
                     await final()
@@ -264,6 +267,8 @@ class Bridge:
     async def _post_commit_loop(self) -> None:
         while (committed := await self._committed.get()) is not None:
             accepted = [d for d in committed.decoded if d.rows]
+            if self._device_state is not None:
+                self._device_state.add(accepted)
             # QoS 0: a lost reply costs only a resend from the device, which the database dedupes,
             # whereas QoS 1 per device per batch would exhaust the packet ids the broker grants.
             replies = [
@@ -303,20 +308,43 @@ class Bridge:
             if not self._source.publish(device_topic(device, TopicKind.STATE), _json.encode(state), retain=True):
                 self.stats.replies_dropped += 1
 
+    async def _flush_device_state(self) -> None:
+        """Write the newest values of the batches committed since the last flush to `device_state`."""
+        if self._device_state is None:
+            return
+        try:
+            await self._device_state.flush()
+        except SinkUnavailableError as exc:
+            log.warning("%s; %d devices' values kept for the next try", exc, self._device_state.pending())
+
+    async def _last_device_state(self) -> None:
+        """At stop: write what the last batches committed, and close the connection."""
+        if self._device_state is not None:
+            await self._flush_device_state()
+            await self._device_state.close()
+
     async def _rebuild_loop(self, stop: asyncio.Event) -> None:
-        """Rebuild the state cache from PostgreSQL whenever Redis comes back empty (see `bridge.rebuild`)."""
-        while self._rebuild is not None and not stop.is_set():
-            try:
-                report = await self._rebuild.check(datetime.now(UTC))
-            except CacheUnavailableError as exc:
-                log.debug("state cache check: %s", exc)  # the merge path already warns while Redis is away
-            except SinkUnavailableError as exc:
-                log.warning("state cache not rebuilt: %s; trying again", exc)
-            else:
-                if report is not None:
-                    self._republish(report.changed)
+        """Once a second: write `device_state` (`bridge.statestore`), then rebuild the state cache from it
+        if Redis came back empty (`bridge.rebuild`). In that order, a rebuild reads every value this
+        instance committed until then."""
+        while not stop.is_set():
+            await self._flush_device_state()
+            if self._rebuild is not None:
+                await self._rebuild_if_emptied()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=REBUILD_CHECK_INTERVAL_S)
+
+    async def _rebuild_if_emptied(self) -> None:
+        assert self._rebuild is not None
+        try:
+            report = await self._rebuild.check(datetime.now(UTC))
+        except CacheUnavailableError as exc:
+            log.debug("state cache check: %s", exc)  # the merge path already warns while Redis is away
+        except SinkUnavailableError as exc:
+            log.warning("state cache not rebuilt: %s; trying again", exc)
+        else:
+            if report is not None:
+                self._republish(report.changed)
 
     async def _presence_loop(self, stop: asyncio.Event) -> None:
         """Mark devices offline that have been silent for longer than the presence timeout.
@@ -420,6 +448,7 @@ def build(settings: Settings) -> tuple[Bridge, aioredis.Redis]:
         cache=cache,
         redis=redis,
         rebuild=StateRebuild(redis, cache, settings.database.url, owner=mqtt.client_id),
+        device_state=DeviceStateWriter(settings.database.url),
     )
     source.on_connection_lost = bridge.forget
     return bridge, redis

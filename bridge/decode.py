@@ -283,25 +283,29 @@ Order = tuple[int, int, int]  # (ts_ms, boot, seq): the newer state value wins
 Merge = dict[str, dict[str, tuple[Order, bytes]]]
 
 
-def coalesce(decoded: Iterable[Decoded]) -> Merge:
-    """Newest value per device and state field among the accepted samples, encoded for the Redis merge.
+@dataclass(frozen=True, slots=True)
+class Newest:
+    """The newest value of one state field of one device, and the sample (ts, boot, seq) that set it."""
 
-    Picking winners first and encoding only them keeps the cost per batch near one encode per device
-    and field, however many samples a device sent.
-    """
-    newest: dict[str, dict[str, tuple[Order, Any]]] = {}
-    presence: dict[str, tuple[Order, bytes]] = {}
+    ts: datetime
+    boot: int
+    seq: int
+    value: Any  # Position, float (metric), Aggregate, int (quality): as the live state encodes it
+
+    def order(self) -> Order:
+        """Its order in the cache's newer-wins merge (device time to the millisecond)."""
+        return (int(self.ts.timestamp() * 1000), self.boot, self.seq)
+
+
+def newest_values(decoded: Iterable[Decoded]) -> dict[str, dict[str, Newest]]:
+    """Per device and state field, the newest value among the accepted samples, by (ts, boot, seq)."""
+    newest: dict[str, dict[str, Newest]] = {}
     for item in decoded:
-        if item.presence is not None:
-            order = (item.presence.order_ms, 0, 0)
-            current_presence = presence.get(item.presence.device_id)
-            if current_presence is None or order > current_presence[0]:
-                presence[item.presence.device_id] = (order, item.presence.field())
         if item.device_id is None or not item.samples:
             continue
         fields = newest.setdefault(item.device_id, {})
         for sample in item.samples:
-            order = (int(sample.ts.timestamp() * 1000), sample.boot, sample.seq)
+            key = (sample.ts, sample.boot, sample.seq)
             candidates: list[tuple[str, Any]] = []
             if sample.pos is not None:
                 candidates.append((FIELD_POSITION, sample.pos))
@@ -311,18 +315,37 @@ def coalesce(decoded: Iterable[Decoded]) -> Merge:
                 candidates.append((FIELD_QUALITY, sample.quality))
             for name, value in candidates:
                 current = fields.get(name)
-                if current is None or order > current[0]:
-                    fields[name] = (order, value)
+                if current is None or key > (current.ts, current.boot, current.seq):
+                    fields[name] = Newest(sample.ts, sample.boot, sample.seq, value)
+    return newest
+
+
+def coalesce(decoded: Iterable[Decoded]) -> Merge:
+    """Newest value per device and state field among the accepted samples, encoded for the Redis merge.
+
+    Picking winners first and encoding only them keeps the cost per batch near one encode per device
+    and field, however many samples a device sent.
+    """
+    items = list(decoded)
+    presence: dict[str, tuple[Order, bytes]] = {}
+    for item in items:
+        if item.presence is not None:
+            order = (item.presence.order_ms, 0, 0)
+            current_presence = presence.get(item.presence.device_id)
+            if current_presence is None or order > current_presence[0]:
+                presence[item.presence.device_id] = (order, item.presence.field())
     merged: Merge = {
-        device: {
-            name: (order, encode_field(order[0], order[1], order[2], _json.encode(value)))
-            for name, (order, value) in fields.items()
-        }
-        for device, fields in newest.items()
+        device: {name: _encoded(newest) for name, newest in fields.items()}
+        for device, fields in newest_values(items).items()
     }
     for device, entry in presence.items():
         merged.setdefault(device, {})[FIELD_PRESENCE] = entry
     return merged
+
+
+def _encoded(newest: Newest) -> tuple[Order, bytes]:
+    order = newest.order()
+    return order, encode_field(order[0], order[1], order[2], _json.encode(newest.value))
 
 
 def with_presence(updates: Merge, presence: Iterable[PresenceUpdate]) -> Merge:

@@ -7,7 +7,8 @@ The bridge notices by a marker key, `fleet:cache:ready`, that lives only as long
 * every `REBUILD_CHECK_INTERVAL_S` the bridge tries `SET fleet:cache:ready rebuilding:<client id> NX EX
   <lease>`; when the key exists (the normal case) that is one cheap round trip and nothing else;
 * whoever takes the key reads the newest value of every state field of every registered device from
-  PostgreSQL (and each device's presence from the registry), writes it through the same merge script
+  PostgreSQL's `device_state` (and each device's presence from the registry), writes it through the
+  same merge script
   the live path uses, and then marks the key `ready` without expiry. Because the merge is newer-wins by
   (device time, boot, seq), a live update that lands during the rebuild is never overwritten by an
   older value from the database, and the rebuild may run concurrently on several bridge instances;
@@ -17,18 +18,21 @@ The bridge notices by a marker key, `fleet:cache:ready`, that lives only as long
 The marker is set *before* reading the database: a Redis emptied again while a rebuild runs loses the
 marker too, so the next check rebuilds once more rather than trusting a state built into the old Redis.
 
-Values are read in PostgreSQL's text format: `real` columns then come back as the shortest decimal that
-round-trips (PostgreSQL 12+), i.e. as the device sent them, not widened to float8 noise.
+`device_state` (migration 0012) holds one row per device and state field, kept by the sink in the
+transaction that stores the samples: a rebuild reads devices x fields rows, however long the history
+(it used to search every device's history for each field, which grew with the readings stored). Its
+values are the live path's own JSON, decoded into the sample types and merged like a batch, so a
+rebuilt field is byte for byte what the live path wrote.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import msgspec
 import psycopg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -36,7 +40,8 @@ from redis.exceptions import RedisError
 from bridge.cache import StateCache, States
 from bridge.decode import Decoded, PresenceUpdate, coalesce
 from bridge.errors import CacheUnavailableError, SinkUnavailableError
-from models.telemetry import METRIC_COLUMNS, Aggregate, Position, Sample
+from models.state import AGGREGATE_PREFIX, FIELD_POSITION, FIELD_QUALITY, METRIC_PREFIX
+from models.telemetry import Aggregate, Position, Sample
 from models.topics import TopicKind, device_topic
 
 log = logging.getLogger(__name__)
@@ -45,38 +50,11 @@ MARKER_KEY: Final = "fleet:cache:ready"
 REBUILD_CHECK_INTERVAL_S: Final = 1.0
 REBUILD_LEASE_S: Final = 300  # a rebuild that takes longer is presumed dead and started again
 
-_POSITION_COLUMNS: Final = ("lat", "lon", "alt", "speed", "heading", "accuracy")
-_NEWEST_FIRST: Final = "ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1"
-
-
-def _newest_per_device(columns: Iterable[str], present: str) -> str:
-    """The newest row per registered device where `present` is set: its key and `columns`.
-
-    LATERAL with LIMIT 1 walks each device's primary-key index from the newest end and stops at the
-    first row that has the column, instead of sorting the whole table. Column names are constants.
-    """
-    listed = ", ".join(columns)
-    return (
-        f"SELECT d.id, t.ts, t.boot, t.seq, {', '.join(f't.{c}' for c in columns)} FROM devices d"
-        f" CROSS JOIN LATERAL (SELECT ts, boot, seq, {listed} FROM telemetry"
-        f" WHERE device_id = d.id AND {present} IS NOT NULL {_NEWEST_FIRST}) t"
-    )
-
-
-def _newest_per_key(column: str) -> str:
-    """The newest value of every key of a JSONB column (`extra` metrics, `agg` aggregates) per device."""
-    return (
-        f"SELECT DISTINCT ON (t.device_id, e.key) t.device_id, t.ts, t.boot, t.seq, e.key, e.value"
-        f" FROM telemetry t CROSS JOIN LATERAL jsonb_each(t.{column}) e WHERE t.{column} IS NOT NULL"
-        " ORDER BY t.device_id, e.key, t.ts DESC, t.boot DESC, t.seq DESC"
-    )
-
-
-_POSITION_SQL: Final = _newest_per_device(_POSITION_COLUMNS, "lat")
-_METRIC_SQL: Final = {name: _newest_per_device((name,), name) for name in METRIC_COLUMNS}
-_QUALITY_SQL: Final = _newest_per_device(("quality",), "quality")
-_EXTRA_SQL: Final = _newest_per_key("extra")
-_AGG_SQL: Final = _newest_per_key("agg")
+_STATE_SQL: Final = "SELECT device_id, field, ts, boot, seq, value::text FROM device_state"
+_POSITION = msgspec.json.Decoder(Position)
+_METRIC = msgspec.json.Decoder(float)
+_AGGREGATE = msgspec.json.Decoder(Aggregate)
+_QUALITY = msgspec.json.Decoder(int)
 _PRESENCE_SQL: Final = (
     "SELECT id, presence, presence_source, presence_since FROM devices"
     " WHERE presence IS NOT NULL AND presence_source IS NOT NULL AND presence_since IS NOT NULL"
@@ -150,25 +128,16 @@ class StateRebuild:
         def add(device: str, ts: datetime, boot: int, seq: int, **fields: Any) -> None:
             samples.setdefault(device, []).append(Sample(seq=seq, ts=ts, boot=boot, **fields))
 
-        # No JIT: over dozens of partitions the planner's estimates make PostgreSQL compile hundreds of
-        # functions (seconds) for queries that then run in milliseconds.
+        # No JIT: compiling costs more than these small reads take.
         async with await psycopg.AsyncConnection.connect(
             self._url, application_name="fleetbridge-rebuild", options="-c jit=off"
         ) as conn:
-            for device, ts, boot, seq, lat, lon, alt, speed, heading, accuracy in await _rows(conn, _POSITION_SQL):
-                position = Position(lat=lat, lon=lon, alt=alt, speed=speed, heading=heading, accuracy=accuracy)
-                add(device, ts, boot, seq, pos=position)
-            for name, statement in _METRIC_SQL.items():
-                for device, ts, boot, seq, value in await _rows(conn, statement):
-                    add(device, ts, boot, seq, metrics={name: value})
-            for device, ts, boot, seq, value in await _rows(conn, _QUALITY_SQL):
-                add(device, ts, boot, seq, quality=value)
-            for device, ts, boot, seq, name, value in await _rows(conn, _EXTRA_SQL):
-                add(device, ts, boot, seq, metrics={name: value})
-            for device, ts, boot, seq, name, (low, high, avg, count, *std) in await _rows(conn, _AGG_SQL):
-                # Aggregates stored before `std` existed have four fields.
-                aggregate = Aggregate(min=low, max=high, avg=avg, count=count, std=std[0] if std else None)
-                add(device, ts, boot, seq, agg={name: aggregate})
+            for device, name, ts, boot, seq, value in await _rows(conn, _STATE_SQL):
+                fields = _sample_fields(name, value)
+                if fields is None:
+                    log.warning("device_state of %s: field %r unknown or unreadable, skipped", device, name)
+                    continue
+                add(device, ts, boot, seq, **fields)
             for device, state, source, since in await _rows(conn, _PRESENCE_SQL):
                 # Ordered by when it was decided, as the live path orders statuses it receives.
                 presence[device] = PresenceUpdate(device, state, source, since, int(since.timestamp() * 1000))
@@ -183,6 +152,23 @@ class StateRebuild:
             )
             for device in sorted({*samples, *presence})
         ]
+
+
+def _sample_fields(name: str, value: str) -> dict[str, Any] | None:
+    """The `Sample` fields that carry state field `name` with its stored JSON `value`; None when the
+    field is unknown or its value unreadable."""
+    try:
+        if name == FIELD_POSITION:
+            return {"pos": _POSITION.decode(value)}
+        if name == FIELD_QUALITY:
+            return {"quality": _QUALITY.decode(value)}
+        if name.startswith(METRIC_PREFIX):
+            return {"metrics": {name.removeprefix(METRIC_PREFIX): _METRIC.decode(value)}}
+        if name.startswith(AGGREGATE_PREFIX):
+            return {"agg": {name.removeprefix(AGGREGATE_PREFIX): _AGGREGATE.decode(value)}}
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+    return None
 
 
 async def _rows(conn: psycopg.AsyncConnection[Any], statement: str) -> list[tuple[Any, ...]]:

@@ -1,6 +1,8 @@
 """Write batches to PostgreSQL: COPY into a staging table, insert what is new, one COMMIT per batch.
 
-Redelivered samples insert nothing twice (ON CONFLICT on the (device_id, ts, seq) key). The rows actually
+Redelivered samples insert nothing twice (ON CONFLICT on the key `models.telemetry.SAMPLE_KEY`: a sample
+is (device, boot, seq), so one of a new boot repeating an old boot's ts and seq is stored, and every
+(boot, seq) a `persisted` reply lists is a row in `telemetry`). The rows actually
 inserted are added to the time-bucket rollups in the same statement (`models.rollups`), so the rollups
 stay exact: a duplicate never counts twice, a late sample lands in its old bucket. Where the rollups are
 TimescaleDB continuous aggregates, the database maintains them and the plain INSERT is used. A batch that
@@ -27,6 +29,7 @@ from bridge.errors import SinkUnavailableError
 from bridge.feed import write_feed
 from models.rollups import ROLLUPS_MIGRATION, insert_and_roll_up
 from models.state import DATABASE_REFUSAL
+from models.telemetry import SAMPLE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +40,15 @@ _CREATE_STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS telemetry_stage (LIKE telemetry INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
 _COPY_STAGE = f"COPY telemetry_stage ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-_INSERT_NEW = f"INSERT INTO telemetry ({_COLUMNS}) SELECT {_COLUMNS} FROM telemetry_stage ON CONFLICT DO NOTHING"
+_INSERT_NEW = (
+    f"INSERT INTO telemetry ({_COLUMNS}) SELECT {_COLUMNS} FROM telemetry_stage ON CONFLICT {SAMPLE_KEY} DO NOTHING"
+)
 _INSERT_AND_ROLL_UP = insert_and_roll_up(TELEMETRY_COLUMNS, "telemetry_stage")
 # Rollups the sink keeps itself only where they are tables; their step's variant says so.
 _ROLLUP_VARIANT = "SELECT variant FROM schema_migrations WHERE version = %s"
+# The newest schema step the bridge needs: `device_state` (0012, `bridge.statestore`), the key `SAMPLE_KEY` (0011).
+SCHEMA_REQUIRED: Final = 12
+_SCHEMA_APPLIED = "SELECT max(version) FROM schema_migrations"
 _INSERT_REJECTED = (
     "INSERT INTO rejected_messages (received_at, topic, device_id, reason, sample_index, seq,"
     " payload_sha256, payload, payload_size, boot) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -130,9 +138,16 @@ class PostgresTelemetrySink:
             )
             await conn.execute(_CREATE_STAGE)
             variant = await (await conn.execute(_ROLLUP_VARIANT, (ROLLUPS_MIGRATION,))).fetchone()
+            applied = await (await conn.execute(_SCHEMA_APPLIED)).fetchone()
             await conn.commit()
         except psycopg.Error as exc:
             raise SinkUnavailableError(f"PostgreSQL unreachable: {exc}") from exc
+        if applied is None or applied[0] is None or applied[0] < SCHEMA_REQUIRED:
+            await conn.close()
+            # Retried like an unreachable database: the bridge waits, warning, until someone migrates.
+            raise SinkUnavailableError(
+                f"the database schema is older than this bridge (step {SCHEMA_REQUIRED} missing): run `fleet db migrate`"
+            )
         self._conn = conn
         self._rolls_up = variant is not None and variant[0] == "plain"
         if variant is None:

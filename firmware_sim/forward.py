@@ -11,7 +11,7 @@ A sample has one owner at a time on its way to the database, so that no two laye
 
 A PUBACK frees nothing: the broker may still lose the message (a crash before its next snapshot, a
 queue limit, no subscriber yet), and the bridge's `persisted` reply is QoS 0, so it may be lost too.
-Either way the samples come again after the timeout; the database keeps one row per (device, ts, seq).
+Either way the samples come again after the timeout; the database keeps one row per sample, (device, boot, seq).
 
 What goes out, in which messages:
 

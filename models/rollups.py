@@ -14,8 +14,11 @@ Design decisions:
   `telemetry` reports as inserted (`RETURNING`, in one statement with the insert, in the same
   transaction). A redelivered sample inserts nothing, so it adds nothing; a late sample is inserted, so
   it is added to its old bucket. Nothing ever recomputes a bucket from scratch.
-- **Position is the last fix of the bucket** (by `ts`, then `seq`) and how many fixes there were: a
-  point the vehicle actually passed, which an average of a curved route is not.
+- **Position is the last fix of the bucket** (by `ts`, then `boot` and `seq`: two fixes of one instant
+  from two boots are two samples) and how many fixes there were: a point the vehicle actually passed,
+  which an average of a curved route is not. The tables keep the fix's `pos_boot` for that order (step
+  0011); readers need only `POSITION_FIELDS`, which the TimescaleDB aggregates have too. Rollup rows
+  never tie on `pos_ts` (a fix lies in its bucket), so re-aggregating them needs no boot.
 - Not rolled up: metrics without a typed column (`extra`) and the devices' own one-second aggregates
   (`agg`). Sums are `double precision` over `real` values, so an average read from a rollup can differ
   from one computed over raw rows in the last bits (the order of additions differs); counts, minima and
@@ -32,13 +35,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from models.telemetry import METRIC_COLUMNS
+from models.telemetry import METRIC_COLUMNS, SAMPLE_KEY
 
 ROLLUPS_MIGRATION: Final = 7  # the schema step that creates the rollups (and whose variant says how)
 # Buckets are aligned to whole multiples of their width since this instant (UTC midnight): 1 d buckets
 # are UTC days. TimescaleDB's time_bucket aligns minutes and hours the same way.
 BUCKET_ORIGIN: Final = datetime(2000, 1, 1, tzinfo=UTC)
 POSITION_FIELDS: Final = ("pos_n", "pos_ts", "pos_seq", "lat", "lon")
+# What the plain tables store besides: the last fix's boot, which orders fixes of one instant.
+STORED_POSITION_FIELDS: Final = (*POSITION_FIELDS, "pos_boot")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,18 +69,21 @@ ROLLUP_COLUMNS: Final = (
     "ts",
     "samples",
     *(field for metric in METRIC_COLUMNS for field in metric_fields(metric)),
-    *POSITION_FIELDS,
+    *STORED_POSITION_FIELDS,
 )
 # What an aggregation of raw rows needs from each `telemetry` row.
-RAW_INPUT_COLUMNS: Final = ("device_id", "ts", "seq", "lat", "lon", *METRIC_COLUMNS)
+RAW_INPUT_COLUMNS: Final = ("device_id", "ts", "boot", "seq", "lat", "lon", *METRIC_COLUMNS)
 
 
 def _last(column: str, *, order: str, present: str) -> str:
     return f"(array_agg({column} ORDER BY {order}) FILTER (WHERE {present} IS NOT NULL))[1]"
 
 
-def raw_aggregates(metrics: Sequence[str] = METRIC_COLUMNS, *, position: bool = True) -> list[str]:
-    """SELECT-list items summarising a group of `telemetry` rows, aliased as the rollup columns."""
+def raw_aggregates(
+    metrics: Sequence[str] = METRIC_COLUMNS, *, position: bool = True, stored: bool = False
+) -> list[str]:
+    """SELECT-list items summarising a group of `telemetry` rows, aliased as the rollup columns
+    (`stored`: with the last fix's boot, as the plain tables keep it)."""
     items = ["count(*) AS samples"]
     for metric in metrics:
         n, total, low, high = metric_fields(metric)
@@ -87,7 +95,7 @@ def raw_aggregates(metrics: Sequence[str] = METRIC_COLUMNS, *, position: bool = 
             f"max({metric}) AS {high}",
         ]
     if position:
-        order = "ts DESC, seq DESC"
+        order = "ts DESC, boot DESC, seq DESC"
         items += [
             "count(lat) AS pos_n",
             "max(ts) FILTER (WHERE lat IS NOT NULL) AS pos_ts",
@@ -95,11 +103,16 @@ def raw_aggregates(metrics: Sequence[str] = METRIC_COLUMNS, *, position: bool = 
             f"{_last('lat', order=order, present='lat')} AS lat",
             f"{_last('lon', order=order, present='lat')} AS lon",
         ]
+        if stored:
+            items.append(f"{_last('boot', order=order, present='lat')} AS pos_boot")
     return items
 
 
-def rollup_aggregates(metrics: Sequence[str] = METRIC_COLUMNS, *, position: bool = True) -> list[str]:
-    """SELECT-list items merging a group of rollup rows into one summary, aliased as the rollup columns."""
+def rollup_aggregates(
+    metrics: Sequence[str] = METRIC_COLUMNS, *, position: bool = True, stored: bool = False
+) -> list[str]:
+    """SELECT-list items merging a group of rollup rows into one summary, aliased as the rollup columns
+    (`stored`: with the last fix's boot, as the plain tables keep it)."""
     items = ["sum(samples) AS samples"]
     for metric in metrics:
         n, total, low, high = metric_fields(metric)
@@ -113,6 +126,8 @@ def rollup_aggregates(metrics: Sequence[str] = METRIC_COLUMNS, *, position: bool
             f"{_last('lat', order=order, present='pos_ts')} AS lat",
             f"{_last('lon', order=order, present='pos_ts')} AS lon",
         ]
+        if stored:
+            items.append(f"{_last('pos_boot', order=order, present='pos_ts')} AS pos_boot")
     return items
 
 
@@ -124,7 +139,10 @@ def bucket_expression(width: timedelta, column: str = "ts") -> str:
 
 def _merge_assignments() -> list[str]:
     # In ON CONFLICT DO UPDATE every expression reads the stored row `r` as it was before this update.
-    newer = "EXCLUDED.pos_ts IS NOT NULL AND (r.pos_ts IS NULL OR (EXCLUDED.pos_ts, EXCLUDED.pos_seq) > (r.pos_ts, r.pos_seq))"
+    newer = (
+        "EXCLUDED.pos_ts IS NOT NULL AND (r.pos_ts IS NULL"
+        " OR (EXCLUDED.pos_ts, EXCLUDED.pos_boot, EXCLUDED.pos_seq) > (r.pos_ts, r.pos_boot, r.pos_seq))"
+    )
     items = ["samples = r.samples + EXCLUDED.samples"]
     for metric in METRIC_COLUMNS:
         n, total, low, high = metric_fields(metric)
@@ -136,7 +154,9 @@ def _merge_assignments() -> list[str]:
             f"{high} = GREATEST(r.{high}, EXCLUDED.{high})",
         ]
     items.append("pos_n = r.pos_n + EXCLUDED.pos_n")
-    items += [f"{field} = CASE WHEN {newer} THEN EXCLUDED.{field} ELSE r.{field} END" for field in POSITION_FIELDS[1:]]
+    items += [
+        f"{field} = CASE WHEN {newer} THEN EXCLUDED.{field} ELSE r.{field} END" for field in STORED_POSITION_FIELDS[1:]
+    ]
     return items
 
 
@@ -146,7 +166,7 @@ def upsert_statement(rollup: Rollup, source: str, *, from_rollup: bool = False) 
     `source` is a relation name or a parenthesised subquery with an alias. Rows go in key order, so that
     concurrent writers lock the buckets they share in the same order.
     """
-    aggregates = rollup_aggregates() if from_rollup else raw_aggregates()
+    aggregates = rollup_aggregates(stored=True) if from_rollup else raw_aggregates(stored=True)
     return (
         f"INSERT INTO {rollup.table} AS r ({', '.join(ROLLUP_COLUMNS)})"
         f" SELECT device_id, {bucket_expression(rollup.width)} AS ts, {', '.join(aggregates)}"
@@ -165,7 +185,7 @@ def insert_and_roll_up(columns: Sequence[str], stage: str) -> str:
     names = ", ".join(columns)
     parts = [
         f"new AS (INSERT INTO telemetry ({names}) SELECT {names} FROM {stage}"
-        f" ON CONFLICT DO NOTHING RETURNING {', '.join(RAW_INPUT_COLUMNS)})"
+        f" ON CONFLICT {SAMPLE_KEY} DO NOTHING RETURNING {', '.join(RAW_INPUT_COLUMNS)})"
     ]
     parts += [f"{rollup.table}_added AS ({upsert_statement(rollup, 'new')} RETURNING 1)" for rollup in ROLLUPS]
     return f"WITH {', '.join(parts)} SELECT count(*) FROM new"

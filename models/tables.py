@@ -62,15 +62,15 @@ class RejectedMessage(SQLModel, table=True):
 
 
 class Telemetry(SQLModel, table=True):
-    """One sample of one device; (device_id, ts, seq) is its identity."""
+    """One sample of one device; (device_id, boot, seq) is its identity, keyed with ts (models.telemetry.SAMPLE_KEY)."""
 
     __tablename__ = "telemetry"
 
     device_id: str = Field(primary_key=True)
     ts: datetime = Field(primary_key=True)
+    boot: int = Field(default=0, primary_key=True)
     seq: int = Field(primary_key=True)
     received_at: datetime
-    boot: int = 0
     lat: float | None = None
     lon: float | None = None
     odometer: float | None = None
@@ -141,6 +141,7 @@ class _RollupColumns(SQLModel):
     pos_n: int = 0
     pos_ts: datetime | None = None
     pos_seq: int | None = None
+    pos_boot: int | None = None  # plain tables only (step 0011): orders fixes of one instant
     lat: float | None = None
     lon: float | None = None
 

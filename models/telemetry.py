@@ -93,11 +93,19 @@ def epoch_ms_to_datetime(value: int) -> datetime:
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+# The key of the history tables (migration 0011). A sample is (device_id, boot, seq); `ts` is in the key
+# because the tables are partitioned by it (a unique key must hold the partition key), and comes right
+# after the device because every reader walks one device's time in order: the key's index also serves
+# history pages in (ts, boot, seq) order. The device sends a redelivered sample with its ts unchanged.
+SAMPLE_KEY: Final = "(device_id, ts, boot, seq)"
+
+
 class Sample(msgspec.Struct, frozen=True, kw_only=True):
     """One sample of one device: what it measured at device time `ts`.
 
-    `seq` is monotonic per device and `boot`; (device, ts, seq) is the sample's identity, so a
-    redelivered sample is recognised and stored once. `ts` may arrive as Unix epoch milliseconds.
+    `seq` is monotonic per device and `boot`; (device, boot, seq) is the sample's identity, so a
+    redelivered sample is recognised and stored once, and a sample of a new boot that repeats the ts
+    and seq of an earlier boot's sample is another sample. `ts` may arrive as Unix epoch milliseconds.
     """
 
     seq: Seq
@@ -181,7 +189,7 @@ def sensor_identity(metric: str, *, aggregate: bool, ts: datetime) -> tuple[int,
     (reading or aggregate) and the device time to the microsecond.
 
     Deterministic, so a redelivered reading is stored once; distinct for every sensor, kind and instant,
-    so two sensors read at the same instant are two samples under the database key (device, ts, seq), and
+    so two sensors read at the same instant are two samples under the identity (device, boot, seq), and
     every (boot, seq) in a `persisted` or `rejected` reply names exactly one reading. BLAKE2b, not `hash()`:
     the same in every process, every run.
     """

@@ -8,7 +8,7 @@ means committed to PostgreSQL.
 
 At least once: a message the broker took may be committed after the request gave up waiting (the bridge
 was down and its session kept it), and a client retrying after a 503 or 504 sends it again, which the
-(device, ts, seq) key stores once.
+(device, boot, seq) identity stores once.
 """
 
 from __future__ import annotations

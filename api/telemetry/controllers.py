@@ -87,7 +87,7 @@ class TelemetryController(Controller):
             ),
         ] = None,
     ) -> TelemetryPage | BucketedHistory | DownsampledHistory:
-        """Samples with `from <= ts < to`: in (ts, seq) order a page at a time, or in time buckets
+        """Samples with `from <= ts < to`: in (ts, boot, seq) order a page at a time, or in time buckets
         (`bucket=`), or downsampled for a chart (`points=`).
 
         An unknown device has an empty history, except for a group-limited API key: a device outside its
@@ -127,7 +127,8 @@ class TelemetryController(Controller):
         start: WindowStart = None,
         end: WindowEnd = None,
     ) -> GapReport:
-        """The seq ranges missing between the samples stored with `from <= ts < to`, per boot."""
+        """The seq ranges missing between the samples stored with `from <= ts < to`, per boot, and where a
+        boot's seq went back (a reset: the runs on either side count their gaps apart)."""
         query = parse_query(device_id, start=start, end=end, metric=None, limit=1, cursor=None, now=utcnow())
         if isinstance(query, BadParam):
             raise bad_request(query.reason)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from api.telemetry.cursor import TelemetryCursor, decode_cursor
+from api.telemetry.cursor import FormerCursor, TelemetryCursor, decode_cursor
 from models.rollups import BUCKET_ORIGIN, ROLLUPS, Rollup
 from models.telemetry import METRIC_COLUMNS
 from models.topics import DEVICE_ID_PATTERN, is_device_id
@@ -243,7 +243,13 @@ def parse_query(
         return BadParam(f"unknown metric {metric!r}; expected one of: {', '.join(SELECTABLE)}")
     after = None
     if cursor is not None:
-        after = decode_cursor(cursor)
-        if after is None:
+        decoded = decode_cursor(cursor)
+        if decoded is None:
             return BadParam("cursor is not valid; pass next_cursor of the previous page unchanged")
+        if isinstance(decoded, FormerCursor):
+            return BadParam(
+                "cursor is from before pages were ordered by (ts, boot, seq) and cannot be resumed exactly;"
+                f" start again without cursor, with from={decoded.ts.isoformat()} (rows of that instant may repeat)"
+            )
+        after = decoded
     return TelemetryQuery(device_id, start_at, end_at, metric, limit, after)

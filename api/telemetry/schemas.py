@@ -42,7 +42,7 @@ class TelemetryItem(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TelemetryPage(msgspec.Struct, frozen=True, kw_only=True):
-    """Samples in (ts, seq) order; pass `next_cursor` as `cursor` for the next page (null: no more)."""
+    """Samples in (ts, boot, seq) order; pass `next_cursor` as `cursor` for the next page (null: no more)."""
 
     items: list[TelemetryItem]
     next_cursor: str | None
@@ -57,17 +57,30 @@ class SeqGap(msgspec.Struct, frozen=True, kw_only=True):
     missing: int
 
 
+class SeqReset(msgspec.Struct, frozen=True, kw_only=True):
+    """Within boot `boot`, the seq went back from `before` to `after` at device time `at`: the device
+    counted again from `after` without a new boot number (a restart that kept its boot, or reused seqs)."""
+
+    boot: int
+    at: datetime
+    before: int
+    after: int
+
+
 class GapReport(msgspec.Struct, frozen=True, kw_only=True):
     """What is missing from a device's history in a window, judged by its seq numbers.
 
+    A boot's samples are taken in device-time order; a seq that does not go up there is a `reset`: what
+    follows is a new run, whose gaps count on their own (a reused seq never fills another run's gap).
     Only gaps between samples inside the window count: what precedes the first one or follows the last
-    one is unknown. `truncated`: more gaps exist than listed.
+    one is unknown. `truncated`: more gaps or resets exist than listed.
     """
 
     device_id: str
     samples: int
     missing: int
     gaps: list[SeqGap]
+    resets: list[SeqReset] = []
     truncated: bool
 
 

@@ -29,6 +29,7 @@ from api.telemetry.schemas import (
     PositionBucket,
     PositionFix,
     SeqGap,
+    SeqReset,
     SeriesPoint,
     TelemetryBucket,
     TelemetryItem,
@@ -65,10 +66,12 @@ def build_statement(query: TelemetryQuery) -> tuple[sql.Composed, dict[str, Any]
         "limit": query.limit + 1,
     }
     if query.after is not None:
-        # A row comparison, so the (device_id, ts, seq) primary key serves the seek.
-        conditions.append(sql.SQL("(ts, seq) > (%(after_ts)s, %(after_seq)s)"))
-        params |= {"after_ts": query.after.ts, "after_seq": query.after.seq}
-    statement = sql.SQL("SELECT {columns} FROM telemetry WHERE {conditions} ORDER BY ts, seq LIMIT %(limit)s").format(
+        # A row comparison, so the (device_id, ts, boot, seq) primary key serves the seek.
+        conditions.append(sql.SQL("(ts, boot, seq) > (%(after_ts)s, %(after_boot)s, %(after_seq)s)"))
+        params |= {"after_ts": query.after.ts, "after_boot": query.after.boot, "after_seq": query.after.seq}
+    statement = sql.SQL(
+        "SELECT {columns} FROM telemetry WHERE {conditions} ORDER BY ts, boot, seq LIMIT %(limit)s"
+    ).format(
         columns=sql.SQL(", ").join(sql.Identifier(name) for name in _columns(query.metric)),
         conditions=sql.SQL(" AND ").join(conditions),
     )
@@ -129,7 +132,7 @@ def row_to_item(row: Mapping[str, Any]) -> TelemetryItem:
 
 
 async def fetch_page(pool: Pool, query: TelemetryQuery) -> TelemetryPage:
-    """One page of a device's telemetry in (ts, seq) order."""
+    """One page of a device's telemetry in (ts, boot, seq) order."""
     statement, params = build_statement(query)
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(statement, params)
@@ -138,27 +141,34 @@ async def fetch_page(pool: Pool, query: TelemetryQuery) -> TelemetryPage:
     next_cursor = None
     if len(rows) > query.limit:
         last = items[-1]
-        next_cursor = encode_cursor(TelemetryCursor(last.ts, last.seq))
+        next_cursor = encode_cursor(TelemetryCursor(last.ts, last.boot, last.seq))
     return TelemetryPage(items=items, next_cursor=next_cursor)
 
 
-GAPS_MAX: Final = 1000
+GAPS_MAX: Final = 1000  # gaps listed, and resets listed, at most
+# Each stored sample with the next one of its boot in device-time order. A field-sensor sample's seq is a
+# digest, not a counter (models.telemetry.SENSOR_BOOT): no gaps there.
+_STEPS: Final = (
+    "SELECT boot, ts, seq, lead(seq) OVER w AS next_seq, lead(ts) OVER w AS next_ts FROM telemetry"
+    " WHERE device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s AND boot < %(sensor_boot)s"
+    " WINDOW w AS (PARTITION BY boot ORDER BY ts, seq)"
+)
 _GAPS = sql.SQL(
-    "SELECT boot, seq + 1 AS first, next_seq - 1 AS last FROM ("
-    " SELECT boot, seq, lead(seq) OVER (PARTITION BY boot ORDER BY seq) AS next_seq FROM telemetry"
-    " WHERE device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s AND boot < %(sensor_boot)s) AS s"
-    " WHERE next_seq > seq + 1 ORDER BY boot, first LIMIT %(limit)s"
+    f"SELECT boot, seq + 1 AS first, next_seq - 1 AS last FROM ({_STEPS}) AS s"
+    " WHERE next_seq > seq + 1 ORDER BY boot, ts, seq LIMIT %(limit)s"
+)
+_RESETS = sql.SQL(
+    f"SELECT boot, next_ts AS at, seq AS before, next_seq AS after FROM ({_STEPS}) AS s"
+    " WHERE next_seq <= seq ORDER BY boot, ts, seq LIMIT %(limit)s"
 )
 _GAP_TOTALS = sql.SQL(
     "SELECT count(*) AS samples, coalesce(sum(next_seq - seq - 1) FILTER (WHERE next_seq > seq + 1), 0) AS missing"
-    " FROM (SELECT seq, lead(seq) OVER (PARTITION BY boot ORDER BY seq) AS next_seq FROM telemetry"
-    " WHERE device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s AND boot < %(sensor_boot)s) AS s"
+    f" FROM ({_STEPS}) AS s"
 )
 
 
 async def fetch_gaps(pool: Pool, query: TelemetryQuery) -> GapReport:
-    """Missing seq ranges of one device in the query's window, per boot."""
-    # A field-sensor sample's seq is a digest, not a counter (models.telemetry.SENSOR_BOOT): no gaps there.
+    """Missing seq ranges of one device in the query's window, per boot and run; and the seq resets."""
     params = {
         "device_id": query.device_id,
         "start": query.start,
@@ -169,6 +179,8 @@ async def fetch_gaps(pool: Pool, query: TelemetryQuery) -> GapReport:
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_GAPS, params)
         rows = await cur.fetchall()
+        await cur.execute(_RESETS, params)
+        resets = await cur.fetchall()
         await cur.execute(_GAP_TOTALS, params)
         totals = await cur.fetchone()
     assert totals is not None
@@ -181,7 +193,8 @@ async def fetch_gaps(pool: Pool, query: TelemetryQuery) -> GapReport:
         samples=totals["samples"],
         missing=int(totals["missing"]),
         gaps=gaps,
-        truncated=len(rows) > GAPS_MAX,
+        resets=[SeqReset(boot=r["boot"], at=r["at"], before=r["before"], after=r["after"]) for r in resets[:GAPS_MAX]],
+        truncated=len(rows) > GAPS_MAX or len(resets) > GAPS_MAX,
     )
 
 
@@ -295,7 +308,7 @@ async def fetch_points(pool: Pool, query: PointsQuery) -> DownsampledHistory | B
     if query.metric is not None:
         conditions.append(sql.SQL("{} IS NOT NULL").format(sql.Identifier(query.metric)))
     statement = sql.SQL(
-        "SELECT ts, {metrics} FROM telemetry WHERE {conditions} ORDER BY ts, seq LIMIT %(limit)s"
+        "SELECT ts, {metrics} FROM telemetry WHERE {conditions} ORDER BY ts, boot, seq LIMIT %(limit)s"
     ).format(
         metrics=sql.SQL(", ").join(sql.Identifier(m) for m in metrics),
         conditions=sql.SQL(" AND ").join(conditions),

@@ -8,8 +8,8 @@ Decisions:
   (`api.export_pool_size`), so however many slow clients download, the other routes keep theirs. An
   export that cannot get one within `api.export_wait_s` is answered 503 before its download starts.
 - **CSV and GPX hold no connection while the client reads.** Each chunk is one keyset query, `(ts,
-  seq) > last row sent`, on a connection taken for that query only (the `(device_id, ts, seq)` primary
-  key serves the seek). A row committed behind the position already sent is not in the file, as it
+  boot, seq) > last row sent`, on a connection taken for that query only (the `(device_id, ts, boot,
+  seq)` primary key serves the seek). A row committed behind the position already sent is not in the file, as it
   would not be in a snapshot taken at the start.
 - **GeoJSON** (RFC 7946, `application/geo+json`): one Feature with a LineString of `[lon, lat]`
   positions and, as the de-facto convention of GPS converters, the fixes' times in
@@ -62,7 +62,7 @@ CSV_COLUMNS: Final = (
     *METRIC_COLUMNS,
     "quality",
 )
-FIX_COLUMNS: Final = ("ts", "seq", "lat", "lon", "alt", "speed", "heading")
+FIX_COLUMNS: Final = ("ts", "boot", "seq", "lat", "lon", "alt", "speed", "heading")
 ROWS_PER_CHUNK: Final = 1000  # rows read per query, and sent, at a time
 TIMES_IN_MEMORY_BYTES: Final = 1024 * 1024  # a GeoJSON export's times beyond this wait on disk
 TIMES_BLOCK_CHARS: Final = 64 * 1024
@@ -88,9 +88,9 @@ def content_disposition(query: TrackQuery) -> str:
 
 def _select(columns: Iterable[str], fixes_only: bool, *, keyset: bool = False) -> sql.Composed:
     fixes = " AND lat IS NOT NULL" if fixes_only else ""
-    # A row comparison, so the (device_id, ts, seq) primary key serves the seek.
-    seek = " AND (ts, seq) > (%(after_ts)s, %(after_seq)s) ORDER BY ts, seq LIMIT %(limit)s"
-    condition = sql.SQL(fixes + (seek if keyset else " ORDER BY ts, seq"))
+    # A row comparison, so the (device_id, ts, boot, seq) primary key serves the seek.
+    seek = " AND (ts, boot, seq) > (%(after_ts)s, %(after_boot)s, %(after_seq)s) ORDER BY ts, boot, seq LIMIT %(limit)s"
+    condition = sql.SQL(fixes + (seek if keyset else " ORDER BY ts, boot, seq"))
     return sql.SQL(
         "SELECT {columns} FROM telemetry WHERE device_id = %(device_id)s AND ts >= %(start)s AND ts < %(end)s"
         "{condition}"
@@ -140,14 +140,14 @@ GPX_TAIL: Final = "</trkseg></trk>\n</gpx>\n"
 async def _keyset_chunks(
     pool: Pool, columns: tuple[str, ...], *, fixes_only: bool, query: TrackQuery, limits: ExportLimits
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Rows in (ts, seq) order, a chunk per query, each on a connection taken for that query only.
+    """Rows in (ts, boot, seq) order, a chunk per query, each on a connection taken for that query only.
 
     The first connection is waited for `limits.wait_s` (the caller turns a `PoolTimeout` into 503); later
     ones for the pool's own timeout, since a download already under way should rather wait than be cut.
     """
     statement = _select(columns, fixes_only, keyset=True)
-    # (start, -1) is before the window's first row: seq is never negative.
-    params = _params(query) | {"after_ts": query.start, "after_seq": -1, "limit": ROWS_PER_CHUNK}
+    # (start, -1, -1) is before the window's first row: boot and seq are never negative.
+    params = _params(query) | {"after_ts": query.start, "after_boot": -1, "after_seq": -1, "limit": ROWS_PER_CHUNK}
     wait_s: float | None = limits.wait_s
     while True:
         async with pool.connection(timeout=wait_s) as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -158,7 +158,7 @@ async def _keyset_chunks(
             yield chunk
         if len(chunk) < ROWS_PER_CHUNK:
             return
-        params |= {"after_ts": chunk[-1]["ts"], "after_seq": chunk[-1]["seq"]}
+        params |= {"after_ts": chunk[-1]["ts"], "after_boot": chunk[-1]["boot"], "after_seq": chunk[-1]["seq"]}
 
 
 async def stream_csv(pool: Pool, query: TrackQuery, limits: ExportLimits) -> AsyncIterator[str]:
@@ -187,7 +187,7 @@ async def stream_geojson(pool: Pool, query: TrackQuery, limits: ExportLimits) ->
     file (in memory up to `TIMES_IN_MEMORY_BYTES`, then on disk) until the geometry is complete, so both
     arrays hold exactly the same rows and no connection is held while the client reads.
     """
-    chunks = _keyset_chunks(pool, ("ts", "seq", "lat", "lon"), fixes_only=True, query=query, limits=limits)
+    chunks = _keyset_chunks(pool, ("ts", "boot", "seq", "lat", "lon"), fixes_only=True, query=query, limits=limits)
     with tempfile.SpooledTemporaryFile(max_size=TIMES_IN_MEMORY_BYTES, mode="w+", encoding="utf-8") as times:
         head = '{"type":"Feature","geometry":'
         fixes = 0

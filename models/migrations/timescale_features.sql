@@ -7,7 +7,7 @@ BEGIN
         WHERE hypertable_name = 'telemetry' AND compression_enabled
     ) THEN
         ALTER TABLE telemetry SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id',
-                                   timescaledb.compress_orderby = 'ts, seq');
+                                   timescaledb.compress_orderby = 'ts, boot, seq');
     END IF;
 END
 $$;

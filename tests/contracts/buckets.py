@@ -40,6 +40,7 @@ class BucketSummary:
     metrics: dict[str, MetricSummary] = field(default_factory=lambda: {m: MetricSummary() for m in METRIC_COLUMNS})
     fixes: int = 0
     last_fix: tuple[datetime, int, float, float] | None = None  # ts, seq, lat, lon
+    last_fix_order: tuple[datetime, int, int] | None = None  # ts, boot, seq: which fix is the last
 
 
 def bucket_start(ts: datetime, width: timedelta) -> datetime:
@@ -63,9 +64,10 @@ def brute_force(rows: Iterable[Mapping[str, Any]], width: timedelta) -> dict[tup
             m.high = value if m.high is None else max(m.high, value)
         if row.get("lat") is not None:
             summary.fixes += 1
-            fix = (row["ts"], row["seq"], row["lat"], row["lon"])
-            if summary.last_fix is None or fix[:2] > summary.last_fix[:2]:
-                summary.last_fix = fix
+            order = (row["ts"], row.get("boot", 0), row["seq"])
+            if summary.last_fix_order is None or order > summary.last_fix_order:
+                summary.last_fix = (row["ts"], row["seq"], row["lat"], row["lon"])
+                summary.last_fix_order = order
     return buckets
 
 

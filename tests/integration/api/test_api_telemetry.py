@@ -1,4 +1,4 @@
-"""Telemetry history over HTTP: keyset pagination on (ts, seq), metric filters, parameter errors."""
+"""Telemetry history over HTTP: keyset pagination on (ts, boot, seq), metric filters, parameter errors."""
 
 from __future__ import annotations
 
@@ -199,4 +199,47 @@ async def test_telemetry_gaps_list_missing_seq_ranges_per_boot(http: httpx.Async
         f"/api/v1/devices/{DEVICE}/telemetry/gaps",
         params={"from": (base - timedelta(days=1)).isoformat(), "to": base.isoformat()},
     )
-    assert empty.json() == {"device_id": DEVICE, "samples": 0, "missing": 0, "gaps": [], "truncated": False}
+    assert empty.json() == {
+        "device_id": DEVICE,
+        "samples": 0,
+        "missing": 0,
+        "gaps": [],
+        "resets": [],
+        "truncated": False,
+    }
+
+
+async def test_telemetry_gaps_are_not_hidden_by_seqs_a_restart_reused_within_one_boot(
+    http: httpx.AsyncClient, database_url: str
+) -> None:
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    # Boot 0 counted 0..5, restarted without a new boot number and counted 0, 1, 3: its 2 is missing,
+    # although the first run's 2 is stored under the same (boot, seq).
+    seqs = [0, 1, 2, 3, 4, 5, 0, 1, 3]
+    await insert_rows(database_url, [row(base + timedelta(seconds=i), seq) for i, seq in enumerate(seqs)])
+
+    report = (await http.get(f"/api/v1/devices/{DEVICE}/telemetry/gaps")).json()
+
+    assert report["samples"] == len(seqs)
+    assert report["gaps"] == [{"boot": 0, "first": 2, "last": 2, "missing": 1}]
+    assert report["missing"] == 1
+    assert [(r["boot"], r["before"], r["after"]) for r in report["resets"]] == [(0, 5, 0)]
+    assert datetime.fromisoformat(report["resets"][0]["at"]) == base + timedelta(seconds=6)
+
+
+async def test_telemetry_pages_keep_samples_of_two_boots_with_the_same_ts_and_seq(
+    http: httpx.AsyncClient, database_url: str
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    # After a reboot the device's clock and counter started over: boot 1 repeats boot 0's (ts, seq).
+    rows = [
+        row(now + timedelta(seconds=n), n, boot=boot, fuel=float(10 * boot + n)) for boot in (0, 1) for n in range(3)
+    ]
+    await insert_rows(database_url, rows)
+
+    items, pages = await fetch_all(http, {"limit": "1"})
+
+    assert [(datetime.fromisoformat(item["ts"]), item["boot"], item["seq"]) for item in items] == sorted(
+        (r["ts"], r["boot"], r["seq"]) for r in rows
+    )
+    assert pages == len(rows)

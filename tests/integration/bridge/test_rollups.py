@@ -35,7 +35,8 @@ def random_samples(rng: random.Random, count: int) -> list[tuple[str, dict[str, 
     out = []
     for seq in range(count):
         ts = NOW - timedelta(hours=3) + timedelta(seconds=rng.randrange(3 * 3600))
-        sample: dict[str, Any] = {"seq": seq, "ts": ts.isoformat(), "metrics": {}}
+        # Boots 0 and 1 with the same seqs: two samples of one instant and seq differ by their boot.
+        sample: dict[str, Any] = {"seq": seq // 2, "boot": seq % 2, "ts": ts.isoformat(), "metrics": {}}
         for metric, low, high in (("fuel", 0, 100), ("engine_temp", -40, 150), ("odometer", 0, 1e6)):
             if rng.random() < 0.7:
                 sample["metrics"][metric] = round(rng.uniform(low, high), 3)
@@ -47,7 +48,7 @@ def random_samples(rng: random.Random, count: int) -> list[tuple[str, dict[str, 
 
 async def stored_rows(database_url: str) -> list[dict[str, Any]]:
     async with await psycopg.AsyncConnection.connect(database_url) as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT device_id, ts, seq, lat, lon, {', '.join(METRIC_COLUMNS)} FROM telemetry")
+        await cur.execute(f"SELECT device_id, ts, boot, seq, lat, lon, {', '.join(METRIC_COLUMNS)} FROM telemetry")
         return await cur.fetchall()
 
 
@@ -68,6 +69,7 @@ async def assert_rollup_equals_brute_force(database_url: str, rollup: Rollup, ro
         assert got["pos_n"] == want.fixes, key
         last = (got["pos_ts"], got["pos_seq"], got["lat"], got["lon"]) if got["pos_ts"] is not None else None
         assert last == want.last_fix, key
+        assert got["pos_boot"] == (want.last_fix_order[1] if want.last_fix_order else None), key
 
 
 async def test_rollups_equal_brute_force_despite_late_and_redelivered_samples(database_url: str) -> None:

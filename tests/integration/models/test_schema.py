@@ -9,8 +9,9 @@ import pytest
 from sqlmodel import Session as OrmSession
 from sqlmodel import SQLModel, create_engine, select
 
+from models import migrate as migrate_module
 from models import tables
-from models.migrate import migrate
+from models.migrate import migrate, uses_timescale
 from models.partitions import existing_partitions, maintain, partition_name
 from models.rollups import ROLLUPS, ROLLUPS_MIGRATION
 from tests.contracts.buckets import brute_force
@@ -50,6 +51,32 @@ def test_sqlmodel_reads_what_sql_wrote(database_url: str) -> None:
 def test_migrate_is_idempotent(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         assert migrate(conn) == []
+
+
+def _server_gains_timescaledb(monkeypatch: pytest.MonkeyPatch) -> None:
+    # TimescaleDB cannot be installed here: the detection is made to say it could be.
+    monkeypatch.setattr(migrate_module, "timescale_available", lambda conn: True)
+
+
+def test_a_plain_database_stays_plain_when_the_server_gains_timescaledb(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _server_gains_timescaledb(monkeypatch)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert migrate(conn) == []
+        assert conn.execute("SELECT variant FROM schema_variant").fetchall() == [("plain",)]
+        assert not uses_timescale(conn)
+        assert conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is None
+
+
+def test_a_database_migrated_before_the_variant_was_recorded_is_plain_without_a_hypertable(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _server_gains_timescaledb(monkeypatch)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE schema_variant")
+        assert migrate(conn) == []
+        assert conn.execute("SELECT variant FROM schema_variant").fetchall() == [("plain",)]
 
 
 def test_maintain_creates_partitions_ahead_and_drops_expired_ones(database_url: str) -> None:
@@ -142,6 +169,43 @@ def test_rollup_migration_summarises_the_history_already_stored(database_url: st
                 ]
                 for key, s in expected.items()
             }
+
+
+def test_sample_identity_migration_rekeys_the_history_and_keeps_every_row(database_url: str) -> None:
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # The database as it was before step 11: keyed (device_id, ts, seq), rollups without pos_boot.
+        for table in ("telemetry", "events"):
+            conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {table}_pkey, ADD PRIMARY KEY (device_id, ts, seq)")
+        conn.execute("ALTER TABLE telemetry_1m DROP COLUMN pos_boot")
+        conn.execute("ALTER TABLE telemetry_1h DROP COLUMN pos_boot")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 11")
+        for seq in range(5):
+            conn.execute(
+                "INSERT INTO telemetry (ts, received_at, seq, boot, device_id, lat, lon) VALUES (%s, now(), %s, 3, 'k-1', 1, 2)",
+                (now + timedelta(seconds=seq), seq),
+            )
+        conn.execute(
+            "INSERT INTO telemetry_1m (device_id, ts, samples, pos_n, pos_ts, pos_seq, lat, lon)"
+            " VALUES ('k-1', date_bin('1 minute', %s::timestamptz, '2000-01-01Z'), 5, 5, %s, 4, 1, 2)",
+            (now + timedelta(seconds=4), now + timedelta(seconds=4)),
+        )
+
+        assert [name for name in migrate(conn) if name.startswith("0011")] == ["0011_sample_identity"]
+
+        key = conn.execute(
+            "SELECT array_agg(a.attname ORDER BY k.n) FROM pg_constraint c"
+            " CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, n)"
+            " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum"
+            " WHERE c.conname = 'telemetry_pkey' AND c.conrelid = 'telemetry'::regclass"
+        ).fetchone()
+        assert key == (["device_id", "ts", "boot", "seq"],)
+        assert conn.execute("SELECT count(*) FROM telemetry WHERE device_id = 'k-1'").fetchone() == (5,)
+        assert conn.execute("SELECT pos_boot FROM telemetry_1m WHERE device_id = 'k-1'").fetchall() == [(3,)]
+        # Another boot's sample of the same instant and seq is now a row of its own.
+        conn.execute(
+            "INSERT INTO telemetry (ts, received_at, seq, boot, device_id) VALUES (%s, now(), 0, 4, 'k-1')", (now,)
+        )
 
 
 def test_maintain_skips_tables_a_schema_does_not_have_yet(database_url: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -89,7 +90,7 @@ def test_metric_columns_are_the_known_metrics_of_the_schema() -> None:
 
 
 def test_cursor_round_trips_exactly_to_the_microsecond() -> None:
-    cursor = TelemetryCursor(datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC), 42)
+    cursor = TelemetryCursor(datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC), 3, 42)
 
     text = encode_cursor(cursor)
 
@@ -104,29 +105,54 @@ def test_cursor_round_trips_exactly_to_the_microsecond() -> None:
         max_value=datetime(2200, 1, 1),
         timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
     ),
+    boot=st.integers(min_value=0, max_value=2**31 - 1),
     seq=st.integers(min_value=0, max_value=2**63 - 1),
 )
-def test_cursor_round_trips_any_time_and_seq(ts: datetime, seq: int) -> None:
-    assert decode_cursor(encode_cursor(TelemetryCursor(ts, seq))) == TelemetryCursor(ts, seq)
+def test_cursor_round_trips_any_time_boot_and_seq(ts: datetime, boot: int, seq: int) -> None:
+    assert decode_cursor(encode_cursor(TelemetryCursor(ts, boot, seq))) == TelemetryCursor(ts, boot, seq)
 
 
 @pytest.mark.parametrize(
-    "text", ["", "!!!", "bm90LWEtY3Vyc29y", "MjoxOjE", "MToxOi0x", "MTox", "MTo5OTk5OTk5OTk5OTk5OTk5OTk5OjE"]
+    "text",
+    [
+        "",
+        "!!!",
+        "bm90LWEtY3Vyc29y",
+        "MjoxOjE",
+        "MToxOi0x",
+        "MTox",
+        "MTo5OTk5OTk5OTk5OTk5OTk5OTk5OjE",
+        "MjoxOi0xOjE",  # 2:1:-1:1
+        "MzoxOjE6MQ",  # 3:1:1:1
+    ],
 )
 def test_cursor_decode_refuses_what_it_did_not_encode(text: str) -> None:
     assert decode_cursor(text) is None
 
 
 def test_statement_quotes_the_whitelisted_column_and_keeps_values_as_params() -> None:
-    query = parse(metric="engine_temp", cursor=encode_cursor(TelemetryCursor(NOW, 3)))
+    query = parse(metric="engine_temp", cursor=encode_cursor(TelemetryCursor(NOW, 2, 3)))
     assert isinstance(query, TelemetryQuery)
 
     statement, params = build_statement(query)
     text = statement.as_string()
 
     assert '"engine_temp" IS NOT NULL' in text
-    assert "(ts, seq) > (%(after_ts)s, %(after_seq)s)" in text
+    assert "(ts, boot, seq) > (%(after_ts)s, %(after_boot)s, %(after_seq)s)" in text
+    assert "ORDER BY ts, boot, seq" in text
     assert "truck-1" not in text
     assert params["device_id"] == "truck-1"
     assert params["limit"] == 1001
-    assert (params["after_ts"], params["after_seq"]) == (NOW, 3)
+    assert (params["after_ts"], params["after_boot"], params["after_seq"]) == (NOW, 2, 3)
+
+
+def test_a_cursor_of_the_former_ts_seq_order_is_refused_with_where_to_start_again() -> None:
+    at = datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC)
+    micros = (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    former = base64.urlsafe_b64encode(f"1:{micros}:42".encode()).rstrip(b"=").decode()
+
+    result = parse(cursor=former)
+
+    assert isinstance(result, BadParam)
+    assert "(ts, boot, seq)" in result.reason
+    assert f"from={at.isoformat()}" in result.reason

@@ -35,6 +35,7 @@ class RecordingConnection:
     def __init__(self, *, timescale: bool) -> None:
         self.timescale = timescale
         self.executed: list[str] = []
+        self.params: list[object] = []
 
     def transaction(self) -> _Transaction:
         return _Transaction()
@@ -42,6 +43,7 @@ class RecordingConnection:
     def execute(self, statement: str | bytes, params: object = None) -> _Result:
         text = statement.decode() if isinstance(statement, bytes) else statement
         self.executed.append(text)
+        self.params.append(params)
         if "pg_available_extensions" in text:
             return _Result([(1,)] if self.timescale else [])
         return _Result([])
@@ -70,3 +72,11 @@ def test_migrate_applies_timescale_sql_only_where_the_extension_exists() -> None
     assert "CREATE MATERIALIZED VIEW telemetry_1m WITH (timescaledb.continuous" in timescale
     assert "CREATE TABLE telemetry_1m" not in timescale
     assert "add_retention_policy('telemetry_1h'" in timescale
+
+
+def test_migrate_records_the_variant_a_new_database_follows() -> None:
+    for timescale, variant in ((True, "timescale"), (False, "plain")):
+        conn = RecordingConnection(timescale=timescale)
+        migrate(cast(psycopg.Connection[tuple[Any, ...]], conn))
+        recorded = [p for s, p in zip(conn.executed, conn.params, strict=True) if "INSERT INTO schema_variant" in s]
+        assert recorded == [(variant,)]
