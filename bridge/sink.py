@@ -136,12 +136,20 @@ class PostgresTelemetrySink:
             conn = await psycopg.AsyncConnection.connect(
                 self._url, autocommit=False, application_name="fleetbridge-bridge"
             )
+        except psycopg.Error as exc:
+            raise SinkUnavailableError(f"PostgreSQL unreachable: {exc}") from exc
+        try:
             await conn.execute(_CREATE_STAGE)
             variant = await (await conn.execute(_ROLLUP_VARIANT, (ROLLUPS_MIGRATION,))).fetchone()
             applied = await (await conn.execute(_SCHEMA_APPLIED)).fetchone()
             await conn.commit()
-        except psycopg.Error as exc:
-            raise SinkUnavailableError(f"PostgreSQL unreachable: {exc}") from exc
+        except BaseException as exc:
+            # A server that accepted the connection and then failed (starting up, shutting down) or a stop
+            # cancelling here: the connection is not kept, so it is closed, not left for the collector.
+            conn.pgconn.finish()
+            if isinstance(exc, psycopg.Error):
+                raise SinkUnavailableError(f"PostgreSQL unreachable: {exc}") from exc
+            raise
         if applied is None or applied[0] is None or applied[0] < SCHEMA_REQUIRED:
             await conn.close()
             # Retried like an unreachable database: the bridge waits, warning, until someone migrates.
