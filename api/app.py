@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from api.accounts.controllers import ApiKeyController, UserController, login
 from api.accounts.limits import LoginThrottle
+from api.accounts.refresh import refresh
 from api.auth import PUBLIC, TokenIssuer, build_auth, require_access
 from api.backends import DEPENDENCIES, STATE_KEY, Backends, ExportLimits
 from api.contract.controllers import asyncapi
@@ -161,7 +162,7 @@ def create_app(settings: Settings) -> Litestar:
         names = " and ".join(f"FLEETBRIDGE_{name}_URL" for name in missing)
         raise SettingsError(f"the API needs {names} (the local stack sets them)")
     security = build_auth(settings.api)
-    tokens = TokenIssuer(security)
+    tokens = TokenIssuer(security, settings.api.session_max_s)
     throttle = LoginThrottle(settings.api.login_attempts_per_minute)
     ingest_backend = build_ingest(settings)
     ui_bundle = load_bundle(settings.api.map_tile_url)
@@ -182,6 +183,7 @@ def create_app(settings: Settings) -> Litestar:
             live,
             live_poll,
             login,
+            refresh,
             UserController,
             ApiKeyController,
             ingest,

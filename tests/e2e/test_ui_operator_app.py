@@ -362,13 +362,65 @@ async def test_ui_operators_see_and_use_the_disable_button(
     )
 
 
-@pytest.fixture
-async def short_token_url(bridge_settings: Settings) -> AsyncIterator[str]:
-    """An API whose tokens last 125 s: the page asks to sign in again 120 s before expiry, so at once."""
-    api = replace(bridge_settings.api, jwt_secret=TEST_JWT_SECRET, token_ttl_s=125)
+@contextlib.asynccontextmanager
+async def api_with_tokens(bridge_settings: Settings, token_ttl_s: int, session_max_s: int) -> AsyncIterator[str]:
+    """An API (and its bridge) whose tokens and sessions last as long as given (below the settings' bounds)."""
+    api = replace(bridge_settings.api, jwt_secret=TEST_JWT_SECRET, token_ttl_s=token_ttl_s, session_max_s=session_max_s)
     settings = replace(bridge_settings, api=api)
     async with running_bridge(settings), running(settings) as url:
         yield url
+
+
+@pytest.fixture
+async def short_token_url(bridge_settings: Settings) -> AsyncIterator[str]:
+    """An API whose sessions end 125 s after the login: the page asks for the password 120 s before, so at once."""
+    async with api_with_tokens(bridge_settings, token_ttl_s=125, session_max_s=125) as url:
+        yield url
+
+
+@pytest.fixture
+async def brief_token_url(bridge_settings: Settings) -> AsyncIterator[str]:
+    """An API whose tokens last 5 s in sessions of an hour: the page renews them every few seconds."""
+    async with api_with_tokens(bridge_settings, token_ttl_s=5, session_max_s=3600) as url:
+        yield url
+
+
+async def test_ui_renews_its_token_silently_and_stays_live_across_several_expiries(
+    browser: Any, brief_token_url: str, database_url: str, mqtt_url: str, screens: Path
+) -> None:
+    device = f"ui-{uuid.uuid4().hex[:8]}"
+    send(mqtt_url, device, [sample(1, 52.52, 13.40, fuel=50.0)])
+    async with open_app(browser, brief_token_url) as (tab, watched):
+        await sign_in(tab, database_url)
+        first = await tab.evaluate("sessionStorage.getItem('fleetbridge.token')")
+        await eventually(
+            until_js(tab, f"window.__fleet.marker({device!r})"), bool, timeout_s=UI_TIMEOUT_S, what="marker"
+        )
+
+        async def renewals() -> list[str]:
+            return [m["token"] for m in watched.sent if m.get("action") == "auth"]
+
+        # Three renewals of a 5 s token: the first token expired at least twice over meanwhile.
+        tokens = await eventually(renewals, lambda t: len(set(t)) >= 3, timeout_s=30, what="three renewals")
+        assert first not in tokens
+        assert await tab.locator("#reauth").is_hidden()  # never asked for the password
+        assert await tab.locator("#login").is_hidden()
+        assert sum(1 for m in watched.sent if m.get("action") == "subscribe") == 1  # the same connection throughout
+        assert await tab.evaluate("document.getElementById('conn').dataset.state") == "live"
+        send(mqtt_url, device, [sample(2, 52.53, 13.42, fuel=49.0)])
+        await eventually(
+            until_js(tab, f"window.__fleet.marker({device!r})?.lat"),
+            lambda lat: lat == 52.53,
+            timeout_s=UI_TIMEOUT_S,
+            what="a live update on the renewed token",
+        )
+        await tab.goto(tab.url.split("#")[0] + f"#/device/{device}")  # REST with the current token
+        await eventually(
+            until_js(tab, "document.getElementById('d-status').textContent"),
+            lambda text: text == "online",
+            timeout_s=UI_TIMEOUT_S,
+            what="the device page",
+        )
 
 
 async def test_ui_refreshes_its_token_before_expiry_on_the_open_connection(

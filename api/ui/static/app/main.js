@@ -63,7 +63,7 @@ function start() {
     node.toggleAttribute("data-allowed", allowed);
     if (!allowed) /** @type {HTMLElement} */ (node).hidden = true;
   }
-  session.scheduleReauth(promptReauth);
+  session.keepAlive(promptReauth);
   route();
   live.start();
   loadRegistry().catch((err) => { if (!(err instanceof SignedOut)) conn.textContent = "registry: " + err.message; });
@@ -88,7 +88,7 @@ function promptReauth() {
 session.subscribe((token) => {
   if (!token) { signedOut(); loginError.textContent = "Your session ended: sign in again."; return; }
   live.refresh(token);
-  session.scheduleReauth(promptReauth);
+  session.keepAlive(promptReauth);
 });
 
 loginForm.addEventListener("submit", async (event) => {
