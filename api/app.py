@@ -44,6 +44,7 @@ from api.live.stream import LiveStreamReader
 from api.live.watch import CredentialWatch
 from api.openapi import document_problems
 from api.pool import Pool
+from api.presence.controllers import presence_timeline
 from api.problems import log_server_error, problem_details_plugin
 from api.stopping import STATE_KEY as STOPPING_KEY
 from api.stopping import Stopping
@@ -189,7 +190,7 @@ def create_app(settings: Settings) -> Litestar:
             ingest,
         ],
     )
-    for handler in (GroupController, fleet_state):
+    for handler in (GroupController, fleet_state, presence_timeline):
         api.register(handler)
     app = Litestar(
         route_handlers=[api, healthz, readyz, *ui_handlers(ui_bundle), asyncapi],

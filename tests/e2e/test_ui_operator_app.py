@@ -26,6 +26,8 @@ from api.server import running
 from config import Settings
 from tests.e2e.conftest import FleetStarter, eventually
 from tests.e2e.test_live_corrections import send
+from tests.e2e.test_presence import clear_retained_status, connect_device
+from tests.e2e.test_presence_timeline import say
 from tests.integration.api.conftest import TEST_JWT_SECRET, TEST_PASSWORD, add_account
 from tests.integration.bridge.conftest import running_bridge
 
@@ -256,6 +258,8 @@ async def test_ui_device_page_shows_history_track_and_refusals_and_hides_what_vi
         what="the refused sample",
     )
     assert await tab.evaluate("document.querySelectorAll('#d-map path.leaflet-interactive').length") >= 1
+    # Online from its first stored sample on (it sends no status).
+    assert await tab.text_content("#d-presence-summary") == "online 100 % of the known time · 1 interval"
     assert not await tab.locator("#d-disable").is_visible()  # a viewer may not disable devices
     await tab.click("#d-play")
     await tab.screenshot(path=screens / "device.png")
@@ -268,6 +272,59 @@ async def test_ui_device_page_shows_history_track_and_refusals_and_hides_what_vi
         what="a chart of bucket averages",
     )
     assert await tab.evaluate("document.querySelectorAll('#d-charts .chart canvas').length") >= 1
+
+
+async def recorded_presence(database_url: str, device: str, changes: int) -> None:
+    """Wait until the bridge has recorded `changes` presence changes of `device`."""
+
+    async def count() -> int:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            row = await (
+                await conn.execute("SELECT count(*) FROM presence_history WHERE device_id = %s", (device,))
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    await eventually(count, lambda n: n >= changes, timeout_s=UI_TIMEOUT_S, what=f"{changes} presence changes")
+
+
+async def test_ui_device_page_shows_presence_intervals_and_rejected_messages_with_their_reasons(
+    page: tuple[Any, Watched], database_url: str, mqtt_url: str, screens: Path
+) -> None:
+    tab, _ = page
+    device = f"ui-{uuid.uuid4().hex[:8]}"
+    client = connect_device(mqtt_url, device)  # online by its retained status
+    try:
+        await recorded_presence(database_url, device, 1)
+        say(client, device, "offline")
+        await recorded_presence(database_url, device, 2)
+        say(client, device, "online")
+        await recorded_presence(database_url, device, 3)
+        bad = {"seq": 7, "ts": datetime.now(UTC).isoformat(), "pos": {"lat": 95.0, "lon": 13.4}}
+        client.publish(f"fleet/v1/{device}/telemetry", json.dumps(bad).encode(), 1).wait_for_publish(5)
+        await sign_in(tab, database_url, role="viewer")
+        await tab.goto(tab.url.split("#")[0] + f"#/device/{device}")
+        presences = "[...document.querySelectorAll('#d-presence .seg')].map((s) => s.dataset.presence)"
+        await eventually(
+            until_js(tab, presences),
+            lambda shown: shown == ["online", "offline", "online"],
+            timeout_s=UI_TIMEOUT_S,
+            what="three presence intervals",
+        )
+        assert "online" in (await tab.text_content("#d-presence-summary") or "")
+        reason = await eventually(
+            until_js(tab, "document.querySelector('#d-rejected tr:nth-child(2) td:nth-child(2)')?.textContent"),
+            lambda text: "lat" in (text or ""),
+            timeout_s=UI_TIMEOUT_S,
+            what="the refused sample with its reason",
+        )
+        assert "95" in (await tab.text_content("#d-rejected tr:nth-child(2) .preview") or "")
+        await tab.locator("#d-presence").scroll_into_view_if_needed()
+        assert "90" in reason  # the bound the latitude broke
+        await tab.screenshot(path=screens / "device-presence-rejected.png", full_page=True)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        clear_retained_status(mqtt_url, device)
 
 
 async def test_ui_falls_back_to_long_polling_when_websockets_are_blocked(
