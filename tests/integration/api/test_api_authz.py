@@ -339,6 +339,8 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/readyz",
         "/",
         "/ui/{build:str}/{path:path}",
+        "/sw.js",
+        "/manifest.webmanifest",
         "/schema/openapi.json",
         "/asyncapi.json",
         # Public and tested in test_api_accounts.py and test_api_health.py:
