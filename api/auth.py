@@ -299,8 +299,13 @@ class TokenIssuer:
 
     @property
     def ttl_s(self) -> int:
-        """How long an issued token is valid, in seconds."""
+        """How long an issued token is valid, in seconds (at most: none outlives its session)."""
         return int(self._security.default_token_expiration.total_seconds())
+
+    @property
+    def first_ttl_s(self) -> int:
+        """How long the token of a login is valid: `ttl_s`, or the whole session when that is shorter."""
+        return min(self.ttl_s, self._session_max_s)
 
     def verify(self, encoded: str) -> Principal | None:
         """The operator a token names, checked as the middleware checks it; None for any bad token."""

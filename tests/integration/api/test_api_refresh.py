@@ -14,7 +14,7 @@ from api.accounts.roles import Role
 from api.auth import TokenIssuer, build_auth
 from api.server import running
 from config import Settings
-from tests.integration.api.conftest import TEST_JWT_SECRET, add_account, log_in, mint_token
+from tests.integration.api.conftest import TEST_JWT_SECRET, TEST_PASSWORD, add_account, log_in, mint_token
 from tests.integration.api.test_api_accounts import with_api
 
 pytestmark = pytest.mark.integration
@@ -62,12 +62,14 @@ async def test_no_token_outlives_its_session(api_settings: Settings, database_ur
         running(with_api(api_settings, token_ttl_s=60, session_max_s=40)) as url,
         httpx.AsyncClient(base_url=url, timeout=10) as client,
     ):
-        token = await log_in(client, "olga")
+        login = await client.post("/api/v1/auth/token", data={"username": "olga", "password": TEST_PASSWORD})
+        token = login.json()["access_token"]
         renewed = (await renew(client, token)).json()
         ending = mint_like(api_settings, "olga", session_exp=int(time.time()) + 2)
         refused = await renew(client, ending)
 
     assert claims(token)["exp"] == claims(token)["session_exp"]  # 40 s: the session's end, not the 60 s TTL
+    assert login.json()["expires_in"] == 40
     assert claims(renewed["access_token"])["exp"] == claims(token)["session_exp"]
     assert renewed["expires_in"] <= 40
     assert refused.status_code == 401
