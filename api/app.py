@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from api.accounts.controllers import ApiKeyController, UserController, login
 from api.accounts.limits import LoginThrottle
+from api.accounts.refresh import refresh
 from api.alerts.controllers import AlertController
 from api.auth import PUBLIC, TokenIssuer, build_auth, require_access
 from api.backends import DEPENDENCIES, STATE_KEY, Backends, ExportLimits
@@ -45,6 +46,7 @@ from api.live.stream import LiveStreamReader
 from api.live.watch import CredentialWatch
 from api.openapi import document_problems
 from api.pool import Pool
+from api.presence.controllers import presence_timeline
 from api.problems import log_server_error, problem_details_plugin
 from api.rules.controllers import RuleController
 from api.stopping import STATE_KEY as STOPPING_KEY
@@ -165,7 +167,7 @@ def create_app(settings: Settings) -> Litestar:
         names = " and ".join(f"FLEETBRIDGE_{name}_URL" for name in missing)
         raise SettingsError(f"the API needs {names} (the local stack sets them)")
     security = build_auth(settings.api)
-    tokens = TokenIssuer(security)
+    tokens = TokenIssuer(security, settings.api.session_max_s)
     throttle = LoginThrottle(settings.api.login_attempts_per_minute)
     ingest_backend = build_ingest(settings)
     ui_bundle = load_bundle(settings.api.map_tile_url)
@@ -186,12 +188,13 @@ def create_app(settings: Settings) -> Litestar:
             live,
             live_poll,
             login,
+            refresh,
             UserController,
             ApiKeyController,
             ingest,
         ],
     )
-    for handler in (GroupController, fleet_state, RuleController, AlertController):
+    for handler in (GroupController, fleet_state, presence_timeline, RuleController, AlertController):
         api.register(handler)
     app = Litestar(
         route_handlers=[api, healthz, readyz, *ui_handlers(ui_bundle), asyncapi],

@@ -4,9 +4,11 @@ Who (authentication) is Litestar's JWT security (`litestar.security.jwt.JWTAuth`
 also accepts integrator API keys:
 
 * operators send `Authorization: Bearer <jwt>`; the token (HS256, signed with `api.jwt_secret`, issuer
-  `fleetbridge`) carries the account name (`sub`), its `role` and an expiry (`api.token_ttl_s`). Tokens are
-  checked without a database read: a role change or a disabled account takes effect when the token
-  expires, so they are short-lived;
+  `fleetbridge`) carries the account name (`sub`), its `role`, an expiry (`api.token_ttl_s`) and the end of
+  the session it belongs to (`session_exp`: `api.session_max_s` after the password was given; no token of
+  the session outlives it). Tokens are checked without a database read: a role change or a disabled
+  account takes effect when the token expires, so they are short-lived; `POST /api/v1/auth/refresh`
+  (api/accounts/refresh.py) renews one after reading the account again;
 * integrators send `X-API-Key: <key>`, looked up by digest in PostgreSQL (a revoked key stops at once);
 * the WebSocket also takes either as `?token=…` (browsers cannot set headers on a WebSocket); a refused
   handshake is answered with a real HTTP 401 or 403 problem where the server supports it.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -79,9 +82,10 @@ _READ_METHODS: Final = frozenset({"GET", "HEAD"})
 
 @dataclass
 class OperatorToken(Token):
-    """Litestar's JWT with the account's role as a claim of its own."""
+    """Litestar's JWT with the account's role and its session's end (Unix seconds) as claims of their own."""
 
     role: str = ""
+    session_exp: int = 0  # 0: a token from before sessions had an end; it is not renewed
 
 
 def access_refusal(principal: object, opt: Mapping[str, Any], method: str | None) -> HTTPException | None:
@@ -271,19 +275,37 @@ class FleetAuth(JWTAuth[Principal, OperatorToken]):
 
 
 class TokenIssuer:
-    """Signs operators' access tokens with the app's security config (what the login route hands out)."""
+    """Signs operators' access tokens with the app's security config (what the login and refresh routes hand
+    out)."""
 
-    def __init__(self, security: FleetAuth) -> None:
+    def __init__(self, security: FleetAuth, session_max_s: int | None = None) -> None:
         self._security = security
+        self._session_max_s = ApiSettings().session_max_s if session_max_s is None else session_max_s
 
-    def issue(self, username: str, role: Role) -> str:
-        """A signed access token for an operator, valid for `ttl_s`."""
-        return self._security.create_token(identifier=username, token_issuer=TOKEN_ISSUER, role=role.value)
+    def issue(self, username: str, role: Role, session_exp: int | None = None) -> str:
+        """A signed access token for an operator, valid for `ttl_s` but never past `session_exp` (Unix seconds).
+
+        Without `session_exp` (a login) a new session starts, ending `session_max_s` from now.
+        """
+        now = time.time()
+        session_end = session_exp if session_exp is not None else int(now) + self._session_max_s
+        return self._security.create_token(
+            identifier=username,
+            token_issuer=TOKEN_ISSUER,
+            token_expiration=timedelta(seconds=min(self.ttl_s, session_end - now)),
+            role=role.value,
+            session_exp=session_end,
+        )
 
     @property
     def ttl_s(self) -> int:
-        """How long an issued token is valid, in seconds."""
+        """How long an issued token is valid, in seconds (at most: none outlives its session)."""
         return int(self._security.default_token_expiration.total_seconds())
+
+    @property
+    def first_ttl_s(self) -> int:
+        """How long the token of a login is valid: `ttl_s`, or the whole session when that is shorter."""
+        return min(self.ttl_s, self._session_max_s)
 
     def verify(self, encoded: str) -> Principal | None:
         """The operator a token names, checked as the middleware checks it; None for any bad token."""
@@ -299,6 +321,12 @@ class TokenIssuer:
         except (NotAuthorizedException, ImproperlyConfiguredException):
             return None
         return _operator(token)
+
+
+def session_end_of(connection: ASGIConnection[Any, Any, Any, Any]) -> int:
+    """The `session_exp` claim of the bearer token that authenticated `connection` (0: none, or an API key)."""
+    token = connection.scope.get("auth")
+    return token.session_exp if isinstance(token, OperatorToken) else 0
 
 
 def renewed(current: Principal, tokens: TokenIssuer, encoded: str) -> Principal | str:

@@ -135,6 +135,9 @@ class ApiSettings(_Section):
     # Empty: a random secret per process (tokens then survive neither a restart nor another instance).
     jwt_secret: str = _secret()
     token_ttl_s: int = _bounded(900, low=30, high=86400)
+    session_max_s: int = _bounded(
+        43200, low=60, high=30 * 86400, doc="how long tokens may be renewed after the password was given"
+    )
     login_attempts_per_minute: int = _bounded(10, low=1, high=10_000)
     # The API's own broker account (role `api`); empty: HTTP ingest answers 503.
     mqtt_url: str = _url()

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # The rollups (migration 0007) are partitioned and retained exactly like the rows they summarise; their
 # `ts` is the bucket's start, so a bucket always lies in the day of its samples.
 PARTITIONED_TABLES: Final = ("telemetry", "events", "telemetry_1m", "telemetry_1h")
+# Presence changes (migration 0017) are few: one table, its expired rows deleted, on TimescaleDB too.
+PRESENCE_HISTORY: Final = "presence_history"
 
 
 @dataclass(slots=True)
@@ -64,10 +66,11 @@ def maintain(
 ) -> MaintenanceReport:
     """Create missing daily partitions from retention ago to `ahead_days` ahead; drop expired ones."""
     report = MaintenanceReport()
-    if uses_timescale(conn):
-        return report
     today = now.astimezone(UTC).date()
     oldest = today - timedelta(days=retention_days)
+    _expire_presence_history(conn, _day_start(oldest))
+    if uses_timescale(conn):
+        return report
     wanted = [oldest + timedelta(days=n) for n in range((today - oldest).days + ahead_days + 1)]
     for table in PARTITIONED_TABLES:
         if not _exists(conn, table):
@@ -94,6 +97,22 @@ def maintain(
     if report.created or report.dropped:
         log.info("partitions created %s, dropped %s", report.created, report.dropped)
     return report
+
+
+def _expire_presence_history(conn: psycopg.Connection[tuple[Any, ...]], horizon: datetime) -> None:
+    """Forget presence changes older than `horizon`, except each device's last one before it: the presence
+    at the horizon is still known, so a timeline that starts there is not left blank."""
+    if not _exists(conn, PRESENCE_HISTORY):
+        return
+    with conn.transaction():
+        deleted = conn.execute(
+            "DELETE FROM presence_history h WHERE h.at < %(horizon)s AND EXISTS ("
+            " SELECT 1 FROM presence_history later"
+            " WHERE later.device_id = h.device_id AND later.at > h.at AND later.at <= %(horizon)s)",
+            {"horizon": horizon},
+        ).rowcount
+    if deleted:
+        log.info("retention removed %d expired presence changes", deleted)
 
 
 def _exists(conn: psycopg.Connection[tuple[Any, ...]], table: str) -> bool:

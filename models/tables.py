@@ -32,6 +32,18 @@ class Device(SQLModel, table=True):
     presence_since: datetime | None = None
 
 
+class PresenceChange(SQLModel, table=True):
+    """A change of a device's presence, recorded by a trigger on `devices.presence` (migration 0017)."""
+
+    __tablename__ = "presence_history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str
+    at: datetime
+    presence: str
+    source: str | None = None
+
+
 class DeviceGroup(SQLModel, table=True):
     """A described device group; membership is `Device.group_name`, which may name undescribed groups too."""
 

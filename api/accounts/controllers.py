@@ -109,7 +109,9 @@ async def login(
     if user is None:
         raise unauthorized("invalid username or password")
     await login_throttle.succeeded(redis, attempt)
-    token = TokenResponse(access_token=tokens.issue(user.username, user.role), expires_in=tokens.ttl_s, role=user.role)
+    token = TokenResponse(
+        access_token=tokens.issue(user.username, user.role), expires_in=tokens.first_ttl_s, role=user.role
+    )
     return Response(token, headers=_NO_STORE)
 
 

@@ -86,6 +86,14 @@ async def list_users(conn: Connection) -> list[User]:
         return [_user(row) for row in await cur.fetchall()]
 
 
+async def find_user(conn: Connection, username: str) -> User | None:
+    """The account `username` as it is now (disabled ones included), or None when there is none."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE username = %s", (username,))
+        row = await cur.fetchone()
+    return _user(row) if row is not None else None
+
+
 async def authenticate(conn: Connection, username: str, password: str) -> User | None:
     """The account `username` when `password` is its password and it is not disabled, else None.
 

@@ -3,7 +3,9 @@
 Every file under `api/ui/static/` (the app's own modules, the vendored libraries, the map data) is served
 at `/ui/<build>/<path>`, where `<build>` is a digest of all of them: a URL never names two contents, so
 browsers may keep each file for a year without asking (`immutable`), and a new release is a new URL.
-The shell (`/`) names the current build and is revalidated on every load (`no-cache`).
+The shell (`/`) names the current build and is revalidated on every load (`no-cache`), as are the web
+app manifest (`/manifest.webmanifest`) and the service worker (`/sw.js`, at the root so that its scope
+is the whole app), which lists this build's files to keep for offline use.
 
 The Content-Security-Policy lets the page load and run only what this server sends (no inline script or
 style, no other origin), talk only to this server (HTTP and WebSocket), and show images from this server,
@@ -13,6 +15,7 @@ style, no other origin), talk only to this server (HTTP and WebSocket), and show
 from __future__ import annotations
 
 import hashlib
+import json
 import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,8 +31,11 @@ IMMUTABLE: Final = "public, max-age=31536000, immutable"
 REVALIDATE: Final = "no-cache"
 BUILD_DIGITS: Final = 16
 SHELL_NAME: Final = "index.html"
-# Placeholders of the shell, replaced when it is loaded.
+WORKER_NAME: Final = "sw.js"
+MANIFEST_NAME: Final = "manifest.webmanifest"
+# Placeholders of the shell, the worker and the manifest, replaced when they are loaded.
 BUILD_MARK: Final = "__BUILD__"
+FILES_MARK: Final = "__FILES__"
 TILE_MARK: Final = "__TILE_URL__"
 TILE_PLACEHOLDERS: Final = ("{z}", "{x}", "{y}")
 MEDIA_TYPES: Final = {
@@ -58,6 +64,8 @@ class Bundle:
     assets: Mapping[str, Asset]
     shell: bytes
     csp: str
+    worker: bytes = b""
+    manifest: bytes = b""
 
     @property
     def base(self) -> str:
@@ -138,4 +146,20 @@ def load_bundle(tile_url: str = "") -> Bundle:
         .replace(BUILD_MARK, f"{STATIC_PREFIX}/{build}")
         .replace(TILE_MARK, tile_url)
     )
-    return Bundle(build=build, assets=assets, shell=shell.encode(), csp=content_security_policy(tiles))
+    base = f"{STATIC_PREFIX}/{build}"
+    # The worker's text holds the build and the list of its files: a new release is a new worker.
+    worker = (
+        package.joinpath(WORKER_NAME)
+        .read_text(encoding="utf-8")
+        .replace(f'"{BUILD_MARK}"', json.dumps(build))
+        .replace(FILES_MARK, json.dumps([f"{base}/{path}" for path in sorted(files)]))
+    )
+    manifest = package.joinpath(MANIFEST_NAME).read_text(encoding="utf-8").replace(BUILD_MARK, base)
+    return Bundle(
+        build=build,
+        assets=assets,
+        shell=shell.encode(),
+        csp=content_security_policy(tiles),
+        worker=worker.encode(),
+        manifest=manifest.encode(),
+    )

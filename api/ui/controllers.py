@@ -1,4 +1,5 @@
-"""Serves the operator web app: the shell at `/` and its files at `/ui/<build>/<path>`."""
+"""Serves the operator web app: the shell at `/`, its files at `/ui/<build>/<path>`, and, for offline use,
+its manifest at `/manifest.webmanifest` and its service worker at `/sw.js`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from litestar.params import FromPath
 
 from api.auth import PUBLIC
 from api.problems import not_found
-from api.ui.assets import IMMUTABLE, REVALIDATE, STATIC_PREFIX, Bundle
+from api.ui.assets import IMMUTABLE, MEDIA_TYPES, REVALIDATE, STATIC_PREFIX, Bundle
+
+MANIFEST_MEDIA_TYPE = "application/manifest+json"
 
 
 def _headers(bundle: Bundle, cache: str) -> dict[str, str]:
@@ -21,7 +24,7 @@ def _headers(bundle: Bundle, cache: str) -> dict[str, str]:
 
 
 def ui_handlers(bundle: Bundle) -> list[HTTPRouteHandler]:
-    """The two public routes of the app built from `bundle` (its data comes from the guarded API)."""
+    """The public routes of the app built from `bundle` (its data comes from the guarded API)."""
 
     @get("/", media_type=MediaType.HTML, opt=PUBLIC, include_in_schema=False)
     async def index() -> Response[bytes]:
@@ -37,4 +40,15 @@ def ui_handlers(bundle: Bundle) -> list[HTTPRouteHandler]:
             raise not_found(f"no file {path!r} in build {build!r}; reload the page")
         return Response(asset.body, media_type=asset.media_type, headers=_headers(bundle, IMMUTABLE))
 
-    return [index, static]
+    @get("/sw.js", opt=PUBLIC, include_in_schema=False)
+    async def worker() -> Response[bytes]:
+        """The service worker: at the root, so that it may serve the shell; revalidated, so a release
+        installs its successor."""
+        return Response(bundle.worker, media_type=MEDIA_TYPES[".js"], headers=_headers(bundle, REVALIDATE))
+
+    @get("/manifest.webmanifest", opt=PUBLIC, include_in_schema=False)
+    async def manifest() -> Response[bytes]:
+        """The web app manifest: a field tablet may install the app."""
+        return Response(bundle.manifest, media_type=MANIFEST_MEDIA_TYPE, headers=_headers(bundle, REVALIDATE))
+
+    return [index, static, worker, manifest]

@@ -26,6 +26,8 @@ from api.server import running
 from config import Settings
 from tests.e2e.conftest import FleetStarter, eventually
 from tests.e2e.test_live_corrections import send
+from tests.e2e.test_presence import clear_retained_status, connect_device
+from tests.e2e.test_presence_timeline import say
 from tests.integration.api.conftest import TEST_JWT_SECRET, TEST_PASSWORD, add_account
 from tests.integration.bridge.conftest import running_bridge
 
@@ -256,6 +258,8 @@ async def test_ui_device_page_shows_history_track_and_refusals_and_hides_what_vi
         what="the refused sample",
     )
     assert await tab.evaluate("document.querySelectorAll('#d-map path.leaflet-interactive').length") >= 1
+    # Online from its first stored sample on (it sends no status).
+    assert await tab.text_content("#d-presence-summary") == "online 100 % of the known time · 1 interval"
     assert not await tab.locator("#d-disable").is_visible()  # a viewer may not disable devices
     await tab.click("#d-play")
     await tab.screenshot(path=screens / "device.png")
@@ -268,6 +272,59 @@ async def test_ui_device_page_shows_history_track_and_refusals_and_hides_what_vi
         what="a chart of bucket averages",
     )
     assert await tab.evaluate("document.querySelectorAll('#d-charts .chart canvas').length") >= 1
+
+
+async def recorded_presence(database_url: str, device: str, changes: int) -> None:
+    """Wait until the bridge has recorded `changes` presence changes of `device`."""
+
+    async def count() -> int:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            row = await (
+                await conn.execute("SELECT count(*) FROM presence_history WHERE device_id = %s", (device,))
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    await eventually(count, lambda n: n >= changes, timeout_s=UI_TIMEOUT_S, what=f"{changes} presence changes")
+
+
+async def test_ui_device_page_shows_presence_intervals_and_rejected_messages_with_their_reasons(
+    page: tuple[Any, Watched], database_url: str, mqtt_url: str, screens: Path
+) -> None:
+    tab, _ = page
+    device = f"ui-{uuid.uuid4().hex[:8]}"
+    client = connect_device(mqtt_url, device)  # online by its retained status
+    try:
+        await recorded_presence(database_url, device, 1)
+        say(client, device, "offline")
+        await recorded_presence(database_url, device, 2)
+        say(client, device, "online")
+        await recorded_presence(database_url, device, 3)
+        bad = {"seq": 7, "ts": datetime.now(UTC).isoformat(), "pos": {"lat": 95.0, "lon": 13.4}}
+        client.publish(f"fleet/v1/{device}/telemetry", json.dumps(bad).encode(), 1).wait_for_publish(5)
+        await sign_in(tab, database_url, role="viewer")
+        await tab.goto(tab.url.split("#")[0] + f"#/device/{device}")
+        presences = "[...document.querySelectorAll('#d-presence .seg')].map((s) => s.dataset.presence)"
+        await eventually(
+            until_js(tab, presences),
+            lambda shown: shown == ["online", "offline", "online"],
+            timeout_s=UI_TIMEOUT_S,
+            what="three presence intervals",
+        )
+        assert "online" in (await tab.text_content("#d-presence-summary") or "")
+        reason = await eventually(
+            until_js(tab, "document.querySelector('#d-rejected tr:nth-child(2) td:nth-child(2)')?.textContent"),
+            lambda text: "lat" in (text or ""),
+            timeout_s=UI_TIMEOUT_S,
+            what="the refused sample with its reason",
+        )
+        assert "95" in (await tab.text_content("#d-rejected tr:nth-child(2) .preview") or "")
+        await tab.locator("#d-presence").scroll_into_view_if_needed()
+        assert "90" in reason  # the bound the latitude broke
+        await tab.screenshot(path=screens / "device-presence-rejected.png", full_page=True)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        clear_retained_status(mqtt_url, device)
 
 
 async def test_ui_falls_back_to_long_polling_when_websockets_are_blocked(
@@ -362,13 +419,65 @@ async def test_ui_operators_see_and_use_the_disable_button(
     )
 
 
-@pytest.fixture
-async def short_token_url(bridge_settings: Settings) -> AsyncIterator[str]:
-    """An API whose tokens last 125 s: the page asks to sign in again 120 s before expiry, so at once."""
-    api = replace(bridge_settings.api, jwt_secret=TEST_JWT_SECRET, token_ttl_s=125)
+@contextlib.asynccontextmanager
+async def api_with_tokens(bridge_settings: Settings, token_ttl_s: int, session_max_s: int) -> AsyncIterator[str]:
+    """An API (and its bridge) whose tokens and sessions last as long as given (below the settings' bounds)."""
+    api = replace(bridge_settings.api, jwt_secret=TEST_JWT_SECRET, token_ttl_s=token_ttl_s, session_max_s=session_max_s)
     settings = replace(bridge_settings, api=api)
     async with running_bridge(settings), running(settings) as url:
         yield url
+
+
+@pytest.fixture
+async def short_token_url(bridge_settings: Settings) -> AsyncIterator[str]:
+    """An API whose sessions end 125 s after the login: the page asks for the password 120 s before, so at once."""
+    async with api_with_tokens(bridge_settings, token_ttl_s=125, session_max_s=125) as url:
+        yield url
+
+
+@pytest.fixture
+async def brief_token_url(bridge_settings: Settings) -> AsyncIterator[str]:
+    """An API whose tokens last 5 s in sessions of an hour: the page renews them every few seconds."""
+    async with api_with_tokens(bridge_settings, token_ttl_s=5, session_max_s=3600) as url:
+        yield url
+
+
+async def test_ui_renews_its_token_silently_and_stays_live_across_several_expiries(
+    browser: Any, brief_token_url: str, database_url: str, mqtt_url: str, screens: Path
+) -> None:
+    device = f"ui-{uuid.uuid4().hex[:8]}"
+    send(mqtt_url, device, [sample(1, 52.52, 13.40, fuel=50.0)])
+    async with open_app(browser, brief_token_url) as (tab, watched):
+        await sign_in(tab, database_url)
+        first = await tab.evaluate("sessionStorage.getItem('fleetbridge.token')")
+        await eventually(
+            until_js(tab, f"window.__fleet.marker({device!r})"), bool, timeout_s=UI_TIMEOUT_S, what="marker"
+        )
+
+        async def renewals() -> list[str]:
+            return [m["token"] for m in watched.sent if m.get("action") == "auth"]
+
+        # Three renewals of a 5 s token: the first token expired at least twice over meanwhile.
+        tokens = await eventually(renewals, lambda t: len(set(t)) >= 3, timeout_s=30, what="three renewals")
+        assert first not in tokens
+        assert await tab.locator("#reauth").is_hidden()  # never asked for the password
+        assert await tab.locator("#login").is_hidden()
+        assert sum(1 for m in watched.sent if m.get("action") == "subscribe") == 1  # the same connection throughout
+        assert await tab.evaluate("document.getElementById('conn').dataset.state") == "live"
+        send(mqtt_url, device, [sample(2, 52.53, 13.42, fuel=49.0)])
+        await eventually(
+            until_js(tab, f"window.__fleet.marker({device!r})?.lat"),
+            lambda lat: lat == 52.53,
+            timeout_s=UI_TIMEOUT_S,
+            what="a live update on the renewed token",
+        )
+        await tab.goto(tab.url.split("#")[0] + f"#/device/{device}")  # REST with the current token
+        await eventually(
+            until_js(tab, "document.getElementById('d-status').textContent"),
+            lambda text: text == "online",
+            timeout_s=UI_TIMEOUT_S,
+            what="the device page",
+        )
 
 
 async def test_ui_refreshes_its_token_before_expiry_on_the_open_connection(
@@ -408,6 +517,57 @@ async def test_ui_says_when_it_is_offline_and_when_it_is_live_again(
     await tab.screenshot(path=screens / "offline.png")
     await tab.context.set_offline(False)
     await eventually(state, lambda s: s == "live", timeout_s=UI_TIMEOUT_S, what="live again")
+
+
+async def test_ui_reloads_without_a_network_and_shows_the_last_known_fleet_labelled_offline(
+    page: tuple[Any, Watched], database_url: str, mqtt_url: str, screens: Path
+) -> None:
+    tab, watched = page
+    device = f"ui-{uuid.uuid4().hex[:8]}"
+    send(mqtt_url, device, [sample(1, 52.52, 13.40, fuel=50.0)])
+    await sign_in(tab, database_url)
+    await eventually(until_js(tab, f"window.__fleet.marker({device!r})"), bool, timeout_s=UI_TIMEOUT_S, what="marker")
+    await eventually(
+        until_js(tab, "navigator.serviceWorker.controller?.state ?? null"),
+        lambda state: state == "activated",
+        timeout_s=UI_TIMEOUT_S,
+        what="the service worker in control",
+    )
+    await eventually(
+        until_js(tab, "window.__fleet.lastKnown.savedAt"), bool, timeout_s=UI_TIMEOUT_S, what="the fleet saved"
+    )
+
+    await tab.context.set_offline(True)
+    shell = await tab.reload()
+    assert shell is not None
+    assert shell.from_service_worker  # the shell came from the worker's cache
+    banner = await tab.wait_for_selector("#offline:not([hidden])", timeout=UI_TIMEOUT_S * 1000)
+    assert (await banner.text_content() or "").startswith("offline — last known at ")
+    restored = await eventually(
+        until_js(tab, f"window.__fleet.marker({device!r})"), bool, timeout_s=UI_TIMEOUT_S, what="the saved marker"
+    )
+    assert (restored["lat"], restored["lng"]) == (52.52, 13.40)
+    assert await tab.evaluate("document.body.classList.contains('readonly')")
+    await tab.goto(tab.url.split("#")[0] + "#/table")
+    await tab.wait_for_selector(f'#table-view [data-device="{device}"]')
+    await tab.screenshot(path=screens / "offline-last-known.png")
+
+    await tab.context.set_offline(False)
+    await eventually(
+        until_js(tab, "document.getElementById('conn').dataset.state"),
+        lambda s: s == "live",
+        timeout_s=UI_TIMEOUT_S,
+        what="live again",
+    )
+    await tab.wait_for_selector("#offline", state="hidden")
+    send(mqtt_url, device, [sample(2, 52.50, 13.30, fuel=47.5)])
+    fuel = f"document.querySelector('#table-view [data-device=\"{device}\"] .cell:nth-child(7)')?.textContent"
+    await eventually(until_js(tab, fuel), lambda text: text == "47.5", timeout_s=UI_TIMEOUT_S, what="a live update")
+    # Chromium logs each request the emulated offline network refused (the API's, while offline): the
+    # test's doing, not the page's; any other error still fails the test.
+    offline_refusals = [e for e in watched.errors if e.endswith("net::ERR_INTERNET_DISCONNECTED")]
+    assert offline_refusals
+    watched.errors[:] = [e for e in watched.errors if e not in offline_refusals]
 
 
 async def test_ui_fleet_table_keeps_only_the_rows_in_view_for_ten_thousand_devices(

@@ -202,6 +202,11 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
         "viewer",
         200,
     ),
+    "GET /api/v1/devices/{id}/presence": (
+        http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/presence"),
+        "viewer",
+        200,
+    ),
     "GET /api/v1/rejected": (http_route("GET", "/api/v1/rejected"), "admin", 200),
     "GET /api/v1/state": (http_route("GET", "/api/v1/state"), "viewer", 200),
     "GET /api/v1/groups": (http_route("GET", "/api/v1/groups"), "viewer", 200),
@@ -343,6 +348,7 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/api/v1/devices/{device_id:str}/telemetry",
         "/api/v1/devices/{device_id:str}/telemetry/gaps",
         "/api/v1/devices/{device_id:str}/rejected",
+        "/api/v1/devices/{device_id:str}/presence",
         "/api/v1/rejected",
         "/api/v1/groups",
         "/api/v1/groups/{name:str}",
@@ -364,10 +370,14 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/readyz",
         "/",
         "/ui/{build:str}/{path:path}",
+        "/sw.js",
+        "/manifest.webmanifest",
         "/schema/openapi.json",
         "/asyncapi.json",
         # Public and tested in test_api_accounts.py and test_api_health.py:
         "/api/v1/auth/token",
+        # Needs an account behind its token (the matrix mints tokens without one): test_api_refresh.py.
+        "/api/v1/auth/refresh",
         "/schema",
         "/schema/{path:str}",
     }

@@ -24,6 +24,7 @@ def test_sqlmodel_tables_match_the_migrated_columns(database_url: str) -> None:
         for table in (
             tables.Device,
             tables.DeviceGroup,
+            tables.PresenceChange,
             tables.RejectedMessage,
             tables.Telemetry,
             tables.TelemetryMinute,
@@ -216,3 +217,28 @@ def test_maintain_skips_tables_a_schema_does_not_have_yet(database_url: str) -> 
 
         assert any(name.startswith("telemetry_p") for name in report.created)
         assert not any(name.startswith("telemetry_1") for name in report.created + report.dropped)
+
+
+def test_every_presence_change_is_recorded_and_retention_keeps_the_last_one_before_its_horizon(
+    database_url: str,
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    steps = [(now - timedelta(days=50), "online"), (now - timedelta(days=40), "offline"), (now, "online")]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO devices (id) VALUES ('pres-1')")  # no presence yet: nothing recorded
+        for at, presence in steps:
+            conn.execute(
+                "UPDATE devices SET presence = %s, presence_source = 'status', presence_since = %s WHERE id = 'pres-1'",
+                (presence, at),
+            )
+            # Re-asserting the same presence (a later heartbeat, another source) is not a change.
+            conn.execute("UPDATE devices SET presence_source = 'heartbeat' WHERE id = 'pres-1'")
+            conn.execute("UPDATE devices SET presence = %s WHERE id = 'pres-1'", (presence,))
+        recorded = conn.execute(
+            "SELECT at, presence, source FROM presence_history WHERE device_id = 'pres-1' ORDER BY at"
+        ).fetchall()
+        assert recorded == [(at, presence, "status") for at, presence in steps]
+
+        maintain(conn, now=now, ahead_days=1, retention_days=30)
+        kept = conn.execute("SELECT at FROM presence_history WHERE device_id = 'pres-1' ORDER BY at").fetchall()
+        assert kept == [(steps[1][0],), (now,)]  # the presence at the horizon (offline since day -40) stays known

@@ -55,6 +55,8 @@ def test_only_probes_the_web_app_the_schemas_and_logging_in_are_public() -> None
         "/readyz",
         "/",
         "/ui/{build:str}/{path:path}",  # the app's own files: its data comes from the guarded API
+        "/sw.js",  # the app's service worker and manifest: code and names, no data
+        "/manifest.webmanifest",
         "/api/v1/auth/token",
         "/schema",
         "/schema/openapi.json",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -14,7 +15,11 @@ def test_ui_shell_names_only_this_builds_files() -> None:
     bundle = load_bundle()
     shell = bundle.shell.decode()
 
-    urls = [url for url in re.findall(r'(?:src|href)="([^"]+)"', shell) if not url.startswith("#")]
+    urls = [
+        url
+        for url in re.findall(r'(?:src|href)="([^"]+)"', shell)
+        if not url.startswith("#") and url != "/manifest.webmanifest"
+    ]
     assert urls
     for url in urls:
         assert url.startswith(f"{STATIC_PREFIX}/{bundle.build}/"), url
@@ -23,6 +28,21 @@ def test_ui_shell_names_only_this_builds_files() -> None:
     assert "style=" not in shell
     assert "<style" not in shell
     assert "__BUILD__" not in shell
+
+
+def test_ui_service_worker_keeps_every_file_of_this_build_and_the_manifest_names_its_icon() -> None:
+    bundle = load_bundle()
+    worker = bundle.worker.decode()
+    manifest = json.loads(bundle.manifest)
+
+    listed = json.loads(re.search(r"const FILES = (\[.*\]);", worker).group(1))  # type: ignore[union-attr]
+    assert listed == [f"{STATIC_PREFIX}/{bundle.build}/{path}" for path in sorted(bundle.assets)]
+    assert f'const BUILD = "{bundle.build}";' in worker
+    assert "__BUILD__" not in worker
+    assert "__FILES__" not in worker
+    icon = manifest["icons"][0]["src"]
+    assert icon.removeprefix(f"{STATIC_PREFIX}/{bundle.build}/") in bundle.assets
+    assert (manifest["start_url"], manifest["scope"]) == ("/", "/")
 
 
 def test_ui_csp_allows_only_this_server_unless_a_tile_server_is_set() -> None:

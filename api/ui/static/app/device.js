@@ -1,9 +1,11 @@
 // @ts-check
 /** One device: its live values, metric charts over a chosen range (downsampled history), its track with
- * replay, a reporting timeline (stored samples per interval) and the messages the bridge refused. */
+ * replay, a reporting timeline (stored samples per interval), a presence timeline (online and offline
+ * intervals) and the messages the bridge refused, with their reasons. */
 
 import {addBackground} from "./background.js";
 import {age, el, num} from "./format.js";
+import {renderPresence} from "./presence.js";
 
 const CHART_POINTS = 400;
 // Up to 6 hours, charts show stored values (LTTB-downsampled); beyond, per-bucket averages from the
@@ -36,7 +38,8 @@ export class DeviceScreen {
     this.id = null;
     const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
     this.title = $("d-title"); this.statusEl = $("d-status"); this.meta = $("d-meta"); this.now = $("d-now");
-    this.timeline = $("d-timeline"); this.charts = $("d-charts"); this.rejected = $("d-rejected");
+    this.timeline = $("d-timeline"); this.presence = $("d-presence"); this.presenceSummary = $("d-presence-summary");
+    this.rejectedCount = $("d-rejected-count"); this.charts = $("d-charts"); this.rejected = $("d-rejected");
     this.range = /** @type {HTMLSelectElement} */ ($("d-range"));
     this.play = /** @type {HTMLButtonElement} */ ($("d-play"));
     this.speed = /** @type {HTMLSelectElement} */ ($("d-speed"));
@@ -141,12 +144,14 @@ export class DeviceScreen {
     if (!id) return;
     const {from, to, query} = this.window();
     const bucketS = Math.max(1, Math.ceil((to.getTime() - from.getTime()) / 1000 / TIMELINE_BUCKETS));
-    const [series, buckets, track] = await Promise.allSettled([
+    const [series, buckets, track, presence] = await Promise.allSettled([
       this.loadSeries(id, query, (to.getTime() - from.getTime()) / 1000),
       this.api.get(devicePath(id) + "/telemetry?bucket=" + bucketS + "s&metric=position&" + query),
       this.api.get(devicePath(id) + "/track?format=geojson&" + query),
+      this.api.get(devicePath(id) + "/presence?" + query),
     ]);
     if (id !== this.id) return;
+    renderPresence(this.presence, this.presenceSummary, presence.status === "fulfilled" ? presence.value : null, from, to);
     this.renderCharts(series.status === "fulfilled" ? series.value : null, from, to);
     this.renderTimeline(buckets.status === "fulfilled" ? buckets.value : null, from, to, bucketS);
     this.renderTrack(track.status === "fulfilled" ? track.value : null);
@@ -283,6 +288,7 @@ export class DeviceScreen {
     const id = this.id;
     if (!id) return;
     this.rejected.replaceChildren();
+    this.rejectedCount.textContent = "";
     let page;
     try {
       page = await this.api.get(devicePath(id) + "/rejected?limit=" + REJECTED_SHOWN);
@@ -291,10 +297,16 @@ export class DeviceScreen {
       return;
     }
     if (page.items.length === 0) { this.rejected.appendChild(el("p", "None.", "muted")); return; }
+    this.rejectedCount.textContent = "(" + page.items.length + " shown, newest first" + (page.next_cursor ? "; older ones not shown" : "") + ")";
     const table = el("table", undefined, "rejected");
+    const head = el("tr");
+    for (const name of ["Received", "Reason", "Start of the message"]) head.appendChild(el("th", name));
+    table.appendChild(head);
     for (const item of page.items) {
       const tr = el("tr");
-      tr.appendChild(el("td", age(item.received_at)));
+      const when = el("td", age(item.received_at));
+      when.title = item.received_at;
+      tr.appendChild(when);
       tr.appendChild(el("td", item.reason));
       tr.appendChild(el("td", item.payload_preview, "preview"));
       table.appendChild(tr);

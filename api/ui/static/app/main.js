@@ -1,6 +1,7 @@
 // @ts-check
 /** The operator app: signs in, loads the registry, opens the live link and shows one screen at a time
- * (`#/map`, `#/table`, `#/device/<id>`). */
+ * (`#/map`, `#/table`, `#/device/<id>`). Installed by its service worker (/sw.js) for offline use: when
+ * the API cannot be reached it shows the last-known fleet, read-only and labelled, until it is live again. */
 
 import {Api, SignedOut} from "./api.js";
 import {Session} from "./auth.js";
@@ -8,20 +9,26 @@ import {DeviceScreen} from "./device.js";
 import {Filters} from "./filters.js";
 import {LiveLink} from "./live.js";
 import {MapScreen} from "./map.js";
+import {LastKnown} from "./offline.js";
 import {FleetStore} from "./store.js";
 import {TableScreen} from "./table.js";
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const bar = $("bar"), loginForm = /** @type {HTMLFormElement} */ ($("login")), loginError = $("login-error");
-const reauthForm = /** @type {HTMLFormElement} */ ($("reauth")), conn = $("conn");
+const reauthForm = /** @type {HTMLFormElement} */ ($("reauth")), conn = $("conn"), offlineBanner = $("offline");
 
 const session = new Session();
 const api = new Api(session);
 const store = new FleetStore();
+const lastKnown = new LastKnown(store);
+/** @type {string | null} when the fleet on show was saved, while the page shows the last-known fleet */
+let showingLastKnown = null;
 const live = new LiveLink(api, store, (status) => {
   conn.dataset.state = status.state;
   conn.textContent = status.text;
+  if (status.state === "live" && showingLastKnown) backOnline();
 });
+store.onChange(() => { if (!showingLastKnown && session.token) lastKnown.keep(); });
 const filters = new Filters(store);
 /** @type {Record<string, {show: (arg?: any) => void, hide: () => void}>} */
 let screens = {};
@@ -63,15 +70,38 @@ function start() {
     node.toggleAttribute("data-allowed", allowed);
     if (!allowed) /** @type {HTMLElement} */ (node).hidden = true;
   }
-  session.scheduleReauth(promptReauth);
+  session.keepAlive(promptReauth);
   route();
   live.start();
-  loadRegistry().catch((err) => { if (!(err instanceof SignedOut)) conn.textContent = "registry: " + err.message; });
+  loadRegistry().catch((err) => { if (!(err instanceof SignedOut)) showLastKnown(); });
+}
+
+/** The API cannot be reached: show the fleet as it was last seen, read-only, saying when that was. */
+async function showLastKnown() {
+  lastKnown.pause();
+  const at = await lastKnown.restore();
+  showingLastKnown = at || "never";
+  offlineBanner.textContent = at
+    ? "offline — last known at " + new Date(at).toLocaleString() + " (read-only)"
+    : "offline — no fleet saved on this device yet";
+  offlineBanner.hidden = false;
+  document.body.classList.add("readonly");
+}
+
+function backOnline() {
+  showingLastKnown = null;
+  offlineBanner.hidden = true;
+  document.body.classList.remove("readonly");
+  loadRegistry().catch((err) => { if (!(err instanceof SignedOut)) showLastKnown(); });
 }
 
 function signedOut() {
   live.stop();
+  lastKnown.pause();
   store.clear();
+  showingLastKnown = null;
+  offlineBanner.hidden = true;
+  document.body.classList.remove("readonly");
   reauthForm.hidden = true;
   bar.hidden = true;
   for (const key of Object.keys(screens)) $("screen-" + key).hidden = true;
@@ -86,9 +116,9 @@ function promptReauth() {
 }
 
 session.subscribe((token) => {
-  if (!token) { signedOut(); loginError.textContent = "Your session ended: sign in again."; return; }
+  if (!token) { signedOut(); lastKnown.forget(); loginError.textContent = "Your session ended: sign in again."; return; }
   live.refresh(token);
-  session.scheduleReauth(promptReauth);
+  session.keepAlive(promptReauth);
 });
 
 loginForm.addEventListener("submit", async (event) => {
@@ -116,7 +146,13 @@ window.addEventListener("hashchange", route);
 /** @type {any} */ (window).__fleet = {
   store,
   live,
+  lastKnown,
   marker: (/** @type {string} */ id) => /** @type {any} */ (screens.map)?.markerAt(id) ?? null,
 };
 
 if (session.token && session.remainingS() > 0) start(); else signedOut();
+
+// The app shell and this build's files, kept for a reload without a network (api/ui/sw.js).
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.register("/sw.js").catch((err) => console.warn("offline use unavailable:", err));
+}
