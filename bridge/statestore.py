@@ -6,8 +6,8 @@ and field wins, by (ts, boot, seq)), and `flush` writes it in one upsert, newer 
 The bridge flushes once a second and at stop, so each device's rows are written at most about once a
 second however often it sends. In the batch's own transaction the upsert cost more than the insert and
 both rollups together (bench/history.py --sink-cost), and every batch waits for the previous COMMIT.
-What that buys away: values committed in the last second before a crash are missing here until their
-device sends those fields again (docs/architecture.md, last-known state).
+The price: values committed in the last second before a crash are missing here until their device
+sends those fields again (docs/architecture.md, last-known state).
 """
 
 from __future__ import annotations
