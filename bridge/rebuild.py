@@ -18,8 +18,9 @@ The bridge notices by a marker key, `fleet:cache:ready`, that lives only as long
 The marker is set *before* reading the database: a Redis emptied again while a rebuild runs loses the
 marker too, so the next check rebuilds once more rather than trusting a state built into the old Redis.
 
-`device_state` (migration 0012) holds one row per device and state field, kept by the sink in the
-transaction that stores the samples: a rebuild reads devices x fields rows, however long the history
+`device_state` (migration 0012) holds one row per device and state field, kept from the committed
+batches by `bridge.statestore` (once a second, and flushed by this process just before each check): a
+rebuild reads devices x fields rows, however long the history
 (it used to search every device's history for each field, which grew with the readings stored). Its
 values are the live path's own JSON, decoded into the sample types and merged like a batch, so a
 rebuilt field is byte for byte what the live path wrote.

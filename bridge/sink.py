@@ -12,6 +12,7 @@ commits. A failure of the database itself is raised as `SinkUnavailableError` fo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -129,6 +130,10 @@ class PostgresTelemetrySink:
         self._url = url
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._rolls_up = False
+        # Batches and the presence sweep run in different tasks on this one connection: one at a time,
+        # or both reconnect at once (keeping one connection and leaking the other) and their
+        # transactions interleave ("commit at the wrong nesting level").
+        self._busy = asyncio.Lock()
 
     async def connect(self) -> None:
         """Open the connection and its staging table; raise `SinkUnavailableError` when unreachable."""
@@ -178,6 +183,10 @@ class PostgresTelemetrySink:
 
     async def write(self, batch: Sequence[Decoded]) -> WriteReport:
         """Commit `batch`, isolating messages whose data the database refuses."""
+        async with self._busy:
+            return await self._write(batch)
+
+    async def _write(self, batch: Sequence[Decoded]) -> WriteReport:
         if self._conn is None or self._conn.closed:
             await self.connect()
         refused: list[tuple[Decoded, Exception]] = []
@@ -202,6 +211,10 @@ class PostgresTelemetrySink:
     async def sweep_presence(self, *, cutoff: datetime, now: datetime) -> list[PresenceUpdate]:
         """Mark offline (by heartbeat) every online device silent since before `cutoff`; return those
         marked. One statement: a device whose telemetry is being committed meanwhile stays online."""
+        async with self._busy:
+            return await self._sweep_presence(cutoff=cutoff, now=now)
+
+    async def _sweep_presence(self, *, cutoff: datetime, now: datetime) -> list[PresenceUpdate]:
         if self._conn is None or self._conn.closed:
             await self.connect()
         conn = self._conn

@@ -6,12 +6,13 @@ and field wins, by (ts, boot, seq)), and `flush` writes it in one upsert, newer 
 The bridge flushes once a second and at stop, so each device's rows are written at most about once a
 second however often it sends. In the batch's own transaction the upsert cost more than the insert and
 both rollups together (bench/history.py --sink-cost), and every batch waits for the previous COMMIT.
-What that buys away: values committed in the last second before a crash are missing here until their
-device sends those fields again (docs/architecture.md, last-known state).
+The price: values committed in the last second before a crash are missing here until their device
+sends those fields again (docs/architecture.md, last-known state).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any, Final
@@ -46,6 +47,9 @@ class DeviceStateWriter:
         self._url = url
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._pending: Pending = {}
+        # One flush at a time: at stop the final flush may start while the periodic one is being
+        # cancelled, and two would each open a connection and keep one.
+        self._flushing = asyncio.Lock()
 
     def add(self, committed: Iterable[Decoded]) -> None:
         """Fold the accepted samples of a committed batch into what the next flush writes."""
@@ -58,6 +62,10 @@ class DeviceStateWriter:
     async def flush(self) -> int:
         """Write every pending value (newer wins); return the rows sent. On a database failure the values
         stay pending and `SinkUnavailableError` is raised: the next flush tries again."""
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         pending, self._pending = self._pending, {}
         if not pending:
             return 0
@@ -78,13 +86,23 @@ class DeviceStateWriter:
             _fold(pending, self._pending)
             self._pending = pending
             if isinstance(exc, psycopg.Error):
-                await self.close()
+                await self._close()
                 raise SinkUnavailableError(f"device_state not written: {exc}") from exc
+            self._abandon()  # cancelled mid-statement: the connection's state is unknown
             raise
         return len(columns[0])
 
+    def _abandon(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.pgconn.finish()  # without waiting on the server, which rolls back what was open
+
     async def close(self) -> None:
         """Close the connection, if any (pending values are not written)."""
+        async with self._flushing:
+            await self._close()
+
+    async def _close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:

@@ -3,8 +3,9 @@
 -- Rebuilding Redis after it lost its data reads this table, whose size is devices x fields, instead of
 -- scanning every device's history. `field` is the state field's name in Redis (`pos`, `m.<metric>`,
 -- `a.<metric>`, `quality`); `value` the value as the live state encodes it (a position object, a number,
--- an aggregate object {min, max, avg, count[, std]}). The bridge upserts it, newer (ts, boot, seq) wins,
--- in the transaction that stores the samples. Filled here once from the history already stored.
+-- an aggregate object {min, max, avg, count[, std]}). The bridge upserts it from committed batches,
+-- newer (ts, boot, seq) wins, once a second (bridge/statestore.py). Filled here once from the history
+-- already stored.
 CREATE TABLE device_state (
     ts         timestamptz NOT NULL,
     seq        bigint NOT NULL,
