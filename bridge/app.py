@@ -320,8 +320,11 @@ class Bridge:
     async def _last_device_state(self) -> None:
         """At stop: write what the last batches committed, and close the connection."""
         if self._device_state is not None:
-            await self._flush_device_state()
-            await self._device_state.close()
+            try:
+                await self._flush_device_state()
+            finally:
+                # Also when the stop's deadline cut the flush short: the connection is closed, not collected.
+                await self._device_state.close()
 
     async def _rebuild_loop(self, stop: asyncio.Event) -> None:
         """Once a second: write `device_state` (`bridge.statestore`), then rebuild the state cache from it
