@@ -313,9 +313,19 @@ class Bridge:
         if self._device_state is None:
             return
         try:
-            await self._device_state.flush()
+            # A stalled link must not hold the rebuild check behind this flush for ever: past the batch
+            # writes' timeout the connection is dropped and the values stay pending for the next flush.
+            async with asyncio.timeout(self._settings.bridge.write_timeout_s):
+                await self._device_state.flush()
         except SinkUnavailableError as exc:
             log.warning("%s; %d devices' values kept for the next try", exc, self._device_state.pending())
+        except TimeoutError:
+            log.warning(
+                "device_state not written within %.1f s (the database link stalled); %d devices' values kept",
+                self._settings.bridge.write_timeout_s,
+                self._device_state.pending(),
+            )
+            await self._device_state.close()
 
     async def _last_device_state(self) -> None:
         """At stop: write what the last batches committed, and close the connection."""
@@ -364,9 +374,20 @@ class Bridge:
                 return
             now = datetime.now(UTC)
             try:
-                offline = await self._sink.sweep_presence(cutoff=now - timeout, now=now)
+                # The sweep takes turns with the batch writes on the sink's one connection: on a stalled
+                # link it would hold that turn for ever and every batch behind it, so it has the batch
+                # writes' timeout and drops the connection like them.
+                async with asyncio.timeout(self._settings.bridge.write_timeout_s):
+                    offline = await self._sink.sweep_presence(cutoff=now - timeout, now=now)
             except SinkUnavailableError as exc:
                 log.warning("presence sweep skipped: %s", exc)
+                continue
+            except TimeoutError:
+                log.warning(
+                    "presence sweep not answered within %.1f s (the database link stalled); dropping the connection",
+                    self._settings.bridge.write_timeout_s,
+                )
+                await self._sink.abort()
                 continue
             if not offline:
                 continue
