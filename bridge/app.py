@@ -468,7 +468,7 @@ def build(settings: Settings) -> tuple[Bridge, aioredis.Redis]:
     bridge = Bridge(
         settings,
         source=source,
-        sink=PostgresTelemetrySink(settings.database.url),
+        sink=PostgresTelemetrySink(settings.database.url, abandon_after_s=2 * settings.bridge.write_timeout_s),
         cache=cache,
         redis=redis,
         rebuild=StateRebuild(redis, cache, settings.database.url, owner=mqtt.client_id),

@@ -126,8 +126,12 @@ class WriteReport:
 class PostgresTelemetrySink:
     """The durable path: one connection, one transaction per batch (or per split part)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, abandon_after_s: float | None = None) -> None:
         self._url = url
+        # A link that stalls mid-transaction leaves the server holding that transaction's row locks, and
+        # the retry of the same batch would wait on them for as long as the dead link lasts: the server
+        # ends a transaction whose client stays silent this long (the bridge never idles in one).
+        self._abandon_after_ms = None if abandon_after_s is None else max(1, round(abandon_after_s * 1000))
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._rolls_up = False
         # Batches and the presence sweep run in different tasks on this one connection: one at a time,
@@ -144,6 +148,8 @@ class PostgresTelemetrySink:
         except psycopg.Error as exc:
             raise SinkUnavailableError(f"PostgreSQL unreachable: {exc}") from exc
         try:
+            if self._abandon_after_ms is not None:
+                await conn.execute(f"SET idle_in_transaction_session_timeout = {self._abandon_after_ms:d}")
             await conn.execute(_CREATE_STAGE)
             variant = await (await conn.execute(_ROLLUP_VARIANT, (ROLLUPS_MIGRATION,))).fetchone()
             applied = await (await conn.execute(_SCHEMA_APPLIED)).fetchone()
