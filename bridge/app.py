@@ -472,7 +472,7 @@ def build(settings: Settings) -> tuple[Bridge, aioredis.Redis]:
         cache=cache,
         redis=redis,
         rebuild=StateRebuild(redis, cache, settings.database.url, owner=mqtt.client_id),
-        device_state=DeviceStateWriter(settings.database.url),
+        device_state=DeviceStateWriter(settings.database.url, abandon_after_s=2 * settings.bridge.write_timeout_s),
     )
     source.on_connection_lost = bridge.forget
     return bridge, redis

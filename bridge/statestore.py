@@ -43,8 +43,16 @@ Pending = dict[str, dict[str, Newest]]
 class DeviceStateWriter:
     """Folds committed batches into pending newest values and writes them to `device_state` on `flush`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, abandon_after_s: float | None = None) -> None:
         self._url = url
+        # As the sink's (`bridge.sink`): a transaction whose link went silent is ended by the server, so that
+        # its row locks do not hold the next flush for as long as the dead link lasts.
+        # libpq's connection options (an empty string sets none).
+        self._options = (
+            ""
+            if abandon_after_s is None
+            else f"-c idle_in_transaction_session_timeout={max(1, round(abandon_after_s * 1000))}"
+        )
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._pending: Pending = {}
         # One flush at a time: at stop the final flush may start while the periodic one is being
@@ -77,7 +85,9 @@ class DeviceStateWriter:
                     column.append(value)
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = await psycopg.AsyncConnection.connect(self._url, application_name="fleetbridge-state")
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self._url, application_name="fleetbridge-state", options=self._options
+                )
             async with self._conn.transaction():
                 await self._conn.execute(UPSERT_STATE, columns)
         except BaseException as exc:
