@@ -175,13 +175,21 @@ async def wait_until_alerts(database_url: str, rule_id: int, count: int, limit_s
 
 
 async def wait_split(database_url: str, names: list[str], limit_s: float = 30) -> dict[str, list[int]]:
-    """The partitions each named instance holds, once all 16 are held."""
+    """The partitions each named instance holds, once all 16 are held and split evenly.
+
+    An instance that starts before the others' first heartbeat takes more than its share at first, and
+    gives the surplus back on its next rebalance: only the settled split is the answer.
+    """
     deadline = asyncio.get_running_loop().time() + limit_s
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         while True:
             cur = await conn.execute("SELECT name, parts FROM engine_instances WHERE name = ANY(%s)", (names,))
             parts = {name: list(held) for name, held in await cur.fetchall()}
-            if len(parts) == len(names) and sum(len(p) for p in parts.values()) == 16 and all(parts.values()):
+            held = [part for p in parts.values() for part in p]
+            even = (
+                all(len(p) == 16 // len(names) for p in parts.values()) if 16 % len(names) == 0 else all(parts.values())
+            )
+            if len(parts) == len(names) and sorted(held) == list(range(16)) and even:
                 return parts
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"partitions not split: {parts}")
