@@ -92,6 +92,8 @@ def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # Up to pytest's per-user root (/tmp/pytest-of-root), or a --basetemp folder: never loosen
         # anything above; the launchers name any folder that still blocks a server's user.
         base = tmp_path_factory.getbasetemp()
+        if base.name.startswith("popen-gw"):  # a parallel worker's folder, inside the run's
+            base = base.parent
         _enterable(path, stop_at=base.parent if base.parent.name.startswith("pytest-of-") else base)
     return path
 
