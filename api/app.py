@@ -44,6 +44,7 @@ from api.live.directory import GroupDirectory
 from api.live.hub import LiveHub
 from api.live.stream import LiveStreamReader
 from api.live.watch import CredentialWatch
+from api.notifications.controllers import ChannelController, NotificationController
 from api.openapi import document_problems
 from api.pool import Pool
 from api.presence.controllers import presence_timeline
@@ -194,7 +195,15 @@ def create_app(settings: Settings) -> Litestar:
             ingest,
         ],
     )
-    for handler in (GroupController, fleet_state, presence_timeline, RuleController, AlertController):
+    for handler in (
+        GroupController,
+        fleet_state,
+        presence_timeline,
+        RuleController,
+        AlertController,
+        ChannelController,
+        NotificationController,
+    ):
         api.register(handler)
     app = Litestar(
         route_handlers=[api, healthz, readyz, *ui_handlers(ui_bundle), asyncapi],

@@ -228,6 +228,14 @@ def _add_rule_commands(commands: Any) -> None:
     scope.add_argument("--device", dest="device_id", help="only this device")
     scope.add_argument("--kind", help="only devices of this kind")
     scope.add_argument("--group", help="only devices of this group")
+    add.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="CHANNEL[:EVENT,...]",
+        help="a notification channel's id, told of raised and cleared alerts, or of the events listed"
+        " (raised, acknowledged, cleared, commented, reopened, retracted); repeatable",
+    )
     remove = actions.add_parser("remove", parents=[lookup], help="remove a rule; its open alerts are cleared")
     remove.add_argument("id", type=int, help="the rule's id (`fleet rules list`)")
 
@@ -589,7 +597,7 @@ def _rules(settings: Settings, args: argparse.Namespace) -> int:
     import msgspec
     import psycopg
 
-    from models.rule_store import add_rule, list_rules, remove_rule
+    from models.rule_store import UnknownChannelError, add_rule, list_rules, remove_rule
     from models.rules import RuleSpec, rule_problem
 
     url = _database_url(settings, args)
@@ -601,7 +609,14 @@ def _rules(settings: Settings, args: argparse.Namespace) -> int:
         fields = ("metric", "op", "threshold", "low", "high", "for_s", "clear_threshold", "clear_for_s", "severity")
         given = {name: getattr(args, name) for name in (*fields, "device_id", "kind", "group")}
         try:
-            spec = msgspec.convert({"name": args.name} | {k: v for k, v in given.items() if v is not None}, RuleSpec)
+            notify = [_notify_target(text) for text in args.notify]
+        except ValueError as exc:
+            say(f"invalid --notify: {exc}")
+            return 2
+        try:
+            spec = msgspec.convert(
+                {"name": args.name, "notify": notify} | {k: v for k, v in given.items() if v is not None}, RuleSpec
+            )
         except msgspec.ValidationError as exc:
             say(f"invalid rule: {exc}")
             return 2
@@ -612,7 +627,11 @@ def _rules(settings: Settings, args: argparse.Namespace) -> int:
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             if spec is not None:
-                row = add_rule(conn, spec, who)
+                try:
+                    row = add_rule(conn, spec, who)
+                except UnknownChannelError as exc:
+                    say(str(exc))
+                    return 2
                 print(row["id"])
                 return 0
             if args.action == "remove":
@@ -629,6 +648,17 @@ def _rules(settings: Settings, args: argparse.Namespace) -> int:
         [[str(r["id"]), r["name"], _condition(r), _clearing(r), r["severity"], _scope(r)] for r in rows],
     )
     return 0
+
+
+def _notify_target(text: str) -> dict[str, Any]:
+    """`3` or `3:raised,acknowledged` as a `NotifyTarget` mapping."""
+    channel, _, events = text.partition(":")
+    if not channel.isdigit():
+        raise ValueError(f"{text!r}: the channel is its id (a number), e.g. 3 or 3:raised,cleared")
+    target: dict[str, Any] = {"channel": int(channel)}
+    if events:
+        target["events"] = events.split(",")
+    return target
 
 
 def _condition(rule: Mapping[str, Any]) -> str:

@@ -127,6 +127,22 @@ class EngineSettings(_Section):
 
 
 @dataclass(frozen=True, slots=True, repr=False)
+class NotifySettings(_Section):
+    """How the engine delivers notifications of alert changes (webhooks, email)."""
+
+    # smtp://user:password@host:587 (STARTTLS when the server offers it) or smtps://…:465 (TLS at once).
+    # Empty: email notifications fail, and say so, until it is set.
+    smtp_url: str = _url()
+    smtp_from: str = "fleetbridge@localhost"
+    max_attempts: int = _bounded(8, low=1, high=100, doc="attempts before a notification is dead-lettered")
+    retry_base_s: float = _bounded(
+        5.0, low=0.01, high=3600, doc="wait before the first retry; doubled after each failure"
+    )
+    retry_max_s: float = _bounded(3600.0, low=0.01, high=86400, doc="the longest wait between two attempts")
+    timeout_s: float = _bounded(10.0, low=0.1, high=300, doc="how long one delivery attempt may take")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class ApiSettings(_Section):
     """Where the API listens."""
 
@@ -198,6 +214,7 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     bridge: BridgeSettings = BridgeSettings()
     engine: EngineSettings = EngineSettings()
+    notify: NotifySettings = NotifySettings()
     api: ApiSettings = ApiSettings()
     ingest: IngestSettings = IngestSettings()
     stack: StackSettings = StackSettings()

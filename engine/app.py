@@ -20,6 +20,7 @@ import psycopg
 
 from config import Settings
 from engine.lease import PartitionLease
+from engine.notify import Notifier
 from engine.presence import sweep_presence
 from engine.publish import AlertPublisher
 from engine.rules import load_rules
@@ -41,7 +42,10 @@ def instance_name(settings: Settings) -> str:
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Evaluate until `stop` is set; a cycle still running then is given `STOP_GRACE_S`, then cancelled."""
     lease = PartitionLease(instance_name(settings))
-    tasks = {asyncio.create_task(_run(settings, lease, stop), name="engine-evaluation")}
+    tasks = {
+        asyncio.create_task(_run(settings, lease, stop), name="engine-evaluation"),
+        asyncio.create_task(Notifier(settings.database.url, settings.notify).run(stop), name="engine-notifications"),
+    }
     if settings.mqtt.url:
         publisher = AlertPublisher(settings.database.url, settings.mqtt.url, f"{lease.name}-alerts")
         tasks.add(asyncio.create_task(publisher.run(stop), name="engine-alert-publisher"))

@@ -22,7 +22,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from config.broker_url import BrokerUrl
-from models.rule_store import ALERT_EVENTS_AFTER
+from models.rule_store import ALERT_NOTICES_AFTER
 from models.rules import AlertNotice
 from models.topics import TopicKind, device_topic
 
@@ -36,13 +36,6 @@ KEEPALIVE_S: Final = 30
 CONNECT_TIMEOUT_S: Final = 10.0
 
 _CURSOR = "SELECT xid::text, id FROM alert_event_cursor"
-_EVENTS = (
-    "SELECT e.id AS event_id, e.xid::text AS event_xid, e.kind AS event, a.id AS alert_id, a.rule_id,"
-    " r.name AS rule_name, a.device_id, a.severity, a.state, a.message, a.value, a.started_at, a.raised_at,"
-    " a.acknowledged_at, a.acknowledged_by, a.cleared_at, a.clear_reason, a.cleared_by"
-    " FROM alert_events e JOIN alerts a ON a.id = e.alert_id JOIN alert_rules r ON r.id = a.rule_id"
-    f" WHERE {ALERT_EVENTS_AFTER} ORDER BY e.xid, e.id LIMIT %(limit)s"
-)
 _ADVANCE = "UPDATE alert_event_cursor SET xid = %s::xid8, id = %s"
 _encode = msgspec.json.Encoder().encode
 
@@ -100,7 +93,7 @@ class AlertPublisher:
         cursor = await (await conn.execute(_CURSOR)).fetchone()
         assert cursor is not None  # migration 0014 inserts the one row
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(_EVENTS, {"xid": cursor[0], "id": cursor[1], "limit": EVENTS_PER_ROUND})
+            await cur.execute(ALERT_NOTICES_AFTER, {"xid": cursor[0], "id": cursor[1], "limit": EVENTS_PER_ROUND})
             rows = await cur.fetchall()
         if not rows:
             return 0

@@ -15,14 +15,25 @@ RULE_COLUMNS: Final = (
     "id, name, metric, op, threshold, low, high, for_s, clear_threshold, clear_for_s, severity, device_id, kind,"
     " group_name, created_at, created_by"
 )
-LIST_RULES: Final = f"SELECT {RULE_COLUMNS} FROM alert_rules WHERE deleted_at IS NULL ORDER BY id"
-READ_RULE: Final = f"SELECT {RULE_COLUMNS} FROM alert_rules WHERE id = %s AND deleted_at IS NULL"
+# The channels a rule notifies, as a JSON list of {"channel", "events"} (models.rules.NotifyTarget).
+_NOTIFY_COLUMN: Final = (
+    "COALESCE((SELECT json_agg(json_build_object('channel', n.channel_id, 'events', n.events)"
+    " ORDER BY n.channel_id) FROM rule_notifications n WHERE n.rule_id = alert_rules.id), '[]'::json) AS notify"
+)
+LIST_RULES: Final = f"SELECT {RULE_COLUMNS}, {_NOTIFY_COLUMN} FROM alert_rules WHERE deleted_at IS NULL ORDER BY id"
+READ_RULE: Final = f"SELECT {RULE_COLUMNS}, {_NOTIFY_COLUMN} FROM alert_rules WHERE id = %s AND deleted_at IS NULL"
 INSERT_RULE: Final = (
     "INSERT INTO alert_rules (name, metric, op, threshold, low, high, for_s, clear_threshold, clear_for_s,"
     " severity, device_id, kind, group_name, created_by) VALUES (%(name)s, %(metric)s, %(op)s, %(threshold)s,"
     " %(low)s, %(high)s, %(for_s)s, %(clear_threshold)s, %(clear_for_s)s, %(severity)s, %(device_id)s,"
-    f" %(kind)s, %(group)s, %(created_by)s) RETURNING {RULE_COLUMNS}"
+    " %(kind)s, %(group)s, %(created_by)s) RETURNING id"
 )
+# The channel ids among these that name no channel in use (a rule cannot notify those).
+UNKNOWN_CHANNELS: Final = (
+    "SELECT x FROM unnest(%s::bigint[]) AS x WHERE NOT EXISTS"
+    " (SELECT 1 FROM notification_channels c WHERE c.id = x AND c.deleted_at IS NULL) ORDER BY x"
+)
+INSERT_RULE_NOTIFY: Final = "INSERT INTO rule_notifications (rule_id, channel_id, events) VALUES (%s, %s, %s)"
 REMOVE_RULE: Final = "UPDATE alert_rules SET deleted_at = now() WHERE id = %s AND deleted_at IS NULL"
 CLEAR_RULE_ALERTS: Final = (
     "WITH cleared AS (UPDATE alerts SET state = 'cleared', cleared_at = now(), clear_reason = 'rule_removed',"
@@ -40,9 +51,22 @@ ALERT_EVENTS_AFTER: Final = (
 )
 
 
+class UnknownChannelError(ValueError):
+    """A rule names notification channels that do not exist (or were removed)."""
+
+    def __init__(self, ids: list[int]) -> None:
+        super().__init__(f"no notification channel {', '.join(map(str, ids))} (GET /api/v1/notification-channels)")
+
+
 def insert_params(spec: RuleSpec, created_by: str) -> dict[str, Any]:
     """The parameters of `INSERT_RULE` for a valid rule."""
-    return {field: getattr(spec, field) for field in spec.__struct_fields__} | {"created_by": created_by}
+    fields = {field: getattr(spec, field) for field in spec.__struct_fields__ if field != "notify"}
+    return fields | {"created_by": created_by}
+
+
+def notify_params(rule_id: int, spec: RuleSpec) -> list[tuple[int, int, list[str]]]:
+    """The rows of `INSERT_RULE_NOTIFY` for a rule's `notify` list."""
+    return [(rule_id, target.channel, list(target.events)) for target in spec.notify]
 
 
 def list_rules(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
@@ -55,7 +79,16 @@ def list_rules(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
 def add_rule(conn: psycopg.Connection[Any], spec: RuleSpec, created_by: str) -> dict[str, Any]:
     """Store a valid rule (`models.rules.rule_problem` said so); return its row."""
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        if spec.notify:
+            cur.execute(UNKNOWN_CHANNELS, ([t.channel for t in spec.notify],))
+            unknown = [row["x"] for row in cur.fetchall()]
+            if unknown:
+                raise UnknownChannelError(unknown)
         cur.execute(INSERT_RULE, insert_params(spec, created_by))
+        inserted = cur.fetchone()
+        assert inserted is not None
+        cur.executemany(INSERT_RULE_NOTIFY, notify_params(inserted["id"], spec))
+        cur.execute(READ_RULE, (inserted["id"],))
         row = cur.fetchone()
         assert row is not None
         return row
@@ -69,3 +102,15 @@ def remove_rule(conn: psycopg.Connection[Any], rule_id: int, removed_by: str) ->
             return False
         cur.execute(CLEAR_RULE_ALERTS, (removed_by, rule_id))
         return True
+
+
+# The alert changes after a reader's position, each with its alert as it is now: the rows of an
+# `AlertNotice` (plus `event_xid`, the reader's next position with `event_id`), oldest first. Read by the
+# engine's MQTT publisher and its notification queue, each with a cursor of its own.
+ALERT_NOTICES_AFTER: Final = (
+    "SELECT e.id AS event_id, e.xid::text AS event_xid, e.kind AS event, a.id AS alert_id, a.rule_id,"
+    " r.name AS rule_name, a.device_id, a.severity, a.state, a.message, a.value, a.started_at, a.raised_at,"
+    " a.acknowledged_at, a.acknowledged_by, a.cleared_at, a.clear_reason, a.cleared_by"
+    " FROM alert_events e JOIN alerts a ON a.id = e.alert_id JOIN alert_rules r ON r.id = a.rule_id"
+    f" WHERE {ALERT_EVENTS_AFTER} ORDER BY e.xid, e.id LIMIT %(limit)s"
+)

@@ -30,6 +30,17 @@ ClearReason = Literal["condition", "operator", "rule_removed"]
 ScopeName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", max_length=128)]
 DurationS = Annotated[int, Meta(ge=0)]
 
+AlertEvent = Literal["raised", "acknowledged", "cleared", "commented", "reopened", "retracted"]
+ALERT_EVENTS: Final[tuple[str, ...]] = ("raised", "acknowledged", "cleared", "commented", "reopened", "retracted")
+NOTIFY_DEFAULT_EVENTS: Final[tuple[AlertEvent, ...]] = ("raised", "cleared")
+
+
+class NotifyTarget(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A notification channel a rule notifies (models/notifications.py), and of which alert changes."""
+
+    channel: int
+    events: list[AlertEvent] = msgspec.field(default_factory=lambda: list(NOTIFY_DEFAULT_EVENTS))
+
 
 class RuleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What an operator writes to create a rule; `rule_problem` says whether it makes sense."""
@@ -47,10 +58,14 @@ class RuleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     device_id: ScopeName | None = None
     kind: ScopeName | None = None
     group: ScopeName | None = None
+    notify: list[NotifyTarget] = []  # whether each channel exists is the store's to check
 
 
 def rule_problem(spec: RuleSpec) -> str | None:
     """Why `spec` cannot be a rule (a sentence for a 400 problem), or None when it can."""
+    notify_problem = _notify_problem(spec.notify)
+    if notify_problem is not None:
+        return notify_problem
     for name, seconds in (("for_s", spec.for_s), ("clear_for_s", spec.clear_for_s)):
         if not 0 <= seconds <= RULE_DURATION_MAX_S:
             return f"{name} {seconds} is out of range: 0 to {RULE_DURATION_MAX_S} seconds"
@@ -67,6 +82,18 @@ def rule_problem(spec: RuleSpec) -> str | None:
     for limit in limits:
         if not metric.low <= limit <= metric.high:
             return f"{limit:g} is outside what {spec.metric} can read ({metric.low:g} to {metric.high:g} {metric.unit})"
+    return None
+
+
+def _notify_problem(targets: list[NotifyTarget]) -> str | None:
+    """Why a rule's `notify` list cannot be: a channel named twice, or one told of nothing."""
+    seen: set[int] = set()
+    for target in targets:
+        if target.channel in seen:
+            return f"channel {target.channel} is named twice in notify"
+        seen.add(target.channel)
+        if not target.events:
+            return f"notify: channel {target.channel} needs at least one event ({', '.join(ALERT_EVENTS)})"
     return None
 
 
@@ -158,9 +185,6 @@ def _given(limit: float | None) -> float:
     if limit is None:  # rule_problem refuses such rules; the database CHECKs refuse them too
         raise ValueError("rule without its limit")
     return limit
-
-
-AlertEvent = Literal["raised", "acknowledged", "cleared", "commented", "reopened", "retracted"]
 
 
 class AlertNotice(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,6 +14,7 @@ from api.pool import Pool
 from api.problems import bad_request, not_found
 from api.rules.schemas import Rule, RulePage
 from api.rules.services import add_rule, list_rules, read_rule, remove_rule
+from models.rule_store import UnknownChannelError
 from models.rules import RuleSpec, rule_problem
 
 
@@ -43,7 +44,10 @@ class RuleController(Controller):
         problem = rule_problem(data)
         if problem is not None:
             raise bad_request(problem)
-        return await add_rule(pool, data, principal_of(request).name)
+        try:
+            return await add_rule(pool, data, principal_of(request).name)
+        except UnknownChannelError as exc:
+            raise bad_request(str(exc)) from None
 
     @delete("/{rule_id:int}", summary="Remove a rule", status_code=HTTP_204_NO_CONTENT, opt=OPERATOR)
     async def remove(

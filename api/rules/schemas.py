@@ -6,6 +6,8 @@ from datetime import datetime
 
 import msgspec
 
+from models.rules import NotifyTarget
+
 
 class Rule(msgspec.Struct, frozen=True, kw_only=True):
     """A stored alert rule (docs/rules.md); scope fields null for a rule on the whole fleet."""
@@ -26,6 +28,7 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True):
     group: str | None
     created_at: datetime
     created_by: str | None
+    notify: list[NotifyTarget]  # the notification channels told of its alerts' changes
 
 
 class RulePage(msgspec.Struct, frozen=True, kw_only=True):

@@ -9,8 +9,19 @@ from psycopg.rows import dict_row
 
 from api.pool import Pool
 from api.rules.schemas import Rule
-from models.rule_store import CLEAR_RULE_ALERTS, INSERT_RULE, LIST_RULES, READ_RULE, REMOVE_RULE, insert_params
-from models.rules import RuleSpec
+from models.rule_store import (
+    CLEAR_RULE_ALERTS,
+    INSERT_RULE,
+    INSERT_RULE_NOTIFY,
+    LIST_RULES,
+    READ_RULE,
+    REMOVE_RULE,
+    UNKNOWN_CHANNELS,
+    UnknownChannelError,
+    insert_params,
+    notify_params,
+)
+from models.rules import NotifyTarget, RuleSpec
 
 
 def rule_from_row(row: Mapping[str, Any]) -> Rule:
@@ -32,6 +43,7 @@ def rule_from_row(row: Mapping[str, Any]) -> Rule:
         group=row["group_name"],
         created_at=row["created_at"],
         created_by=row["created_by"],
+        notify=[NotifyTarget(channel=n["channel"], events=n["events"]) for n in row["notify"]],
     )
 
 
@@ -51,9 +63,19 @@ async def read_rule(pool: Pool, rule_id: int) -> Rule | None:
 
 
 async def add_rule(pool: Pool, spec: RuleSpec, created_by: str) -> Rule:
-    """Store a valid rule (`models.rules.rule_problem` said so); the engine picks it up on its next cycle."""
-    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    """Store a valid rule (`models.rules.rule_problem` said so); the engine picks it up on its next cycle.
+    Raises `UnknownChannelError` when `notify` names a channel that does not exist."""
+    async with pool.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        if spec.notify:
+            await cur.execute(UNKNOWN_CHANNELS, ([t.channel for t in spec.notify],))
+            unknown = [row["x"] for row in await cur.fetchall()]
+            if unknown:
+                raise UnknownChannelError(unknown)
         await cur.execute(INSERT_RULE, insert_params(spec, created_by))
+        inserted = await cur.fetchone()
+        assert inserted is not None
+        await cur.executemany(INSERT_RULE_NOTIFY, notify_params(inserted["id"], spec))
+        await cur.execute(READ_RULE, (inserted["id"],))
         row = await cur.fetchone()
         assert row is not None
         return rule_from_row(row)
