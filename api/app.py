@@ -34,6 +34,7 @@ from api.contract.controllers import asyncapi
 from api.devices.controllers import DeviceController, RefusedController
 from api.devices.provision import provision_dependencies
 from api.fleet.controllers import state as fleet_state
+from api.geofences.controllers import GeofenceController, device_geofence_events
 from api.groups.controllers import GroupController
 from api.health.controllers import healthz, readyz
 from api.ingest.backend import build_ingest, ingest_lifespan, provide_ingest
@@ -203,6 +204,8 @@ def create_app(settings: Settings) -> Litestar:
         AlertController,
         ChannelController,
         NotificationController,
+        GeofenceController,
+        device_geofence_events,
     ):
         api.register(handler)
     app = Litestar(

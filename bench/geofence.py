@@ -25,13 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.earth import degrees_lat, degrees_lon  # noqa: E402
-from engine.fence_geojson import FenceRejected, parse_fence  # noqa: E402
 from engine.fence_index import FenceIndex  # noqa: E402
-from engine.fence_shapes import Fence  # noqa: E402
 from engine.geofence import FenceEvent, FenceTracker  # noqa: E402
 from engine.track import TrackPoint  # noqa: E402
 from engine.trips import trips_and_stops  # noqa: E402
+from models.earth import degrees_lat, degrees_lon  # noqa: E402
+from models.fences.geojson import FenceRejected, parse_fence  # noqa: E402
+from models.fences.shapes import Fence  # noqa: E402
 
 LON0, LAT0 = 8.0, 48.0
 T0 = datetime(2026, 3, 2, 6, tzinfo=UTC)

@@ -19,6 +19,7 @@ from typing import Any, Final
 import psycopg
 
 from config import Settings
+from engine.fence_stage import FenceSet
 from engine.lease import PartitionLease
 from engine.notify import Notifier
 from engine.presence import sweep_presence
@@ -101,6 +102,7 @@ async def _evaluate(
     poll_s = settings.engine.poll_interval_ms / 1000
     next_rebalance = next_sweep = 0.0
     held: set[int] = set()
+    fences = FenceSet()
     while not stop.is_set():
         if time.monotonic() >= next_rebalance:
             before, held = held, await lease.rebalance(conn)
@@ -109,6 +111,7 @@ async def _evaluate(
                 log.info("evaluating feed partitions %s", sorted(held))
         async with conn.transaction(), conn.cursor() as cur:
             rules = await load_rules(cur)
+            await fences.refresh(cur)
         busy = False
         if time.monotonic() >= next_sweep:
             busy = await sweep_presence(conn, lease.held, rules) > 0
@@ -116,10 +119,10 @@ async def _evaluate(
         for part in sorted(lease.held):
             if stop.is_set():
                 return
-            report = await run_cycle(conn, part, rules)
+            report = await run_cycle(conn, part, rules, fences)
             if report.feed_rows:
                 busy = True
-                if report.alert_events:
+                if report.alert_events or report.fences.events:
                     log.info("partition %d: %s", part, report)
         if not busy:
             await _sleep(stop, poll_s)

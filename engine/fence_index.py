@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Final
 
-from engine.fence_shapes import Fence
+from models.fences.shapes import Fence
 
 DEFAULT_CELL_DEG: Final = 0.05  # about 5.5 km north-south, when there are no fences to size it by
 MIN_CELL_DEG: Final = 0.002  # about 220 m

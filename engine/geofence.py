@@ -31,8 +31,8 @@ from typing import Literal
 import msgspec
 
 from engine.fence_index import FenceIndex
-from engine.fence_shapes import Fence
 from engine.track import TrackPoint
+from models.fences.shapes import Fence
 
 FenceEventKind = Literal["enter", "exit"]
 

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import psycopg
 
+from engine.fence_stage import FenceReport, FenceSet, evaluate_fences
 from engine.rules import Device, Rule
 from engine.threshold import IDLE, Cleared, Point, Raised, RuleState, SampleKey, evaluate
 from models.telemetry import METRIC_COLUMNS
@@ -100,6 +101,7 @@ class CycleReport:
     samples: int = 0
     rewinds: int = 0
     alert_events: dict[str, int] = field(default_factory=dict)
+    fences: FenceReport = field(default_factory=FenceReport)
 
 
 @dataclass(slots=True)
@@ -110,7 +112,9 @@ class _Episode:
     cleared_at: datetime | None = None
 
 
-async def run_cycle(conn: psycopg.AsyncConnection[Any], part: int, rules: Sequence[Rule]) -> CycleReport:
+async def run_cycle(
+    conn: psycopg.AsyncConnection[Any], part: int, rules: Sequence[Rule], fences: FenceSet | None = None
+) -> CycleReport:
     """Take up to `FEED_ROWS_PER_CYCLE` feed rows of partition `part`, evaluate, commit; return what was done."""
     report = CycleReport()
     async with conn.transaction(), conn.cursor() as cur:
@@ -129,6 +133,8 @@ async def run_cycle(conn: psycopg.AsyncConnection[Any], part: int, rules: Sequen
             device = devices.get(device_id, Device(device_id, "", None))
             applying = [r for r in rules if r.on_samples and r.applies_to(device)]
             await _evaluate_device(cur, device, earliest[device_id], applying, report)
+            if fences is not None:
+                await evaluate_fences(cur, fences, device, earliest[device_id], report.fences)
             report.devices += 1
     return report
 

@@ -31,8 +31,8 @@ from datetime import datetime
 
 import msgspec
 
-from engine.earth import haversine_m
 from engine.track import TrackPoint
+from models.earth import haversine_m
 
 
 class TripSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -9,8 +9,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from engine.fence_geojson import MAX_VERTICES, FenceRejected, decode_fence, parse_fence
-from engine.fence_shapes import CircleFence, PolygonFence
+from models.fences.geojson import MAX_VERTICES, FenceRejected, decode_fence, parse_fence
+from models.fences.shapes import CircleFence, PolygonFence
 
 SQUARE = [[10.0, 50.0], [10.01, 50.0], [10.01, 50.01], [10.0, 50.01], [10.0, 50.0]]
 HOLE = [[10.004, 50.004], [10.006, 50.004], [10.006, 50.006], [10.004, 50.006], [10.004, 50.004]]
@@ -179,7 +179,7 @@ def test_fence_repeated_positions_are_dropped_not_refused() -> None:
 
 
 def _brute_force_simple(ring: list[list[float]]) -> bool:
-    from engine.fence_geometry import segment_crossing
+    from models.fences.geometry import segment_crossing
 
     edges = [(*ring[i], *ring[i + 1]) for i in range(len(ring) - 1)]
     n = len(edges)

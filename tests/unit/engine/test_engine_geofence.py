@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from engine.earth import M_PER_DEG_LAT, LocalPlane
-from engine.fence_geojson import parse_fence
-from engine.fence_geometry import ring_contains, ring_edges
 from engine.fence_index import FenceIndex
-from engine.fence_shapes import CircleFence, Fence, PolygonFence
 from engine.geofence import DeviceFenceState, FenceTracker, fence_events, time_inside, visits
 from engine.track import TrackPoint, device_order
+from models.earth import M_PER_DEG_LAT, LocalPlane
+from models.fences.geojson import parse_fence
+from models.fences.geometry import ring_contains, ring_edges
+from models.fences.shapes import CircleFence, Fence, PolygonFence
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
 SQUARE = [[10.0, 50.0], [10.01, 50.0], [10.01, 50.01], [10.0, 50.01], [10.0, 50.0]]  # ~715 m × 1,112 m

@@ -22,10 +22,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.earth import M_PER_DEG_LAT
 from engine.track import TrackPoint, device_order
 from engine.trip_summary import daily_summary, group_summary
 from engine.trips import Place, TripSettings, replay_start, spliced, trips_and_stops
+from models.earth import M_PER_DEG_LAT
 
 ROUTE = msgspec.json.decode((Path(__file__).parent / "route_depot_day.json").read_bytes(), type=list[TrackPoint])
 DAY = date(2026, 3, 2)

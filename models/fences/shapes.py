@@ -5,7 +5,7 @@ Positions are (lon, lat) in degrees, as in GeoJSON. Whether a position is inside
 segment between two positions crosses the border is a fraction of the segment: the plane is affine, so the
 fraction is the same in degrees and in metres.
 
-Shapes are built by `engine.fence_geojson`, which validates GeoJSON first; constructing one directly
+Shapes are built by `models.fences.geojson`, which validates GeoJSON first; constructing one directly
 assumes valid, closed rings.
 """
 
@@ -15,9 +15,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.earth import LocalPlane, haversine_m
-from engine.fence_geometry import BBox, Position, Ring
-from engine.fence_polygon import PolygonPart
+from models.earth import LocalPlane, haversine_m
+from models.fences.geometry import BBox, Position, Ring
+from models.fences.polygon import PolygonPart
 
 
 class PolygonFence:

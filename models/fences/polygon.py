@@ -15,8 +15,8 @@ import math
 from array import array
 from typing import Final
 
-from engine.earth import LocalPlane, degrees_lat, degrees_lon
-from engine.fence_geometry import BBox, Position, Ring, segment_crossing
+from models.earth import LocalPlane, degrees_lat, degrees_lon
+from models.fences.geometry import BBox, Position, Ring, segment_crossing
 
 EDGES_PER_SLAB: Final = 2
 MAX_SLABS: Final = 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from engine.earth import degrees_lat, degrees_lon
+from models.earth import degrees_lat, degrees_lon
 
 Position = tuple[float, float]  # (lon, lat)
 Ring = tuple[Position, ...]  # closed: the last position repeats the first

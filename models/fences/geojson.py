@@ -18,8 +18,8 @@ from typing import Any, Final
 
 import msgspec
 
-from engine.fence_geometry import Position, Ring, ring_contains, ring_edges, segment_crossing
-from engine.fence_shapes import CircleFence, Fence, PolygonFence
+from models.fences.geometry import Position, Ring, ring_contains, ring_edges, segment_crossing
+from models.fences.shapes import CircleFence, Fence, PolygonFence
 
 MAX_VERTICES: Final = 10_000
 MIN_RING_POSITIONS: Final = 4  # a triangle and the position that closes it

@@ -1,0 +1,217 @@
+"""Geofence enter/exit in the engine's cycle: a device's new points through `fence_events`, stored exactly.
+
+Runs inside `run_cycle`'s transaction, after the rules, so it commits or rolls back with the feed rows it
+derives from. Per device, the state after its last evaluated point is kept in `engine_fence_state`; every
+`CHECKPOINT_SPACING` of device time the state *before* a point is kept in `engine_fence_checkpoints`.
+
+A late point (at or before the device's fence head) restarts from the last checkpoint before it: the points
+from there are read again in (ts, boot, seq) order, the late one among them, and the events confirmed by
+those points replace the ones stored for the same window. An event's natural key is (device, fence, kind,
+ts), so events that a re-run finds again are left as they are and nothing is written twice; an event the
+re-run no longer finds (a late point showed the device had not left) is deleted.
+
+Fences are read again only when `geofences` changed (`geofence_version`, bumped by a trigger in the
+writing transaction), and their index is built then, one per device group (the global fences and the group's own).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import msgspec
+import psycopg
+
+from engine.fence_index import FenceIndex
+from engine.geofence import DeviceFenceState, FenceEvent, FenceTracker
+from engine.rules import Device
+from engine.track import TrackPoint
+from models.fences.geojson import FenceRejected, parse_fence
+from models.fences.shapes import Fence
+
+log = logging.getLogger(__name__)
+
+TOLERANCE_M: Final = 20.0  # the band either side of a border (docs/rules.md): GPS jitter does not flap
+CHECKPOINT_SPACING: Final = timedelta(minutes=5)  # a late point re-runs at most about this much
+REWIND_HORIZON: Final = timedelta(days=1)  # older checkpoints are pruned, but for the last one before it
+
+_VERSION = "SELECT n FROM geofence_version"
+_FENCES = "SELECT id, updated_at, group_name FROM geofences WHERE deleted_at IS NULL ORDER BY id"
+_DOCUMENTS = "SELECT id, geometry, properties FROM geofences WHERE id = ANY(%s)"
+_HEAD = "SELECT ts, boot, seq, state FROM engine_fence_state WHERE device_id = %s"
+_SET_HEAD = (
+    "INSERT INTO engine_fence_state (device_id, ts, boot, seq, state) VALUES (%s, %s, %s, %s, %s)"
+    " ON CONFLICT (device_id) DO UPDATE SET ts = EXCLUDED.ts, boot = EXCLUDED.boot, seq = EXCLUDED.seq,"
+    " state = EXCLUDED.state, updated_at = now()"
+)
+_CHECKPOINT_BEFORE = (
+    "SELECT ts, boot, seq, state FROM engine_fence_checkpoints WHERE device_id = %s AND ts < %s"
+    " ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1"
+)
+_LATEST_CHECKPOINT = "SELECT max(ts) FROM engine_fence_checkpoints WHERE device_id = %s"
+_FORGET_CHECKPOINTS = "DELETE FROM engine_fence_checkpoints WHERE device_id = %s AND (ts, boot, seq) > (%s, %s, %s)"
+_ADD_CHECKPOINT = (
+    "INSERT INTO engine_fence_checkpoints (device_id, ts, boot, seq, state) VALUES (%s, %s, %s, %s, %s)"
+    " ON CONFLICT (device_id, ts, boot, seq) DO UPDATE SET state = EXCLUDED.state"
+)
+_PRUNE = (
+    "DELETE FROM engine_fence_checkpoints WHERE device_id = %(device)s AND ts < %(cutoff)s"
+    " AND (ts, boot, seq) < (SELECT ts, boot, seq FROM engine_fence_checkpoints WHERE device_id = %(device)s"
+    " AND ts < %(cutoff)s ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1)"
+)
+_POINTS = (
+    "SELECT ts, boot, seq, lat, lon, speed FROM telemetry WHERE device_id = %s AND (ts, boot, seq) >= (%s, %s, %s)"
+    " AND lat IS NOT NULL AND lon IS NOT NULL ORDER BY ts, boot, seq"
+)
+_WINDOW_EVENTS = (
+    "SELECT id, fence_id, kind, ts FROM geofence_events WHERE device_id = %s"
+    " AND (confirmed_ts, confirmed_boot, confirmed_seq) >= (%s, %s, %s)"
+)
+_DROP_EVENT = "DELETE FROM geofence_events WHERE id = %s"
+_ADD_EVENT = (
+    "INSERT INTO geofence_events (device_id, fence_id, kind, ts, crossed, confirmed_ts, confirmed_boot,"
+    " confirmed_seq) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (device_id, fence_id, kind, ts) DO NOTHING"
+)
+
+_Key = tuple[datetime, int, int]  # (ts, boot, seq): the engine's order of a device's samples
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(DeviceFenceState)
+
+
+@dataclass(slots=True)
+class FenceReport:
+    """What the fence stage did in one cycle, for the log and the tests."""
+
+    points: int = 0
+    rewinds: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+
+
+class FenceSet:
+    """The active fences, loaded again only when `geofences` changed; one index per device group."""
+
+    def __init__(self, tolerance_m: float = TOLERANCE_M) -> None:
+        self.tolerance_m = tolerance_m
+        self._version: tuple[Any, ...] | None = None
+        self._fences: list[tuple[Fence, str | None]] = []
+        self._indexes: dict[str | None, FenceIndex] = {}
+        # Parsed fences by id, with the `updated_at` they were parsed at: a reload parses only what changed
+        # (validating 10,000 fences takes seconds; one changed fence should not cost that).
+        self._parsed: dict[int, tuple[datetime, Fence | None]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._fences)
+
+    async def refresh(self, cur: psycopg.AsyncCursor[Any]) -> bool:
+        """Reload when the table changed since the last call; True when it did."""
+        await cur.execute(_VERSION)
+        version = await cur.fetchone()
+        if version == self._version:
+            return False
+        await cur.execute(_FENCES)
+        current = {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
+        changed = [
+            fence_id for fence_id, (updated, _) in current.items() if self._parsed.get(fence_id, (None,))[0] != updated
+        ]
+        if changed:
+            await cur.execute(_DOCUMENTS, (changed,))
+            for fence_id, geometry, properties in await cur.fetchall():
+                document = {"type": "Feature", "geometry": geometry, "properties": properties}
+                fence = parse_fence(str(fence_id), document)
+                if isinstance(fence, FenceRejected):
+                    # Validated when written; refused now only if the rules grew stricter since.
+                    log.warning("geofence %s is skipped: %s", fence_id, fence.reason)
+                self._parsed[fence_id] = (current[fence_id][0], None if isinstance(fence, FenceRejected) else fence)
+        self._parsed = {fence_id: parsed for fence_id, parsed in self._parsed.items() if fence_id in current}
+        self._fences = [
+            (fence, current[fence_id][1]) for fence_id, (_, fence) in sorted(self._parsed.items()) if fence is not None
+        ]
+        self._indexes, self._version = {}, version
+        log.info("geofences loaded: %d (%d parsed again)", len(self._fences), len(changed))
+        return True
+
+    def index_for(self, group: str | None) -> FenceIndex:
+        """The global fences and those of `group`, indexed (built on first use after a reload)."""
+        index = self._indexes.get(group)
+        if index is None:
+            chosen = [fence for fence, scope in self._fences if scope is None or scope == group]
+            index = self._indexes[group] = FenceIndex(chosen, self.tolerance_m)
+        return index
+
+
+async def evaluate_fences(
+    cur: psycopg.AsyncCursor[Any], fences: FenceSet, device: Device, ts_from: datetime, report: FenceReport
+) -> None:
+    """Run the device's points from `ts_from` (its earliest new sample) through its fences, and store."""
+    if not fences:
+        return
+    await cur.execute(_HEAD, (device.id,))
+    head = await cur.fetchone()
+    if head is not None and ts_from > head[0]:
+        start: _Key = (head[0], head[1], head[2])
+        state = _decoder.decode(head[3])
+        rewind = False
+    else:
+        # A late point, or the device's first: restart from the last checkpoint before it, if any.
+        await cur.execute(_CHECKPOINT_BEFORE, (device.id, ts_from))
+        row = await cur.fetchone()
+        start = (row[0], row[1], row[2]) if row is not None else (ts_from, -(2**31), -(2**63))
+        state = _decoder.decode(row[3]) if row is not None else DeviceFenceState()
+        rewind = head is not None
+    await cur.execute(_POINTS, (device.id, *start))
+    rows = await cur.fetchall()
+    if not rewind and head is not None:
+        rows = [r for r in rows if (r[0], r[1], r[2]) > start]  # the head itself was evaluated
+    if not rows:
+        return
+    report.points += len(rows)
+    report.rewinds += rewind
+    window_start: _Key = (rows[0][0], rows[0][1], rows[0][2])
+    tracker = FenceTracker(device.id, fences.index_for(device.group), state)
+    found: list[tuple[FenceEvent, _Key]] = []
+    for ts, boot, seq, lat, lon, speed in rows:
+        point = TrackPoint(ts=ts, seq=seq, lat=lat, lon=lon, speed_kmh=speed)
+        found.extend((event, (ts, boot, seq)) for event in tracker.step(point))
+    if rewind:
+        await cur.execute(_FORGET_CHECKPOINTS, (device.id, *window_start))
+        await _checkpoint(cur, device.id, window_start, state)
+    else:
+        await cur.execute(_LATEST_CHECKPOINT, (device.id,))
+        latest = (await cur.fetchone() or (None,))[0]
+        if latest is None or window_start[0] - latest >= CHECKPOINT_SPACING:
+            await _checkpoint(cur, device.id, window_start, state)
+            await cur.execute(_PRUNE, {"device": device.id, "cutoff": window_start[0] - REWIND_HORIZON})
+    await _store_events(cur, device.id, window_start, found, replace=rewind, report=report)
+    last = rows[-1]
+    await cur.execute(_SET_HEAD, (device.id, last[0], last[1], last[2], _encoder.encode(tracker.state)))
+
+
+async def _checkpoint(cur: psycopg.AsyncCursor[Any], device_id: str, key: _Key, state: DeviceFenceState) -> None:
+    await cur.execute(_ADD_CHECKPOINT, (device_id, *key, _encoder.encode(state)))
+
+
+async def _store_events(
+    cur: psycopg.AsyncCursor[Any],
+    device_id: str,
+    window_start: _Key,
+    found: list[tuple[FenceEvent, _Key]],
+    *,
+    replace: bool,
+    report: FenceReport,
+) -> None:
+    """Insert the window's events; on a re-run, first delete those of the window it no longer finds."""
+    if replace:
+        wanted = {(int(e.fence_id), e.kind, e.at) for e, _ in found}
+        await cur.execute(_WINDOW_EVENTS, (device_id, *window_start))
+        for event_id, fence_id, kind, ts in await cur.fetchall():
+            if (fence_id, kind, ts) not in wanted:
+                await cur.execute(_DROP_EVENT, (event_id,))
+                report.events["dropped"] = report.events.get("dropped", 0) + 1
+    for event, (ts, boot, seq) in found:
+        await cur.execute(
+            _ADD_EVENT, (device_id, int(event.fence_id), event.kind, event.at, event.crossed, ts, boot, seq)
+        )
+        if cur.rowcount:
+            report.events[event.kind] = report.events.get(event.kind, 0) + 1
