@@ -93,7 +93,13 @@ CHANNELS: Final = (
         "Samples from a device: one, or a batch; or field-sensor readings: one, or an array.",
         1,
     ),
-    Channel(TopicKind.EVENTS, "receive", (Event,), "Discrete events (ignition, harsh braking, door).", 1),
+    Channel(
+        TopicKind.EVENTS,
+        "receive",
+        (Event,),
+        "Discrete events (ignition, harsh braking, door): one per message, stored once by (boot, seq).",
+        1,
+    ),
     Channel(
         TopicKind.STATUS,
         "receive",
@@ -104,7 +110,7 @@ CHANNELS: Final = (
     ),
     Channel(TopicKind.CMD, "send", (Command,), "A command to the device.", 1),
     Channel(TopicKind.CMD_ACK, "receive", (CommandAck,), "The device's answer to a command.", 1),
-    Channel(TopicKind.PERSISTED, "send", (Persisted,), "Seq ranges just committed: the device may free them.", 0),
+    Channel(TopicKind.PERSISTED, "send", (Persisted,), "Seq ranges just committed (samples; events apart): the device may free them.", 0),
     Channel(TopicKind.REJECTED, "send", (RejectedNotice,), "Why a message or sample was refused.", 0),
     Channel(TopicKind.STATE, "send", (DeviceState,), "Normalised last-known state, for integrators.", 0, True),
     Channel(TopicKind.ALERTS, "send", (AlertNotice,), "Alert changes from the rules engine, for integrators.", 1),
