@@ -33,6 +33,7 @@ from api.backends import DEPENDENCIES, STATE_KEY, Backends, ExportLimits
 from api.contract.controllers import asyncapi
 from api.devices.controllers import DeviceController, RefusedController
 from api.devices.provision import provision_dependencies
+from api.events.controllers import device_events
 from api.fleet.controllers import state as fleet_state
 from api.groups.controllers import GroupController
 from api.health.controllers import healthz, readyz
@@ -194,7 +195,7 @@ def create_app(settings: Settings) -> Litestar:
             ingest,
         ],
     )
-    for handler in (GroupController, fleet_state, presence_timeline, RuleController, AlertController):
+    for handler in (GroupController, fleet_state, presence_timeline, device_events, RuleController, AlertController):
         api.register(handler)
     app = Litestar(
         route_handlers=[api, healthz, readyz, *ui_handlers(ui_bundle), asyncapi],
