@@ -14,6 +14,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from config import Settings
+from firmware_sim.address import parse_broker_url
+from firmware_sim.device import Device, DeviceOptions
 from models.events import StoredEvent
 from models.state import LIVE_STREAM_KEY, Persisted, RejectedNotice
 from tests.integration.bridge.conftest import running_bridge
@@ -84,3 +86,26 @@ async def test_events_are_stored_once_and_a_malformed_one_is_kept_with_its_reaso
         if fields.get(b"k") == b"event" and fields.get(b"d") == b"ev-1"
     ]
     assert [(e.seq, e.name) for e in announced] == [(1, "ignition"), (3, "harsh_braking")]
+
+
+async def test_the_simulated_device_keeps_its_events_until_confirmed_or_refused(bridge_settings: Settings) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    options = DeviceOptions(reconnect_min_s=1, reconnect_max_s=1, persist_timeout_s=5)
+    device = Device("ev-sim", parse_broker_url(bridge_settings.mqtt.url), options)
+    async with running_bridge(bridge_settings):
+        device.connect()
+        try:
+            assert await asyncio.to_thread(device.wait_connected, 10)
+            device.send_event("ignition", now - timedelta(seconds=2), {"on": True})
+            device.send_event("harsh_braking", now + timedelta(hours=1), {"decel_ms2": 4.0})  # refused: future
+            device.send_event("ignition", now, {"on": False})
+            assert await asyncio.to_thread(device.wait_events_persisted, 15)
+            refusals = [notice.reason for notice in device.rejected() if notice.topic.endswith("/events")]
+        finally:
+            await asyncio.to_thread(device.close, 2.0)
+
+    assert len(refusals) == 1
+    assert "in the future" in refusals[0]
+    with psycopg.connect(bridge_settings.database.url) as conn:
+        stored = conn.execute("SELECT name, data FROM events WHERE device_id = 'ev-sim' ORDER BY ts").fetchall()
+    assert stored == [("ignition", {"on": True}), ("ignition", {"on": False})]
