@@ -27,5 +27,5 @@ class LiveEvent:
     def message(self) -> bytes:
         """The `event` message, encoded once and shared by every connection that sends it."""
         if self._message is None:
-            self._message = SERVER_MESSAGES.encode(EventMessage(self.device_id, self.event, self.cursor))
+            self._message = SERVER_MESSAGES.encode(EventMessage(self.device_id, self.event))
         return self._message

@@ -119,11 +119,12 @@ class AlertMessage(msgspec.Struct, frozen=True, tag_field="type", tag="alert"):
 
 class EventMessage(msgspec.Struct, frozen=True, tag_field="type", tag="event"):
     """An event a selected device sent (`fleet/v1/{id}/events`), once stored. Never conflated: each event
-    is sent, in stream order; `cursor` is its stream entry id."""
+    is sent. No cursor, like an alert: it is sent ahead of state updates still pending (older entries,
+    conflated), so its own entry id would be no safe resume point. A client that resumes from an earlier
+    cursor may be sent an event again: (boot, seq) tells."""
 
     device_id: str
     event: StoredEvent
-    cursor: str
 
 
 class SubscribedMessage(msgspec.Struct, frozen=True, tag_field="type", tag="subscribed", omit_defaults=True):
