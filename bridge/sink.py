@@ -5,7 +5,8 @@ is (device, boot, seq), so one of a new boot repeating an old boot's ts and seq 
 (boot, seq) a `persisted` reply lists is a row in `telemetry`). The rows actually
 inserted are added to the time-bucket rollups in the same statement (`models.rollups`), so the rollups
 stay exact: a duplicate never counts twice, a late sample lands in its old bucket. Where the rollups are
-TimescaleDB continuous aggregates, the database maintains them and the plain INSERT is used. A batch that
+TimescaleDB continuous aggregates, the database maintains them and the plain INSERT is used. Device
+events are inserted in the same transaction, stored once by `models.events.EVENT_KEY`. A batch that
 fails on its data is split until the bad messages are isolated; those are dead-lettered and the rest
 commits. A failure of the database itself is raised as `SinkUnavailableError` for the caller to retry.
 """
@@ -46,7 +47,6 @@ _INSERT_NEW = (
     f"INSERT INTO telemetry ({_COLUMNS}) SELECT {_COLUMNS} FROM telemetry_stage ON CONFLICT {SAMPLE_KEY} DO NOTHING"
 )
 _INSERT_AND_ROLL_UP = insert_and_roll_up(TELEMETRY_COLUMNS, "telemetry_stage")
-# Rollups the sink keeps itself only where they are tables; their step's variant says so.
 # Events are few next to samples: one statement from arrays, no staging table. A redelivered event
 # inserts nothing; RETURNING names the events new to the database, the only ones announced live.
 _INSERT_EVENTS = (
@@ -55,6 +55,7 @@ _INSERT_EVENTS = (
     " %s::text[], %s::text[], %s::timestamptz[]) AS u(d, ts, b, s, n, j, r)"
     f" ON CONFLICT {EVENT_KEY} DO NOTHING RETURNING device_id, ts, boot, seq, name, data, received_at"
 )
+# Rollups the sink keeps itself only where they are tables; their step's variant says so.
 _ROLLUP_VARIANT = "SELECT variant FROM schema_migrations WHERE version = %s"
 # The newest schema step the bridge needs: `device_state` (0012, `bridge.statestore`), the key `SAMPLE_KEY` (0011).
 SCHEMA_REQUIRED: Final = 12
