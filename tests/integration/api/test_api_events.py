@@ -13,8 +13,10 @@ import aiomqtt
 import httpx
 import msgspec
 import pytest
+import redis.asyncio as aioredis
 
 from config import Settings, load_settings
+from models.state import LIVE_STREAM_KEY
 from tests.integration.api.conftest import ADMIN_NAME, mint_token
 from tests.integration.api.live_client import live_client, receive, request
 from tests.integration.bridge.conftest import running_bridge
@@ -37,7 +39,13 @@ def event(seq: int, ts: datetime, name: str, **data: Any) -> bytes:
 
 
 async def test_events_are_listed_with_filters_and_pushed_live(
-    http: httpx.AsyncClient, api_url: str, api_settings: Settings, mqtt_url: str, redis_url: str, database_url: str
+    http: httpx.AsyncClient,
+    api_url: str,
+    api_settings: Settings,
+    mqtt_url: str,
+    redis_url: str,
+    database_url: str,
+    redis_client: aioredis.Redis,
 ) -> None:
     host, port = mqtt_url.removeprefix("mqtt://").split(":")
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
@@ -47,6 +55,9 @@ async def test_events_are_listed_with_filters_and_pushed_live(
         event(3, start + timedelta(seconds=20), "ignition", on=False),
     ]
     token = mint_token(api_settings, ADMIN_NAME, "viewer")
+    newest = await redis_client.xrevrange(LIVE_STREAM_KEY, count=1)
+    entry_id = newest[0][0] if newest else None
+    before = entry_id.decode() if isinstance(entry_id, bytes) else "0-0"
     async with (
         running_bridge(bridge_settings_for(mqtt_url, redis_url, database_url)),
         live_client(api_url, token) as ws,
@@ -69,6 +80,11 @@ async def test_events_are_listed_with_filters_and_pushed_live(
         (DEVICE, 3, "ignition"),
     ]
     assert pushed[0]["event"]["data"] == {"on": True}
+
+    # A client resuming from before them is replayed the same events, in order, before its `subscribed`.
+    async with live_client(api_url, token, since=before) as resumed:
+        replayed = [m for m in await request(resumed, devices=[DEVICE]) if m["type"] == "event"]
+    assert [m["event"] for m in replayed] == [m["event"] for m in pushed]
 
     url = f"/api/v1/devices/{DEVICE}/events"
     everything = (await http.get(url)).json()
