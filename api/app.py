@@ -33,6 +33,7 @@ from api.backends import DEPENDENCIES, STATE_KEY, Backends, ExportLimits
 from api.contract.controllers import asyncapi
 from api.devices.controllers import DeviceController, RefusedController
 from api.devices.provision import provision_dependencies
+from api.events.controllers import device_events
 from api.fleet.controllers import state as fleet_state
 from api.geofences.controllers import GeofenceController, device_geofence_events
 from api.groups.controllers import GroupController
@@ -200,6 +201,7 @@ def create_app(settings: Settings) -> Litestar:
         GroupController,
         fleet_state,
         presence_timeline,
+        device_events,
         RuleController,
         AlertController,
         ChannelController,

@@ -18,6 +18,7 @@ from redis.typing import EncodableT
 
 from bridge import decode as decode_stage
 from bridge import fanout
+from bridge.announce import announce_events
 from bridge.batch import Batch, Batcher
 from bridge.cache import RedisStateCache, StateCache, States
 from bridge.decode import Decoded
@@ -30,6 +31,7 @@ from bridge.statestore import DeviceStateWriter
 from bridge.stats import BridgeStats, stats_key
 from config import Settings
 from models import partitions
+from models.events import StoredEvent
 from models.state import state_from_fields
 from models.telemetry import Limits
 from models.topics import TopicKind, device_topic, shared, wildcard
@@ -58,6 +60,7 @@ class Committed:
     decoded: list[Decoded]
     committed_at: datetime
     revived: list[decode_stage.PresenceUpdate] = field(default_factory=list)  # online again by its telemetry
+    new_events: list[tuple[str, StoredEvent]] = field(default_factory=list)  # events stored for the first time
 
 
 class Bridge:
@@ -247,7 +250,7 @@ class Bridge:
         # A message the database refused was dead-lettered instead: it must not count as stored.
         refused = {id(d) for d in report.refused_by_database_originals}
         outcome = [d for d in decoded if id(d) not in refused] + report.refused_by_database
-        await self._committed.put(Committed(outcome, datetime.now(UTC), report.revived))
+        await self._committed.put(Committed(outcome, datetime.now(UTC), report.revived, report.new_events))
 
     def _account(self, report: WriteReport, decoded: list[Decoded]) -> None:
         refused = {id(d) for d in report.refused_by_database_originals}
@@ -259,14 +262,16 @@ class Bridge:
         stats.inserted_rows += report.inserted
         stats.rejected += report.rejected
         stats.refused_by_database += len(report.refused_by_database)
+        stats.inserted_events += len(report.new_events)
         for item in decoded:
             if id(item) not in refused:
                 stats.committed_samples += len(item.rows)
                 stats.committed_readings += item.readings
+                stats.committed_events += len(item.events)
 
     async def _post_commit_loop(self) -> None:
         while (committed := await self._committed.get()) is not None:
-            accepted = [d for d in committed.decoded if d.rows]
+            accepted = [d for d in committed.decoded if d.stored]
             if self._device_state is not None:
                 self._device_state.add(accepted)
             # QoS 0: a lost reply costs only a resend from the device, which the database dedupes,
@@ -278,6 +283,14 @@ class Bridge:
             for topic, payload in replies:
                 if not self._source.publish(topic, payload):
                     self.stats.replies_dropped += 1
+            if committed.new_events and self._redis is not None:
+                try:
+                    await announce_events(self._redis, committed.new_events)
+                except CacheUnavailableError as exc:
+                    # Live delivery is best effort, like the state it travels with: the events are stored
+                    # and listed by the REST API; a live client that missed them reads them there.
+                    self.stats.cache_failures += 1
+                    log.warning("%s", exc)
             updates = decode_stage.with_presence(decode_stage.coalesce(committed.decoded), committed.revived)
             if updates:
                 seen = {d.device_id for d in accepted if d.device_id is not None}
@@ -456,7 +469,11 @@ def build(settings: Settings) -> tuple[Bridge, aioredis.Redis]:
         client_id=mqtt.client_id,
         # Status is retained, and shared subscriptions never receive retained messages (MQTT 5 §4.8.2):
         # every instance reads every status; presence updates are idempotent.
-        subscriptions=[shared(TopicKind.TELEMETRY, mqtt.share_group), wildcard(TopicKind.STATUS)],
+        subscriptions=[
+            shared(TopicKind.TELEMETRY, mqtt.share_group),
+            shared(TopicKind.EVENTS, mqtt.share_group),
+            wildcard(TopicKind.STATUS),
+        ],
         receive_maximum=mqtt.receive_maximum,
         session_expiry_s=mqtt.session_expiry_s,
         keepalive_s=mqtt.keepalive_s,

@@ -15,7 +15,7 @@ import msgspec
 
 from bridge.message import RawMessage
 from models import topics
-from models.events import Status
+from models.events import Event, Status, decode_event
 from models.state import (
     AGGREGATE_PREFIX,
     FIELD_POSITION,
@@ -144,11 +144,17 @@ class Decoded:
     presence: PresenceUpdate | None = None
     rejections: list[Rejection] = field(default_factory=list)
     readings: int = 0
+    events: list[Event] = field(default_factory=list)  # from `fleet/v1/{id}/events`: one per message
 
     @property
     def refused_whole(self) -> bool:
         """True when nothing of the message was accepted."""
-        return not self.rows and self.presence is None and bool(self.rejections)
+        return not self.rows and not self.events and self.presence is None and bool(self.rejections)
+
+    @property
+    def stored(self) -> bool:
+        """True when the message brought rows to store: samples or an event (a sign of life of its device)."""
+        return bool(self.rows or self.events)
 
     def refusal_summary(self) -> str:
         """Why the message was refused, in one line: its one reason, or the first of its samples' reasons."""
@@ -166,6 +172,8 @@ def decode_message(message: RawMessage, *, now: datetime, limits: Limits) -> Dec
         return _refuse(replace(message, topic=_storable_topic(message.topic)), None, str(exc))
     if topic.kind is topics.TopicKind.STATUS:
         return _presence(message, topic.device_id)
+    if topic.kind is topics.TopicKind.EVENTS:
+        return _event(message, topic.device_id, now=now, limits=limits)
     if topic.kind is not topics.TopicKind.TELEMETRY:
         return _refuse(message, topic.device_id, f"the bridge does not ingest {topic.kind.value!r} here")
     result = decode_telemetry(
@@ -200,6 +208,14 @@ def _presence(message: RawMessage, device_id: str) -> Decoded:
     order_ms = 1 if message.retain else int(message.received_at.timestamp() * 1000)
     update = PresenceUpdate(device_id, state, "status", since, order_ms)
     return Decoded(device_id, message.topic, message.payload, message.received_at, presence=update)
+
+
+def _event(message: RawMessage, device_id: str, *, now: datetime, limits: Limits) -> Decoded:
+    """A device event (`models.events.Event`): stored whole, or refused whole with the reason."""
+    event = decode_event(message.payload, content_type=message.content_type, now=now, limits=limits)
+    if isinstance(event, MessageRejection):
+        return _refuse(message, device_id, event.reason)
+    return Decoded(device_id, message.topic, message.payload, message.received_at, events=[event])
 
 
 def _storable_topic(topic: str) -> str:

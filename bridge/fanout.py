@@ -19,14 +19,20 @@ _json = msgspec.json.Encoder()
 
 
 def persisted_messages(decoded: Iterable[Decoded], committed_at: datetime) -> list[tuple[str, bytes]]:
-    """One `persisted` message per device: every (boot, seq) committed in this batch, as ranges."""
-    keys: dict[str, list[tuple[int, int]]] = {}
+    """One `persisted` message per device: every (boot, seq) committed in this batch, as ranges; the
+    samples in `ranges`, the events in `events`."""
+    keys: dict[str, tuple[list[tuple[int, int]], list[tuple[int, int]]]] = {}
     for item in decoded:
-        if item.device_id is not None and item.keys:
-            keys.setdefault(item.device_id, []).extend(item.keys)
+        if item.device_id is not None and (item.keys or item.events):
+            samples, events = keys.setdefault(item.device_id, ([], []))
+            samples.extend(item.keys)
+            events.extend((event.boot, event.seq) for event in item.events)
     return [
-        (device_topic(device, TopicKind.PERSISTED), _json.encode(Persisted(seq_ranges(pairs), committed_at)))
-        for device, pairs in keys.items()
+        (
+            device_topic(device, TopicKind.PERSISTED),
+            _json.encode(Persisted(seq_ranges(samples), committed_at, seq_ranges(events))),
+        )
+        for device, (samples, events) in keys.items()
     ]
 
 

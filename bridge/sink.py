@@ -5,7 +5,8 @@ is (device, boot, seq), so one of a new boot repeating an old boot's ts and seq 
 (boot, seq) a `persisted` reply lists is a row in `telemetry`). The rows actually
 inserted are added to the time-bucket rollups in the same statement (`models.rollups`), so the rollups
 stay exact: a duplicate never counts twice, a late sample lands in its old bucket. Where the rollups are
-TimescaleDB continuous aggregates, the database maintains them and the plain INSERT is used. A batch that
+TimescaleDB continuous aggregates, the database maintains them and the plain INSERT is used. Device
+events are inserted in the same transaction, stored once by `models.events.EVENT_KEY`. A batch that
 fails on its data is split until the bad messages are isolated; those are dead-lettered and the rest
 commits. A failure of the database itself is raised as `SinkUnavailableError` for the caller to retry.
 """
@@ -28,6 +29,7 @@ from psycopg.types.json import Jsonb
 from bridge.decode import TELEMETRY_COLUMNS, TELEMETRY_TYPES, Decoded, PresenceUpdate, Rejection
 from bridge.errors import SinkUnavailableError
 from bridge.feed import write_feed
+from models.events import EVENT_KEY, StoredEvent, event_data_json
 from models.rollups import ROLLUPS_MIGRATION, insert_and_roll_up
 from models.state import DATABASE_REFUSAL
 from models.telemetry import SAMPLE_KEY
@@ -45,6 +47,14 @@ _INSERT_NEW = (
     f"INSERT INTO telemetry ({_COLUMNS}) SELECT {_COLUMNS} FROM telemetry_stage ON CONFLICT {SAMPLE_KEY} DO NOTHING"
 )
 _INSERT_AND_ROLL_UP = insert_and_roll_up(TELEMETRY_COLUMNS, "telemetry_stage")
+# Events are few next to samples: one statement from arrays, no staging table. A redelivered event
+# inserts nothing; RETURNING names the events new to the database, the only ones announced live.
+_INSERT_EVENTS = (
+    "INSERT INTO events (device_id, ts, boot, seq, name, data, received_at)"
+    " SELECT d, ts, b, s, n, j::jsonb, r FROM unnest(%s::text[], %s::timestamptz[], %s::int4[], %s::int8[],"
+    " %s::text[], %s::text[], %s::timestamptz[]) AS u(d, ts, b, s, n, j, r)"
+    f" ON CONFLICT {EVENT_KEY} DO NOTHING RETURNING device_id, ts, boot, seq, name, data, received_at"
+)
 # Rollups the sink keeps itself only where they are tables; their step's variant says so.
 _ROLLUP_VARIANT = "SELECT variant FROM schema_migrations WHERE version = %s"
 # The newest schema step the bridge needs: `device_state` (0012, `bridge.statestore`), the key `SAMPLE_KEY` (0011).
@@ -121,6 +131,7 @@ class WriteReport:
     refused_by_database_originals: list[Decoded]  # the messages as they came, none of their rows stored
     transactions: int
     revived: list[PresenceUpdate] = field(default_factory=list)  # devices its telemetry brought back online
+    new_events: list[tuple[str, StoredEvent]] = field(default_factory=list)  # (device, event) stored for the first time
 
 
 class PostgresTelemetrySink:
@@ -198,7 +209,8 @@ class PostgresTelemetrySink:
         refused: list[tuple[Decoded, Exception]] = []
         totals = [0, 0, 0]  # inserted, rejected, transactions
         revived: list[PresenceUpdate] = []
-        await self._write_splitting(list(batch), refused, totals, revived)
+        new_events: list[tuple[str, StoredEvent]] = []
+        await self._write_splitting(list(batch), refused, totals, revived, new_events)
         letters = [_with_db_reason(d, exc) for d, exc in refused]
         if letters:
             await self._dead_letter_refused(letters)
@@ -212,6 +224,7 @@ class PostgresTelemetrySink:
             refused_by_database_originals=[d for d, _ in refused],
             transactions=totals[2],
             revived=revived,
+            new_events=new_events,
         )
 
     async def sweep_presence(self, *, cutoff: datetime, now: datetime) -> list[PresenceUpdate]:
@@ -240,27 +253,31 @@ class PostgresTelemetrySink:
         refused: list[tuple[Decoded, Exception]],
         totals: list[int],
         revived: list[PresenceUpdate],
+        new_events: list[tuple[str, StoredEvent]],
     ) -> None:
         try:
-            inserted, rejected = await self._write_once(part, revived)
+            inserted, rejected = await self._write_once(part, revived, new_events)
         except _DATA_ERRORS as exc:
             if len(part) == 1:
                 log.warning("database refused message on %s: %s", part[0].topic, exc)
                 refused.append((part[0], exc))
                 return
             middle = len(part) // 2
-            await self._write_splitting(part[:middle], refused, totals, revived)
-            await self._write_splitting(part[middle:], refused, totals, revived)
+            await self._write_splitting(part[:middle], refused, totals, revived, new_events)
+            await self._write_splitting(part[middle:], refused, totals, revived, new_events)
             return
         totals[0] += inserted
         totals[1] += rejected
         totals[2] += 1
 
-    async def _write_once(self, part: list[Decoded], revived: list[PresenceUpdate]) -> tuple[int, int]:
+    async def _write_once(
+        self, part: list[Decoded], revived: list[PresenceUpdate], new_events: list[tuple[str, StoredEvent]]
+    ) -> tuple[int, int]:
         conn = self._conn
         assert conn is not None
         rejections = [r for d in part for r in d.rejections]
         now_online: list[PresenceUpdate] = []
+        stored_events: list[tuple[str, StoredEvent]] = []
         try:
             async with conn.transaction(), conn.cursor() as cur:
                 inserted = 0
@@ -278,6 +295,9 @@ class PostgresTelemetrySink:
                         await cur.execute(_INSERT_NEW)
                         inserted = cur.rowcount
                     await write_feed(cur)
+                if any(d.events for d in part):
+                    await cur.execute(_INSERT_EVENTS, _event_params(part))
+                    stored_events = [_stored_event(row) for row in await cur.fetchall()]
                 if rejections:
                     await cur.executemany(_INSERT_REJECTED, [_rejection_params(r) for r in rejections])
                 seen = await _upsert_devices(cur, part)
@@ -292,6 +312,7 @@ class PostgresTelemetrySink:
             await self._drop_connection()
             raise SinkUnavailableError(f"PostgreSQL connection lost: {exc}") from exc
         revived.extend(now_online)  # only once committed
+        new_events.extend(stored_events)
         return inserted, len(rejections)
 
     async def _dead_letter_refused(self, refused: list[Decoded]) -> None:
@@ -331,10 +352,11 @@ class PostgresTelemetrySink:
 
 
 async def _upsert_devices(cur: psycopg.AsyncCursor[Any], part: list[Decoded]) -> dict[str, datetime]:
-    """Register the devices that sent telemetry and advance their `last_seen`; return device -> newest receipt."""
+    """Register the devices that sent telemetry or an event and advance their `last_seen`; return device ->
+    newest receipt."""
     seen: dict[str, datetime] = {}
     for decoded in part:
-        if decoded.rows and decoded.device_id is not None:
+        if decoded.stored and decoded.device_id is not None:
             last = seen.get(decoded.device_id)
             if last is None or decoded.received_at > last:
                 seen[decoded.device_id] = decoded.received_at
@@ -382,6 +404,30 @@ async def _update_presence(cur: psycopg.AsyncCursor[Any], part: list[Decoded]) -
                     [u.since for u in updates],
                 ),
             )
+
+
+def _event_params(part: list[Decoded]) -> tuple[list[Any], ...]:
+    """The batch's events as the column arrays `_INSERT_EVENTS` unnests."""
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
+    for decoded in part:
+        for event in decoded.events:
+            values = (
+                decoded.device_id,
+                event.ts,
+                event.boot,
+                event.seq,
+                event.name,
+                event_data_json(event),
+                decoded.received_at,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+    return columns
+
+
+def _stored_event(row: tuple[Any, ...]) -> tuple[str, StoredEvent]:
+    device_id, ts, boot, seq, name, data, received_at = row
+    return device_id, StoredEvent(seq=seq, ts=ts, boot=boot, name=name, data=data, received_at=received_at)
 
 
 def _jsonb_ready(row: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -23,6 +23,8 @@ class BridgeStats:
     committed_statuses: int = 0  # presence statuses, retained ones replayed on subscribe included
     committed_samples: int = 0
     committed_readings: int = 0
+    committed_events: int = 0  # device events committed, redeliveries included
+    inserted_events: int = 0  # of those, the events new to the database
     inserted_rows: int = 0
     rejected: int = 0
     refused_by_database: int = 0

@@ -140,6 +140,11 @@ def build_parser(
         metavar="CSV",
         help="per-device secrets, lines `id,secret` as `fleet devices import` prints them",
     )
+    parser.add_argument(
+        "--no-events",
+        action="store_true",
+        help="publish telemetry only: no ignition on/off or harsh_braking events on fleet/v1/{id}/events",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -228,6 +233,7 @@ def _simulate(args: argparse.Namespace, address: BrokerAddress, device_options: 
         device=device_options,
         credentials=read_credentials(args.credentials) if args.credentials else {},
         cert_dir=args.cert_dir,
+        events=not args.no_events,
     )
     _raise_fd_limit(fds_needed(options))
     fleet = Fleet(address, options)

@@ -6,7 +6,9 @@ What a device does on the wire (topics from `models.topics`):
   `Status(state="offline")` on `fleet/v1/{id}/status`; on every connect it publishes a retained
   `Status(state="online")` and subscribes to its own `persisted` and `rejected` topics;
 * publishes telemetry at QoS 1 on `fleet/v1/{id}/telemetry` (one `Sample`, or a `TelemetryBatch`);
-* frees a sample from its store only when the bridge lists it on `persisted` (or refuses it).
+* frees a sample from its store only when the bridge lists it on `persisted` (or refuses it);
+* publishes events (ignition, harsh braking) at QoS 1 on `fleet/v1/{id}/events`, kept until `persisted`
+  lists them under `events` (`firmware_sim.events`).
 
 Store-and-forward, and who owns what (details in `forward` and `outbox`): every sample goes into the
 device's `SampleStore` (on disk under `DeviceOptions.store_dir`, else in memory) before it is first
@@ -44,6 +46,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from firmware_sim.address import BrokerAddress
 from firmware_sim.errors import StoreError
+from firmware_sim.events import EventOutbox
 from firmware_sim.forward import Forwarder
 from firmware_sim.ledger import SeqLedger
 from firmware_sim.outbox import Outbox, OutboxEntry, Settled
@@ -192,6 +195,7 @@ class Device:
         self._on_settled = on_settled
         self._clock = clock
         self._telemetry_topic = device_topic(device_id, TopicKind.TELEMETRY)
+        self._events_topic = device_topic(device_id, TopicKind.EVENTS)
         self._status_topic = device_topic(device_id, TopicKind.STATUS)
         self._persisted_topic = device_topic(device_id, TopicKind.PERSISTED)
         self._rejected_topic = device_topic(device_id, TopicKind.REJECTED)
@@ -207,6 +211,7 @@ class Device:
             self._store, persist_timeout_s=options.persist_timeout_s, batch_max_samples=options.batch_max_samples
         )
         self._outbox = Outbox()
+        self._events = EventOutbox(persist_timeout_s=options.persist_timeout_s)
         self._acked = SeqLedger()
         self._persisted = SeqLedger()
         self._rejected: deque[RejectedNotice] = deque(maxlen=REJECTED_KEPT)
@@ -373,6 +378,32 @@ class Device:
             self._outbox.start([entry])
         self._transmit([entry])
 
+    # -- events ------------------------------------------------------------------------------------
+
+    def send_event(self, name: str, ts: datetime, data: dict[str, Any] | None = None) -> None:
+        """Keep an event until the bridge confirms it, and publish it now if connected (else at the next connect)."""
+        with self._lock:
+            self._events.add(boot=self._store.boot, ts=ts, name=name, data=data or {})
+            payloads = self._events.due(self._clock()) if self._connected else []
+        self._publish_events(payloads)
+
+    @property
+    def events_unconfirmed(self) -> int:
+        """Events sent (or waiting to be) that `persisted` has not confirmed yet."""
+        with self._lock:
+            return len(self._events)
+
+    def wait_events_persisted(self, timeout_s: float) -> bool:
+        """Wait until every event was confirmed on `persisted` (or refused); False on timeout."""
+        return self._wait_for(lambda: len(self._events) == 0, timeout_s)
+
+    def _publish_events(self, payloads: list[bytes]) -> None:
+        """Hand event payloads to paho (called without the lock); their PUBACKs settle no telemetry."""
+        for payload in payloads:
+            info = self._client.publish(self._events_topic, payload, qos=QOS_AT_LEAST_ONCE)
+            with self._lock:
+                self._outbox.bind_untracked(info.mid)
+
     @property
     def in_flight(self) -> int:
         """Telemetry messages handed to the MQTT client and not yet acknowledged."""
@@ -494,11 +525,15 @@ class Device:
                     if self._stopping:
                         return
                     entries = self._due_entries()
-                    if entries:
+                    events = self._events.due(self._clock()) if self._connected else []
+                    if entries or events:
                         break
                     self._changed.wait(FORWARDER_IDLE_WAIT_S if entries is None else self._idle_wait_s())
-                self._outbox.start(entries)
-            self._transmit(entries)
+                if entries:
+                    self._outbox.start(entries)
+            if entries:
+                self._transmit(entries)
+            self._publish_events(events)
 
     def _due_entries(self) -> list[OutboxEntry] | None:
         """What the forwarder may publish now; None when the store failed. Called with the lock held."""
@@ -531,6 +566,7 @@ class Device:
         client.subscribe([(self._persisted_topic, QOS_AT_LEAST_ONCE), (self._rejected_topic, QOS_AT_LEAST_ONCE)])
         with self._lock:
             self._outbox.bind_untracked(status.mid)
+            self._events.reconnected()  # the forwarder sends them again
             self._connected = True
             self._n.connects += 1
             # paho resends these itself after this callback returns, with DUP set.
@@ -596,6 +632,7 @@ class Device:
                     if self._ignore_persisted:
                         return
                     self._persisted.update(persisted.ranges)
+                    self._events.confirm(persisted.events)
                     now = self._clock()
                     self._store_call(lambda ranges: self._forwarder.confirm(ranges, now), persisted.ranges)
                     self._changed.notify_all()
@@ -604,7 +641,10 @@ class Device:
                 with self._lock:
                     self._rejected.append(notice)
                     self._n.rejected += 1
-                    if notice.boot is not None and notice.seq is not None:
+                    if notice.topic == self._events_topic:
+                        if notice.sha256 is not None:
+                            self._events.refuse(notice.sha256)
+                    elif notice.boot is not None and notice.seq is not None:
                         # Refused by the bridge: resending cannot help, so it leaves the store.
                         self._store_call(self._forwarder.discard, [(notice.boot, notice.seq)])
                     self._changed.notify_all()

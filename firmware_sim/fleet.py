@@ -67,6 +67,8 @@ class FleetOptions:
     # Per-device client certificates, `{cert_dir}/{id}.pem` and `.key` as `fleet certs device` makes them,
     # for the broker's certificate listener (mqtts://…:8884), where the certificate is the login.
     cert_dir: Path | None = None
+    # Ignition on/off and harsh braking on `fleet/v1/{id}/events` (`firmware_sim.truck`).
+    events: bool = True
 
     def __post_init__(self) -> None:
         if self.devices < 0:
@@ -284,6 +286,12 @@ class Fleet:
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop `run()`, say `offline`, disconnect every device, join its threads and close its store."""
         self._stop.set()
+        if self.options.events:
+            now = self._wall_clock()
+            for truck, device in zip(self.trucks, self.devices, strict=True):
+                parked = truck.ignition_off(now)
+                if parked is not None:
+                    device.send_event(parked.name, parked.ts, parked.data)
         # In phases across all devices, so that a slow broker costs `timeout_s` once, not per device.
         for device in self.devices:
             device.begin_close()
@@ -295,7 +303,11 @@ class Fleet:
 
     def _step(self, i: int, now: datetime, dt_s: float) -> None:
         pending = self._pending[i]
-        pending.append(self.trucks[i].step(now, dt_s))
+        truck = self.trucks[i]
+        pending.append(truck.step(now, dt_s))
+        for event in truck.take_events():
+            if self.options.events:
+                self.devices[i].send_event(event.name, event.ts, event.data)
         self._produced[i] += 1
         if len(pending) >= self.options.batch:
             # The truck's place goes with its samples: a restart continues from the last one stored.

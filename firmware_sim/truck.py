@@ -5,6 +5,10 @@ plus three metrics: `fuel` (%; falls with distance and idling, refuelled at 10 %
 a cold engine warms towards ~90 °C and then moves with load) and `odometer` (km). The clock is passed
 in, so the same seed and the same steps always give the same samples, and tests need no sleeps.
 
+Besides samples a truck has events (`take_events()`): `ignition` on (`{"on": true}`) at its first step and
+off (`ignition_off()`) when it is parked at the end of a run, and `harsh_braking` (`{"decel_ms2": …}`) when
+it slowed by more than `HARSH_BRAKING_MS2` on average between two steps (a light that turned red late).
+
 `place()` is what a truck keeps in its flash to carry on after a restart (where it is on its route, its
 odometer and fuel); a truck made with `resume=` that place continues its route from there instead of
 jumping back to the start.
@@ -14,12 +18,14 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
 from firmware_sim.route import DEFAULT_CENTRE, Drive, DrivePlace, GeoPoint, Route
+from models.events import IGNITION
 from models.telemetry import Position, Sample
 
 TANK_L: Final = 400.0
@@ -31,6 +37,17 @@ ENGINE_TIME_CONSTANT_S: Final = 240.0
 BASE_ALTITUDE_M: Final = 34.0
 GNSS_GOOD_ACCURACY_M: Final = 2.5
 READINGS_PER_SAMPLE: Final = 4  # the position and three metrics
+HARSH_BRAKING: Final = "harsh_braking"
+HARSH_BRAKING_MS2: Final = 3.0  # a loaded truck brakes at about 1.8 m/s²; harder is reported
+
+
+@dataclass(frozen=True, slots=True)
+class TruckEvent:
+    """A discrete event of the truck at device time `ts` (`models.events.Event` without its numbering)."""
+
+    name: str
+    ts: datetime
+    data: dict[str, Any]
 
 
 class TruckPlace(msgspec.Struct, frozen=True):
@@ -93,6 +110,9 @@ class Truck:
         self._engine_wander_c = 0.0
         self._gnss_degraded_s = 0.0  # time left in an urban canyon or under a bridge
         self._last_odometer_km = self._drive.odometer_km
+        self._last_speed_ms = 0.0
+        self._events: list[TruckEvent] = []
+        self._ignition_on = False
 
     @property
     def next_seq(self) -> int:
@@ -105,7 +125,15 @@ class Truck:
 
     def step(self, now: datetime, dt_s: float) -> Sample:
         """Advance the truck by `dt_s` seconds and return what it measured at device time `now`."""
+        if not self._ignition_on:
+            self._ignition_on = True
+            self._events.append(TruckEvent(IGNITION, now, {"on": True}))
         motion = self._drive.advance(dt_s)
+        speed_ms = motion.speed_kmh / 3.6
+        if dt_s > 0 and (self._last_speed_ms - speed_ms) / dt_s >= HARSH_BRAKING_MS2:
+            decel = round((self._last_speed_ms - speed_ms) / dt_s, 1)
+            self._events.append(TruckEvent(HARSH_BRAKING, now, {"decel_ms2": decel}))
+        self._last_speed_ms = speed_ms
         driven_km = motion.odometer_km - self._last_odometer_km
         self._last_odometer_km = motion.odometer_km
         self._burn_fuel(driven_km, dt_s)
@@ -126,6 +154,19 @@ class Truck:
         )
         self._seq += 1
         return sample
+
+    def take_events(self) -> list[TruckEvent]:
+        """The events since the last call, oldest first."""
+        events, self._events = self._events, []
+        return events
+
+    def ignition_off(self, now: datetime) -> TruckEvent | None:
+        """Park the truck: the `ignition` off event, or None when it never started."""
+        if not self._ignition_on:
+            return None
+        self._ignition_on = False
+        self._last_speed_ms = 0.0
+        return TruckEvent(IGNITION, now, {"on": False})
 
     def _burn_fuel(self, driven_km: float, dt_s: float) -> None:
         used_l = driven_km * CONSUMPTION_L_PER_KM + IDLE_L_PER_H * dt_s / 3600.0

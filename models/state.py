@@ -12,6 +12,8 @@ Redis layout (Redis is a cache beside PostgreSQL; it can be rebuilt from the dat
   `state` (the fields that won the merge), `presence` (the `presence` field alone, when it changed) and
   `correction` (the fields of a late sample that lost the merge because newer values are held: the
   state is not regressed, but live clients learn of the reading). The entry id is the clients' cursor.
+  A fourth kind, `event`, carries one newly stored device event in the field `e` (`models.events.StoredEvent`
+  as JSON); it is not state and is never conflated (`LIVE_KIND_EVENT`).
 * `fleet:seen` — a sorted set: device -> when the bridge last committed telemetry from it (ms).
 
 Presence is the state field `presence`, ordered by server time rather than device time: the retained
@@ -42,6 +44,8 @@ LIVE_KIND_STATE: Final = "state"
 LIVE_KIND_PRESENCE: Final = "presence"
 LIVE_KIND_CORRECTION: Final = "correction"
 LIVE_KINDS: Final = (LIVE_KIND_STATE, LIVE_KIND_PRESENCE, LIVE_KIND_CORRECTION)
+LIVE_KIND_EVENT: Final = "event"  # not a state kind: its entry's field `LIVE_EVENT_FIELD` is one stored event
+LIVE_EVENT_FIELD: Final = "e"
 
 
 def state_key(device_id: str) -> str:
@@ -161,11 +165,16 @@ class PersistedRange(msgspec.Struct, frozen=True, array_like=True):
     last: int
 
 
-class Persisted(msgspec.Struct, frozen=True):
-    """Published on `fleet/v1/{id}/persisted` after COMMIT: the firmware may free exactly these."""
+class Persisted(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Published on `fleet/v1/{id}/persisted` after COMMIT: the firmware may free exactly these.
+
+    `ranges` are telemetry samples, `events` the events of `fleet/v1/{id}/events` (left out when none):
+    a device may count both with one seq or with two, and never mistakes one for the other.
+    """
 
     ranges: list[PersistedRange]
     committed_at: datetime
+    events: list[PersistedRange] = []
 
 
 DATABASE_REFUSAL: Final = "database refused: "

@@ -9,6 +9,7 @@ from typing import Final
 
 from api.live.cursor import START, StreamId
 from api.live.directory import GroupDirectory
+from api.live.event import LiveEvent
 from api.live.outbox import Outbox
 from api.live.selection import BBox, Selection, moved_to
 from api.live.spatial import BoxIndex
@@ -112,6 +113,14 @@ class LiveHub:
         so that no change of an alert is ever conflated away behind a later one."""
         for subscriber in self._targets(device_id, None):
             subscriber.outbox.push(message)
+
+    def publish_event(self, event: LiveEvent) -> None:
+        """Queue a device event for every connection that selected its device: each event is sent, never
+        conflated, in stream order behind a resume replay in progress."""
+        position = event.position
+        for subscriber in self._targets(event.device_id, None):
+            if position > subscriber.floor:  # else a resumed client already has it
+                subscriber.outbox.queue(event.message())
 
     def _targets(self, device_id: str, moved: tuple[float, float] | None) -> set[Subscriber]:
         group = self.directory.group_of(device_id)

@@ -11,6 +11,7 @@ from api.live.cursor import StreamId
 from api.live.update import LiveUpdate
 
 MAX_PENDING_DEVICES: Final = 10_000
+MAX_QUEUED_MESSAGES: Final = 10_000  # unsent device events of one connection; more: too slow, overflowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +57,12 @@ class Outbox:
     they follow the replay in stream order.
     """
 
-    def __init__(self, max_pending_devices: int = MAX_PENDING_DEVICES) -> None:
+    def __init__(self, max_pending_devices: int = MAX_PENDING_DEVICES, max_queued: int = MAX_QUEUED_MESSAGES) -> None:
         self._max_pending_devices = max_pending_devices
+        self._max_queued = max_queued
         self._updates: dict[tuple[str, str], LiveUpdate] = {}
         self._control: list[bytes] = []
+        self._queued: list[bytes] = []  # messages of the stream that arrived while held
         self._ready = asyncio.Event()
         self._control_sent = asyncio.Event()
         self._control_sent.set()
@@ -88,6 +91,18 @@ class Outbox:
         self._control_sent.clear()
         self._ready.set()
 
+    def queue(self, message: bytes) -> None:
+        """Queue a stream message that must not be conflated (a device event): sent in turn like a control
+        message, but while `held` it waits behind the replay. A client with more than `max_queued` unsent
+        is too slow: the outbox overflows and the connection is closed, to be resumed, as for updates."""
+        if len(self._control) + len(self._queued) >= self._max_queued:
+            self.overflowed = True
+            self._ready.set()
+        elif self.held:
+            self._queued.append(message)
+        else:
+            self.push(message)
+
     def hold(self) -> None:
         """Keep updates pending (conflating) until `release`."""
         self.held = True
@@ -95,6 +110,9 @@ class Outbox:
     def release(self) -> None:
         """Send pending updates again."""
         self.held = False
+        queued, self._queued = self._queued, []
+        for message in queued:
+            self.push(message)
         if self._updates:
             self._ready.set()
 
@@ -115,7 +133,13 @@ class Outbox:
     @property
     def idle(self) -> bool:
         """Nothing pending, held or unsent: every update offered so far reached the socket."""
-        return not self._updates and not self._control and not self.held and self._control_sent.is_set()
+        return (
+            not self._updates
+            and not self._control
+            and not self._queued
+            and not self.held
+            and self._control_sent.is_set()
+        )
 
     async def take(self) -> Batch:
         """Wait until something is pending, then hand all of it over (while held: control only)."""

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from api.live.cursor import StreamId, stream_id
 from api.live.directory import GroupDirectory
+from api.live.event import LiveEvent
 from api.live.history import expired, newest, positions, read_after
 from api.live.hub import LiveHub
 from api.live.schemas import LivePage
@@ -56,15 +57,23 @@ async def _scan(
         updates = [
             (entry_id, parsed)
             for entry_id, fields in page
-            if isinstance(parsed := parse_entry(entry_id, fields), LiveUpdate)
+            if isinstance(parsed := parse_entry(entry_id, fields), LiveUpdate | LiveEvent)
         ]
-        unplaced = [update.device_id for _, update in updates if update.changes.position is None]
+        unplaced = [
+            update.device_id
+            for _, update in updates
+            if isinstance(update, LiveEvent) or update.changes.position is None
+        ]
         where = await positions(redis, unplaced) if request.selection.boxes else {}
         for entry_id, update in updates:
             group = directory.group_of(update.device_id)
             if request.group_limit is not None and group != request.group_limit:
                 continue
-            if request.selection.matches(update, group, where.get(update.device_id)):
+            current = where.get(update.device_id)
+            if isinstance(update, LiveEvent):
+                if request.selection.matches_device(update.device_id, group, current):
+                    found.append(msgspec.Raw(update.message()))
+            elif request.selection.matches(update, group, current):
                 found.append(msgspec.Raw(update.message().encode()))
                 if len(found) == request.limit:
                     # Continue right after the last update returned, not after the rest of the page.

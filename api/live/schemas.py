@@ -11,7 +11,7 @@ Client → server (`action`):
   it was opened with.
 
 Server → client (`type`): `snapshot`, `subscribed`, `unsubscribed`, `state`, `presence`, `correction`,
-`reset`, `heartbeat`, `auth`, `error`; see docs/api.md for when each is sent.
+`event`, `alert`, `reset`, `heartbeat`, `auth`, `error`; see docs/api.md for when each is sent.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import msgspec
 from msgspec import Meta
 
 from api.alerts.schemas import Alert
+from models.events import StoredEvent
 from models.state import DeviceState, PresenceState
 from models.topics import DEVICE_ID_PATTERN
 
@@ -116,6 +117,16 @@ class AlertMessage(msgspec.Struct, frozen=True, tag_field="type", tag="alert"):
     alert: Alert
 
 
+class EventMessage(msgspec.Struct, frozen=True, tag_field="type", tag="event"):
+    """An event a selected device sent (`fleet/v1/{id}/events`), once stored. Never conflated: each event
+    is sent. No cursor, like an alert: it is sent ahead of state updates still pending (older entries,
+    conflated), so its own entry id would be no safe resume point. A client that resumes from an earlier
+    cursor may be sent an event again: (boot, seq) tells."""
+
+    device_id: str
+    event: StoredEvent
+
+
 class SubscribedMessage(msgspec.Struct, frozen=True, tag_field="type", tag="subscribed", omit_defaults=True):
     """A subscribe request took effect; its snapshots (or replay) were sent before this."""
 
@@ -160,8 +171,8 @@ class ErrorMessage(msgspec.Struct, frozen=True, tag_field="type", tag="error"):
 class LivePage(msgspec.Struct, frozen=True):
     """The polling answer: matching updates after `since`, and where to continue.
 
-    `updates` holds `state`, `presence` and `correction` messages as on the WebSocket, one per stream
-    entry (never conflated). `reset` is true when `since` is older than the stream keeps: take
+    `updates` holds `state`, `presence`, `correction` and `event` messages as on the WebSocket, one per
+    stream entry (never conflated). `reset` is true when `since` is older than the stream keeps: take
     snapshots (`GET /api/v1/devices/{id}/state`), then poll from `next_cursor`.
     """
 

@@ -85,7 +85,10 @@ class Selection:
 
     def matches(self, update: LiveUpdate, group: str | None, current: tuple[float, float] | None) -> bool:
         """Stateless match: the update's own position (else `current`, the device's) decides boxes."""
-        if self.everything or update.device_id in self.devices or (group is not None and group in self.groups):
+        return self.matches_device(update.device_id, group, moved_to(update) or current)
+
+    def matches_device(self, device_id: str, group: str | None, where: tuple[float, float] | None) -> bool:
+        """Stateless match of a device at `where` (its position, if known), for a device event or an update."""
+        if self.everything or device_id in self.devices or (group is not None and group in self.groups):
             return True
-        where = moved_to(update) or current
         return where is not None and any(box.contains(*where) for box in self.boxes)

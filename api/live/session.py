@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from api.devices.services import known_device_ids, read_states
 from api.live.cursor import StreamId, parse_cursor, stream_id
+from api.live.event import LiveEvent
 from api.live.history import expired, positions, read_after
 from api.live.hub import LiveHub, Subscriber
 from api.live.outbox import Outbox
@@ -320,19 +321,29 @@ class LiveSession:
             page = await read_after(self._redis, after, upto=upto)
             if not page:
                 return
-            updates = [
-                parsed for entry_id, fields in page if isinstance(parsed := parse_entry(entry_id, fields), LiveUpdate)
+            entries = [
+                parsed
+                for entry_id, fields in page
+                if isinstance(parsed := parse_entry(entry_id, fields), LiveUpdate | LiveEvent)
             ]
-            unplaced = [update.device_id for update in updates if update.changes.position is None]
+            unplaced = [
+                entry.device_id for entry in entries if isinstance(entry, LiveEvent) or entry.changes.position is None
+            ]
             where = await positions(self._redis, unplaced) if delta.boxes or before.boxes else {}
-            for update in updates:
-                group = directory.group_of(update.device_id)
+            for entry in entries:
+                group = directory.group_of(entry.device_id)
                 if limit is not None and group != limit:
                     continue
-                current = where.get(update.device_id)
-                if delta.matches(update, group, current) and not before.matches(update, group, current):
-                    self._outbox.push(update.message().encode())
-                    self._last_sent = update.cursor
+                current = where.get(entry.device_id)
+                if isinstance(entry, LiveEvent):
+                    if delta.matches_device(entry.device_id, group, current) and not before.matches_device(
+                        entry.device_id, group, current
+                    ):
+                        self._outbox.push(entry.message())
+                        self._last_sent = entry.cursor
+                elif delta.matches(entry, group, current) and not before.matches(entry, group, current):
+                    self._outbox.push(entry.message().encode())
+                    self._last_sent = entry.cursor
             after = stream_id(page[-1][0])
             await self._outbox.control_sent()
 

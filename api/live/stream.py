@@ -12,14 +12,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.devices.services import decode_state
 from api.live.cursor import stream_id
+from api.live.event import LiveEvent
 from api.live.hub import LiveHub
 from api.live.update import LiveUpdate
-from models.state import LIVE_KINDS, LIVE_STREAM_KEY, RESERVED_LIVE_FIELDS
+from models.events import StoredEvent
+from models.state import LIVE_EVENT_FIELD, LIVE_KIND_EVENT, LIVE_KINDS, LIVE_STREAM_KEY, RESERVED_LIVE_FIELDS
 from models.topics import is_device_id
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,7 @@ READ_MAX_ENTRIES: Final = 1000
 RETRY_MIN_S: Final = 0.1
 RETRY_MAX_S: Final = 5.0
 START_EMPTY_STREAM: Final = "0-0"
+_STORED_EVENT = msgspec.json.Decoder(StoredEvent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +47,20 @@ def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-def parse_entry(entry_id: str, fields: Mapping[Any, bytes | str]) -> LiveUpdate | BadEntry | None:
-    """Turn one stream entry into a `LiveUpdate`; None for kinds this reader does not serve (yet)."""
+def parse_entry(entry_id: str, fields: Mapping[Any, bytes | str]) -> LiveUpdate | LiveEvent | BadEntry | None:
+    """Turn one stream entry into a `LiveUpdate` or a `LiveEvent`; None for kinds this reader does not serve."""
     named = {_text(name): value for name, value in fields.items()}
     kind = _text(named.get("k", b""))
-    if kind not in LIVE_KINDS:
+    if kind not in LIVE_KINDS and kind != LIVE_KIND_EVENT:
         return None
     device_id = _text(named.get("d", b""))
     if not is_device_id(device_id):
         return BadEntry(entry_id, f"device id {device_id!r} is not valid")
+    if kind == LIVE_KIND_EVENT:
+        try:
+            return LiveEvent(device_id, _STORED_EVENT.decode(named.get(LIVE_EVENT_FIELD, b"")), entry_id)
+        except msgspec.DecodeError as exc:
+            return BadEntry(entry_id, f"event not decodable: {exc}")
     changed = {name: value for name, value in named.items() if name not in RESERVED_LIVE_FIELDS}
     changes = decode_state(device_id, changed)
     if (
@@ -143,6 +152,9 @@ class LiveStreamReader:
         if isinstance(parsed, BadEntry):
             self.bad += 1
             log.warning("skipping live entry %s: %s", parsed.entry_id, parsed.reason)
+        elif isinstance(parsed, LiveEvent):
+            self.delivered += 1
+            self._hub.publish_event(parsed)
         elif parsed is not None:
             self.delivered += 1
             self._hub.publish(parsed)

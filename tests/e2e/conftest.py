@@ -108,14 +108,15 @@ def start_fleet(mqtt_url: str) -> Iterator[FleetStarter]:
 
 @dataclass
 class LiveWatcher:
-    """What one `/api/v1/live` client was sent: snapshots, then `state`, `presence` and `correction`
-    messages per device (heartbeats are ignored)."""
+    """What one `/api/v1/live` client was sent: snapshots, then `state`, `presence`, `correction` and
+    `event` messages per device (heartbeats are ignored)."""
 
     snapshots: dict[str, Any] = field(default_factory=dict)
     updates: Counter[str] = field(default_factory=Counter)
     last_position: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_presence: dict[str, dict[str, Any]] = field(default_factory=dict)
     corrections: defaultdict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    events: defaultdict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     unexpected: list[dict[str, Any]] = field(default_factory=list)
 
     async def subscribe(self, ws: ClientConnection, devices: list[str]) -> None:
@@ -139,6 +140,9 @@ class LiveWatcher:
                 continue
             if message["type"] == "correction":
                 self.corrections[message["device_id"]].append(message["values"])
+                continue
+            if message["type"] == "event":
+                self.events[message["device_id"]].append(message["event"])
                 continue
             if message["type"] == "heartbeat":
                 continue

@@ -247,6 +247,11 @@ async def test_spine_delivers_every_acknowledged_sample_exactly_once_to_storage_
 
     # Live: every device streamed, and the stream ended where REST state is.
     assert live.unexpected == []
+    # Each truck's ignition came on at its first step; every event streamed once.
+    assert {d: [e["name"], e["data"]] for d in ids for e in live.events[d][:1]} == {
+        d: ["ignition", {"on": True}] for d in ids
+    }
+    assert all(len({(e["boot"], e["seq"]) for e in live.events[d]}) == len(live.events[d]) for d in ids)
     assert set(live.updates) == set(ids)
     assert all(live.updates[d] >= 1 for d in ids)
     assert live.last_position == {d: states[d]["position"] for d in ids}

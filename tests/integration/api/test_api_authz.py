@@ -207,6 +207,11 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
         "viewer",
         200,
     ),
+    "GET /api/v1/devices/{id}/events": (
+        http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/events"),
+        "viewer",
+        200,
+    ),
     "GET /api/v1/rejected": (http_route("GET", "/api/v1/rejected"), "admin", 200),
     "GET /api/v1/state": (http_route("GET", "/api/v1/state"), "viewer", 200),
     "GET /api/v1/groups": (http_route("GET", "/api/v1/groups"), "viewer", 200),
@@ -409,6 +414,7 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/api/v1/devices/{device_id:str}/telemetry/gaps",
         "/api/v1/devices/{device_id:str}/rejected",
         "/api/v1/devices/{device_id:str}/presence",
+        "/api/v1/devices/{device_id:str}/events",
         "/api/v1/rejected",
         "/api/v1/groups",
         "/api/v1/groups/{name:str}",
@@ -524,7 +530,7 @@ async def test_group_key_lists_reads_and_streams_only_its_group(
 
 
 @pytest.mark.parametrize(
-    "resource", ["/state", "/telemetry", "", "/telemetry?bucket=1h", "/telemetry?points=10", "/track"]
+    "resource", ["/state", "/telemetry", "", "/telemetry?bucket=1h", "/telemetry?points=10", "/track", "/events"]
 )
 async def test_group_key_sees_a_device_of_another_group_exactly_like_an_unknown_one(
     world: World, client: httpx.AsyncClient, resource: str

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from api.live.cursor import StreamId
 from api.live.directory import GroupDirectory
+from api.live.event import LiveEvent
 from api.live.hub import LiveHub, Subscriber
 from api.live.outbox import Outbox
 from api.live.selection import BBox, Selection
 from api.live.stream import BadEntry, parse_entry, stream_entries
 from api.live.update import LiveUpdate
+from models.events import StoredEvent
 from models.state import DeviceState, FieldValue, PositionState, encode_field
 
 TS = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -157,3 +162,57 @@ def test_stream_entries_reads_resp2_replies_and_skips_deleted_entries() -> None:
 
     assert [entry_id for entry_id, _ in stream_entries(reply)] == ["1-0", "3-0"]
     assert list(stream_entries(None)) == []
+
+
+def live_event(device_id: str, cursor: str) -> LiveEvent:
+    stored = StoredEvent(seq=1, ts=TS, boot=0, name="ignition", data={"on": True}, received_at=TS)
+    return LiveEvent(device_id, stored, cursor)
+
+
+def test_hub_queues_every_event_of_a_selected_device_unconflated_and_skips_what_a_resume_had() -> None:
+    hub = LiveHub(FixedGroups({"truck-1": "north", "truck-2": "south"}))
+    north = subscriber(hub, Selection(groups={"north"}))
+    resumed = subscriber(hub, Selection(devices={"truck-1"}))
+    resumed.floor = StreamId(2, 0)
+    limited = subscriber(hub, Selection(everything=True), group_limit="south")
+
+    for cursor in ("1-0", "2-0", "3-0"):
+        hub.publish_event(live_event("truck-1", cursor))
+
+    def received(found: Subscriber) -> int:
+        return len(found.outbox._control)
+
+    assert received(north) == 3
+    assert received(resumed) == 1  # entries 1-0 and 2-0 were replayed to it
+    assert received(limited) == 0
+    message = json.loads(north.outbox._control[0])
+    assert message["type"] == "event"
+    assert message["device_id"] == "truck-1"
+    assert message["event"]["name"] == "ignition"
+    assert message["event"]["data"] == {"on": True}
+
+
+async def test_outbox_holds_events_behind_a_replay_and_overflows_when_too_many_wait() -> None:
+    outbox = Outbox(max_queued=3)
+    outbox.hold()
+    outbox.push(b"replayed")
+    outbox.queue(b"live")
+    assert (await outbox.take()).control == [b"replayed"]
+    outbox.sent()
+    outbox.release()
+    assert (await outbox.take()).control == [b"live"]
+    outbox.sent()
+    for n in range(3):
+        outbox.queue(b"%d" % n)
+    assert not outbox.overflowed
+    outbox.queue(b"one too many")
+    assert outbox.overflowed
+
+
+def test_an_event_entry_parses_and_a_broken_one_is_a_bad_entry() -> None:
+    stored = StoredEvent(seq=1, ts=TS, boot=0, name="door", data={}, received_at=TS)
+    parsed = parse_entry("5-0", {b"d": b"truck-1", b"k": b"event", b"e": msgspec.json.encode(stored)})
+    assert isinstance(parsed, LiveEvent)
+    assert parsed.event == stored
+    assert parsed.cursor == "5-0"
+    assert isinstance(parse_entry("6-0", {b"d": b"truck-1", b"k": b"event", b"e": b"{}"}), BadEntry)
