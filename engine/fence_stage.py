@@ -16,6 +16,7 @@ writing transaction), and their index is built then, one per device group (the g
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -117,13 +118,11 @@ class FenceSet:
         ]
         if changed:
             await cur.execute(_DOCUMENTS, (changed,))
-            for fence_id, geometry, properties in await cur.fetchall():
-                document = {"type": "Feature", "geometry": geometry, "properties": properties}
-                fence = parse_fence(str(fence_id), document)
-                if isinstance(fence, FenceRejected):
-                    # Validated when written; refused now only if the rules grew stricter since.
-                    log.warning("geofence %s is skipped: %s", fence_id, fence.reason)
-                self._parsed[fence_id] = (current[fence_id][0], None if isinstance(fence, FenceRejected) else fence)
+            # In a worker thread: validating thousands of fences takes seconds, during which the event loop
+            # must still heartbeat and keep its partitions' locks.
+            parsed = await asyncio.to_thread(_parse_all, await cur.fetchall())
+            for fence_id, fence in parsed:
+                self._parsed[fence_id] = (current[fence_id][0], fence)
         self._parsed = {fence_id: parsed for fence_id, parsed in self._parsed.items() if fence_id in current}
         self._fences = [
             (fence, current[fence_id][1]) for fence_id, (_, fence) in sorted(self._parsed.items()) if fence is not None
@@ -139,6 +138,20 @@ class FenceSet:
             chosen = [fence for fence, scope in self._fences if scope is None or scope == group]
             index = self._indexes[group] = FenceIndex(chosen, self.tolerance_m)
         return index
+
+
+def _parse_all(rows: list[tuple[Any, ...]]) -> list[tuple[int, Fence | None]]:
+    """Each stored fence parsed again, None for one the validation now refuses (logged)."""
+    parsed: list[tuple[int, Fence | None]] = []
+    for fence_id, geometry, properties in rows:
+        fence = parse_fence(str(fence_id), {"type": "Feature", "geometry": geometry, "properties": properties})
+        if isinstance(fence, FenceRejected):
+            # Validated when written; refused now only if the rules grew stricter since.
+            log.warning("geofence %s is skipped: %s", fence_id, fence.reason)
+            parsed.append((fence_id, None))
+        else:
+            parsed.append((fence_id, fence))
+    return parsed
 
 
 async def evaluate_fences(
