@@ -47,7 +47,8 @@ _SET_HEAD = (
     " ON CONFLICT (device_id) DO UPDATE SET ts = EXCLUDED.ts, boot = EXCLUDED.boot, seq = EXCLUDED.seq,"
     " updated_at = now()"
 )
-_METRICS = ", ".join(METRIC_COLUMNS)
+_RULE_COLUMNS: Final = (*METRIC_COLUMNS, "speed")  # models.rules.RULE_METRICS, each a column of `telemetry`
+_METRICS = ", ".join(_RULE_COLUMNS)
 _SAMPLES = f"SELECT ts, boot, seq, {_METRICS} FROM telemetry WHERE device_id = %s AND ts >= %s ORDER BY ts, boot, seq"
 _STATE_BEFORE = (
     "SELECT phase, since, clear_since FROM engine_transitions WHERE rule_id = %s AND device_id = %s AND ts < %s"
@@ -89,7 +90,7 @@ _REOPEN = (
     " raised_at = COALESCE(%s, raised_at), value = COALESCE(%s, value) WHERE id = %s"
 )
 _EVENT = "INSERT INTO alert_events (alert_id, kind) VALUES (%s, %s)"
-_SAMPLE_COLUMNS: Final = {name: 3 + i for i, name in enumerate(METRIC_COLUMNS)}
+_SAMPLE_COLUMNS: Final = {name: 3 + i for i, name in enumerate(_RULE_COLUMNS)}
 
 
 @dataclass(slots=True)

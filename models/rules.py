@@ -1,6 +1,6 @@
 """Alert rules and alerts: the vocabulary the engine, the API and the `fleet rules` command share.
 
-A threshold rule compares one known metric (`KNOWN_METRICS`) with a limit: above (`>`), below (`<`) or
+A threshold rule compares one known metric or the speed (`RULE_METRICS`) with a limit: above (`>`), below (`<`) or
 outside a range. It triggers once the condition has held `for_s` seconds of device time, and clears once
 the clear condition has held `clear_for_s`; the clear condition is the rule's own condition reversed,
 or, with `clear_threshold`, a hysteresis limit ("raise above 110 °C, clear below 100 °C"). A rule
@@ -15,8 +15,10 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta
 
-from models.telemetry import KNOWN_METRICS
+from models.telemetry import KNOWN_METRICS, MetricSpec
 
+# What a threshold rule can compare: the known metrics, and the position's speed (overspeed rules).
+RULE_METRICS: Final[dict[str, MetricSpec]] = KNOWN_METRICS | {"speed": MetricSpec("km/h", 0, 500)}
 RULE_DURATION_MAX_S: Final = 86_400  # a day: longer windows are reports, not alerts
 Severity = Literal["critical", "major", "minor", "warning"]
 SEVERITIES: Final[tuple[str, ...]] = ("critical", "major", "minor", "warning")
@@ -73,9 +75,9 @@ def rule_problem(spec: RuleSpec) -> str | None:
         return "a rule applies to one device, one kind or one group (or, with none of them, to every device)"
     if spec.op == OFFLINE:
         return _presence_problem(spec)
-    metric = KNOWN_METRICS.get(spec.metric or "")
+    metric = RULE_METRICS.get(spec.metric or "")
     if metric is None:
-        return f"unknown metric {spec.metric!r}; known: {', '.join(KNOWN_METRICS)}"
+        return f"unknown metric {spec.metric!r}; known: {', '.join(RULE_METRICS)}"
     problem, limits = _limits_of(spec)
     if problem is not None:
         return problem
