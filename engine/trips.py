@@ -33,6 +33,9 @@ import msgspec
 
 from engine.earth import haversine_m
 from engine.track import TrackPoint
+from models.trips import Idle, Place, Stop, Trip, TripReport
+
+__all__ = ["Idle", "Place", "Stop", "Trip", "TripReport", "TripSettings", "replay_start", "spliced", "trips_and_stops"]
 
 
 class TripSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,59 +50,6 @@ class TripSettings(msgspec.Struct, frozen=True, kw_only=True):
     speed_threshold_kmh: float = 1.0
     idle_min_duration_s: float = 60.0
     idle_max_gap_s: float = 300.0  # idling is not counted across a longer silence
-
-
-class Place(msgspec.Struct, frozen=True):
-    """Where something happened."""
-
-    lat: float
-    lon: float
-
-
-class Trip(msgspec.Struct, frozen=True, kw_only=True):
-    """A journey; `complete` is False while the data ends before a parking ended it."""
-
-    device_id: str
-    start_at: datetime
-    end_at: datetime
-    start: Place
-    end: Place
-    distance_m: float
-    duration_s: float
-    max_speed_kmh: float
-    avg_speed_kmh: float
-    fuel_used_pct: float | None = None
-    from_odometer: bool = False
-    complete: bool = True
-
-
-class Stop(msgspec.Struct, frozen=True, kw_only=True):
-    """A parking between trips; `complete` is False for the last one, which lasts beyond the data."""
-
-    device_id: str
-    start_at: datetime
-    end_at: datetime
-    place: Place
-    duration_s: float
-    complete: bool = True
-
-
-class Idle(msgspec.Struct, frozen=True, kw_only=True):
-    """Engine on, not moving."""
-
-    device_id: str
-    start_at: datetime
-    end_at: datetime
-    place: Place
-    duration_s: float
-
-
-class TripReport(msgspec.Struct, frozen=True, kw_only=True):
-    """Trips, stops and idle intervals of one device, each in time order."""
-
-    trips: list[Trip]
-    stops: list[Stop]
-    idles: list[Idle]
 
 
 def _seconds(a: TrackPoint, b: TrackPoint) -> float:
@@ -298,3 +248,18 @@ def spliced(before: TripReport, after: TripReport, since: datetime) -> TripRepor
         stops=[s for s in before.stops if s.start_at < since] + after.stops,
         idles=[i for i in before.idles if i.start_at < since] + after.idles,
     )
+
+
+def resume_start(stops: Sequence[Stop], new_from: datetime, *, in_order: bool) -> datetime | None:
+    """Where to re-evaluate from when points from `new_from` on arrive; None: from the first point.
+
+    `stops` are the device's stops as last evaluated (at least the last one, and the last complete one
+    ending at or before `new_from`). Points that all come after every point evaluated so far (`in_order`)
+    continue from the start of the last stop while that stop is open (the trip before it parked for
+    good): a stop that goes on cannot change what came before it, and a device parked for days is not
+    re-read whole on each new point. Otherwise (a late point, or a trip under way, which new points can
+    still absorb into the stop before it) this is `replay_start`.
+    """
+    if in_order and stops and not stops[-1].complete:
+        return stops[-1].start_at
+    return max((s.start_at for s in stops if s.complete and s.end_at <= new_from), default=None)

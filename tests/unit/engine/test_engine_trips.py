@@ -24,8 +24,8 @@ import pytest
 
 from engine.earth import M_PER_DEG_LAT
 from engine.track import TrackPoint, device_order
-from engine.trip_summary import daily_summary, group_summary
-from engine.trips import Place, TripSettings, replay_start, spliced, trips_and_stops
+from engine.trips import Place, TripReport, TripSettings, replay_start, resume_start, spliced, trips_and_stops
+from models.trip_summary import daily_summary, group_summary
 
 ROUTE = msgspec.json.decode((Path(__file__).parent / "route_depot_day.json").read_bytes(), type=list[TrackPoint])
 DAY = date(2026, 3, 2)
@@ -214,3 +214,46 @@ def test_trips_replaying_from_the_stop_before_a_late_point_equals_evaluating_eve
         window = trips_and_stops("truck-7", [p for p in everything if p.ts >= since])
         replayed = spliced(before, window, since)
     assert replayed == trips_and_stops("truck-7", everything)
+
+
+def _delivered(device_id: str, chunks: list[list[TrackPoint]], settings: TripSettings | None = None) -> TripReport:
+    """The report the engine keeps when `chunks` arrive one after another: each re-evaluated from
+    `resume_start` over every point arrived so far, spliced into what was kept (engine/trip_stage.py)."""
+    kept = TripReport(trips=[], stops=[], idles=[])
+    arrived: list[TrackPoint] = []
+    head: datetime | None = None
+    for chunk in chunks:
+        arrived = device_order([*arrived, *chunk])
+        new_from = min(p.ts for p in chunk)
+        since = resume_start(kept.stops, new_from, in_order=head is not None and new_from > head)
+        window = trips_and_stops(device_id, [p for p in arrived if since is None or p.ts >= since], settings)
+        kept = window if since is None else spliced(kept, window, since)
+        head = arrived[-1].ts
+    return kept
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7])
+def test_trips_resumed_chunk_by_chunk_in_order_equal_evaluating_everything(size: int) -> None:
+    chunks = [ROUTE[i : i + size] for i in range(0, len(ROUTE), size)]
+    assert _delivered("truck-7", chunks) == trips_and_stops("truck-7", ROUTE)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_trips_resumed_chunk_by_chunk_shuffled_and_late_equal_evaluating_everything(seed: int) -> None:
+    late = TrackPoint(ts=at("08:00"), seq=99, lat=50.06, lon=10.0, speed_kmh=45, ignition=True)
+    shuffled = [*ROUTE, late]
+    random.Random(seed).shuffle(shuffled)
+    chunks = [shuffled[i : i + 1 + seed % 3] for i in range(0, len(shuffled), 1 + seed % 3)]
+    assert _delivered("truck-7", chunks) == trips_and_stops("truck-7", device_order([*ROUTE, late]))
+
+
+def test_trips_resumed_in_order_with_derived_speeds_and_ignition_mode_equal_evaluating_everything() -> None:
+    t0 = datetime(2026, 3, 2, 6, tzinfo=UTC)
+    drive1 = _drive(t0, 10, 50.0, 0.005, ignition=True)
+    parked = _drive(t0 + timedelta(minutes=11), 20, 50.05, 0.0, ignition=False)
+    drive2 = _drive(t0 + timedelta(minutes=32), 10, 50.05, 0.005, ignition=True)
+    points = [*drive1, *parked, *drive2]
+    for settings in (TripSettings(), TripSettings(use_ignition=True)):
+        expected = trips_and_stops("t", points, settings)
+        assert len(expected.trips) == 2
+        assert _delivered("t", [[p] for p in points], settings) == expected
