@@ -26,6 +26,7 @@ import psycopg
 
 from engine.rules import Device, Rule
 from engine.threshold import IDLE, Cleared, Point, Raised, RuleState, SampleKey, evaluate
+from engine.trip_stage import evaluate_trips
 from models.telemetry import METRIC_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class CycleReport:
     devices: int = 0
     samples: int = 0
     rewinds: int = 0
+    trip_points: int = 0  # points evaluated again for trips (a window per device, engine/trip_stage.py)
     alert_events: dict[str, int] = field(default_factory=dict)
 
 
@@ -129,6 +131,7 @@ async def run_cycle(conn: psycopg.AsyncConnection[Any], part: int, rules: Sequen
             device = devices.get(device_id, Device(device_id, "", None))
             applying = [r for r in rules if r.on_samples and r.applies_to(device)]
             await _evaluate_device(cur, device, earliest[device_id], applying, report)
+            report.trip_points += await evaluate_trips(cur, device_id, earliest[device_id])
             report.devices += 1
     return report
 
