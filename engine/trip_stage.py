@@ -1,10 +1,12 @@
 """Trips, stops and idling of the devices a cycle touched, evaluated and stored in the cycle's transaction.
 
-Per device, the points (samples with a position) are evaluated again from `resume_start`: the start of
-the open last stop when the new points all follow the last one evaluated, else the start of the last
-complete stop before the earliest new point (`replay_start`). The items from that instant on are
-replaced by the window's: rows no longer found are deleted, the others upserted by their natural key
-(device, start), and a row that did not change is not written. A re-run (a redelivered batch, a takeover
+Per device, the points (samples with a position) are evaluated again from `resume_start`: when the new
+points all follow the last one evaluated, from the open last stop's checkpoint (a point of the parking
+from which nothing before needs reading again) or its start; else from the start of the last complete
+stop before the earliest new point (`replay_start`). A device evaluated for the first time starts at
+its earliest new point. The items from that instant on are replaced by the window's: rows no longer
+found are deleted, the others upserted by their natural key (device, start), and a row that did not
+change is not written. A re-run (a redelivered batch, a takeover
 after a crash) therefore writes nothing new, and a late point in the middle of a stop splits it exactly
 as an ordered delivery would have (`engine/trips.py`).
 
@@ -23,15 +25,25 @@ from typing import Any, Final
 import psycopg
 
 from engine.track import TrackPoint, device_order
-from engine.trips import Idle, Place, Stop, Trip, TripSettings, resume_start, trips_and_stops
+from engine.trips import (
+    Idle,
+    Place,
+    Stop,
+    Trip,
+    TripSettings,
+    checkpoint,
+    continued,
+    resume_start,
+    trips_and_stops,
+)
 
 SETTINGS: Final = TripSettings()
 
-_HEAD = "SELECT ts FROM engine_trip_heads WHERE device_id = %s"
+_HEAD = "SELECT ts, resume_at FROM engine_trip_heads WHERE device_id = %s"
 _SET_HEAD = (
-    "INSERT INTO engine_trip_heads (device_id, ts, boot, seq) VALUES (%s, %s, %s, %s)"
+    "INSERT INTO engine_trip_heads (device_id, ts, boot, seq, resume_at) VALUES (%s, %s, %s, %s, %s)"
     " ON CONFLICT (device_id) DO UPDATE SET ts = EXCLUDED.ts, boot = EXCLUDED.boot, seq = EXCLUDED.seq,"
-    " updated_at = now()"
+    " resume_at = EXCLUDED.resume_at, updated_at = now()"
 )
 # The two stops `resume_start` may choose: the last one, and the last complete one ending by `new_from`.
 _STOPS = (
@@ -139,12 +151,16 @@ async def evaluate_trips(
         Stop(device_id=device_id, start_at=r[0], end_at=r[1], place=Place(r[2], r[3]), duration_s=r[4], complete=r[5])
         for r in await cur.fetchall()
     ]
-    since = resume_start(stops, new_from, in_order=head is not None and new_from > head[0])
+    in_order = head is not None and new_from > head[0]
+    resume = resume_start(stops, new_from, in_order=in_order, resume_at=head[1] if head is not None else None)
+    # Never evaluated: from the new points (a position-less sensor is not re-read from its first sample).
+    since = new_from if head is None else resume.since
     await cur.execute(_POINTS, (device_id, since))
     rows = await cur.fetchall()
     if not rows:
         return 0  # no position among the device's samples: nothing to evaluate
-    report = trips_and_stops(device_id, device_order(_point(row) for row in rows), settings)
+    points = device_order(_point(row) for row in rows)
+    report = continued(trips_and_stops(device_id, points, settings), resume)
     for table, items in (("trips", report.trips), ("stops", report.stops), ("idle_periods", report.idles)):
         await cur.execute(_FORGET[table], (device_id, since, [item.start_at for item in items]))
     if report.trips:
@@ -154,5 +170,5 @@ async def evaluate_trips(
     if report.idles:
         await cur.executemany(_UPSERT_IDLE, [_idle_row(idle) for idle in report.idles])
     last = max(rows, key=lambda row: (row[0], row[1], row[2]))
-    await cur.execute(_SET_HEAD, (device_id, last[0], last[1], last[2]))
+    await cur.execute(_SET_HEAD, (device_id, last[0], last[1], last[2], checkpoint(points, settings)))
     return len(rows)

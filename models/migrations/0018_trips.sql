@@ -42,13 +42,15 @@ CREATE TABLE idle_periods (
     PRIMARY KEY (device_id, started_at)
 );
 -- Each device's last point evaluated for trips: a point at or before it is late (the engine re-evaluates
--- from the start of the stop before it); one after it continues from the last stop. Kept beside the items
--- it describes, written in the same transaction, so a takeover resumes exactly where the last owner
--- committed.
+-- from the start of the stop before it); points after it continue the open last stop from `resume_at`
+-- (engine.trips.checkpoint: a point of a parking from which nothing before needs reading again), or from
+-- the stop's start. Written in the transaction that stores the items, so a takeover resumes exactly where
+-- the last owner committed.
 CREATE TABLE engine_trip_heads (
     device_id   text PRIMARY KEY,
     ts          timestamptz NOT NULL,
     boot        integer NOT NULL,
     seq         bigint NOT NULL,
+    resume_at   timestamptz,
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
