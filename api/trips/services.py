@@ -31,12 +31,15 @@ _PAGE: Final = {
     " ORDER BY started_at LIMIT %(limit)s"
     for kind, columns in _COLUMNS.items()
 }
-# The items of the given devices that overlap a day (a trip also when it starts that day, even if it lasts
-# no time at all), by device then start.
+# The items of the given devices that overlap a day: those that start in it, and the one that started
+# last before it if it ends inside (items of one kind never overlap one another on one device, so no
+# earlier one can). Both are index ranges of the key: a device's years of history are not scanned.
 _DAY: Final = {
     kind: f"SELECT {columns} FROM {kind} WHERE device_id = ANY(%(devices)s)"
-    " AND started_at < %(day_end)s AND (ended_at > %(day_start)s OR started_at >= %(day_start)s)"
-    " ORDER BY device_id, started_at"
+    " AND started_at >= %(day_start)s AND started_at < %(day_end)s"
+    " UNION ALL SELECT earlier.* FROM unnest(%(devices)s::text[]) AS d(id) CROSS JOIN LATERAL"
+    f" (SELECT {columns} FROM {kind} WHERE device_id = d.id AND started_at < %(day_start)s"
+    " ORDER BY started_at DESC LIMIT 1) AS earlier WHERE earlier.ended_at > %(day_start)s"
     for kind, columns in _COLUMNS.items()
 }
 _VISIBLE_DEVICE: Final = "SELECT 1 FROM devices WHERE id = %s AND (%s::text IS NULL OR group_name = %s)"

@@ -4,7 +4,7 @@ here directly: tests/integration/engine/test_engine_trips.py covers the engine w
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,22 @@ async def test_api_daily_summaries_per_device_and_group_and_a_group_limited_key_
     assert group["fuel_used_pct"] == pytest.approx(3.0)
     next_day = (await http.get(f"/api/v1/devices/{one}/summary", params={"day": "2026-03-03"})).json()
     assert (next_day["trips"], next_day["distance_m"]) == (0, 0)
+    # A night drive from 23:50 to 00:10, then parked for two days: the day after has its share of both.
+    night = [
+        TrackPoint(
+            ts=datetime(2026, 3, 2, 23, 50, tzinfo=UTC) + timedelta(minutes=m),
+            lat=50 + m * 0.005,
+            lon=10.0,
+            speed_kmh=40 if m < 20 else 0,
+        )
+        for m in range(21)
+    ] + [TrackPoint(ts=datetime(2026, 3, 5, tzinfo=UTC), lat=50.1, lon=10.0, speed_kmh=0)]
+    await _store(database_url, trips_and_stops(two, night))
+    after = (await http.get(f"/api/v1/devices/{two}/summary", params={"day": "2026-03-03"})).json()
+    assert after == _json(daily_summary(two, trips_and_stops(two, night), date(2026, 3, 3)))
+    assert (after["trips"], after["driving_s"], after["stopped_s"]) == (0, 600, 86400 - 600)
+    parked = (await http.get(f"/api/v1/devices/{two}/summary", params={"day": "2026-03-04"})).json()
+    assert (parked["trips"], parked["driving_s"], parked["stopped_s"]) == (0, 0, 86400)
     bad_day = await http.get(f"/api/v1/devices/{one}/summary", params={"day": "2026-13-01"})
     assert bad_day.status_code == 400
     assert (await http.get("/api/v1/groups/nobody-here/summary", params={"day": "2026-03-02"})).status_code == 404
