@@ -19,7 +19,7 @@ Ignition is read from an `ignition` metric (non-zero: on). Ignition events are n
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import psycopg
@@ -59,11 +59,15 @@ _POINTS = (
     " FROM telemetry WHERE device_id = %s AND ts >= COALESCE(%s, '-infinity'::timestamptz)"
     " AND lat IS NOT NULL AND lon IS NOT NULL ORDER BY ts, boot, seq"
 )
-_FORGET = {
-    table: f"DELETE FROM {table} WHERE device_id = %s AND started_at >= COALESCE(%s, '-infinity'::timestamptz)"
-    " AND NOT started_at = ANY(%s)"
-    for table in ("trips", "stops", "idle_periods")
-}
+# The stored items from the window's start on that the window no longer has, in one statement.
+_FORGET = (
+    "WITH gone_trips AS (DELETE FROM trips WHERE device_id = %(device)s AND started_at >= %(since)s"
+    " AND NOT started_at = ANY(%(trips)s)),"
+    " gone_stops AS (DELETE FROM stops WHERE device_id = %(device)s AND started_at >= %(since)s"
+    " AND NOT started_at = ANY(%(stops)s))"
+    " DELETE FROM idle_periods WHERE device_id = %(device)s AND started_at >= %(since)s"
+    " AND NOT started_at = ANY(%(idles)s)"
+)
 _UPSERT_TRIP = (
     "INSERT INTO trips (device_id, started_at, ended_at, start_lat, start_lon, end_lat, end_lon, distance_m,"
     " from_odometer, duration_s, max_speed_kmh, avg_speed_kmh, fuel_used_pct, complete)"
@@ -161,8 +165,14 @@ async def evaluate_trips(
         return 0  # no position among the device's samples: nothing to evaluate
     points = device_order(_point(row) for row in rows)
     report = continued(trips_and_stops(device_id, points, settings), resume)
-    for table, items in (("trips", report.trips), ("stops", report.stops), ("idle_periods", report.idles)):
-        await cur.execute(_FORGET[table], (device_id, since, [item.start_at for item in items]))
+    forget = {
+        "device": device_id,
+        "since": since if since is not None else datetime.min.replace(tzinfo=UTC),
+        "trips": [trip.start_at for trip in report.trips],
+        "stops": [stop.start_at for stop in report.stops],
+        "idles": [idle.start_at for idle in report.idles],
+    }
+    await cur.execute(_FORGET, forget)
     if report.trips:
         await cur.executemany(_UPSERT_TRIP, [_trip_row(trip) for trip in report.trips])
     if report.stops:
