@@ -6,12 +6,13 @@ from which nothing before needs reading again) or its start; else from the start
 stop before the earliest new point (`replay_start`). A device evaluated for the first time starts at
 its earliest new point. The items from that instant on are replaced by the window's: rows no longer
 found are deleted, the others upserted by their natural key (device, start), and a row that did not
-change is not written. A re-run (a redelivered batch, a takeover
-after a crash) therefore writes nothing new, and a late point in the middle of a stop splits it exactly
-as an ordered delivery would have (`engine/trips.py`).
+change is not written. A re-run (a redelivered batch, a takeover after a crash) therefore writes nothing
+new, and a late point in the middle of a stop splits it exactly as an ordered delivery would have
+(`engine/trips.py`).
 
-The device's last evaluated point is kept in `engine_trip_heads`, in the same transaction, so the next
-owner of the partition tells late points from new ones exactly as this one would have.
+The device's last evaluated point and its checkpoint are kept in `engine_trip_heads`, in the same
+transaction, so the next owner of the partition tells late points from new ones, and resumes, exactly as
+this one would have.
 
 Ignition is read from an `ignition` metric (non-zero: on). Ignition events are not merged in yet
 (`engine.track.with_ignition` does it, given the device's events).
