@@ -55,6 +55,7 @@ from api.rules.controllers import RuleController
 from api.stopping import STATE_KEY as STOPPING_KEY
 from api.stopping import Stopping
 from api.telemetry.controllers import TelemetryController, TrackController
+from api.trips.controllers import device_idling, device_stops, device_summary, device_trips, group_day_summary
 from api.ui.assets import load_bundle
 from api.ui.controllers import ui_handlers
 from config import Settings, SettingsError
@@ -210,6 +211,8 @@ def create_app(settings: Settings) -> Litestar:
         device_geofence_events,
     ):
         api.register(handler)
+    for trip_handler in (device_trips, device_stops, device_idling, device_summary, group_day_summary):
+        api.register(trip_handler)
     app = Litestar(
         route_handlers=[api, healthz, readyz, *ui_handlers(ui_bundle), asyncapi],
         dependencies={

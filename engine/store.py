@@ -27,6 +27,7 @@ import psycopg
 from engine.fence_stage import FenceReport, FenceSet, evaluate_fences
 from engine.rules import Device, Rule
 from engine.threshold import IDLE, Cleared, Point, Raised, RuleState, SampleKey, evaluate
+from engine.trip_stage import evaluate_trips
 from models.telemetry import METRIC_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class CycleReport:
     devices: int = 0
     samples: int = 0
     rewinds: int = 0
+    trip_points: int = 0  # points evaluated again for trips (a window per device, engine/trip_stage.py)
     alert_events: dict[str, int] = field(default_factory=dict)
     fences: FenceReport = field(default_factory=FenceReport)
 
@@ -136,6 +138,7 @@ async def run_cycle(
             await _evaluate_device(cur, device, earliest[device_id], applying, report)
             if fences is not None:
                 await evaluate_fences(cur, fences, device, earliest[device_id], report.fences)
+            report.trip_points += await evaluate_trips(cur, device_id, earliest[device_id])
             report.devices += 1
     return report
 

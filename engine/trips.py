@@ -33,6 +33,23 @@ import msgspec
 
 from engine.track import TrackPoint
 from models.earth import haversine_m
+from models.trips import Idle, Place, Stop, Trip, TripReport
+
+__all__ = [
+    "Idle",
+    "Place",
+    "Resume",
+    "Stop",
+    "Trip",
+    "TripReport",
+    "TripSettings",
+    "checkpoint",
+    "continued",
+    "replay_start",
+    "resume_start",
+    "spliced",
+    "trips_and_stops",
+]
 
 
 class TripSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,59 +64,6 @@ class TripSettings(msgspec.Struct, frozen=True, kw_only=True):
     speed_threshold_kmh: float = 1.0
     idle_min_duration_s: float = 60.0
     idle_max_gap_s: float = 300.0  # idling is not counted across a longer silence
-
-
-class Place(msgspec.Struct, frozen=True):
-    """Where something happened."""
-
-    lat: float
-    lon: float
-
-
-class Trip(msgspec.Struct, frozen=True, kw_only=True):
-    """A journey; `complete` is False while the data ends before a parking ended it."""
-
-    device_id: str
-    start_at: datetime
-    end_at: datetime
-    start: Place
-    end: Place
-    distance_m: float
-    duration_s: float
-    max_speed_kmh: float
-    avg_speed_kmh: float
-    fuel_used_pct: float | None = None
-    from_odometer: bool = False
-    complete: bool = True
-
-
-class Stop(msgspec.Struct, frozen=True, kw_only=True):
-    """A parking between trips; `complete` is False for the last one, which lasts beyond the data."""
-
-    device_id: str
-    start_at: datetime
-    end_at: datetime
-    place: Place
-    duration_s: float
-    complete: bool = True
-
-
-class Idle(msgspec.Struct, frozen=True, kw_only=True):
-    """Engine on, not moving."""
-
-    device_id: str
-    start_at: datetime
-    end_at: datetime
-    place: Place
-    duration_s: float
-
-
-class TripReport(msgspec.Struct, frozen=True, kw_only=True):
-    """Trips, stops and idle intervals of one device, each in time order."""
-
-    trips: list[Trip]
-    stops: list[Stop]
-    idles: list[Idle]
 
 
 def _seconds(a: TrackPoint, b: TrackPoint) -> float:
@@ -292,9 +256,78 @@ def replay_start(report: TripReport, late_at: datetime) -> datetime | None:
 
 
 def spliced(before: TripReport, after: TripReport, since: datetime) -> TripReport:
-    """`before`'s items that start before `since`, then `after`'s (evaluated from the points at or after `since`)."""
+    """`before`'s items that start before `since`, then `after`'s (evaluated from the points at or after
+    `since`); an item of `after` replaces one of `before` with the same start (a `continued` stop)."""
+    trips = {t.start_at for t in after.trips}
+    stops = {s.start_at for s in after.stops}
+    idles = {i.start_at for i in after.idles}
     return TripReport(
-        trips=[t for t in before.trips if t.start_at < since] + after.trips,
-        stops=[s for s in before.stops if s.start_at < since] + after.stops,
-        idles=[i for i in before.idles if i.start_at < since] + after.idles,
+        trips=[t for t in before.trips if t.start_at < since and t.start_at not in trips] + after.trips,
+        stops=[s for s in before.stops if s.start_at < since and s.start_at not in stops] + after.stops,
+        idles=[i for i in before.idles if i.start_at < since and i.start_at not in idles] + after.idles,
     )
+
+
+class Resume(msgspec.Struct, frozen=True):
+    """Where to evaluate from (`since`; None: the first point), and the open stop whose rest the window
+    continues (`continues`): the window's first stop is that stop (`continued`)."""
+
+    since: datetime | None
+    continues: Stop | None = None
+
+
+def checkpoint(points: Sequence[TrackPoint], settings: TripSettings | None = None) -> datetime | None:
+    """The latest point from which a later evaluation may resume without reading what came before it.
+
+    `points` start where an evaluation started (a stop's start, a checkpoint, or the first point). It is
+    a point of the trailing still run once that run has parked the device (it lasted the parking time,
+    or it is all the points): every trip before it is complete. It must be still on its own (its own
+    speed, not a gap's) and not idling (ignition not on), so that no trip, stop or idle interval runs
+    across it but the stop it lies in. None while the device moves or halts too briefly.
+    """
+    settings = settings or TripSettings()
+    if not points:
+        return None
+    moving = _moving(points, _speeds(points), settings)
+    run = len(points)
+    while run and not moving[run - 1]:
+        run -= 1
+    if run == len(points) or (run and _seconds(points[run], points[-1]) < settings.min_parking_duration_s):
+        return None
+    for point in reversed(points[run:]):
+        slow = point.speed_kmh is None or point.speed_kmh <= settings.speed_threshold_kmh
+        if slow and point.ignition is not True:
+            return point.ts
+    return None
+
+
+def resume_start(
+    stops: Sequence[Stop], new_from: datetime, *, in_order: bool, resume_at: datetime | None = None
+) -> Resume:
+    """Where to re-evaluate from when points from `new_from` on arrive.
+
+    `stops` are the device's stops as last evaluated, in time order (at least the last one, and the last
+    complete one ending at or before `new_from`); `resume_at` the `checkpoint` of that evaluation. Points
+    that all come after every point evaluated so far (`in_order`) continue the open last stop from its
+    checkpoint, or else from its start: a stop that goes on cannot change what came before it, and a
+    device parked for days is not re-read on each new point. Otherwise (a late point, or a trip under
+    way, which new points can still absorb into the stop before it) this is `replay_start`.
+    """
+    if in_order and stops and not stops[-1].complete:
+        last = stops[-1]
+        if resume_at is not None and resume_at > last.start_at:
+            return Resume(resume_at, last)
+        return Resume(last.start_at)
+    return Resume(max((s.start_at for s in stops if s.complete and s.end_at <= new_from), default=None))
+
+
+def continued(window: TripReport, resume: Resume) -> TripReport:
+    """The `window` evaluated from `resume.since`, with its first stop as the rest of `resume.continues`."""
+    stop = resume.continues
+    if stop is None or not window.stops:
+        return window
+    first = window.stops[0]
+    merged = msgspec.structs.replace(
+        first, start_at=stop.start_at, place=stop.place, duration_s=(first.end_at - stop.start_at).total_seconds()
+    )
+    return msgspec.structs.replace(window, stops=[merged, *window.stops[1:]])

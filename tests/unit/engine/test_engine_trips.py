@@ -15,6 +15,7 @@ latitude degrees × 111,195.08 m (the great-circle metres per degree on the IUGG
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,9 +24,19 @@ import msgspec
 import pytest
 
 from engine.track import TrackPoint, device_order
-from engine.trip_summary import daily_summary, group_summary
-from engine.trips import Place, TripSettings, replay_start, spliced, trips_and_stops
+from engine.trips import (
+    Place,
+    TripReport,
+    TripSettings,
+    checkpoint,
+    continued,
+    replay_start,
+    resume_start,
+    spliced,
+    trips_and_stops,
+)
 from models.earth import M_PER_DEG_LAT
+from models.trip_summary import daily_summary, group_summary
 
 ROUTE = msgspec.json.decode((Path(__file__).parent / "route_depot_day.json").read_bytes(), type=list[TrackPoint])
 DAY = date(2026, 3, 2)
@@ -214,3 +225,129 @@ def test_trips_replaying_from_the_stop_before_a_late_point_equals_evaluating_eve
         window = trips_and_stops("truck-7", [p for p in everything if p.ts >= since])
         replayed = spliced(before, window, since)
     assert replayed == trips_and_stops("truck-7", everything)
+
+
+def _delivered(
+    device_id: str, chunks: list[list[TrackPoint]], settings: TripSettings | None = None, read: list[int] | None = None
+) -> TripReport:
+    """The report the engine keeps when `chunks` arrive one after another (engine/trip_stage.py): each
+    re-evaluated from `resume_start` over the points arrived so far, spliced into what was kept; `read`
+    collects how many points each evaluation read."""
+    kept = TripReport(trips=[], stops=[], idles=[])
+    arrived: list[TrackPoint] = []
+    head: datetime | None = None
+    resume_at: datetime | None = None
+    for chunk in chunks:
+        arrived = device_order([*arrived, *chunk])
+        new_from = min(p.ts for p in chunk)
+        resume = resume_start(kept.stops, new_from, in_order=head is not None and new_from > head, resume_at=resume_at)
+        since = new_from if head is None else resume.since
+        window_points = [p for p in arrived if since is None or p.ts >= since]
+        window = continued(trips_and_stops(device_id, window_points, settings), resume)
+        kept = window if since is None else spliced(kept, window, since)
+        head, resume_at = arrived[-1].ts, checkpoint(window_points, settings)
+        if read is not None:
+            read.append(len(window_points))
+    return kept
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7])
+def test_trips_resumed_chunk_by_chunk_in_order_equal_evaluating_everything(size: int) -> None:
+    chunks = [ROUTE[i : i + size] for i in range(0, len(ROUTE), size)]
+    assert _delivered("truck-7", chunks) == trips_and_stops("truck-7", ROUTE)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_trips_resumed_chunk_by_chunk_shuffled_and_late_equal_evaluating_everything(seed: int) -> None:
+    late = TrackPoint(ts=at("08:00"), seq=99, lat=50.06, lon=10.0, speed_kmh=45, ignition=True)
+    shuffled = [*ROUTE, late]
+    random.Random(seed).shuffle(shuffled)
+    chunks = [shuffled[i : i + 1 + seed % 3] for i in range(0, len(shuffled), 1 + seed % 3)]
+    assert _delivered("truck-7", chunks) == trips_and_stops("truck-7", device_order([*ROUTE, late]))
+
+
+def test_trips_resumed_in_order_with_derived_speeds_and_ignition_mode_equal_evaluating_everything() -> None:
+    t0 = datetime(2026, 3, 2, 6, tzinfo=UTC)
+    drive1 = _drive(t0, 10, 50.0, 0.005, ignition=True)
+    parked = _drive(t0 + timedelta(minutes=11), 20, 50.05, 0.0, ignition=False)
+    drive2 = _drive(t0 + timedelta(minutes=32), 10, 50.05, 0.005, ignition=True)
+    points = [*drive1, *parked, *drive2]
+    for settings in (TripSettings(), TripSettings(use_ignition=True)):
+        expected = trips_and_stops("t", points, settings)
+        assert len(expected.trips) == 2
+        assert _delivered("t", [[p] for p in points], settings) == expected
+
+
+def test_trips_a_device_parked_for_long_is_resumed_from_its_last_points_not_the_whole_stop() -> None:
+    t0 = datetime(2026, 3, 2, 6, tzinfo=UTC)
+    drive = _drive(t0, 10, 50.0, 0.005, speed_kmh=40)
+    parked = _drive(t0 + timedelta(minutes=11), 600, 50.05, 0.0, speed_kmh=0.3)  # ten hours, GNSS noise
+    # The engine left running for 3 minutes at 12:00, then off again: idling inside the stop.
+    idling = [p if not 349 <= i <= 352 else msgspec.structs.replace(p, ignition=True) for i, p in enumerate(parked)]
+    points = [*drive, *idling, *_drive(t0 + timedelta(minutes=612), 10, 50.05, 0.005, speed_kmh=40)]
+    read: list[int] = []
+    assert _delivered("t", [[p] for p in points], read=read) == trips_and_stops("t", points)
+    assert max(read[30:600]) <= 6  # a few points a time while parked, not the whole stop
+    assert len(trips_and_stops("t", points).idles) == 1
+
+
+def test_trips_checkpoint_waits_until_a_halt_has_parked_and_skips_idling_points() -> None:
+    t0 = datetime(2026, 3, 2, 6, tzinfo=UTC)
+    drive = _drive(t0, 10, 50.0, 0.005, speed_kmh=40)
+    halt = _drive(t0 + timedelta(minutes=11), 3, 50.05, 0.0, speed_kmh=0)
+    assert checkpoint(drive) is None  # moving
+    assert checkpoint([*drive, *halt]) is None  # 3 minutes: a traffic light, not yet parked
+    parked = _drive(t0 + timedelta(minutes=11), 6, 50.05, 0.0, speed_kmh=0)
+    assert checkpoint([*drive, *parked]) == parked[-1].ts
+    running = [*parked[:-2], *(msgspec.structs.replace(p, ignition=True) for p in parked[-2:])]
+    assert checkpoint([*drive, *running]) == parked[-3].ts
+
+
+def _random_track(rng: random.Random, count: int) -> list[TrackPoint]:
+    """Drives, halts, parkings, idling, silences and missing speeds, at random."""
+    points, ts, lat, seq = [], datetime(2026, 3, 2, 6, tzinfo=UTC), 50.0, 0
+    while len(points) < count:
+        moving, ignition = rng.random() < 0.5, rng.choice([True, False, None])
+        for _ in range(rng.randint(1, 15)):
+            ts += timedelta(seconds=rng.choice([10, 30, 60, 60, 120, 600, 4000]))
+            lat += 0.004 if moving else rng.choice([0.0, 0.00001])
+            speed = rng.choice([40.0, 60.0, None]) if moving else rng.choice([0.0, 0.5, None])
+            points.append(TrackPoint(ts=ts, seq=seq, lat=lat, lon=10.0, speed_kmh=speed, ignition=ignition))
+            seq += 1
+    return points
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_trips_resumed_chunk_by_chunk_equal_evaluating_everything_on_random_tracks(seed: int) -> None:
+    rng = random.Random(seed)
+    points = _random_track(rng, 150)
+    settings = TripSettings(use_ignition=seed % 2 == 1)
+    expected = trips_and_stops("t", points, settings)
+    cuts = sorted(rng.sample(range(1, len(points)), 40))
+    in_order = [points[a:b] for a, b in itertools.pairwise([0, *cuts, len(points)])]
+    assert _delivered("t", in_order, settings) == expected
+    mixed = points.copy()
+    for _ in range(10):  # a few points from the offline buffer, delivered late
+        i, j = rng.randrange(len(mixed)), rng.randrange(len(mixed))
+        mixed[i], mixed[j] = mixed[j], mixed[i]
+    sizes = [rng.randint(1, 8) for _ in mixed]
+    chunks, at = [], 0
+    for size in sizes:
+        if at < len(mixed):
+            chunks.append(mixed[at : at + size])
+            at += size
+    assert _delivered("t", chunks, settings) == expected
+
+
+def test_trips_a_short_move_halted_briefly_then_driving_on_is_one_trip_when_resumed() -> None:
+    t0 = datetime(2026, 3, 2, 6, tzinfo=UTC)
+    parked = _drive(t0, 10, 50.0, 0.0, speed_kmh=0)
+    creep = _drive(t0 + timedelta(minutes=11), 2, 50.0, 0.001, speed_kmh=10)  # too short for a trip so far
+    halt = _drive(t0 + timedelta(minutes=14), 1, 50.002, 0.0, speed_kmh=0)  # a light, not a parking
+    drive = _drive(t0 + timedelta(minutes=16), 10, 50.002, 0.005, speed_kmh=40)
+    points = [*parked, *creep, *halt, *drive]
+    expected = trips_and_stops("t", points)
+    assert trips_and_stops("t", [*parked, *creep, *halt]).trips == []  # so far, part of the stop
+    assert [t.start_at for t in expected.trips] == [t0 + timedelta(minutes=11)]
+    assert _delivered("t", [[p] for p in points]) == expected
+    assert _delivered("t", [points[:15], points[15:16], points[16:]]) == expected  # the drive in one message

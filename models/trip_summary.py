@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import msgspec
 
-from engine.trips import TripReport
+from models.trips import TripReport
 
 
 class DailySummary(msgspec.Struct, frozen=True, kw_only=True):
