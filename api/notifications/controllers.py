@@ -22,7 +22,7 @@ from api.notifications.services import (
     retry_notification,
 )
 from api.pool import Pool
-from api.problems import bad_request, conflict, not_found
+from api.problems import ConflictException, bad_request, conflict, not_found
 from models.notifications import ChannelSpec, NotificationState, channel_problem
 
 
@@ -37,7 +37,13 @@ class ChannelController(Controller):
         """Every channel in use, by id; secrets are never listed."""
         return ChannelPage(items=await list_channels(pool))
 
-    @post("/", summary="Add a notification channel", status_code=HTTP_201_CREATED, opt=ADMIN)
+    @post(
+        "/",
+        summary="Add a notification channel",
+        status_code=HTTP_201_CREATED,
+        opt=ADMIN,
+        raises=[ConflictException],
+    )
     async def add(
         self, request: Request[Any, Any, Any], pool: NamedDependency[Pool], data: JSONBody[ChannelSpec]
     ) -> Channel:
@@ -90,6 +96,7 @@ class NotificationController(Controller):
         summary="Retry a dead notification",
         status_code=HTTP_204_NO_CONTENT,
         opt=OPERATOR,
+        raises=[ConflictException],
     )
     async def retry(self, pool: NamedDependency[Pool], notification_id: FromPath[int]) -> None:
         """Send a dead-lettered notification again, from its first attempt; 409 unless it is dead."""
