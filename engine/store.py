@@ -55,9 +55,12 @@ _STATE_BEFORE = (
     "SELECT phase, since, clear_since FROM engine_transitions WHERE rule_id = %s AND device_id = %s AND ts < %s"
     " ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1"
 )
-_LATEST_STATE = (
-    "SELECT phase, since, clear_since FROM engine_transitions WHERE rule_id = %s AND device_id = %s"
-    " ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1"
+# The state of each of a device's rules after its latest transition, in one statement: an index probe per
+# rule (the key leads with rule_id), instead of one round trip per rule.
+_LATEST_STATES = (
+    "SELECT r.id, t.phase, t.since, t.clear_since FROM unnest(%s::bigint[]) AS r (id) CROSS JOIN LATERAL"
+    " (SELECT phase, since, clear_since FROM engine_transitions WHERE rule_id = r.id AND device_id = %s"
+    " ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1) AS t"
 )
 _FORGET_FROM = "DELETE FROM engine_transitions WHERE rule_id = %s AND device_id = %s AND ts >= %s"
 _ADD_TRANSITION = (
@@ -159,8 +162,14 @@ async def _evaluate_device(
     report.rewinds += rewind
     first = SampleKey(samples[0][0], samples[0][1], samples[0][2])
     last = SampleKey(samples[-1][0], samples[-1][1], samples[-1][2])
+    latest: dict[int, RuleState] = {}
+    if not rewind and rules:
+        await cur.execute(_LATEST_STATES, ([rule.id for rule in rules], device.id))
+        latest = {row[0]: RuleState(row[1], row[2], row[3]) for row in await cur.fetchall()}
     for rule in rules:
-        await _evaluate_rule(cur, rule, device.id, samples, first.ts, rewind=rewind, report=report)
+        await _evaluate_rule(
+            cur, rule, device.id, samples, first.ts, rewind=rewind, latest=latest.get(rule.id, IDLE), report=report
+        )
     if head is None or last > head:
         await cur.execute(_SET_HEAD, (device.id, last.ts, last.boot, last.seq))
 
@@ -173,8 +182,11 @@ async def _evaluate_rule(
     first_ts: datetime,
     *,
     rewind: bool,
+    latest: RuleState,
     report: CycleReport,
 ) -> None:
+    """Evaluate one rule over a device's new samples. `latest` is the rule's state after its last
+    transition (read for all rules at once); a rewind reads the state before `first_ts` instead."""
     column = _SAMPLE_COLUMNS[rule.metric or ""]
     points = [
         Point(SampleKey(s[0], s[1], s[2]), s[column])
@@ -185,21 +197,25 @@ async def _evaluate_rule(
         await cur.execute(_STATE_BEFORE, (rule.id, device_id, first_ts))
         row = await cur.fetchone()
         await cur.execute(_FORGET_FROM, (rule.id, device_id, first_ts))
+        state = RuleState(row[0], row[1], row[2]) if row is not None else IDLE
     else:
-        await cur.execute(_LATEST_STATE, (rule.id, device_id))
-        row = await cur.fetchone()
-    state = RuleState(row[0], row[1], row[2]) if row is not None else IDLE
+        state = latest
     if not points:
         return
     result = evaluate(rule.condition, state, points)
-    for key, after in result.transitions:
-        await cur.execute(
-            _ADD_TRANSITION,
-            (rule.id, device_id, key.ts, key.boot, key.seq, after.phase, after.since, after.clear_since),
-        )
     if result.transitions:
+        await cur.executemany(
+            _ADD_TRANSITION,
+            [
+                (rule.id, device_id, key.ts, key.boot, key.seq, after.phase, after.since, after.clear_since)
+                for key, after in result.transitions
+            ],
+        )
         cutoff = points[-1].key.ts - REWIND_HORIZON
         await cur.execute(_PRUNE, {"rule": rule.id, "device": device_id, "cutoff": cutoff})
+    if not rewind and not result.outcomes:
+        # In order and nothing raised or cleared: the alerts already say what these samples say.
+        return
     await _reconcile(cur, rule, device_id, state=state, outcomes=result.outcomes, first_ts=first_ts, report=report)
 
 
