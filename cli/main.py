@@ -214,7 +214,7 @@ def _add_rule_commands(commands: Any) -> None:
     add = actions.add_parser("add", parents=[lookup], help="add a threshold rule; it takes effect within a second")
     add.add_argument("name", help="what operators see, e.g. 'engine overheating'")
     add.add_argument("--metric", help="a known metric, e.g. engine_temp (none for --op offline)")
-    add.add_argument("--op", required=True, choices=[">", "<", "outside", "offline"])
+    add.add_argument("--op", required=True, choices=[">", "<", "outside", "offline", "drop"])
     add.add_argument("--threshold", type=float, help="the limit of > and <")
     add.add_argument("--low", type=float, help="the range's low end, for outside")
     add.add_argument("--high", type=float, help="the range's high end, for outside")
@@ -222,6 +222,12 @@ def _add_rule_commands(commands: Any) -> None:
     add.add_argument("--clear-threshold", type=float, help="hysteresis: clear only beyond this limit")
     add.add_argument(
         "--clear-for", dest="clear_for_s", type=int, default=0, help="seconds the clear condition must hold"
+    )
+    add.add_argument(
+        "--window", dest="window_s", type=int, help="for --op drop: seconds the fall (--threshold) happens in"
+    )
+    add.add_argument(
+        "--while-parked", action="store_true", help="for --op drop: only while the device stands still (theft)"
     )
     add.add_argument("--severity", default="warning", choices=["critical", "major", "minor", "warning"])
     scope = add.add_mutually_exclusive_group()
@@ -606,7 +612,18 @@ def _rules(settings: Settings, args: argparse.Namespace) -> int:
     who = f"cli:{getpass.getuser()}"
     spec = None
     if args.action == "add":
-        fields = ("metric", "op", "threshold", "low", "high", "for_s", "clear_threshold", "clear_for_s", "severity")
+        fields = (
+            "metric",
+            "op",
+            "threshold",
+            "low",
+            "high",
+            "for_s",
+            "clear_threshold",
+            "clear_for_s",
+            "severity",
+            "window_s",
+        )
         given = {name: getattr(args, name) for name in (*fields, "device_id", "kind", "group")}
         try:
             notify = [_notify_target(text) for text in args.notify]
@@ -615,7 +632,9 @@ def _rules(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         try:
             spec = msgspec.convert(
-                {"name": args.name, "notify": notify} | {k: v for k, v in given.items() if v is not None}, RuleSpec
+                {"name": args.name, "notify": notify, "while_parked": args.while_parked}
+                | {k: v for k, v in given.items() if v is not None},
+                RuleSpec,
             )
         except msgspec.ValidationError as exc:
             say(f"invalid rule: {exc}")
@@ -664,6 +683,10 @@ def _notify_target(text: str) -> dict[str, Any]:
 def _condition(rule: Mapping[str, Any]) -> str:
     if rule["op"] == "offline":
         return f"offline for more than {rule['for_s']} s"
+    if rule["op"] == "drop":
+        parked = " while parked" if rule["while_parked"] else ""
+        fall = f"{rule['metric']} falls more than {rule['threshold']:g} within {rule['window_s']} s{parked}"
+        return fall + (f" for {rule['for_s']} s" if rule["for_s"] else "")
     limit = (
         f"outside {rule['low']:g}…{rule['high']:g}"
         if rule["op"] == "outside"

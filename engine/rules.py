@@ -12,7 +12,8 @@ from models.rules import OFFLINE, Condition
 
 _ACTIVE_RULES = (
     "SELECT id, name, metric, op, threshold, low, high, for_s, clear_threshold, clear_for_s, severity,"
-    " device_id, kind, group_name, created_at FROM alert_rules WHERE deleted_at IS NULL ORDER BY id"
+    " device_id, kind, group_name, created_at, window_s, while_parked FROM alert_rules WHERE deleted_at IS NULL"
+    " ORDER BY id"
 )
 
 
@@ -73,6 +74,8 @@ async def load_rules(cur: psycopg.AsyncCursor[Any]) -> list[Rule]:
                 for_s=row[7],
                 clear_threshold=row[8],
                 clear_for_s=row[9],
+                window_s=row[15],
+                while_parked=row[16],
             ),
             device_id=row[11],
             kind=row[12],

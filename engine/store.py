@@ -23,11 +23,14 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 import psycopg
+from psycopg import sql
 
+from engine.fall import Reading, falls
 from engine.fence_stage import FenceReport, FenceSet, evaluate_fences
 from engine.rules import Device, Rule
 from engine.threshold import IDLE, Cleared, Point, Raised, RuleState, SampleKey, evaluate
 from engine.trip_stage import evaluate_trips
+from models.rules import DROP
 from models.telemetry import METRIC_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -188,11 +191,14 @@ async def _evaluate_rule(
     """Evaluate one rule over a device's new samples. `latest` is the rule's state after its last
     transition (read for all rules at once); a rewind reads the state before `first_ts` instead."""
     column = _SAMPLE_COLUMNS[rule.metric or ""]
-    points = [
-        Point(SampleKey(s[0], s[1], s[2]), s[column])
-        for s in samples
-        if s[column] is not None and s[0] >= rule.created_at
-    ]
+    if rule.condition.op == DROP:
+        points = await _falls(cur, rule, device_id, samples)
+    else:
+        points = [
+            Point(SampleKey(s[0], s[1], s[2]), s[column])
+            for s in samples
+            if s[column] is not None and s[0] >= rule.created_at
+        ]
     if rewind:
         await cur.execute(_STATE_BEFORE, (rule.id, device_id, first_ts))
         row = await cur.fetchone()
@@ -217,6 +223,35 @@ async def _evaluate_rule(
         # In order and nothing raised or cleared: the alerts already say what these samples say.
         return
     await _reconcile(cur, rule, device_id, state=state, outcomes=result.outcomes, first_ts=first_ts, report=report)
+
+
+async def _falls(
+    cur: psycopg.AsyncCursor[Any], rule: Rule, device_id: str, samples: list[tuple[Any, ...]]
+) -> list[Point]:
+    """A `drop` rule's points: the fall at each new sample over the window before it, read back from
+    `telemetry` for the readings before the first new one."""
+    column, speed = _SAMPLE_COLUMNS[rule.metric or ""], _SAMPLE_COLUMNS["speed"]
+    new = [
+        Reading(SampleKey(s[0], s[1], s[2]), s[column], s[speed])
+        for s in samples
+        if s[column] is not None and s[0] >= rule.created_at
+    ]
+    if not new:
+        return []
+    window_s = rule.condition.window_s or 0
+    first = new[0].key
+    # The metric is one of RULE_METRICS, each a column of `telemetry` (never text from a request).
+    query = sql.SQL(
+        "SELECT ts, boot, seq, {metric}, speed FROM telemetry WHERE device_id = %s AND ts >= %s AND ts <= %s"
+        " AND {metric} IS NOT NULL ORDER BY ts, boot, seq"
+    ).format(metric=sql.Identifier(rule.metric or ""))
+    await cur.execute(query, (device_id, first.ts - timedelta(seconds=window_s), first.ts))
+    history = [
+        Reading(SampleKey(r[0], r[1], r[2]), r[3], r[4])
+        for r in await cur.fetchall()
+        if SampleKey(r[0], r[1], r[2]) < first
+    ]
+    return falls(history, new, window_s, while_parked=rule.condition.while_parked)
 
 
 def _episodes(state: RuleState, outcomes: Sequence[Raised | Cleared]) -> dict[datetime, _Episode]:
@@ -281,7 +316,8 @@ async def _insert(
     cur: psycopg.AsyncCursor[Any], rule: Rule, device_id: str, episode: _Episode, report: CycleReport
 ) -> None:
     cleared = episode.cleared_at is not None
-    message = f"{rule.name}: {rule.condition.describe(rule.metric)} (read {episode.value:g})"
+    reading = "fell" if rule.condition.op == DROP else "read"
+    message = f"{rule.name}: {rule.condition.describe(rule.metric)} ({reading} {episode.value:g})"
     await cur.execute(
         _INSERT_ALERT,
         (

@@ -13,7 +13,7 @@ from models.rules import RuleSpec
 
 RULE_COLUMNS: Final = (
     "id, name, metric, op, threshold, low, high, for_s, clear_threshold, clear_for_s, severity, device_id, kind,"
-    " group_name, created_at, created_by"
+    " group_name, created_at, created_by, window_s, while_parked"
 )
 # The channels a rule notifies, as a JSON list of {"channel", "events"} (models.rules.NotifyTarget).
 _NOTIFY_COLUMN: Final = (
@@ -24,9 +24,9 @@ LIST_RULES: Final = f"SELECT {RULE_COLUMNS}, {_NOTIFY_COLUMN} FROM alert_rules W
 READ_RULE: Final = f"SELECT {RULE_COLUMNS}, {_NOTIFY_COLUMN} FROM alert_rules WHERE id = %s AND deleted_at IS NULL"
 INSERT_RULE: Final = (
     "INSERT INTO alert_rules (name, metric, op, threshold, low, high, for_s, clear_threshold, clear_for_s,"
-    " severity, device_id, kind, group_name, created_by) VALUES (%(name)s, %(metric)s, %(op)s, %(threshold)s,"
-    " %(low)s, %(high)s, %(for_s)s, %(clear_threshold)s, %(clear_for_s)s, %(severity)s, %(device_id)s,"
-    " %(kind)s, %(group)s, %(created_by)s) RETURNING id"
+    " severity, device_id, kind, group_name, created_by, window_s, while_parked) VALUES (%(name)s, %(metric)s,"
+    " %(op)s, %(threshold)s, %(low)s, %(high)s, %(for_s)s, %(clear_threshold)s, %(clear_for_s)s, %(severity)s,"
+    " %(device_id)s, %(kind)s, %(group)s, %(created_by)s, %(window_s)s, %(while_parked)s) RETURNING id"
 )
 # The channel ids among these that name no channel in use (a rule cannot notify those).
 UNKNOWN_CHANNELS: Final = (

@@ -22,8 +22,11 @@ RULE_METRICS: Final[dict[str, MetricSpec]] = KNOWN_METRICS | {"speed": MetricSpe
 RULE_DURATION_MAX_S: Final = 86_400  # a day: longer windows are reports, not alerts
 Severity = Literal["critical", "major", "minor", "warning"]
 SEVERITIES: Final[tuple[str, ...]] = ("critical", "major", "minor", "warning")
-Operator = Literal[">", "<", "outside", "offline"]
+Operator = Literal[">", "<", "outside", "offline", "drop"]
 OFFLINE: Final = "offline"  # a presence rule: the device offline for longer than `for_s`
+# A rate-of-change rule: the metric fell by more than `threshold` within `window_s` (fuel theft).
+DROP: Final = "drop"
+PARKED_KMH: Final = 1.0  # `while_parked`: a sample whose speed is at most this (GNSS noise when still)
 AlertState = Literal["active", "acknowledged", "cleared", "retracted"]
 ALERT_STATES: Final[tuple[str, ...]] = ("active", "acknowledged", "cleared", "retracted")
 OPEN_STATES: Final[tuple[str, ...]] = ("active", "acknowledged")
@@ -61,6 +64,8 @@ class RuleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     kind: ScopeName | None = None
     group: ScopeName | None = None
     notify: list[NotifyTarget] = []  # whether each channel exists is the store's to check
+    window_s: DurationS | None = None  # op `drop`: the window the fall is measured over
+    while_parked: bool = False  # op `drop`: only samples of a parked device count (speed <= 1 km/h)
 
 
 def rule_problem(spec: RuleSpec) -> str | None:
@@ -73,11 +78,15 @@ def rule_problem(spec: RuleSpec) -> str | None:
             return f"{name} {seconds} is out of range: 0 to {RULE_DURATION_MAX_S} seconds"
     if sum(scope is not None for scope in (spec.device_id, spec.kind, spec.group)) > 1:
         return "a rule applies to one device, one kind or one group (or, with none of them, to every device)"
+    if spec.op != DROP and (spec.window_s is not None or spec.while_parked):
+        return "window_s and while_parked belong to op 'drop'"
     if spec.op == OFFLINE:
         return _presence_problem(spec)
     metric = RULE_METRICS.get(spec.metric or "")
     if metric is None:
         return f"unknown metric {spec.metric!r}; known: {', '.join(RULE_METRICS)}"
+    if spec.op == DROP:
+        return _drop_problem(spec, metric.high - metric.low)
     problem, limits = _limits_of(spec)
     if problem is not None:
         return problem
@@ -107,6 +116,20 @@ def _presence_problem(spec: RuleSpec) -> str | None:
         return "op 'offline' takes no metric, threshold, low, high or clear_threshold: only for_s"
     if spec.for_s < 1 or spec.clear_for_s:
         return "op 'offline' takes for_s of at least 1 second (how long offline before the alert), no clear_for_s"
+    return None
+
+
+def _drop_problem(spec: RuleSpec, span: float) -> str | None:
+    """Why a `drop` rule cannot be: it takes the fall (threshold, above zero and within the metric's
+    range), the window it happens in, and optionally a lower fall that clears it."""
+    if spec.threshold is None or spec.low is not None or spec.high is not None:
+        return "op 'drop' takes threshold (how far the metric falls), not low and high"
+    if not 0 < spec.threshold <= span:
+        return f"op 'drop': threshold {spec.threshold:g} must be above 0 and at most {span:g} (the metric's range)"
+    if spec.window_s is None or not 1 <= spec.window_s <= RULE_DURATION_MAX_S:
+        return f"op 'drop' takes window_s from 1 to {RULE_DURATION_MAX_S} seconds (the time the fall happens in)"
+    if spec.clear_threshold is not None and not 0 <= spec.clear_threshold <= spec.threshold:
+        return f"clear_threshold {spec.clear_threshold:g} must be from 0 to threshold {spec.threshold:g} for op 'drop'"
     return None
 
 
@@ -143,9 +166,12 @@ class Condition(msgspec.Struct, frozen=True, kw_only=True):
     clear_threshold: float | None = None
     clear_for_s: int = 0
 
+    window_s: int | None = None
+    while_parked: bool = False
+
     def triggers(self, value: float) -> bool:
-        """True when `value` meets the alert condition."""
-        if self.op == ">":
+        """True when `value` meets the alert condition (for `drop`, `value` is the fall)."""
+        if self.op in (">", DROP):
             return value > _given(self.threshold)
         if self.op == "<":
             return value < _given(self.threshold)
@@ -155,7 +181,7 @@ class Condition(msgspec.Struct, frozen=True, kw_only=True):
         """True when `value` meets the clear condition (the hysteresis limit, if any)."""
         if self.clear_threshold is None or self.op == "outside":
             return not self.triggers(value)
-        if self.op == ">":
+        if self.op in (">", DROP):
             return value < self.clear_threshold
         return value > self.clear_threshold
 
@@ -163,6 +189,10 @@ class Condition(msgspec.Struct, frozen=True, kw_only=True):
         """The condition as people write it, e.g. `engine_temp > 110 for 30 s`."""
         if self.op == OFFLINE:
             return f"offline for more than {self.for_s} s"
+        if self.op == DROP:
+            parked = " while parked" if self.while_parked else ""
+            text = f"{metric} fell more than {_given(self.threshold):g} within {self.window_s} s{parked}"
+            return text + (f" for {self.for_s} s" if self.for_s else "")
         if self.op == "outside":
             text = f"{metric} outside {self.low:g}…{self.high:g}"
         else:
@@ -180,6 +210,8 @@ def condition_of(spec: RuleSpec) -> Condition:
         for_s=spec.for_s,
         clear_threshold=spec.clear_threshold,
         clear_for_s=spec.clear_for_s,
+        window_s=spec.window_s,
+        while_parked=spec.while_parked,
     )
 
 

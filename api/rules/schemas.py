@@ -29,6 +29,8 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     created_by: str | None
     notify: list[NotifyTarget]  # the notification channels told of its alerts' changes
+    window_s: int | None = None  # op `drop`: the window the fall is measured over
+    while_parked: bool = False  # op `drop`: only samples of a parked device count
 
 
 class RulePage(msgspec.Struct, frozen=True, kw_only=True):

@@ -44,6 +44,8 @@ def rule_from_row(row: Mapping[str, Any]) -> Rule:
         created_at=row["created_at"],
         created_by=row["created_by"],
         notify=[NotifyTarget(channel=n["channel"], events=n["events"]) for n in row["notify"]],
+        window_s=row["window_s"],
+        while_parked=row["while_parked"],
     )
 
 
