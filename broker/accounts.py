@@ -6,7 +6,7 @@ pattern lines grant every username the device rights on fleet/v1/<username>/...,
 share a name with a bridge, API or integrator account: one primary key makes that impossible instead of
 merely checked. A device account points at its registry row (`devices.id`, the same string); deleting the
 device deletes the account, and `devices.disabled` takes a device off the broker without losing its
-secret. Roles: `device`, `bridge`, `api`, `integrator` (read-only; optionally one device group).
+secret. Roles: `device`, `bridge`, `engine`, `api`, `integrator` (read-only; optionally one device group).
 
 Secrets: `secrets.token_urlsafe`, returned once by the function that makes them, stored only as the
 broker's own PBKDF2-SHA512 string (broker/passwords.py): the password file is rendered from that column,
@@ -34,7 +34,7 @@ from broker.passwords import hash_secret, new_secret, password_line
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 CSV_COLUMNS: Final = ("id", "kind", "name", "group")
-SERVICE_ROLES: Final = frozenset({Role.BRIDGE, Role.API})
+SERVICE_ROLES: Final = frozenset({Role.BRIDGE, Role.ENGINE, Role.API})
 
 
 class AccountError(ValueError):

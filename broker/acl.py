@@ -45,6 +45,7 @@ class Role(enum.StrEnum):
 
     DEVICE = "device"
     BRIDGE = "bridge"
+    ENGINE = "engine"
     API = "api"
     INTEGRATOR = "integrator"
 
@@ -85,10 +86,11 @@ ROLE_GRANTS: Final[dict[Role, tuple[Grant, ...]]] = {
         Grant(_READ, TopicKind.EVENTS),
         Grant(_READ, TopicKind.STATUS),
         Grant(_WRITE, TopicKind.STATE),
-        Grant(_WRITE, TopicKind.ALERTS),
         Grant(_WRITE, TopicKind.PERSISTED),
         Grant(_WRITE, TopicKind.REJECTED),
     ),
+    # The rules engine publishes alert changes, and reads nothing: its input is the database's feed.
+    Role.ENGINE: (Grant(_WRITE, TopicKind.ALERTS),),
     # Telemetry on behalf of HTTP devices (api/ingest/): the API publishes only after checking the device's
     # own secret, and reads the bridge's replies to learn what was committed.
     Role.API: (

@@ -148,10 +148,10 @@ def _add_account_commands(commands: argparse._SubParsersAction[argparse.Argument
     add.add_argument("name", help="its MQTT username")
     add.add_argument("--group", help="read only this device group's devices")
     integrator_actions.add_parser("list", parents=[lookup], help="every integrator: name, group, state, created")
-    services = commands.add_parser("services", help="MQTT accounts of bridge and API instances")
+    services = commands.add_parser("services", help="MQTT accounts of bridge, engine and API instances")
     service_actions = services.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = service_actions.add_parser("add", parents=[common], help="create one, print its secret")
-    add.add_argument("role", choices=["bridge", "api"])
+    add.add_argument("role", choices=["bridge", "engine", "api"])
     add.add_argument(
         "name",
         help="its MQTT username, also its client id on the broker: one account per instance, "

@@ -51,8 +51,7 @@ MQTTS_CERTIFICATES_PORT: Final = 8884
 READY_TIMEOUT_S: Final = 60.0
 READY_POLL_S: Final = 0.2
 API_ACCOUNT: Final = "fleetbridge-api"  # the API's broker account (role api), for HTTP ingest
-# The engine's broker account, to publish alert changes. Role bridge: the one service role with the right
-# to write `alerts` today (broker/acl.py); a narrower engine role would need a schema change of its own.
+# The engine's broker account, to publish alert changes (role engine: write `alerts`, nothing else).
 ENGINE_ACCOUNT: Final = "fleetbridge-engine-1"
 AGENT_START_TIMEOUT_S: Final = 10.0
 
@@ -393,7 +392,7 @@ def _provision(database_url: str, accounts_dir: Path, state: Path, settings: Set
         # The API's own account: it publishes HTTP-ingested telemetry for devices. Its user name is its
         # client id at the broker (use_username_as_clientid), so a second API instance needs another.
         api = add_service_account(conn, Role.API, API_ACCOUNT, rotate_existing=True)
-        engine = add_service_account(conn, Role.BRIDGE, ENGINE_ACCOUNT, rotate_existing=True)
+        engine = add_service_account(conn, Role.ENGINE, ENGINE_ACCOUNT, rotate_existing=True)
         rows = conn.execute("SELECT username FROM mqtt_accounts WHERE username = ANY(%s)", (ids,)).fetchall()
         existing = {row[0] for row in rows}
         credentials = import_devices(conn, [DeviceSpec(i) for i in ids if i not in existing])

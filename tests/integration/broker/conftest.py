@@ -208,6 +208,7 @@ class Fleet:
     bridge: Credential
     bridge_2: Credential
     api: Credential
+    engine: Credential
     integrator: Credential
     north_integrator: Credential
     probes: list[Probe] = field(default_factory=list)
@@ -248,6 +249,7 @@ def fleet(account_broker: AccountBroker, database_url: str) -> Iterator[Fleet]:
             # A second instance: one account per instance, as client ids are bound to user names.
             bridge_2=accounts.add_service_account(conn, Role.BRIDGE, "fleetbridge-bridge-2"),
             api=accounts.add_service_account(conn, Role.API, "fleetbridge-api"),
+            engine=accounts.add_service_account(conn, Role.ENGINE, "fleetbridge-engine-1"),
             integrator=accounts.add_integrator(conn, "acme"),
             north_integrator=accounts.add_integrator(conn, "north-view", group=f"north-{suffix}"),
         )

@@ -323,14 +323,26 @@ def test_device_gets_its_commands_and_the_bridges_replies_and_acknowledges(fleet
     assert api.next_message() == (fleet.topic(fleet.a, "cmd/ack"), b"pong")
 
 
+def test_engine_publishes_alerts_and_can_neither_read_telemetry_nor_speak_for_the_bridge(fleet: Fleet) -> None:
+    engine, device = fleet.connected(fleet.engine), fleet.connected(fleet.a)
+    engine.subscribe("fleet/v1/+/telemetry", "fleet/v1/+/status")
+    assert device.publish(fleet.topic(fleet.a, "telemetry"), b"{}") in ACCEPTED
+    assert device.publish(fleet.topic(fleet.a, "status"), b"online", retain=True) in ACCEPTED
+    for kind in ("state", "persisted", "rejected", "cmd", "telemetry"):
+        assert engine.publish(fleet.topic(fleet.a, kind), b"forged") == NOT_AUTHORIZED
+    # The bridge, for its part, no longer has the right to write alerts.
+    assert fleet.connected(fleet.bridge).publish(fleet.topic(fleet.a, "alerts"), b"x") == NOT_AUTHORIZED
+    assert engine.received() == []
+
+
 def test_integrator_reads_state_alerts_and_status(fleet: Fleet) -> None:
-    bridge, device = fleet.connected(fleet.bridge), fleet.connected(fleet.a)
+    bridge, device, engine = fleet.connected(fleet.bridge), fleet.connected(fleet.a), fleet.connected(fleet.engine)
     assert bridge.publish(fleet.topic(fleet.a, "state"), b"{}", retain=True) in ACCEPTED
     assert device.publish(fleet.topic(fleet.a, "status"), b"online", retain=True) in ACCEPTED
     integrator = fleet.connected(fleet.integrator)
 
     integrator.subscribe("fleet/v1/+/state", "fleet/v1/+/alerts", "fleet/v1/+/status")
-    assert bridge.publish(fleet.topic(fleet.a, "alerts"), b"overheat") == SUCCESS
+    assert engine.publish(fleet.topic(fleet.a, "alerts"), b"overheat") == SUCCESS
 
     got = integrator.received(1.0)
     assert (fleet.topic(fleet.a, "state"), b"{}") in got

@@ -44,7 +44,6 @@ def test_render_gives_the_bridge_its_reads_and_writes_on_every_device() -> None:
         "topic read fleet/v1/+/events",
         "topic read fleet/v1/+/status",
         "topic write fleet/v1/+/state",
-        "topic write fleet/v1/+/alerts",
         "topic write fleet/v1/+/persisted",
         "topic write fleet/v1/+/rejected",
     ]
@@ -113,7 +112,16 @@ def test_render_denies_revoked_or_disabled_accounts_everything(role: Role) -> No
     assert _block(text, "gone") == ["topic deny #"]
 
 
-@pytest.mark.parametrize("role", [Role.BRIDGE, Role.API, Role.INTEGRATOR])
+def test_render_lets_the_engine_write_alerts_and_nothing_else() -> None:
+    text = render_acl([AclAccount("fleetbridge-engine-1", Role.ENGINE)])
+
+    assert _block(text, "fleetbridge-engine-1") == [
+        "topic deny fleet/v1/fleetbridge-engine-1/#",
+        "topic write fleet/v1/+/alerts",
+    ]
+
+
+@pytest.mark.parametrize("role", [Role.BRIDGE, Role.ENGINE, Role.API, Role.INTEGRATOR])
 def test_render_denies_every_non_device_account_the_device_rights_patterns_give_it(role: Role) -> None:
     text = render_acl([AclAccount("svc-1", role)])
 
