@@ -69,6 +69,7 @@ def maintain(
     today = now.astimezone(UTC).date()
     oldest = today - timedelta(days=retention_days)
     _expire_presence_history(conn, _day_start(oldest))
+    _expire_engine_outputs(conn, _day_start(oldest))
     if uses_timescale(conn):
         return report
     wanted = [oldest + timedelta(days=n) for n in range((today - oldest).days + ahead_days + 1)]
@@ -97,6 +98,36 @@ def maintain(
     if report.created or report.dropped:
         log.info("partitions created %s, dropped %s", report.created, report.dropped)
     return report
+
+
+# What the rules engine derived, kept as long as the history it was derived from: closed alerts (with their
+# changes, comments and notifications), geofence events, and trips, stops and idling that ended before the
+# horizon. Open alerts stay whatever their age: an operator has yet to act on them.
+_CLOSED_ALERTS = "SELECT id FROM alerts WHERE state IN ('cleared', 'retracted') AND updated_at < %(horizon)s"
+_ENGINE_EXPIRY: Final = (
+    ("notifications", f"DELETE FROM notifications WHERE alert_id IN ({_CLOSED_ALERTS})"),
+    ("alert_comments", f"DELETE FROM alert_comments WHERE alert_id IN ({_CLOSED_ALERTS})"),
+    ("alert_events", f"DELETE FROM alert_events WHERE alert_id IN ({_CLOSED_ALERTS})"),
+    ("alerts", "DELETE FROM alerts WHERE state IN ('cleared', 'retracted') AND updated_at < %(horizon)s"),
+    ("geofence_events", "DELETE FROM geofence_events WHERE ts < %(horizon)s"),
+    ("trips", "DELETE FROM trips WHERE ended_at < %(horizon)s AND complete"),
+    ("stops", "DELETE FROM stops WHERE ended_at < %(horizon)s AND complete"),
+    ("idle_periods", "DELETE FROM idle_periods WHERE ended_at < %(horizon)s"),
+)
+
+
+def _expire_engine_outputs(conn: psycopg.Connection[tuple[Any, ...]], horizon: datetime) -> None:
+    """Forget what the engine derived from history older than `horizon` (one transaction: an alert and
+    its changes go together)."""
+    removed: dict[str, int] = {}
+    with conn.transaction():
+        for table, statement in _ENGINE_EXPIRY:
+            if _exists(conn, table):
+                count = conn.execute(statement, {"horizon": horizon}).rowcount
+                if count:
+                    removed[table] = count
+    if removed:
+        log.info("retention removed what the engine derived before %s: %s", horizon.isoformat(), removed)
 
 
 def _expire_presence_history(conn: psycopg.Connection[tuple[Any, ...]], horizon: datetime) -> None:

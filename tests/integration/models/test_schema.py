@@ -242,3 +242,46 @@ def test_every_presence_change_is_recorded_and_retention_keeps_the_last_one_befo
         maintain(conn, now=now, ahead_days=1, retention_days=30)
         kept = conn.execute("SELECT at FROM presence_history WHERE device_id = 'pres-1' ORDER BY at").fetchall()
         assert kept == [(steps[1][0],), (now,)]  # the presence at the horizon (offline since day -40) stays known
+
+
+def test_retention_forgets_closed_alerts_and_engine_outputs_older_than_the_history_and_keeps_open_alerts(
+    database_url: str,
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    old, recent = now - timedelta(days=45), now - timedelta(days=5)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rule = conn.execute(
+            "INSERT INTO alert_rules (name, metric, op, threshold, severity) VALUES ('hot', 'engine_temp', '>', 110,"
+            " 'major') RETURNING id"
+        ).fetchone()
+        assert rule is not None
+        alerts = {}
+        for name, state, at in (
+            ("old-closed", "cleared", old),
+            ("old-open", "active", old),
+            ("new", "cleared", recent),
+        ):
+            row = conn.execute(
+                "INSERT INTO alerts (rule_id, device_id, started_at, raised_at, severity, state, message, updated_at)"
+                " VALUES (%s, %s, %s, %s, 'major', %s, 'hot', %s) RETURNING id",
+                (rule[0], name, at, at, state, at),
+            ).fetchone()
+            assert row is not None
+            alerts[name] = row[0]
+            conn.execute("INSERT INTO alert_events (alert_id, kind) VALUES (%s, 'raised')", (row[0],))
+            conn.execute("INSERT INTO alert_comments (alert_id, author, body) VALUES (%s, 'olga', 'seen')", (row[0],))
+        for device, at in (("old", old), ("new", recent)):
+            conn.execute(
+                "INSERT INTO trips (device_id, started_at, ended_at, start_lat, start_lon, end_lat, end_lon, distance_m,"
+                " duration_s, max_speed_kmh, avg_speed_kmh, from_odometer, complete)"
+                " VALUES (%s, %s, %s, 0, 0, 0, 0, 1000, 600, 50, 6, false, true)",
+                (device, at - timedelta(hours=1), at),
+            )
+
+        maintain(conn, now=now, ahead_days=1, retention_days=30)
+        kept = conn.execute("SELECT device_id FROM alerts ORDER BY device_id").fetchall()
+        assert kept == [("new",), ("old-open",)]
+        for table in ("alert_events", "alert_comments"):
+            rows = conn.execute(f"SELECT alert_id FROM {table} ORDER BY alert_id").fetchall()
+            assert sorted(r[0] for r in rows) == sorted([alerts["old-open"], alerts["new"]])
+        assert conn.execute("SELECT device_id FROM trips").fetchall() == [("new",)]
