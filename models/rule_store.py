@@ -28,8 +28,9 @@ INSERT_RULE: Final = (
     " %(threshold)s, %(low)s, %(high)s, %(for_s)s, %(clear_threshold)s, %(clear_for_s)s, %(severity)s,"
     " %(device_id)s, %(kind)s, %(group)s, %(fence_id)s, %(created_by)s) RETURNING id"
 )
-# A fence in use with this id, or no row (a geofence rule cannot name a removed or unknown fence).
-FENCE_IN_USE: Final = "SELECT 1 FROM geofences WHERE id = %s AND deleted_at IS NULL"
+# A fence in use with this id, or no row (a geofence rule cannot name a removed or unknown fence). The lock
+# makes a removal under way wait for this rule, or this rule for the removal (api/geofences/services.py).
+FENCE_IN_USE: Final = "SELECT 1 FROM geofences WHERE id = %s AND deleted_at IS NULL FOR SHARE"
 # The channel ids among these that name no channel in use (a rule cannot notify those).
 UNKNOWN_CHANNELS: Final = (
     "SELECT x FROM unnest(%s::bigint[]) AS x WHERE NOT EXISTS"

@@ -83,6 +83,12 @@ async def test_geofence_rules_name_a_fence_that_exists(http: httpx.AsyncClient) 
     assert unknown.json()["detail"] == "no geofence 999999 (GET /api/v1/geofences)"
     assert without.status_code == 400
     assert "takes a fence_id" in without.json()["detail"]
+    # A fence a rule names is not removed under it: the rule's alerts could never clear.
+    in_use = await http.delete(f"/api/v1/geofences/{fence.json()['id']}")
+    assert in_use.status_code == 409
+    assert f"named by alert rules {added.json()['id']}" in in_use.json()["detail"]
+    assert (await http.delete(f"/api/v1/rules/{added.json()['id']}")).status_code == 204
+    assert (await http.delete(f"/api/v1/geofences/{fence.json()['id']}")).status_code == 204
 
 
 async def test_viewers_read_rules_and_alerts_but_change_neither(
