@@ -130,7 +130,11 @@ async def test_engine_a_truck_dwelling_in_a_fence_raises_one_alert_cleared_at_th
     shuffle = random.Random(11).sample
     engine_process("fence-rules")
     async with running_bridge(bridge_settings):
-        await publish(bridge_settings.mqtt.url, in_order, start, SECONDS)
+        # The first truck's fixes up to 100 s: in the depot, not yet for 2 min. The rest is evaluated later,
+        # from the stay under way.
+        await publish(bridge_settings.mqtt.url, in_order, start, SECONDS[:51])
+        assert await alerts_once_drained(database_url, in_order, 51) == []
+        await publish(bridge_settings.mqtt.url, in_order, start, SECONDS[51:])
         # The second truck's fixes arrive shuffled, the second half first: it is first seen inside at 86 s,
         # a stay of 64.5 s that raises nothing, until the late first half shows it drove in at 9.5 s.
         await publish(bridge_settings.mqtt.url, late, start, shuffle(SECONDS[43:], 43))

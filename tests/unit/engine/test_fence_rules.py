@@ -86,7 +86,7 @@ def track(seed: int) -> list[TrackPoint]:
     """A random walk across the border a few times, a fix every 10 s, jittering in the band at times."""
     rng = random.Random(seed)
     lon, points = 9.998, []
-    for i in range(120):
+    for i in range(240):
         lon += rng.choice((-1, 1)) * rng.uniform(0.00005, 0.0006)
         lon = min(max(lon, 9.996), 10.004)
         points.append(TrackPoint(ts=at(10 * i), seq=i, lat=50.005, lon=lon))
