@@ -211,10 +211,13 @@ def _add_rule_commands(commands: Any) -> None:
     rules = commands.add_parser("rules", help="alert rules the engine evaluates (docs/rules.md)")
     actions = rules.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", parents=[lookup], help="every rule: id, name, condition, severity, scope")
-    add = actions.add_parser("add", parents=[lookup], help="add a threshold rule; it takes effect within a second")
+    add = actions.add_parser("add", parents=[lookup], help="add a rule; it takes effect within a second")
     add.add_argument("name", help="what operators see, e.g. 'engine overheating'")
-    add.add_argument("--metric", help="a known metric, e.g. engine_temp (none for --op offline)")
-    add.add_argument("--op", required=True, choices=[">", "<", "outside", "offline", "drop"])
+    add.add_argument("--metric", help="a known metric, e.g. engine_temp (none for offline and the geofence ops)")
+    add.add_argument(
+        "--op", required=True, choices=[">", "<", "outside", "offline", "entered", "inside", "left", "drop"]
+    )
+    add.add_argument("--fence", dest="fence_id", type=int, help="the geofence's id, for entered, inside and left")
     add.add_argument("--threshold", type=float, help="the limit of > and <")
     add.add_argument("--low", type=float, help="the range's low end, for outside")
     add.add_argument("--high", type=float, help="the range's high end, for outside")
@@ -603,7 +606,7 @@ def _rules(settings: Settings, args: argparse.Namespace) -> int:
     import msgspec
     import psycopg
 
-    from models.rule_store import UnknownChannelError, add_rule, list_rules, remove_rule
+    from models.rule_store import UnknownChannelError, UnknownFenceError, add_rule, list_rules, remove_rule
     from models.rules import RuleSpec, rule_problem
 
     url = _database_url(settings, args)
@@ -624,7 +627,7 @@ def _rules(settings: Settings, args: argparse.Namespace) -> int:
             "severity",
             "window_s",
         )
-        given = {name: getattr(args, name) for name in (*fields, "device_id", "kind", "group")}
+        given = {name: getattr(args, name) for name in (*fields, "device_id", "kind", "group", "fence_id")}
         try:
             notify = [_notify_target(text) for text in args.notify]
         except ValueError as exc:
@@ -648,7 +651,7 @@ def _rules(settings: Settings, args: argparse.Namespace) -> int:
             if spec is not None:
                 try:
                     row = add_rule(conn, spec, who)
-                except UnknownChannelError as exc:
+                except (UnknownChannelError, UnknownFenceError) as exc:
                     say(str(exc))
                     return 2
                 print(row["id"])
@@ -687,6 +690,13 @@ def _condition(rule: Mapping[str, Any]) -> str:
         parked = " while parked" if rule["while_parked"] else ""
         fall = f"{rule['metric']} falls more than {rule['threshold']:g} within {rule['window_s']} s{parked}"
         return fall + (f" for {rule['for_s']} s" if rule["for_s"] else "")
+    if rule["op"] in ("entered", "inside", "left"):
+        from models.rules import duration_text
+
+        stay = f" for more than {duration_text(rule['for_s'])}" if rule["for_s"] else ""
+        if rule["op"] == "left":
+            return f"left fence {rule['fence_id']}" + (f", outside{stay}" if stay else "")
+        return f"{rule['op']} fence {rule['fence_id']}{stay}"
     limit = (
         f"outside {rule['low']:g}…{rule['high']:g}"
         if rule["op"] == "outside"
@@ -698,6 +708,10 @@ def _condition(rule: Mapping[str, Any]) -> str:
 def _clearing(rule: Mapping[str, Any]) -> str:
     if rule["op"] == "offline":
         return "back online"
+    if rule["op"] == "left":
+        return "back inside"
+    if rule["op"] in ("entered", "inside"):
+        return "at the exit"
     limit = "when not" if rule["clear_threshold"] is None else f"beyond {rule['clear_threshold']:g}"
     return limit + (f" for {rule['clear_for_s']} s" if rule["clear_for_s"] else "")
 

@@ -122,7 +122,7 @@ async def _evaluate(
             report = await run_cycle(conn, part, rules, fences)
             if report.feed_rows:
                 busy = True
-                if report.alert_events or report.fences.events:
+                if report.alert_events or report.fences.events or report.fences.alert_events:
                     log.info("partition %d: %s", part, report)
         if not busy:
             await _sleep(stop, poll_s)

@@ -10,6 +10,11 @@ those points replace the ones stored for the same window. An event's natural key
 ts), so events that a re-run finds again are left as they are and nothing is written twice; an event the
 re-run no longer finds (a late point showed the device had not left) is deleted.
 
+Geofence rules (`engine/fence_rules.py`) are evaluated on the same window: for each rule of the device, the
+stay under way before the window (from the last event stored before it) and the events of the window give
+the episodes, reconciled with the alerts from the window on (`engine/episodes.py`), so a re-run retracts an
+alert whose stay no longer happens as it rewrites the events.
+
 Fences are read again only when `geofences` changed (`geofence_version`, bumped by a trigger in the
 writing transaction), and their index is built then, one per device group (the global fences and the group's own).
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -25,12 +31,15 @@ from typing import Any, Final
 import msgspec
 import psycopg
 
+from engine.episodes import AlertTarget, reconcile
 from engine.fence_index import FenceIndex
-from engine.geofence import DeviceFenceState, FenceEvent, FenceTracker
-from engine.rules import Device
+from engine.fence_rules import FenceWindow, fence_episodes, side_of
+from engine.geofence import DeviceFenceState, FenceEvent, FenceTracker, last_on_side
+from engine.rules import Device, Rule
 from engine.track import TrackPoint
 from models.fences.geojson import FenceRejected, parse_fence
 from models.fences.shapes import Fence
+from models.rules import fence_condition_text
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +79,11 @@ _WINDOW_EVENTS = (
     "SELECT id, fence_id, kind, ts FROM geofence_events WHERE device_id = %s"
     " AND (confirmed_ts, confirmed_boot, confirmed_seq) >= (%s, %s, %s)"
 )
+# The fence's last event confirmed before a window: the start of the stay under way when the window begins.
+_LAST_EVENT_BEFORE = (
+    "SELECT kind, ts FROM geofence_events WHERE device_id = %s AND fence_id = %s"
+    " AND (confirmed_ts, confirmed_boot, confirmed_seq) < (%s, %s, %s) ORDER BY ts DESC, id DESC LIMIT 1"
+)
 _DROP_EVENT = "DELETE FROM geofence_events WHERE id = %s"
 _ADD_EVENT = (
     "INSERT INTO geofence_events (device_id, fence_id, kind, ts, crossed, confirmed_ts, confirmed_boot,"
@@ -88,6 +102,7 @@ class FenceReport:
     points: int = 0
     rewinds: int = 0
     events: dict[str, int] = field(default_factory=dict)
+    alert_events: dict[str, int] = field(default_factory=dict)  # of geofence rules' alerts
 
 
 class FenceSet:
@@ -155,9 +170,16 @@ def _parse_all(rows: list[tuple[Any, ...]]) -> list[tuple[int, Fence | None]]:
 
 
 async def evaluate_fences(
-    cur: psycopg.AsyncCursor[Any], fences: FenceSet, device: Device, ts_from: datetime, report: FenceReport
+    cur: psycopg.AsyncCursor[Any],
+    fences: FenceSet,
+    device: Device,
+    ts_from: datetime,
+    report: FenceReport,
+    *,
+    rules: Sequence[Rule] = (),
 ) -> None:
-    """Run the device's points from `ts_from` (its earliest new sample) through its fences, and store."""
+    """Run the device's points from `ts_from` (its earliest new sample) through its fences, store the events,
+    and the alerts of the geofence `rules` that apply to the device."""
     if not fences:
         return
     await cur.execute(_HEAD, (device.id,))
@@ -197,8 +219,53 @@ async def evaluate_fences(
             await _checkpoint(cur, device.id, window_start, state)
             await cur.execute(_PRUNE, {"device": device.id, "cutoff": window_start[0] - REWIND_HORIZON})
     await _store_events(cur, device.id, window_start, found, replace=rewind, report=report)
+    for rule in rules:
+        await _alert(
+            cur, rule, device.id, (state, window_start), found=found, tracker=tracker, rewind=rewind, report=report
+        )
     last = rows[-1]
     await cur.execute(_SET_HEAD, (device.id, last[0], last[1], last[2], _encoder.encode(tracker.state)))
+
+
+async def _alert(
+    cur: psycopg.AsyncCursor[Any],
+    rule: Rule,
+    device_id: str,
+    before: tuple[DeviceFenceState, _Key],
+    *,
+    found: list[tuple[FenceEvent, _Key]],
+    tracker: FenceTracker,
+    rewind: bool,
+    report: FenceReport,
+) -> None:
+    """The alerts of one geofence rule from the window on, as its fence's events in the window say."""
+    fence_id, (state, window_start) = rule.fence_id or "", before
+    side = side_of(rule.condition.op)
+    events = tuple((event.kind, event.at) for event, _ in found if event.fence_id == fence_id)
+    on_side_before = last_on_side(state, fence_id, side == "inside")
+    carried = None
+    if on_side_before is not None:
+        await cur.execute(_LAST_EVENT_BEFORE, (device_id, int(fence_id), *window_start))
+        row = await cur.fetchone()
+        if row is not None and row[0] == ("enter" if side == "inside" else "exit"):
+            carried = row[1]
+    if carried is None and not events and not rewind:
+        return  # no stay to decide, and no alert of an earlier run of this window to take back
+    window = FenceWindow(carried, events, tracker.last_on_side(fence_id, side == "inside"))
+    message = f"{rule.name}: {fence_condition_text(rule.condition.op, rule.condition.for_s, rule.fence_name)}"
+    episodes = fence_episodes(side, rule.condition.for_s, window, not_before=rule.created_at, message=message)
+    # A crossing found in the window lies after the last point before it on its old side, which may precede
+    # the window's first point: alerts are re-decided from there (no other stay of this fence began since).
+    memory = state.fences.get(fence_id)
+    since = memory.anchor.ts if memory is not None else state.previous.ts if state.previous else window_start[0]
+    await reconcile(
+        cur,
+        AlertTarget(rule.id, device_id, rule.severity),
+        episodes,
+        since=min(since, window_start[0]),
+        anchor=carried or window_start[0],
+        counts=report.alert_events,
+    )
 
 
 async def _checkpoint(cur: psycopg.AsyncCursor[Any], device_id: str, key: _Key, state: DeviceFenceState) -> None:

@@ -69,6 +69,15 @@ class DeviceFenceState(msgspec.Struct, frozen=True, kw_only=True):
     fences: dict[str, FenceMemory] = {}
 
 
+def last_on_side(state: DeviceFenceState, fence_id: str, inside: bool) -> datetime | None:
+    """`FenceTracker.last_on_side` of a stored state."""
+    memory = state.fences.get(fence_id)
+    if memory is None:
+        # Outside with nothing pending: the previous point was outside (or nowhere near the fence).
+        return None if inside or state.previous is None else state.previous.ts
+    return memory.anchor.ts if memory.inside == inside else None
+
+
 def _crossing_time(fence: Fence, before: TrackPoint, after: TrackPoint) -> datetime:
     fraction = fence.last_crossing((before.lon, before.lat), (after.lon, after.lat))
     if fraction is None:
@@ -94,6 +103,14 @@ class FenceTracker:
     def inside(self) -> frozenset[str]:
         """The fences the device is inside of now."""
         return frozenset(fence_id for fence_id, memory in self._memory.items() if memory.inside)
+
+    def last_on_side(self, fence_id: str, inside: bool) -> datetime | None:
+        """The time of the device's last point on this side of the fence's border (raw test, without the
+        band) while the device is on that side; None when it is on the other side, or has no point yet.
+
+        A crossing back is never before it: it lies between that point and the first one across.
+        """
+        return last_on_side(DeviceFenceState(previous=self._previous, fences=self._memory), fence_id, inside)
 
     def step(self, point: TrackPoint) -> list[FenceEvent]:
         """The events this point confirms, in fence id order."""

@@ -47,7 +47,7 @@ _CLEAR: Final = (
 
 async def sweep_presence(conn: psycopg.AsyncConnection[Any], parts: Collection[int], rules: Sequence[Rule]) -> int:
     """Raise and clear the presence alerts of the devices in `parts`; return how many changed."""
-    ids = [r.id for r in rules if not r.on_samples]
+    ids = [r.id for r in rules if r.on_presence]
     if not ids or not parts:
         return 0
     params = {"rules": ids, "parts": sorted(parts)}

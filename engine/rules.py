@@ -8,12 +8,12 @@ from typing import Any
 
 import psycopg
 
-from models.rules import OFFLINE, Condition
+from models.rules import FENCE_OPS, OFFLINE, Condition
 
 _ACTIVE_RULES = (
-    "SELECT id, name, metric, op, threshold, low, high, for_s, clear_threshold, clear_for_s, severity,"
-    " device_id, kind, group_name, created_at, window_s, while_parked FROM alert_rules WHERE deleted_at IS NULL"
-    " ORDER BY id"
+    "SELECT r.id, r.name, r.metric, r.op, r.threshold, r.low, r.high, r.for_s, r.clear_threshold, r.clear_for_s,"
+    " r.severity, r.device_id, r.kind, r.group_name, r.created_at, r.fence_id, f.name, r.window_s, r.while_parked"
+    " FROM alert_rules r LEFT JOIN geofences f ON f.id = r.fence_id WHERE r.deleted_at IS NULL ORDER BY r.id"
 )
 
 
@@ -33,18 +33,30 @@ class Rule:
 
     id: int
     name: str
-    metric: str | None  # None for a presence rule (op `offline`)
+    metric: str | None  # None for a presence rule (op `offline`) and a geofence rule
     severity: str
     condition: Condition
     device_id: str | None
     kind: str | None
     group: str | None
     created_at: datetime
+    fence_id: str | None = None  # a geofence rule's fence, as `engine.geofence` names fences
+    fence_name: str = ""
 
     @property
     def on_samples(self) -> bool:
-        """True for a threshold rule (evaluated on samples); False for a presence rule."""
-        return self.condition.op != OFFLINE
+        """True for a threshold rule (evaluated on samples' metrics)."""
+        return self.condition.op not in (OFFLINE, *FENCE_OPS)
+
+    @property
+    def on_presence(self) -> bool:
+        """True for a presence rule (op `offline`)."""
+        return self.condition.op == OFFLINE
+
+    @property
+    def on_fences(self) -> bool:
+        """True for a geofence rule (evaluated on the enter and exit events of its fence)."""
+        return self.condition.op in FENCE_OPS
 
     def applies_to(self, device: Device) -> bool:
         """True when the rule's scope (device, kind, group, or the whole fleet) includes `device`."""
@@ -74,13 +86,15 @@ async def load_rules(cur: psycopg.AsyncCursor[Any]) -> list[Rule]:
                 for_s=row[7],
                 clear_threshold=row[8],
                 clear_for_s=row[9],
-                window_s=row[15],
-                while_parked=row[16],
+                window_s=row[17],
+                while_parked=row[18],
             ),
             device_id=row[11],
             kind=row[12],
             group=row[13],
             created_at=row[14],
+            fence_id=None if row[15] is None else str(row[15]),
+            fence_name=row[16] or "",
         )
         for row in await cur.fetchall()
     ]

@@ -25,6 +25,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
+from engine.episodes import AlertTarget, Episode, reconcile
 from engine.fall import Reading, falls
 from engine.fence_stage import FenceReport, FenceSet, evaluate_fences
 from engine.rules import Device, Rule
@@ -75,28 +76,6 @@ _PRUNE = (
     " AND (ts, boot, seq) < (SELECT ts, boot, seq FROM engine_transitions WHERE rule_id = %(rule)s"
     " AND device_id = %(device)s AND ts < %(cutoff)s ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1)"
 )
-_ALERTS_FROM = (
-    "SELECT id, started_at, state, acknowledged_at, cleared_at, clear_reason FROM alerts"
-    " WHERE rule_id = %s AND device_id = %s AND (started_at >= %s OR started_at = %s)"
-)
-_INSERT_ALERT = (
-    "INSERT INTO alerts (rule_id, device_id, started_at, raised_at, severity, state, value, message,"
-    " cleared_at, clear_reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT DO NOTHING RETURNING id"
-)
-_RETRACT = (
-    "UPDATE alerts SET state = 'retracted', cleared_at = NULL, clear_reason = NULL, updated_at = now() WHERE id = %s"
-)
-_CLEAR = (
-    "UPDATE alerts SET state = 'cleared', cleared_at = %s, clear_reason = 'condition', cleared_by = NULL,"
-    " updated_at = now() WHERE id = %s"
-)
-_REOPEN = (
-    "UPDATE alerts SET state = CASE WHEN acknowledged_at IS NULL THEN 'active' ELSE 'acknowledged' END,"
-    " cleared_at = NULL, clear_reason = NULL, cleared_by = NULL, updated_at = now(),"
-    " raised_at = COALESCE(%s, raised_at), value = COALESCE(%s, value) WHERE id = %s"
-)
-_EVENT = "INSERT INTO alert_events (alert_id, kind) VALUES (%s, %s)"
 _SAMPLE_COLUMNS: Final = {name: 3 + i for i, name in enumerate(_RULE_COLUMNS)}
 
 
@@ -111,14 +90,6 @@ class CycleReport:
     trip_points: int = 0  # points evaluated again for trips (a window per device, engine/trip_stage.py)
     alert_events: dict[str, int] = field(default_factory=dict)
     fences: FenceReport = field(default_factory=FenceReport)
-
-
-@dataclass(slots=True)
-class _Episode:
-    started_at: datetime
-    raised_at: datetime | None = None
-    value: float | None = None
-    cleared_at: datetime | None = None
 
 
 async def run_cycle(
@@ -143,7 +114,8 @@ async def run_cycle(
             applying = [r for r in rules if r.on_samples and r.applies_to(device)]
             await _evaluate_device(cur, device, earliest[device_id], applying, report)
             if fences is not None:
-                await evaluate_fences(cur, fences, device, earliest[device_id], report.fences)
+                fence_rules = [r for r in rules if r.on_fences and r.applies_to(device)]
+                await evaluate_fences(cur, fences, device, earliest[device_id], report.fences, rules=fence_rules)
             report.trip_points += await evaluate_trips(cur, device_id, earliest[device_id])
             report.devices += 1
     return report
@@ -222,7 +194,17 @@ async def _evaluate_rule(
     if not rewind and not result.outcomes:
         # In order and nothing raised or cleared: the alerts already say what these samples say.
         return
-    await _reconcile(cur, rule, device_id, state=state, outcomes=result.outcomes, first_ts=first_ts, report=report)
+    # The episode under way at the restart (pending or alerting) may have been raised after it: its alert,
+    # if any, is re-decided here like those that began later.
+    anchor = state.since if state.phase != "idle" and state.since is not None else first_ts
+    await reconcile(
+        cur,
+        AlertTarget(rule.id, device_id, rule.severity),
+        _episodes(rule, state, result.outcomes),
+        since=first_ts,
+        anchor=anchor,
+        counts=report.alert_events,
+    )
 
 
 async def _falls(
@@ -254,93 +236,19 @@ async def _falls(
     return falls(history, new, window_s, while_parked=rule.condition.while_parked)
 
 
-def _episodes(state: RuleState, outcomes: Sequence[Raised | Cleared]) -> dict[datetime, _Episode]:
+def _episodes(rule: Rule, state: RuleState, outcomes: Sequence[Raised | Cleared]) -> dict[datetime, Episode]:
     """Every episode the samples touch: the alert in progress before them, and those they raise."""
-    episodes: dict[datetime, _Episode] = {}
+    episodes: dict[datetime, Episode] = {}
     carried = state.since if state.phase in ("active", "clearing") else None
     if carried is not None:
-        episodes[carried] = _Episode(carried)
+        episodes[carried] = Episode(carried)
     for outcome in outcomes:
         if isinstance(outcome, Raised):
-            episodes[outcome.started_at] = _Episode(outcome.started_at, outcome.raised_at, outcome.value)
+            reading = "fell" if rule.condition.op == DROP else "read"
+            message = f"{rule.name}: {rule.condition.describe(rule.metric)} ({reading} {outcome.value:g})"
+            episodes[outcome.started_at] = Episode(
+                outcome.started_at, outcome.raised_at, outcome.value, message=message
+            )
         else:
-            episodes.setdefault(outcome.started_at, _Episode(outcome.started_at)).cleared_at = outcome.cleared_at
+            episodes.setdefault(outcome.started_at, Episode(outcome.started_at)).cleared_at = outcome.cleared_at
     return episodes
-
-
-async def _reconcile(
-    cur: psycopg.AsyncCursor[Any],
-    rule: Rule,
-    device_id: str,
-    *,
-    state: RuleState,
-    outcomes: Sequence[Raised | Cleared],
-    first_ts: datetime,
-    report: CycleReport,
-) -> None:
-    """Make the alerts from `first_ts` on what the evaluation says, writing an event for each change."""
-    episodes = _episodes(state, outcomes)
-    # The episode under way at the restart (pending or alerting) may have been raised after it: its alert,
-    # if any, is re-decided here like those that began later.
-    anchor = state.since if state.phase != "idle" and state.since is not None else first_ts
-    await cur.execute(_ALERTS_FROM, (rule.id, device_id, first_ts, anchor))
-    existing = {row[1]: row for row in await cur.fetchall()}
-    for started_at, row in existing.items():
-        kept_by_operator = row[5] in ("operator", "rule_removed")
-        if started_at not in episodes and not kept_by_operator and row[2] != "retracted":
-            await cur.execute(_RETRACT, (row[0],))
-            await _event(cur, row[0], "retracted", report)
-    for started_at in sorted(episodes):
-        row = existing.get(started_at)
-        if row is None:
-            await _insert(cur, rule, device_id, episodes[started_at], report)
-        elif row[5] not in ("operator", "rule_removed"):
-            await _update(cur, row, episodes[started_at], report)
-
-
-async def _update(cur: psycopg.AsyncCursor[Any], row: tuple[Any, ...], episode: _Episode, report: CycleReport) -> None:
-    """Bring an alert written before in line with its episode as evaluated now."""
-    alert_id, state, cleared_at = row[0], row[2], row[4]
-    if episode.cleared_at is not None:
-        if state != "cleared" or cleared_at != episode.cleared_at:
-            if state == "retracted":
-                await cur.execute(_REOPEN, (episode.raised_at, episode.value, alert_id))
-            await cur.execute(_CLEAR, (episode.cleared_at, alert_id))
-            await _event(cur, alert_id, "cleared", report)
-    elif state not in ("active", "acknowledged"):
-        await cur.execute(_REOPEN, (episode.raised_at, episode.value, alert_id))
-        await _event(cur, alert_id, "raised" if state == "retracted" else "reopened", report)
-
-
-async def _insert(
-    cur: psycopg.AsyncCursor[Any], rule: Rule, device_id: str, episode: _Episode, report: CycleReport
-) -> None:
-    cleared = episode.cleared_at is not None
-    reading = "fell" if rule.condition.op == DROP else "read"
-    message = f"{rule.name}: {rule.condition.describe(rule.metric)} ({reading} {episode.value:g})"
-    await cur.execute(
-        _INSERT_ALERT,
-        (
-            rule.id,
-            device_id,
-            episode.started_at,
-            episode.raised_at,
-            rule.severity,
-            "cleared" if cleared else "active",
-            episode.value,
-            message,
-            episode.cleared_at,
-            "condition" if cleared else None,
-        ),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        return
-    await _event(cur, row[0], "raised", report)
-    if cleared:
-        await _event(cur, row[0], "cleared", report)
-
-
-async def _event(cur: psycopg.AsyncCursor[Any], alert_id: int, kind: str, report: CycleReport) -> None:
-    await cur.execute(_EVENT, (alert_id, kind))
-    report.alert_events[kind] = report.alert_events.get(kind, 0) + 1

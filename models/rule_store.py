@@ -13,7 +13,7 @@ from models.rules import RuleSpec
 
 RULE_COLUMNS: Final = (
     "id, name, metric, op, threshold, low, high, for_s, clear_threshold, clear_for_s, severity, device_id, kind,"
-    " group_name, created_at, created_by, window_s, while_parked"
+    " group_name, fence_id, created_at, created_by, window_s, while_parked"
 )
 # The channels a rule notifies, as a JSON list of {"channel", "events"} (models.rules.NotifyTarget).
 _NOTIFY_COLUMN: Final = (
@@ -24,10 +24,14 @@ LIST_RULES: Final = f"SELECT {RULE_COLUMNS}, {_NOTIFY_COLUMN} FROM alert_rules W
 READ_RULE: Final = f"SELECT {RULE_COLUMNS}, {_NOTIFY_COLUMN} FROM alert_rules WHERE id = %s AND deleted_at IS NULL"
 INSERT_RULE: Final = (
     "INSERT INTO alert_rules (name, metric, op, threshold, low, high, for_s, clear_threshold, clear_for_s,"
-    " severity, device_id, kind, group_name, created_by, window_s, while_parked) VALUES (%(name)s, %(metric)s,"
-    " %(op)s, %(threshold)s, %(low)s, %(high)s, %(for_s)s, %(clear_threshold)s, %(clear_for_s)s, %(severity)s,"
-    " %(device_id)s, %(kind)s, %(group)s, %(created_by)s, %(window_s)s, %(while_parked)s) RETURNING id"
+    " severity, device_id, kind, group_name, fence_id, created_by, window_s, while_parked) VALUES (%(name)s,"
+    " %(metric)s, %(op)s, %(threshold)s, %(low)s, %(high)s, %(for_s)s, %(clear_threshold)s, %(clear_for_s)s,"
+    " %(severity)s, %(device_id)s, %(kind)s, %(group)s, %(fence_id)s, %(created_by)s, %(window_s)s,"
+    " %(while_parked)s) RETURNING id"
 )
+# A fence in use with this id, or no row (a geofence rule cannot name a removed or unknown fence). The lock
+# makes a removal under way wait for this rule, or this rule for the removal (api/geofences/services.py).
+FENCE_IN_USE: Final = "SELECT 1 FROM geofences WHERE id = %s AND deleted_at IS NULL FOR SHARE"
 # The channel ids among these that name no channel in use (a rule cannot notify those).
 UNKNOWN_CHANNELS: Final = (
     "SELECT x FROM unnest(%s::bigint[]) AS x WHERE NOT EXISTS"
@@ -58,6 +62,13 @@ class UnknownChannelError(ValueError):
         super().__init__(f"no notification channel {', '.join(map(str, ids))} (GET /api/v1/notification-channels)")
 
 
+class UnknownFenceError(ValueError):
+    """A geofence rule names a fence that does not exist (or was removed)."""
+
+    def __init__(self, fence_id: int) -> None:
+        super().__init__(f"no geofence {fence_id} (GET /api/v1/geofences)")
+
+
 def insert_params(spec: RuleSpec, created_by: str) -> dict[str, Any]:
     """The parameters of `INSERT_RULE` for a valid rule."""
     fields = {field: getattr(spec, field) for field in spec.__struct_fields__ if field != "notify"}
@@ -77,13 +88,18 @@ def list_rules(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
 
 
 def add_rule(conn: psycopg.Connection[Any], spec: RuleSpec, created_by: str) -> dict[str, Any]:
-    """Store a valid rule (`models.rules.rule_problem` said so); return its row."""
+    """Store a valid rule (`models.rules.rule_problem` said so); return its row. Raises
+    `UnknownChannelError` or `UnknownFenceError` for a channel or a fence that does not exist."""
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         if spec.notify:
             cur.execute(UNKNOWN_CHANNELS, ([t.channel for t in spec.notify],))
             unknown = [row["x"] for row in cur.fetchall()]
             if unknown:
                 raise UnknownChannelError(unknown)
+        if spec.fence_id is not None:
+            cur.execute(FENCE_IN_USE, (spec.fence_id,))
+            if cur.fetchone() is None:
+                raise UnknownFenceError(spec.fence_id)
         cur.execute(INSERT_RULE, insert_params(spec, created_by))
         inserted = cur.fetchone()
         assert inserted is not None

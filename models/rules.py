@@ -5,6 +5,11 @@ outside a range. It triggers once the condition has held `for_s` seconds of devi
 the clear condition has held `clear_for_s`; the clear condition is the rule's own condition reversed,
 or, with `clear_threshold`, a hysteresis limit ("raise above 110 °C, clear below 100 °C"). A rule
 applies to one device, a kind, a group, or (none of the three) the whole fleet.
+
+A presence rule (`offline`) alerts on a device offline longer than `for_s`. A geofence rule names a fence
+(`fence_id`): `entered` alerts from the device's enter until its exit, `inside` once a stay inside has
+lasted `for_s`, until the exit, and `left` from the exit (or once the device has been outside `for_s`
+since) until it enters again.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ RULE_METRICS: Final[dict[str, MetricSpec]] = KNOWN_METRICS | {"speed": MetricSpe
 RULE_DURATION_MAX_S: Final = 86_400  # a day: longer windows are reports, not alerts
 Severity = Literal["critical", "major", "minor", "warning"]
 SEVERITIES: Final[tuple[str, ...]] = ("critical", "major", "minor", "warning")
-Operator = Literal[">", "<", "outside", "offline", "drop"]
+Operator = Literal[">", "<", "outside", "offline", "entered", "inside", "left", "drop"]
 OFFLINE: Final = "offline"  # a presence rule: the device offline for longer than `for_s`
+# Geofence rules: an episode is a stay inside the fence (from an enter to the exit) or, for `left`, a time
+# outside it (from an exit to the next enter).
+FENCE_OPS: Final[tuple[str, ...]] = ("entered", "inside", "left")
 # A rate-of-change rule: the metric fell by more than `threshold` within `window_s` (fuel theft).
 DROP: Final = "drop"
 PARKED_KMH: Final = 1.0  # `while_parked`: a sample whose speed is at most this (GNSS noise when still)
@@ -63,6 +71,7 @@ class RuleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     device_id: ScopeName | None = None
     kind: ScopeName | None = None
     group: ScopeName | None = None
+    fence_id: int | None = None  # geofence rules only; whether the fence exists is the store's to check
     notify: list[NotifyTarget] = []  # whether each channel exists is the store's to check
     window_s: DurationS | None = None  # op `drop`: the window the fall is measured over
     while_parked: bool = False  # op `drop`: only samples of a parked device count (speed <= 1 km/h)
@@ -78,8 +87,11 @@ def rule_problem(spec: RuleSpec) -> str | None:
             return f"{name} {seconds} is out of range: 0 to {RULE_DURATION_MAX_S} seconds"
     if sum(scope is not None for scope in (spec.device_id, spec.kind, spec.group)) > 1:
         return "a rule applies to one device, one kind or one group (or, with none of them, to every device)"
-    if spec.op != DROP and (spec.window_s is not None or spec.while_parked):
-        return "window_s and while_parked belong to op 'drop'"
+    misplaced = _misplaced_field(spec)
+    if misplaced is not None:
+        return misplaced
+    if spec.op in FENCE_OPS:
+        return _fence_problem(spec)
     if spec.op == OFFLINE:
         return _presence_problem(spec)
     metric = RULE_METRICS.get(spec.metric or "")
@@ -93,6 +105,15 @@ def rule_problem(spec: RuleSpec) -> str | None:
     for limit in limits:
         if not metric.low <= limit <= metric.high:
             return f"{limit:g} is outside what {spec.metric} can read ({metric.low:g} to {metric.high:g} {metric.unit})"
+    return None
+
+
+def _misplaced_field(spec: RuleSpec) -> str | None:
+    """A field that belongs to another kind of rule than `spec.op`'s."""
+    if spec.op != DROP and (spec.window_s is not None or spec.while_parked):
+        return "window_s and while_parked belong to op 'drop'"
+    if spec.op not in FENCE_OPS and spec.fence_id is not None:
+        return f"op {spec.op!r} takes no fence_id: only the geofence ops ({', '.join(FENCE_OPS)}) do"
     return None
 
 
@@ -130,6 +151,23 @@ def _drop_problem(spec: RuleSpec, span: float) -> str | None:
         return f"op 'drop' takes window_s from 1 to {RULE_DURATION_MAX_S} seconds (the time the fall happens in)"
     if spec.clear_threshold is not None and not 0 <= spec.clear_threshold <= spec.threshold:
         return f"clear_threshold {spec.clear_threshold:g} must be from 0 to threshold {spec.threshold:g} for op 'drop'"
+    return None
+
+
+def _fence_problem(spec: RuleSpec) -> str | None:
+    """Why a geofence rule cannot be: it names a fence and at most a duration, nothing to compare."""
+    if spec.fence_id is None:
+        return f"op {spec.op!r} takes a fence_id (GET /api/v1/geofences)"
+    if spec.metric is not None or any(
+        v is not None for v in (spec.threshold, spec.low, spec.high, spec.clear_threshold)
+    ):
+        return f"op {spec.op!r} takes no metric, threshold, low, high or clear_threshold: a fence_id and for_s"
+    if spec.clear_for_s:
+        return f"op {spec.op!r} clears when the device crosses back: no clear_for_s"
+    if spec.op == "entered" and spec.for_s:
+        return "op 'entered' alerts at the enter: no for_s (op 'inside' alerts after a stay of for_s)"
+    if spec.op == "inside" and spec.for_s < 1:
+        return "op 'inside' takes for_s of at least 1 second (how long inside before the alert; op 'entered': at once)"
     return None
 
 
@@ -198,6 +236,24 @@ class Condition(msgspec.Struct, frozen=True, kw_only=True):
         else:
             text = f"{metric} {self.op} {_given(self.threshold):g}"
         return text + (f" for {self.for_s} s" if self.for_s else "")
+
+
+def fence_condition_text(op: str, for_s: int, fence_name: str) -> str:
+    """A geofence rule's condition as people say it, e.g. `inside 'Depot' for more than 10 min`."""
+    if op == "entered":
+        return f"entered '{fence_name}'"
+    if op == "inside":
+        return f"inside '{fence_name}' for more than {duration_text(for_s)}"
+    return f"left '{fence_name}'" + (f" (outside for more than {duration_text(for_s)})" if for_s else "")
+
+
+def duration_text(seconds: int) -> str:
+    """`90 s`, `10 min`, `2 h`: the largest unit that divides it exactly."""
+    if seconds and seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds and seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
 
 def condition_of(spec: RuleSpec) -> Condition:

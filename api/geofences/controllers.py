@@ -15,6 +15,7 @@ from api.auth import OPERATOR, may_see_device, principal_of
 from api.geofences.document import FenceDocument, read_document
 from api.geofences.schemas import Geofence, GeofenceCollection, GeofenceEventPage, TimeInside
 from api.geofences.services import (
+    FenceInUseError,
     add_geofence,
     device_events,
     group_exists,
@@ -25,7 +26,7 @@ from api.geofences.services import (
     time_inside,
 )
 from api.pool import Pool
-from api.problems import bad_request, not_found
+from api.problems import ConflictException, bad_request, conflict, not_found
 from models.telemetry import utcnow
 from models.topics import DEVICE_ID_PATTERN, is_device_id
 
@@ -98,10 +99,20 @@ class GeofenceController(Controller):
             raise not_found(f"no geofence {fence_id}")
         return fence
 
-    @delete("/{fence_id:int}", summary="Remove a geofence", status_code=HTTP_204_NO_CONTENT, opt=OPERATOR)
+    @delete(
+        "/{fence_id:int}",
+        summary="Remove a geofence",
+        status_code=HTTP_204_NO_CONTENT,
+        opt=OPERATOR,
+        raises=[ConflictException],
+    )
     async def remove(self, pool: NamedDependency[Pool], fence_id: FromPath[int]) -> None:
-        """Remove the fence; its events stay. 404 when there is none."""
-        if not await remove_geofence(pool, fence_id):
+        """Remove the fence; its events stay. 404 when there is none, 409 while alert rules name it."""
+        try:
+            removed = await remove_geofence(pool, fence_id)
+        except FenceInUseError as exc:
+            raise conflict(str(exc)) from None
+        if not removed:
             raise not_found(f"no geofence {fence_id}")
 
     @get("/{fence_id:int}/time-inside", summary="Time inside a geofence, per device")

@@ -24,7 +24,12 @@ _UPDATE = (
     "UPDATE geofences SET name = %s, geometry = %s, properties = %s, group_name = %s, updated_at = now()"
     f" WHERE id = %s AND deleted_at IS NULL RETURNING {_COLUMNS}"
 )
-_REMOVE = "UPDATE geofences SET deleted_at = now(), updated_at = now() WHERE id = %s AND deleted_at IS NULL"
+_REMOVE = (
+    "UPDATE geofences SET deleted_at = now(), updated_at = now() WHERE id = %s AND deleted_at IS NULL RETURNING id"
+)
+# Checked after the fence's row is locked by _REMOVE: a rule added meanwhile locks it too (FOR SHARE), so
+# either the rule sees the fence removed, or the removal sees the rule.
+_RULES_ON = "SELECT id FROM alert_rules WHERE fence_id = %s AND deleted_at IS NULL ORDER BY id"
 _GROUP_EXISTS = "SELECT 1 FROM device_groups WHERE name = %s"
 _DEVICE_EVENTS = (
     "SELECT e.id, e.device_id, e.fence_id, f.name AS fence_name, e.kind, e.ts, e.crossed"
@@ -100,11 +105,26 @@ async def replace_geofence(pool: Pool, fence_id: int, fence: FenceDocument) -> G
         return geofence_from_row(row) if row is not None else None
 
 
+class FenceInUseError(ValueError):
+    """Alert rules name the fence: it cannot be removed before them."""
+
+    def __init__(self, fence_id: int, rules: list[int]) -> None:
+        names = ", ".join(map(str, rules))
+        super().__init__(f"geofence {fence_id} is named by alert rules {names}: remove them first")
+
+
 async def remove_geofence(pool: Pool, fence_id: int) -> bool:
-    """Remove the fence (its events stay); False when there was no such fence."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(_REMOVE, (fence_id,))
-        return cur.rowcount > 0
+    """Remove the fence (its events stay); False when there was no such fence. Raises `FenceInUseError`
+    while an alert rule names it (its alerts could never clear)."""
+    async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        await cur.execute(_REMOVE, (fence_id,))
+        if await cur.fetchone() is None:
+            return False
+        await cur.execute(_RULES_ON, (fence_id,))
+        rules = [row[0] for row in await cur.fetchall()]
+        if rules:
+            raise FenceInUseError(fence_id, rules)
+        return True
 
 
 async def device_events(

@@ -14,12 +14,12 @@ from api.pool import Pool
 from api.problems import bad_request, not_found
 from api.rules.schemas import Rule, RulePage
 from api.rules.services import add_rule, list_rules, read_rule, remove_rule
-from models.rule_store import UnknownChannelError
+from models.rule_store import UnknownChannelError, UnknownFenceError
 from models.rules import RuleSpec, rule_problem
 
 
 class RuleController(Controller):
-    """`/rules`: threshold alert rules; a change takes effect in the engine without a restart."""
+    """`/rules`: threshold, presence and geofence alert rules; a change takes effect in the engine without a restart."""
 
     path = "/rules"
     tags = ("rules",)
@@ -40,13 +40,13 @@ class RuleController(Controller):
     @post("/", summary="Add a rule", status_code=HTTP_201_CREATED, opt=OPERATOR)
     async def add(self, request: Request[Any, Any, Any], pool: NamedDependency[Pool], data: JSONBody[RuleSpec]) -> Rule:
         """Add a rule; 400 with the reason for an unknown metric, a duration out of range or limits that
-        do not fit the operator or the metric's range."""
+        do not fit the operator or the metric's range, an unknown notification channel or geofence."""
         problem = rule_problem(data)
         if problem is not None:
             raise bad_request(problem)
         try:
             return await add_rule(pool, data, principal_of(request).name)
-        except UnknownChannelError as exc:
+        except (UnknownChannelError, UnknownFenceError) as exc:
             raise bad_request(str(exc)) from None
 
     @delete("/{rule_id:int}", summary="Remove a rule", status_code=HTTP_204_NO_CONTENT, opt=OPERATOR)

@@ -14,7 +14,7 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True):
 
     id: int
     name: str
-    metric: str | None  # none for a presence rule (op `offline`)
+    metric: str | None  # none for a presence rule (op `offline`) and a geofence rule
     op: str
     threshold: float | None
     low: float | None
@@ -26,6 +26,7 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True):
     device_id: str | None
     kind: str | None
     group: str | None
+    fence_id: int | None  # the fence of a geofence rule (ops entered, inside, left)
     created_at: datetime
     created_by: str | None
     notify: list[NotifyTarget]  # the notification channels told of its alerts' changes

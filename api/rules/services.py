@@ -11,6 +11,7 @@ from api.pool import Pool
 from api.rules.schemas import Rule
 from models.rule_store import (
     CLEAR_RULE_ALERTS,
+    FENCE_IN_USE,
     INSERT_RULE,
     INSERT_RULE_NOTIFY,
     LIST_RULES,
@@ -18,6 +19,7 @@ from models.rule_store import (
     REMOVE_RULE,
     UNKNOWN_CHANNELS,
     UnknownChannelError,
+    UnknownFenceError,
     insert_params,
     notify_params,
 )
@@ -41,6 +43,7 @@ def rule_from_row(row: Mapping[str, Any]) -> Rule:
         device_id=row["device_id"],
         kind=row["kind"],
         group=row["group_name"],
+        fence_id=row["fence_id"],
         created_at=row["created_at"],
         created_by=row["created_by"],
         notify=[NotifyTarget(channel=n["channel"], events=n["events"]) for n in row["notify"]],
@@ -66,13 +69,18 @@ async def read_rule(pool: Pool, rule_id: int) -> Rule | None:
 
 async def add_rule(pool: Pool, spec: RuleSpec, created_by: str) -> Rule:
     """Store a valid rule (`models.rules.rule_problem` said so); the engine picks it up on its next cycle.
-    Raises `UnknownChannelError` when `notify` names a channel that does not exist."""
+    Raises `UnknownChannelError` when `notify` names a channel that does not exist, `UnknownFenceError` when
+    `fence_id` names no fence in use."""
     async with pool.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         if spec.notify:
             await cur.execute(UNKNOWN_CHANNELS, ([t.channel for t in spec.notify],))
             unknown = [row["x"] for row in await cur.fetchall()]
             if unknown:
                 raise UnknownChannelError(unknown)
+        if spec.fence_id is not None:
+            await cur.execute(FENCE_IN_USE, (spec.fence_id,))
+            if await cur.fetchone() is None:
+                raise UnknownFenceError(spec.fence_id)
         await cur.execute(INSERT_RULE, insert_params(spec, created_by))
         inserted = await cur.fetchone()
         assert inserted is not None

@@ -63,6 +63,34 @@ async def test_presence_rules_take_a_duration_and_nothing_to_compare(http: httpx
     assert with_metric.status_code == 400
 
 
+async def test_geofence_rules_name_a_fence_that_exists(http: httpx.AsyncClient) -> None:
+    depot = {"type": "Polygon", "coordinates": [[[8.0, 48.0], [8.01, 48.0], [8.01, 48.01], [8.0, 48.01], [8.0, 48.0]]]}
+    fence = await http.post(
+        "/api/v1/geofences", json={"type": "Feature", "properties": {"name": "Depot"}, "geometry": depot}
+    )
+    assert fence.status_code == 201, fence.text
+    dwell = {"name": "yard dwell", "op": "inside", "for_s": 600, "kind": "truck"}
+    added = await http.post("/api/v1/rules", json=dwell | {"fence_id": fence.json()["id"]})
+    unknown = await http.post("/api/v1/rules", json=dwell | {"fence_id": 999_999})
+    without = await http.post("/api/v1/rules", json=dwell)
+    assert added.status_code == 201, added.text
+    assert (added.json()["op"], added.json()["fence_id"], added.json()["metric"]) == (
+        "inside",
+        fence.json()["id"],
+        None,
+    )
+    assert unknown.status_code == 400
+    assert unknown.json()["detail"] == "no geofence 999999 (GET /api/v1/geofences)"
+    assert without.status_code == 400
+    assert "takes a fence_id" in without.json()["detail"]
+    # A fence a rule names is not removed under it: the rule's alerts could never clear.
+    in_use = await http.delete(f"/api/v1/geofences/{fence.json()['id']}")
+    assert in_use.status_code == 409
+    assert f"named by alert rules {added.json()['id']}" in in_use.json()["detail"]
+    assert (await http.delete(f"/api/v1/rules/{added.json()['id']}")).status_code == 204
+    assert (await http.delete(f"/api/v1/geofences/{fence.json()['id']}")).status_code == 204
+
+
 async def test_viewers_read_rules_and_alerts_but_change_neither(
     http: httpx.AsyncClient, api_url: str, api_settings: Settings
 ) -> None:
