@@ -81,6 +81,19 @@ async def _wait_evaluated(database_url: str, device: str, samples: int, limit_s:
             await asyncio.sleep(0.05)
 
 
+async def _holding(database_url: str, instance: str, limit_s: float = 30) -> None:
+    """Until the engine instance holds feed partitions (it is running its cycles)."""
+    deadline = asyncio.get_running_loop().time() + limit_s
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        while True:
+            cur = await conn.execute("SELECT cardinality(parts) FROM engine_instances WHERE name = %s", (instance,))
+            row = await cur.fetchone()
+            if row is not None and row[0] > 0:
+                return
+            assert asyncio.get_running_loop().time() < deadline, f"engine {instance} never took a partition"
+            await asyncio.sleep(0.05)
+
+
 async def _stored(database_url: str, device: str) -> dict[str, list[tuple[Any, ...]]]:
     """The device's stored trips, stops and idle periods, without the device and the write time."""
     found = {}
@@ -170,3 +183,35 @@ async def test_engine_trips_of_a_route_in_order_and_shuffled_with_late_points_ar
     assert split == await _stored(database_url, shuffled) == _expected([*route, late])
     assert [row[0].time().isoformat() for row in split["trips"]] == ["07:33:00", "08:00:00", "09:00:00"]
     assert len(split["stops"]) == 4
+
+
+async def test_engine_sigkilled_five_times_and_stopped_for_a_while_stores_the_same_trips_stops_and_idling(
+    bridge_settings: Settings, database_url: str, engine_process: StartEngine
+) -> None:
+    device = f"truck-{uuid.uuid4().hex[:6]}-killed"
+    route = [_moved(p) for p in ROUTE]
+    mixed = route.copy()
+    random.Random(11).shuffle(mixed)  # late and out of order too
+    host, port = broker(bridge_settings.mqtt.url)
+    name = "trips-kill-0"
+    engine = engine_process(name)
+    async with (
+        running_bridge(bridge_settings),
+        aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as client,
+    ):
+        chunks = [mixed[i : i + 3] for i in range(0, len(mixed), 3)]
+        kill_at = {len(chunks) * n // 6 for n in range(1, 6)}
+        for n, chunk in enumerate(chunks):
+            body = msgspec.json.encode({"samples": [_sample(p) for p in chunk]})
+            await client.publish(f"fleet/v1/{device}/telemetry", body, qos=1)
+            await asyncio.sleep(0.02)
+            if n in kill_at:
+                await _holding(database_url, name)  # evaluating: the SIGKILL lands in a cycle or between two
+                engine.kill()
+                engine.wait(timeout=10)
+                if n == max(kill_at):
+                    await asyncio.sleep(2.0)  # stopped a while: the feed piles up meanwhile
+                name = f"trips-kill-{n}"
+                engine = engine_process(name)
+        await _wait_evaluated(database_url, device, len(route), limit_s=60)
+    assert await _stored(database_url, device) == _expected(route)
