@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,11 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from config import Settings
+from engine.fence_index import FenceIndex
+from engine.fence_stage import TOLERANCE_M
+from engine.geofence import fence_events
+from engine.track import TrackPoint
+from models.fences.geojson import FenceRejected, parse_fence
 from tests.integration.bridge.conftest import running_bridge
 from tests.integration.engine.scenario import broker
 
@@ -135,3 +141,65 @@ async def test_engine_truck_points_shuffled_in_late_batches_give_one_enter_and_o
         found = await events_once_drained(database_url, device_id, yard, 66)
     assert near(found, [("enter", at[2], True), ("exit", at[4], True)]), found
     assert await events_once_drained(database_url, device_id, other, 66) == []
+
+
+def shuttle(i: int) -> float:
+    """Back and forth across the yard's west and east borders: 0.0004°/s (30 m/s) over 7.995°…8.015°."""
+    span, speed = 0.02, 0.0004
+    travelled = (i * speed) % (2 * span)
+    return 7.995 + (travelled if travelled <= span else 2 * span - travelled)
+
+
+async def test_engine_sigkilled_five_times_and_stopped_a_while_stores_each_enter_and_exit_once(
+    bridge_settings: Settings, database_url: str, engine_process: Callable[[str], subprocess.Popen[bytes]]
+) -> None:
+    fence_id = await add_fence(database_url)
+    device = f"truck-{uuid.uuid4().hex[:6]}"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    count = 400  # four round trips: eight crossings of each border
+    points = [TrackPoint(ts=start + timedelta(seconds=i), lat=LAT, lon=shuttle(i), seq=i) for i in range(count)]
+    fence = parse_fence(str(fence_id), {"type": "Polygon", "coordinates": [YARD]})
+    assert not isinstance(fence, FenceRejected)
+    wanted, _ = fence_events(device, points, FenceIndex([fence], TOLERANCE_M))
+    assert len(wanted) == 16
+
+    order = list(range(count))
+    random.Random(5).shuffle(order)  # every fix late or early against its neighbours
+    chunks = [order[i : i + 8] for i in range(0, count, 8)]
+    host, port = broker(bridge_settings.mqtt.url)
+    name = "fence-kill-0"
+    engine = engine_process(name)
+    async with (
+        running_bridge(bridge_settings),
+        aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as client,
+    ):
+        kill_at = {len(chunks) * n // 6 for n in range(1, 6)}
+        for n, chunk in enumerate(chunks):
+            samples = [
+                {"seq": i, "ts": points[i].ts.isoformat(), "pos": {"lat": LAT, "lon": points[i].lon}} for i in chunk
+            ]
+            await client.publish(f"fleet/v1/{device}/telemetry", msgspec.json.encode({"samples": samples}), qos=1)
+            await asyncio.sleep(0.02)
+            if n in kill_at:
+                await holding(database_url, name)  # evaluating: the SIGKILL lands in a cycle or between two
+                engine.kill()
+                engine.wait(timeout=10)
+                if n == max(kill_at):
+                    await asyncio.sleep(2.0)  # stopped a while: the feed piles up meanwhile
+                name = f"fence-kill-{n}"
+                engine = engine_process(name)
+        found = await events_once_drained(database_url, device, fence_id, count, limit_s=60)
+    assert near(found, [(e.kind, e.at, e.crossed) for e in wanted])
+
+
+async def holding(database_url: str, instance: str, limit_s: float = 30) -> None:
+    """Until the engine instance holds feed partitions (it is running its cycles)."""
+    deadline = asyncio.get_running_loop().time() + limit_s
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        while True:
+            cur = await conn.execute("SELECT cardinality(parts) FROM engine_instances WHERE name = %s", (instance,))
+            row = await cur.fetchone()
+            if row is not None and row[0] > 0:
+                return
+            assert asyncio.get_running_loop().time() < deadline, f"engine {instance} never took a partition"
+            await asyncio.sleep(0.05)
