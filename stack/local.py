@@ -197,7 +197,8 @@ class LocalStack:
         sim = self.settings.sim
         ids = device_ids("truck-", sim.devices)
         for index, played in sorted(demo_plan(sim.devices, sim.seed).items()):
-            self.say(f"demo: {ids[index]} {played.describe()} (`fleet up --no-demo`: every truck behaves)")
+            self.say(f"demo: {ids[index]} {played.describe()}")
+        self.say("demo: with the default rules, alerts within a minute (`fleet up --no-demo`: every truck behaves)")
 
     def _state(self, broker: _Broker) -> StackState:
         """What other `fleet` commands need to find this stack (stack/state.py)."""
