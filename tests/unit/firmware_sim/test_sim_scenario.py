@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from config.settings import SimSettings
+from engine.fence_index import FenceIndex
+from engine.geofence import fence_events
 from engine.threshold import IDLE, Cleared, Point, Raised, SampleKey, evaluate
 from engine.track import from_sample
 from engine.trips import trips_and_stops
@@ -136,19 +138,21 @@ def test_scenario_trip_with_stops_gives_the_engine_two_trips_and_a_stop_between(
     assert (between[0].end_at - between[0].start_at).total_seconds() >= 300
 
 
-def test_scenario_geofence_fence_lies_on_the_route_where_the_truck_is_at_its_start() -> None:
+def test_scenario_geofence_fence_lies_on_the_route_and_the_engine_sees_the_truck_enter_and_leave() -> None:
     truck = Truck("truck-0004", seed=7, scenario=Scenario("geofence", start_s=120, for_s=0))
     twin = Truck("truck-0004", seed=7)
     centre = truck.route_ahead(120, 1.0)
     fence = fence_around(centre, "crossing")
-    assert not isinstance(parse_fence("1", fence), FenceRejected)
     samples = _drive(truck, 400)
     assert samples == _drive(twin, 400)  # looking ahead moved nothing
     distances = [haversine_m(s.pos.lat, s.pos.lon, centre.lat, centre.lon) for s in samples if s.pos is not None]
     assert min(distances) < 10  # GNSS noise
-    inside = [i for i, d in enumerate(distances) if d < fence["properties"]["radius_m"]]
-    assert inside[0] > 0
-    assert inside[-1] < len(distances) - 1  # it leaves again
+    parsed = parse_fence("1", fence)
+    assert not isinstance(parsed, FenceRejected)
+    points = [p for s in samples if (p := from_sample(s)) is not None]
+    events, _ = fence_events("truck-0004", points, FenceIndex([parsed], tolerance_m=20))
+    assert [(e.kind, e.crossed) for e in events] == [("enter", True), ("exit", True)]
+    assert (events[0].at - START).total_seconds() < 120 < (events[1].at - START).total_seconds()
 
 
 def test_scenario_fence_is_a_circle_feature_lon_first() -> None:
