@@ -300,7 +300,7 @@ def _simulate(args: argparse.Namespace, address: BrokerAddress, device_options: 
     sys.stdout.flush()
     if fences:
         sys.stderr.write(
-            "scenario: add the fence above before the truck gets there, e.g. "
+            "scenario: add the fence printed on stdout before the truck gets there, e.g. "
             '`curl -X POST $API/api/v1/geofences -H "Authorization: Bearer $TOKEN" '
             "-H 'Content-Type: application/json' -d @fence.json`\n"
         )
