@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start the local stack: servers, bridge, API + UI and a simulated fleet")
     up.add_argument("--state-dir", type=Path, help="where the servers keep their data (default .fleet)")
     up.add_argument("--no-sim", action="store_true", help="start no simulated fleet")
+    up.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="every simulated truck behaves (by default one overheats and one goes offline for a while)",
+    )
     up.add_argument("--devices", type=int, help="simulated trucks (FLEETBRIDGE_SIM_DEVICES)")
     up.add_argument("--rate", type=float, help="samples per second per truck (FLEETBRIDGE_SIM_RATE_HZ)")
     up.add_argument(
@@ -245,6 +250,11 @@ def _add_rule_commands(commands: Any) -> None:
         help="a notification channel's id, told of raised and cleared alerts, or of the events listed"
         " (raised, acknowledged, cleared, commented, reopened, retracted); repeatable",
     )
+    actions.add_parser(
+        "defaults",
+        parents=[lookup],
+        help="add the default rules (overheating, low battery, low fuel, overspeed, offline) whose name is not taken",
+    )
     remove = actions.add_parser("remove", parents=[lookup], help="remove a rule; its open alerts are cleared")
     remove.add_argument("id", type=int, help="the rule's id (`fleet rules list`)")
 
@@ -448,7 +458,7 @@ def _up(settings: Settings, args: argparse.Namespace, env: Mapping[str, str]) ->
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        urls = stack.up(with_sim=not args.no_sim, tls=args.tls)
+        urls = stack.up(with_sim=not args.no_sim, tls=args.tls, demo=not args.no_demo)
         _print_urls(stack, urls)
         print("Press Ctrl-C (or run `fleet down`) to stop.\n", flush=True)
         while not stopping["now"]:
@@ -600,13 +610,20 @@ def _roster(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _rules(settings: Settings, args: argparse.Namespace) -> int:
-    """`fleet rules list|add|remove` on the database, as the REST API does them."""
+    """`fleet rules list|add|remove|defaults` on the database, as the REST API does them."""
     import getpass
 
     import msgspec
     import psycopg
 
-    from models.rule_store import UnknownChannelError, UnknownFenceError, add_rule, list_rules, remove_rule
+    from models.rule_store import (
+        UnknownChannelError,
+        UnknownFenceError,
+        add_default_rules,
+        add_rule,
+        list_rules,
+        remove_rule,
+    )
     from models.rules import RuleSpec, rule_problem
 
     url = _database_url(settings, args)
@@ -661,10 +678,15 @@ def _rules(settings: Settings, args: argparse.Namespace) -> int:
                     say(f"no rule {args.id}")
                     return 1
                 return 0
-            rows = list_rules(conn)
+            rows = add_default_rules(conn, who) if args.action == "defaults" else list_rules(conn)
     except psycopg.Error as exc:
         say(f"cannot use the database (is it migrated? `fleet db migrate`): {exc}")
         return 1
+    if args.action == "defaults":
+        if not rows:
+            say("every default rule is there already (a rule of its name exists): nothing added")
+            return 0
+        say(f"added {len(rows)} default rules:")
     _table(
         ["ID", "NAME", "CONDITION", "CLEARS", "SEVERITY", "SCOPE"],
         [[str(r["id"]), r["name"], _condition(r), _clearing(r), r["severity"], _scope(r)] for r in rows],

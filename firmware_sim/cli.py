@@ -9,6 +9,11 @@ bridge answered on `persisted` during the run, for the stores to drain too. Stop
 it waits at most `SIGNAL_DRAIN_S` instead, so that a stop is prompt whatever the broker does. With `--store-dir`, what is
 still unconfirmed stays on disk and goes out again on the next run with the same directory and ids.
 
+`--scenario NAME` makes the first truck (or the first `--scenario-devices`) misbehave as
+`firmware_sim.scenario` describes; `--demo` is `fleet up`'s: two trucks chosen by the seed, one overheating,
+one going offline. A `geofence` scenario prints the fence its trucks will cross on stdout (GeoJSON, one
+line each) before the run starts, for the operator to add.
+
 Exit status: 0 when every sample was acknowledged, 1 when some were not (or were refused or dropped),
 2 for bad arguments. `main()` reads no environment: defaults come from its arguments, which the
 `__main__` module (or the `fleet` CLI) fills from settings, or from the running local stack. Without
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import resource
 import signal
@@ -38,6 +44,7 @@ from firmware_sim.device import PERSIST_TIMEOUT_S, STORE_MAX_SAMPLES, Device, De
 from firmware_sim.errors import SimError
 from firmware_sim.fleet import Fleet, FleetOptions, FleetStats, fds_needed
 from firmware_sim.replay import load_recording, plan_replay, play
+from firmware_sim.scenario import SCENARIOS, Scenario, demo_plan, scenario
 from firmware_sim.truck import READINGS_PER_SAMPLE
 from models.telemetry import utcnow
 
@@ -145,6 +152,32 @@ def build_parser(
         action="store_true",
         help="publish telemetry only: no ignition on/off or harsh_braking events on fleet/v1/{id}/events",
     )
+    parser.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        help="make trucks misbehave (docs/rules.md#scenarios): overheat, fuel-theft, offline (Last Will), "
+        "trip-with-stops, geofence (prints the fence it will cross)",
+    )
+    parser.add_argument(
+        "--scenario-devices",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="how many trucks play the scenario, the first ones of the run (%(default)s)",
+    )
+    parser.add_argument("--scenario-at", type=_non_negative, metavar="S", help="seconds after the start when it begins")
+    parser.add_argument(
+        "--scenario-for",
+        type=_non_negative,
+        metavar="S",
+        help="how long it lasts: overheat at its peak, fuel-theft and trip-with-stops parked, offline off the network",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="the demo of `fleet up`: one truck overheats from the start, another goes offline for 11 minutes "
+        "(which two: by --seed)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -182,6 +215,14 @@ def main(
         parser.error(str(exc))
     if args.cert_dir is not None and not address.tls:
         parser.error("--cert-dir needs an mqtts:// broker URL: certificates are presented in the TLS handshake")
+    if args.replay is not None and (args.demo or args.scenario):
+        parser.error("--scenario and --demo drive simulated trucks; a --replay plays its recording as it is")
+    if args.demo and args.scenario:
+        parser.error("--demo has scenarios of its own: give --demo or --scenario, not both")
+    if args.scenario is None and (args.scenario_at is not None or args.scenario_for is not None):
+        parser.error("--scenario-at and --scenario-for need a --scenario")
+    if args.scenario is not None and args.scenario_devices > args.devices:
+        parser.error(f"--scenario-devices {args.scenario_devices} is more than the {args.devices} --devices")
     device_options = DeviceOptions(
         tls=TlsOptions(args.ca_file, args.cert_file, args.key_file) if address.tls else None,
         max_inflight=args.max_inflight,
@@ -220,6 +261,16 @@ def read_credentials(path: Path) -> dict[str, str]:
     return found
 
 
+def scenarios_of(args: argparse.Namespace) -> dict[int, Scenario]:
+    """The misbehaving trucks the arguments ask for, by place in the run."""
+    if args.demo:
+        return demo_plan(args.devices, args.seed)
+    if args.scenario is None:
+        return {}
+    played = scenario(args.scenario, start_s=args.scenario_at, for_s=args.scenario_for)
+    return dict.fromkeys(range(args.scenario_devices), played)
+
+
 def _simulate(args: argparse.Namespace, address: BrokerAddress, device_options: DeviceOptions) -> int:
     options = FleetOptions(
         devices=args.devices,
@@ -234,11 +285,25 @@ def _simulate(args: argparse.Namespace, address: BrokerAddress, device_options: 
         credentials=read_credentials(args.credentials) if args.credentials else {},
         cert_dir=args.cert_dir,
         events=not args.no_events,
+        scenarios=scenarios_of(args),
     )
     _raise_fd_limit(fds_needed(options))
     fleet = Fleet(address, options)
     rate = f"{args.rate:g}/s per device" if args.rate else "as fast as acknowledged"
     sys.stderr.write(f"fleet: {options.devices} devices ({args.prefix}…) -> {address}, {rate}, batch {args.batch}\n")
+    for truck in fleet.trucks:
+        if truck.scenario is not None:
+            sys.stderr.write(f"scenario: {truck.device_id} {truck.scenario.describe()}\n")
+    fences = fleet.fences()
+    for fence in fences:
+        sys.stdout.write(json.dumps(fence, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+    if fences:
+        sys.stderr.write(
+            "scenario: add the fence printed on stdout before the truck gets there, e.g. "
+            '`curl -X POST $API/api/v1/geofences -H "Authorization: Bearer $TOKEN" '
+            "-H 'Content-Type: application/json' -d @fence.json`\n"
+        )
     signalled = threading.Event()
     fleet.start()
     try:

@@ -8,7 +8,9 @@ What a device does on the wire (topics from `models.topics`):
 * publishes telemetry at QoS 1 on `fleet/v1/{id}/telemetry` (one `Sample`, or a `TelemetryBatch`);
 * frees a sample from its store only when the bridge lists it on `persisted` (or refuses it);
 * publishes events (ignition, harsh braking) at QoS 1 on `fleet/v1/{id}/events`, kept until `persisted`
-  lists them under `events` (`firmware_sim.events`).
+  lists them under `events` (`firmware_sim.events`);
+* for a scenario, leaves the network with its Last Will published (`go_offline()`: an MQTT 5 DISCONNECT
+  with reason 0x04) and stays off until `come_back()`, buffering meanwhile.
 
 Store-and-forward, and who owns what (details in `forward` and `outbox`): every sample goes into the
 device's `SampleStore` (on disk under `DeviceOptions.store_dir`, else in memory) before it is first
@@ -41,6 +43,7 @@ from typing import Any, Final
 import msgspec
 from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage, MQTTMessageInfo
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -67,6 +70,8 @@ FORWARDER_IDLE_WAIT_S: Final = 1.0  # a safety net: the forwarder is woken whene
 _PERSISTED = msgspec.json.Decoder(Persisted)
 _REJECTED = msgspec.json.Decoder(RejectedNotice)
 _OFFLINE: Final = msgspec.json.encode(Status(state="offline"))
+# MQTT 5: a clean DISCONNECT that still has the broker publish the Last Will, as a lost device would.
+DISCONNECT_WITH_WILL: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +224,7 @@ class Device:
         self._closing = False
         self._stopping = False
         self._ignore_persisted = False
+        self._gone = False
         self._offline: MQTTMessageInfo | None = None
         self._forward_thread: threading.Thread | None = None
         self._n = _Counters()
@@ -348,6 +354,42 @@ class Device:
             return False
         logger.info("%s: network cut (fault injected)", self.device_id)
         return True
+
+    @property
+    def gone(self) -> bool:
+        """Whether the device left the network by `go_offline()` and has not come back."""
+        with self._lock:
+            return self._gone
+
+    def go_offline(self) -> None:
+        """Scenario: leave the network and stay off, with the broker publishing the Last Will (`offline`).
+
+        Samples and events sent meanwhile wait in the store; `come_back()` reconnects and sends them.
+        """
+        with self._lock:
+            if self._gone:
+                return
+            self._gone = True
+            # From now on `send()` stores, even before paho's callback says the connection is gone.
+            if self._connected:
+                self._connected = False
+                self._n.disconnects += 1
+            self._changed.notify_all()
+        reason = ReasonCode(PacketTypes.DISCONNECT, identifier=DISCONNECT_WITH_WILL)
+        self._client.disconnect(reasoncode=reason)  # paho's network loop ends after it, reconnecting no more
+        logger.info("%s: gone offline (scenario); the broker publishes its Last Will", self.device_id)
+
+    def come_back(self) -> None:
+        """Scenario: reconnect after `go_offline()`; the backlog goes out as after any reconnect."""
+        with self._lock:
+            if not self._gone:
+                return
+            self._gone = False
+        self._client.loop_stop()  # the ended network loop's thread, joined so that a new one can start
+        # paho 2.2's loop_start() makes a new wake-up socket pair without closing the old one: close it here.
+        self._client._reset_sockets(sockpair_only=True)  # private: paho has no public way to close it
+        self.connect()
+        logger.info("%s: back (scenario); connecting", self.device_id)
 
     def ignore_persisted(self, ignore: bool = True) -> None:
         """Fault: while set, `persisted` replies are thrown away, as if the bridge's QoS 0 replies were lost."""
@@ -606,7 +648,7 @@ class Device:
             self._connected = False
             if was_connected:
                 self._n.disconnects += 1
-            closing = self._closing
+            closing = self._closing or self._gone
             self._changed.notify_all()
         if was_connected and not closing:
             logger.warning("%s: connection lost (%s); paho reconnects with backoff", self.device_id, reason)

@@ -15,6 +15,9 @@ period rather than all at once, and computed from the start, so the schedule nev
 time is the scheduled time; when the scheduler falls behind it catches up and `FleetStats.lag_s` says
 by how much. Without a rate (`rate_hz=None`) every connected device sends as fast as the broker
 acknowledges, keeping at most `DeviceOptions.max_inflight` messages unacknowledged.
+
+Scenarios (`FleetOptions.scenarios`, `firmware_sim.scenario`) make some trucks misbehave; the fleet takes
+a device off the network (and back) when its truck's scenario says so, its samples buffered meanwhile.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self
 
 from firmware_sim.address import BrokerAddress
 from firmware_sim.device import Device, DeviceOptions, DeviceStats, TlsOptions
 from firmware_sim.errors import SimError
 from firmware_sim.route import DEFAULT_CENTRE, GeoPoint
+from firmware_sim.scenario import Scenario, fence_around
 from firmware_sim.store import STORE_FDS_PER_DEVICE
 from firmware_sim.truck import Truck, TruckPlace, decode_place, encode_place
 from models.telemetry import Sample, utcnow
@@ -69,6 +73,8 @@ class FleetOptions:
     cert_dir: Path | None = None
     # Ignition on/off and harsh braking on `fleet/v1/{id}/events` (`firmware_sim.truck`).
     events: bool = True
+    # Trucks that misbehave, by their place in this fleet (0: the first device).
+    scenarios: Mapping[int, Scenario] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.devices < 0:
@@ -83,6 +89,8 @@ class FleetOptions:
             raise ValueError("batch must be ≥ 1")
         if self.first_index < 0:
             raise ValueError("first_index must be ≥ 0")
+        if any(not 0 <= i < self.devices for i in self.scenarios):
+            raise ValueError(f"scenarios name trucks beyond the fleet's {self.devices}")
         # The first id has the fewest digits, the last the most: both must be valid.
         for index in {self.first_index, self.first_index + self.devices - 1} if self.devices else set():
             (device_id,) = device_ids(self.prefix, 1, index)
@@ -202,8 +210,9 @@ class Fleet:
                 boot=d.boot,
                 first_seq=d.next_seq,
                 resume=_saved_place(d),
+                scenario=options.scenarios.get(i),
             )
-            for d in self.devices
+            for i, d in enumerate(self.devices)
         )
         self._pending: list[list[Sample]] = [[] for _ in ids]
         self._produced = [0] * len(ids)
@@ -248,6 +257,16 @@ class Fleet:
                 self._run_scheduled(self.options.rate_hz)
         finally:
             self.flush()
+
+    def fences(self) -> list[dict[str, Any]]:
+        """The fence each `geofence` scenario's truck will drive through: a circle on its route where it
+        will be when its scenario starts (GeoJSON, for the geofence API)."""
+        dt_s = 1.0 / self.options.rate_hz if self.options.rate_hz else 1.0
+        return [
+            fence_around(truck.route_ahead(truck.scenario.start_s, dt_s), f"sim: {truck.device_id} drives through")
+            for truck in self.trucks
+            if truck.scenario is not None and truck.scenario.name == "geofence"
+        ]
 
     def step_all(self, now: datetime | None = None, dt_s: float | None = None) -> None:
         """Step every truck once at device time `now` (default: the wall clock) and send as configured."""
@@ -305,6 +324,12 @@ class Fleet:
         pending = self._pending[i]
         truck = self.trucks[i]
         pending.append(truck.step(now, dt_s))
+        if truck.offline != self.devices[i].gone:
+            # Before the sample is handed over: a device that has just gone keeps it in its store.
+            if truck.offline:
+                self.devices[i].go_offline()
+            else:
+                self.devices[i].come_back()
         for event in truck.take_events():
             if self.options.events:
                 self.devices[i].send_event(event.name, event.ts, event.data)

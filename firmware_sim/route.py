@@ -167,6 +167,8 @@ class Drive:
 
     Pure and clock-free: `advance(dt_s)` moves the vehicle by `dt_s` seconds of simulated time. `place()`
     says where it is; a drive made with `resume=` that place continues from there (a restarted device).
+    `advance(dt_s, halt=True)` pulls over: the vehicle brakes comfortably to a standstill and stays there
+    until advanced without `halt` (a scenario's parked truck).
     """
 
     def __init__(
@@ -206,16 +208,37 @@ class Drive:
         """Distance driven so far, including the starting odometer reading."""
         return self._odometer_m / 1000.0
 
-    def advance(self, dt_s: float) -> Motion:
-        """Drive for `dt_s` seconds (≥ 0) and report where the vehicle is."""
+    def advance(self, dt_s: float, *, halt: bool = False) -> Motion:
+        """Drive for `dt_s` seconds (≥ 0) and report where the vehicle is; with `halt`, stop and stay."""
         if dt_s < 0 or not math.isfinite(dt_s):
             raise ValueError(f"dt_s must be a finite number ≥ 0, got {dt_s}")
         remaining = dt_s
         while remaining > 0:
             step = min(remaining, MOTION_STEP_S)
-            self._tick(step)
+            if halt:
+                self._pull_over(step)
+            else:
+                self._tick(step)
             remaining -= step
         return self._motion()
+
+    def _pull_over(self, dt: float) -> None:
+        """Brake at a comfortable rate (no harsh braking) and stand still; the rest of a light's wait runs on."""
+        self._wait_s = max(0.0, self._wait_s - dt)
+        if self._speed_ms == 0.0:
+            return
+        self._speed_ms = max(0.0, self._speed_ms - BRAKE_MS2 * dt)
+        moved = self._speed_ms * dt
+        left_m = self._length_m - self._along_m
+        if moved < left_m:
+            self._along_m += moved
+            self._odometer_m += moved
+            return
+        # Rolling through the intersection while slowing down: on to the next street.
+        self._next_segment()
+        self._along_m = min(moved - left_m, self._length_m * 0.5)
+        self._odometer_m += left_m + self._along_m
+        self._shown_heading = self._heading
 
     def _tick(self, dt: float) -> None:
         if self._wait_s > 0:

@@ -9,6 +9,10 @@ Besides samples a truck has events (`take_events()`): `ignition` on (`{"on": tru
 off (`ignition_off()`) when it is parked at the end of a run, and `harsh_braking` (`{"decel_ms2": …}`) when
 it slowed by more than `HARSH_BRAKING_MS2` on average between two steps (a light that turned red late).
 
+A truck given a `Scenario` (`firmware_sim.scenario`) misbehaves as it says, by the time since its first
+sample: it overheats, or pulls over and stands with its engine off (ignition off, then on when it drives
+on), or loses fuel while parked; `offline` tells the fleet when its device is to be off the network.
+
 `place()` is what a truck keeps in its flash to carry on after a restart (where it is on its route, its
 odometer and fuel); a truck made with `resume=` that place continues its route from there instead of
 jumping back to the start.
@@ -16,6 +20,7 @@ jumping back to the start.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from dataclasses import dataclass
@@ -25,6 +30,7 @@ from typing import Any, Final
 import msgspec
 
 from firmware_sim.route import DEFAULT_CENTRE, Drive, DrivePlace, GeoPoint, Route
+from firmware_sim.scenario import CALM, Effect, Scenario, overheated_c
 from models.events import IGNITION
 from models.telemetry import Position, Sample
 
@@ -91,8 +97,10 @@ class Truck:
         fuel_pct: float | None = None,
         odometer_km: float | None = None,
         resume: TruckPlace | None = None,
+        scenario: Scenario | None = None,
     ) -> None:
         self.device_id = device_id
+        self.scenario = scenario
         self.boot = boot
         self._seq = first_seq
         key = f"{seed}:{device_id}"
@@ -113,6 +121,10 @@ class Truck:
         self._last_speed_ms = 0.0
         self._events: list[TruckEvent] = []
         self._ignition_on = False
+        self._elapsed_s = 0.0  # since the first sample: the scenario's clock
+        self._effect = CALM
+        self._engine_off = False  # parked by the scenario, engine off
+        self._fuel_taken_pct = 0.0
 
     @property
     def next_seq(self) -> int:
@@ -123,12 +135,35 @@ class Truck:
         """Where the truck is now and how full its tank: `Truck(..., resume=)` continues from here."""
         return TruckPlace(self._drive.place(), self._fuel_pct)
 
+    @property
+    def offline(self) -> bool:
+        """Whether its scenario has the device off the network as of the last sample."""
+        return self._effect.offline
+
+    def route_ahead(self, after_s: float, dt_s: float) -> GeoPoint:
+        """Where on its route the truck will be `after_s` seconds from now, stepped `dt_s` at a time as the
+        fleet steps it (a look-ahead on a copy: the truck itself does not move)."""
+        drive = copy.deepcopy(self._drive)
+        position = drive.advance(0.0).position
+        steps = math.ceil(after_s / dt_s) if dt_s > 0 else 0
+        for _ in range(steps):
+            position = drive.advance(dt_s).position
+        return position
+
     def step(self, now: datetime, dt_s: float) -> Sample:
         """Advance the truck by `dt_s` seconds and return what it measured at device time `now`."""
-        if not self._ignition_on:
+        effect = self._effect = CALM if self.scenario is None else self.scenario.effect(self._elapsed_s)
+        self._elapsed_s += dt_s
+        if self._engine_off and not effect.parked:
+            self._engine_off = False  # the driver is back: the ignition goes on below
+        if not self._ignition_on and not self._engine_off:
             self._ignition_on = True
             self._events.append(TruckEvent(IGNITION, now, {"on": True}))
-        motion = self._drive.advance(dt_s)
+        motion = self._drive.advance(dt_s, halt=effect.parked)
+        if effect.parked and motion.stopped and self._ignition_on:
+            self._ignition_on = False
+            self._engine_off = True
+            self._events.append(TruckEvent(IGNITION, now, {"on": False}))
         speed_ms = motion.speed_kmh / 3.6
         if dt_s > 0 and (self._last_speed_ms - speed_ms) / dt_s >= HARSH_BRAKING_MS2:
             decel = round((self._last_speed_ms - speed_ms) / dt_s, 1)
@@ -137,6 +172,7 @@ class Truck:
         driven_km = motion.odometer_km - self._last_odometer_km
         self._last_odometer_km = motion.odometer_km
         self._burn_fuel(driven_km, dt_s)
+        self._steal_fuel(effect)
         self._heat_engine(motion.speed_kmh, dt_s)
         quality, accuracy_m = self._gnss(dt_s)
         sample = Sample(
@@ -147,7 +183,9 @@ class Truck:
             metrics={
                 # Fuel sloshes in the tank: the level sensor reads a little around the true level.
                 "fuel": round(_clamp(self._fuel_pct + self._rng.gauss(0.0, 0.2), 0.0, 100.0), 1),
-                "engine_temp": round(_clamp(self._engine_c + self._rng.gauss(0.0, 0.3), -40.0, 150.0), 1),
+                "engine_temp": round(
+                    _clamp(overheated_c(self._engine_c, effect.heat) + self._rng.gauss(0.0, 0.3), -40.0, 150.0), 1
+                ),
                 "odometer": round(motion.odometer_km, 3),
             },
             quality=quality,
@@ -169,15 +207,26 @@ class Truck:
         return TruckEvent(IGNITION, now, {"on": False})
 
     def _burn_fuel(self, driven_km: float, dt_s: float) -> None:
-        used_l = driven_km * CONSUMPTION_L_PER_KM + IDLE_L_PER_H * dt_s / 3600.0
+        idle_l = 0.0 if self._engine_off else IDLE_L_PER_H * dt_s / 3600.0
+        used_l = driven_km * CONSUMPTION_L_PER_KM + idle_l
         self._fuel_pct -= used_l / TANK_L * 100.0
         if self._fuel_pct <= REFUEL_BELOW_PCT:
             self._fuel_pct = self._rng.uniform(92.0, 100.0)
 
+    def _steal_fuel(self, effect: Effect) -> None:
+        """Take out what the scenario's theft took since the last sample (never below an empty tank)."""
+        taken = effect.fuel_taken_pct - self._fuel_taken_pct
+        if taken > 0:
+            self._fuel_pct = max(0.0, self._fuel_pct - taken)
+            self._fuel_taken_pct = effect.fuel_taken_pct
+
     def _heat_engine(self, speed_kmh: float, dt_s: float) -> None:
-        # Thermostat target, a little higher under load, plus a slow random wander (traffic, weather).
+        # Thermostat target, a little higher under load, plus a slow random wander (traffic, weather);
+        # a parked engine that is off cools towards the air around it.
         self._engine_wander_c = _clamp(self._engine_wander_c + self._rng.gauss(0.0, 0.05) * dt_s, -3.0, 3.0)
         target = ENGINE_WARM_C + 4.0 * speed_kmh / 90.0 + self._engine_wander_c
+        if self._engine_off:
+            target = self._ambient_c
         blend = 1.0 - math.exp(-dt_s / ENGINE_TIME_CONSTANT_S)
         self._engine_c += (target - self._engine_c) * blend
 

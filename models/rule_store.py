@@ -9,6 +9,7 @@ from typing import Any, Final
 import psycopg
 from psycopg.rows import dict_row
 
+from models.default_rules import DEFAULT_RULES
 from models.rules import RuleSpec
 
 RULE_COLUMNS: Final = (
@@ -108,6 +109,43 @@ def add_rule(conn: psycopg.Connection[Any], spec: RuleSpec, created_by: str) -> 
         row = cur.fetchone()
         assert row is not None
         return row
+
+
+DEFAULTS_LOCK: Final = (0x52756C, 0x6466)  # ("Rul", "df"): one adder of the default rules at a time
+LIVE_RULE_NAMES: Final = "SELECT name FROM alert_rules WHERE deleted_at IS NULL"
+ANY_RULE_EVER: Final = "SELECT EXISTS (SELECT 1 FROM alert_rules)"
+
+
+def add_default_rules(
+    conn: psycopg.Connection[Any], created_by: str, *, first_start: bool = False
+) -> list[dict[str, Any]]:
+    """Add the default rules (`models.default_rules`) whose name no rule in use has; return their rows.
+
+    With `first_start`, only into a rule table that is empty, removed rules included: a fleet whose
+    operators removed the defaults does not get them back at its next start.
+    """
+    added: list[dict[str, Any]] = []
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        # Two of these at once would both see a name free and add it twice (names are not unique).
+        cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", DEFAULTS_LOCK)
+        if first_start:
+            cur.execute(ANY_RULE_EVER)
+            row = cur.fetchone()
+            if row is not None and row["exists"]:
+                return []
+        cur.execute(LIVE_RULE_NAMES)
+        taken = {row["name"] for row in cur.fetchall()}
+        for spec in DEFAULT_RULES:
+            if spec.name in taken:
+                continue
+            cur.execute(INSERT_RULE, insert_params(spec, created_by))
+            inserted = cur.fetchone()
+            assert inserted is not None
+            cur.execute(READ_RULE, (inserted["id"],))
+            rule = cur.fetchone()
+            assert rule is not None
+            added.append(rule)
+    return added
 
 
 def remove_rule(conn: psycopg.Connection[Any], rule_id: int, removed_by: str) -> bool:

@@ -1,6 +1,11 @@
 """The local stack behind `fleet up`: Mosquitto, Redis and PostgreSQL as child processes, then the
 bridge, the rules engine, the API and a simulated fleet, with their URLs printed; Ctrl-C (or `fleet down`) stops it all.
 
+On its first start (no alert rule in the database, not even a removed one) it adds the default rules
+(`models.default_rules`). Unless told not to, two of the simulated trucks misbehave, chosen by the
+simulator's seed (`firmware_sim.scenario.demo_plan`): one overheats from its first sample, one goes
+offline for 11 minutes, so that the operator sees alerts within a minute.
+
 A URL given in settings (`FLEETBRIDGE_MQTT_URL`, `_REDIS_URL`, `_DATABASE_URL`) names an existing
 server, which is used instead of starting one. A configured port that is taken (a system Mosquitto on
 1883 is common) is replaced by a free one, and the replacement is said; the ports chosen are kept in
@@ -37,6 +42,7 @@ from broker.reload import AccountPaths
 from config import Settings
 from models.migrate import migrate
 from models.partitions import maintain
+from models.rule_store import add_default_rules
 from stack.identity import ProcessIdentity
 from stack.ports import PortBook, PortChange
 from stack.postgres import start_postgres
@@ -90,11 +96,12 @@ class LocalStack:
     _ports: PortBook | None = None
     agent: BrokerAgent | None = None  # our broker's agent, when we started the broker
 
-    def up(self, *, with_sim: bool = True, tls: bool = False) -> dict[str, str]:
+    def up(self, *, with_sim: bool = True, tls: bool = False, demo: bool = True) -> dict[str, str]:
         """Start everything; return the URLs. Raises `StackError` with what to do next.
 
         `tls`: our broker serves MQTT over TLS as well, and the bridge and simulator use it (the
         URLs then include "mqtts"); ignored, with a word, when the settings name an existing broker.
+        `demo`: two simulated trucks misbehave (`firmware_sim.scenario.demo_plan`); without it all behave.
         """
         settings = self.settings
         state = settings.stack.state_dir.absolute()
@@ -121,7 +128,11 @@ class LocalStack:
                 ahead_days=settings.database.partitions_ahead_days,
                 retention_days=settings.database.retention_days,
             )
+            defaults = add_default_rules(conn, "fleet up", first_start=True)
         self.say(f"schema up to date ({len(applied)} migrations applied now)")
+        if defaults:
+            names = ", ".join(rule["name"] for rule in defaults)
+            self.say(f"first start: added the default alert rules ({names}); `fleet rules list` shows them")
         self.operator_login = _demo_operator(database_url, state)
         if settings.mqtt.url:
             if tls:
@@ -159,17 +170,34 @@ class LocalStack:
         if broker.certificates_url is not None:
             self.urls["mqtts_certificates"] = broker.certificates_url
         if with_sim and settings.sim.devices:
-            # A store directory in the state folder: a restarted stack's trucks continue their seq (same
-            # boot) and their routes, and resend what the bridge had not confirmed.
-            sim = [sys.executable, "-m", "firmware_sim", "--url", broker.sim_url, "--quiet"]
-            sim += ["--store-dir", str(state / "sim-store")]
-            if broker.sim_credentials is not None:
-                sim += ["--credentials", str(broker.sim_credentials)]
-            if broker.sim_cert_dir is not None:
-                sim += ["--cert-dir", str(broker.sim_cert_dir)]
-            self._spawn("simulator", sim, env, logs)
+            self._start_sim(broker, env, state, demo=demo)
         write_state(state, self._state(broker))
         return self.urls
+
+    def _start_sim(self, broker: _Broker, env: dict[str, str], state: Path, *, demo: bool) -> None:
+        # A store directory in the state folder: a restarted stack's trucks continue their seq (same
+        # boot) and their routes, and resend what the bridge had not confirmed.
+        sim = [sys.executable, "-m", "firmware_sim", "--url", broker.sim_url, "--quiet"]
+        sim += ["--store-dir", str(state / "sim-store")]
+        if broker.sim_credentials is not None:
+            sim += ["--credentials", str(broker.sim_credentials)]
+        if broker.sim_cert_dir is not None:
+            sim += ["--cert-dir", str(broker.sim_cert_dir)]
+        if demo:
+            sim += ["--demo"]
+            self._say_demo()
+        self._spawn("simulator", sim, env, state / "logs")
+
+    def _say_demo(self) -> None:
+        """Which simulated trucks misbehave, and how (the simulator picks the same ones by the same seed)."""
+        from firmware_sim.fleet import device_ids
+        from firmware_sim.scenario import demo_plan
+
+        sim = self.settings.sim
+        ids = device_ids("truck-", sim.devices)
+        for index, played in sorted(demo_plan(sim.devices, sim.seed).items()):
+            self.say(f"demo: {ids[index]} {played.describe()}")
+        self.say("demo: with the default rules, alerts within a minute (`fleet up --no-demo`: every truck behaves)")
 
     def _state(self, broker: _Broker) -> StackState:
         """What other `fleet` commands need to find this stack (stack/state.py)."""
