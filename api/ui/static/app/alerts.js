@@ -154,7 +154,7 @@ export class AlertsScreen {
     button.setAttribute("disabled", "");
     const refused = await this.alerts.act(Number(row.dataset.alert), action, input.value.trim());
     button.removeAttribute("disabled");
-    this.error.textContent = refused ? "alert " + row.dataset.alert + ": " + refused : "";
+    this.error.textContent = refused || "";
     if (!refused) input.value = "";
   }
 }
