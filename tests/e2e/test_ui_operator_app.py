@@ -692,3 +692,85 @@ async def test_ui_signs_out_when_the_server_ends_the_live_connection_for_a_delet
     await tab.wait_for_selector("#login:not([hidden])", timeout=UI_TIMEOUT_S * 1000)  # closed with 4401
     assert await tab.text_content("#login-error") == "Your session ended: sign in again."
     assert await tab.evaluate("sessionStorage.getItem('fleetbridge.token')") is None
+
+
+async def raise_alert(database_url: str, device: str) -> int:
+    """A rule and an alert of it on `device`, with its `raised` change, written as the engine writes them."""
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=40)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn, conn.transaction():
+        await conn.execute("INSERT INTO devices (id) VALUES (%s) ON CONFLICT DO NOTHING", (device,))
+        rule = await (
+            await conn.execute(
+                "INSERT INTO alert_rules (name, metric, op, threshold, for_s, severity)"
+                " VALUES ('engine overheating', 'engine_temp', '>', 110, 30, 'critical') RETURNING id"
+            )
+        ).fetchone()
+        assert rule is not None
+        alert = await (
+            await conn.execute(
+                "INSERT INTO alerts (rule_id, device_id, started_at, raised_at, severity, state, value, message)"
+                " VALUES (%s, %s, %s, %s, 'critical', 'active', 115,"
+                " 'engine overheating: engine_temp > 110 for 30 s (read 115)') RETURNING id",
+                (rule[0], device, started, started + timedelta(seconds=30)),
+            )
+        ).fetchone()
+        assert alert is not None
+        await conn.execute("INSERT INTO alert_events (alert_id, kind) VALUES (%s, 'raised')", (alert[0],))
+    return int(alert[0])
+
+
+async def test_ui_alerts_arrive_live_and_an_acknowledgement_shows_in_every_browser_but_viewers_cannot_act(
+    browser: Any, api_url: str, database_url: str, mqtt_url: str, screens: Path
+) -> None:
+    device = f"ui-{uuid.uuid4().hex[:8]}"
+    send(mqtt_url, device, [sample(1, 52.52, 13.40, engine_temp=115.0)])
+    async with open_app(browser, api_url) as (operator, _), open_app(browser, api_url) as (viewer, seen):
+        who = await sign_in(operator, database_url, role="operator")
+        await sign_in(viewer, database_url, role="viewer")
+        for tab in (operator, viewer):
+            await tab.goto(tab.url.split("#")[0] + "#/alerts")
+            await eventually(
+                until_js(tab, "window.__fleet.alerts.loaded"), bool, timeout_s=UI_TIMEOUT_S, what="alerts read"
+            )
+        alert = await raise_alert(database_url, device)  # after both pages read the alerts: only live can tell
+
+        row = f'#a-rows tr[data-alert="{alert}"]'
+        state = f"document.querySelector('{row} .a-state')?.textContent"
+        for tab in (operator, viewer):
+            await eventually(until_js(tab, state), lambda s: s == "active", timeout_s=UI_TIMEOUT_S, what="raised")
+        assert await viewer.text_content(f"{row} .a-device a") == device
+        assert await viewer.get_attribute(f"{row} .a-device a", "href") == f"#/device/{device}"
+        assert "engine_temp > 110" in (await viewer.text_content(f"{row} .a-message") or "")
+        assert await viewer.text_content(f"{row} .a-severity") == "critical"
+        assert await viewer.locator(f"{row} button").count() == 0  # no controls at all for a viewer
+        assert await viewer.is_hidden("#a-actions-head")
+
+        await operator.fill(f"{row} .a-actions input", "driver called, pulling over")
+        await operator.click(f"{row} .ack")
+        await eventually(
+            until_js(viewer, state), lambda s: s == "acknowledged", timeout_s=UI_TIMEOUT_S, what="acknowledged"
+        )
+        assert who in (await viewer.text_content(f"{row} .a-handled") or "")
+        assert any(m.get("type") == "alert" and m["event"] == "acknowledged" for m in seen.received)
+        await operator.wait_for_selector(f"{row} .ack", state="hidden")  # only an active alert is acknowledged
+        await viewer.screenshot(path=screens / "alerts-viewer.png")
+        await operator.screenshot(path=screens / "alerts-operator.png")
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            comment = await (
+                await conn.execute("SELECT author, body FROM alert_comments WHERE alert_id = %s", (alert,))
+            ).fetchone()
+        assert comment == (who, "driver called, pulling over")
+
+        await viewer.select_option("#a-state", "active")  # acknowledged is no longer active
+        await eventually(
+            until_js(viewer, f"document.querySelector('{row}') === null"),
+            bool,
+            timeout_s=UI_TIMEOUT_S,
+            what="filtered",
+        )
+
+        await viewer.goto(viewer.url.split("#")[0] + "#/table")  # the fleet table counts open alerts
+        count = f"document.querySelector('#table-view [data-device=\"{device}\"] .cell:nth-child(9)')?.textContent"
+        await eventually(until_js(viewer, count), lambda t: t == "1", timeout_s=UI_TIMEOUT_S, what="the count")
+        await operator.click(f"{row} .clear")
+        await eventually(until_js(viewer, count), lambda t: t == "", timeout_s=UI_TIMEOUT_S, what="no open alerts")

@@ -20,11 +20,7 @@ export class Api {
       this.session.set(null);
       throw new SignedOut("signed out");
     }
-    if (!response.ok) {
-      let detail = "HTTP " + response.status;
-      try { detail = (await response.json()).detail || detail; } catch { /* not a problem document */ }
-      throw new Error(detail);
-    }
+    if (!response.ok) throw new Error(await problem(response));
     return response.json();
   }
 
@@ -43,6 +39,25 @@ export class Api {
     return response.json();
   }
 
+  /**
+   * POST a JSON body; a refusal throws with the server's reason (a problem's `detail`).
+   * @param {string} path @param {object} body
+   * @returns {Promise<any>}
+   */
+  async post(path, body) {
+    const response = await fetch(path, {
+      method: "POST",
+      headers: {Authorization: "Bearer " + this.session.token, "Content-Type": "application/json"},
+      body: JSON.stringify(body),
+    });
+    if (response.status === 401) {
+      this.session.set(null);
+      throw new SignedOut("signed out");
+    }
+    if (!response.ok) throw new Error(await problem(response));
+    return response.json();
+  }
+
   /** Every page of a keyset-paginated listing.
    * @param {string} path with its query, without cursor @param {(items: any[]) => void} onPage */
   async pages(path, onPage) {
@@ -53,5 +68,14 @@ export class Api {
       onPage(body.items);
       cursor = body.next_cursor;
     } while (cursor);
+  }
+}
+
+/** @param {Response} response a refusal @returns {Promise<string>} its reason, as the server gave it */
+async function problem(response) {
+  try {
+    return (await response.json()).detail || "HTTP " + response.status;
+  } catch {
+    return "HTTP " + response.status; // not a problem document
   }
 }

@@ -23,3 +23,8 @@ export function el(tag, text, className) {
   if (className) node.className = className;
   return node;
 }
+
+/** @param {string | null | undefined} ts @returns {string} the local date and time, or a dash */
+export function when(ts) {
+  return ts ? new Date(ts).toLocaleString() : "—";
+}

@@ -46,6 +46,8 @@ export class LiveLink {
     this.pending = [];
     /** @type {Set<(selector: Selector, ids: Set<string>) => void>} */
     this.subscribedListeners = new Set();
+    /** @type {Set<(event: string, alert: any) => void>} */
+    this.alertListeners = new Set();
     /** @type {AbortController | null} */
     this.pollAbort = null;
     /** @type {number | undefined} */
@@ -62,6 +64,11 @@ export class LiveLink {
   /** @param {(selector: Selector, ids: Set<string>) => void} listener told which devices a subscription's snapshots named */
   onSubscribed(listener) {
     this.subscribedListeners.add(listener);
+  }
+
+  /** @param {(event: string, alert: any) => void} listener told of every change of an alert of a selected device */
+  onAlert(listener) {
+    this.alertListeners.add(listener);
   }
 
   start() {
@@ -213,6 +220,9 @@ export class LiveLink {
         break;
       case "presence":
         this.store.presence(msg.device_id, msg.presence);
+        break;
+      case "alert":
+        for (const listener of this.alertListeners) listener(msg.event, msg.alert);
         break;
       case "reset":
         this.cursor = null; // too long away: the snapshots that follow replace what is shown

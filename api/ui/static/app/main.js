@@ -1,8 +1,10 @@
 // @ts-check
 /** The operator app: signs in, loads the registry, opens the live link and shows one screen at a time
- * (`#/map`, `#/table`, `#/device/<id>`). Installed by its service worker (/sw.js) for offline use: when
+ * (`#/map`, `#/table`, `#/alerts`, `#/device/<id>`). Installed by its service worker (/sw.js) for offline use: when
  * the API cannot be reached it shows the last-known fleet, read-only and labelled, until it is live again. */
 
+import {AlertStore} from "./alert_store.js";
+import {AlertsScreen} from "./alerts.js";
 import {Api, SignedOut} from "./api.js";
 import {Session} from "./auth.js";
 import {DeviceScreen} from "./device.js";
@@ -13,6 +15,7 @@ import {LastKnown} from "./offline.js";
 import {FleetStore} from "./store.js";
 import {TableScreen} from "./table.js";
 
+const ALERTS_WHILE_POLLING_MS = 15000;
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const bar = $("bar"), loginForm = /** @type {HTMLFormElement} */ ($("login")), loginError = $("login-error");
 const reauthForm = /** @type {HTMLFormElement} */ ($("reauth")), conn = $("conn"), offlineBanner = $("offline");
@@ -29,11 +32,22 @@ const live = new LiveLink(api, store, (status) => {
   if (status.state === "live" && showingLastKnown) backOnline();
 });
 store.onChange(() => { if (!showingLastKnown && session.token) lastKnown.keep(); });
+const alerts = new AlertStore(api);
+live.onAlert((_event, alert) => alerts.put(alert));
+// Alert messages carry no cursor: each whole-fleet subscription (the first, and again after a reconnect)
+// reads the alerts afresh, and the messages keep them current from there.
+live.onSubscribed((selector) => {
+  if ("devices" in selector && selector.devices[0] === "*" && !showingLastKnown) alerts.reload();
+});
 const filters = new Filters(store);
 /** @type {Record<string, {show: (arg?: any) => void, hide: () => void}>} */
 let screens = {};
 /** @type {string | null} */
 let current = null;
+// Long polling carries no alert messages: while polling, the screens that show alerts read them again now and then.
+window.setInterval(() => {
+  if (live.running && live.mode === "polling" && (current === "alerts" || current === "table")) alerts.reload();
+}, ALERTS_WHILE_POLLING_MS);
 
 function route() {
   if (!session.token) return;
@@ -60,7 +74,8 @@ function start() {
   if (!screens.map) {
     screens = {
       map: new MapScreen($("map"), store, live, filters),
-      table: new TableScreen(store, live, filters),
+      table: new TableScreen(store, live, filters, alerts),
+      alerts: new AlertsScreen(alerts, live, filters, session),
       device: new DeviceScreen(api, store, live, session),
     };
   }
@@ -99,6 +114,7 @@ function signedOut() {
   live.stop();
   lastKnown.pause();
   store.clear();
+  alerts.clear();
   showingLastKnown = null;
   offlineBanner.hidden = true;
   document.body.classList.remove("readonly");
@@ -145,6 +161,7 @@ window.addEventListener("hashchange", route);
 // A hook for tests and debugging: what the page shows, read without scraping pixels.
 /** @type {any} */ (window).__fleet = {
   store,
+  alerts,
   live,
   lastKnown,
   marker: (/** @type {string} */ id) => /** @type {any} */ (screens.map)?.markerAt(id) ?? null,

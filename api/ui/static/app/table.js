@@ -1,5 +1,5 @@
 // @ts-check
-/** The fleet table: one row per device, sortable, searchable, live; only the rows in view exist in the
+/** The fleet table: one row per device (with its open alerts counted), sortable, searchable, live; only the rows in view exist in the
  * page (a pool of row elements re-filled on scroll), so 10,000 devices scroll as smoothly as 10. */
 
 import {age, num} from "./format.js";
@@ -15,9 +15,11 @@ export class TableScreen {
    * @param {import("./store.js").FleetStore} store
    * @param {import("./live.js").LiveLink} live
    * @param {import("./filters.js").Filters} filters
+   * @param {import("./alert_store.js").AlertStore} alerts the open alerts, counted per device
    */
-  constructor(store, live, filters) {
+  constructor(store, live, filters, alerts) {
     this.store = store;
+    this.alerts = alerts;
     this.live = live;
     this.filters = filters;
     this.view = /** @type {HTMLElement} */ (document.getElementById("table-view"));
@@ -35,6 +37,7 @@ export class TableScreen {
       {key: "speed", title: "Speed km/h", num: true, value: (id) => st(id)?.position?.speed ?? -1, text: (id) => num(st(id)?.position?.speed, 0)},
       {key: "fuel", title: "Fuel %", num: true, value: (id) => st(id)?.metrics.fuel?.value ?? -1, text: (id) => num(st(id)?.metrics.fuel?.value, 1)},
       {key: "engine", title: "Engine °C", num: true, value: (id) => st(id)?.metrics.engine_temp?.value ?? -1, text: (id) => num(st(id)?.metrics.engine_temp?.value, 1)},
+      {key: "alerts", title: "Alerts", num: true, value: (id) => alerts.openCount(id), text: (id) => String(alerts.openCount(id) || "")},
     ];
     this.sortKey = "id";
     this.sortDir = 1;
@@ -52,6 +55,7 @@ export class TableScreen {
       if (row) location.hash = "#/device/" + encodeURIComponent(row.getAttribute("data-device") || "");
     });
     store.onChange(() => { this.orderStale = true; if (this.active) this.render(); });
+    alerts.onChange(() => { this.orderStale = true; if (this.active) this.render(); });
     filters.onChange(() => { this.orderStale = true; this.lastSort = 0; if (this.active) this.render(); });
     window.setInterval(() => { if (this.active) this.render(); }, 1000); // ages tick
   }
@@ -115,7 +119,7 @@ export class TableScreen {
       row.hidden = false;
       row.style.transform = "translateY(" + index * ROW_PX + "px)";
       row.setAttribute("data-device", id);
-      row.className = "row s-row-" + this.store.status(id);
+      row.className = "row s-row-" + this.store.status(id) + (this.alerts.openCount(id) ? " s-row-alerting" : "");
       this.columns.forEach((column, c) => {
         const text = column.text(id);
         const cell = /** @type {HTMLElement} */ (row.children[c]);
