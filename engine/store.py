@@ -17,6 +17,7 @@ happens is retracted, an alert whose clearing no longer happens is reopened.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -141,12 +142,42 @@ async def _evaluate_device(
     if not rewind and rules:
         await cur.execute(_LATEST_STATES, ([rule.id for rule in rules], device.id))
         latest = {row[0]: RuleState(row[1], row[2], row[3]) for row in await cur.fetchall()}
+    series = _Series(samples)
     for rule in rules:
         await _evaluate_rule(
-            cur, rule, device.id, samples, first.ts, rewind=rewind, latest=latest.get(rule.id, IDLE), report=report
+            cur,
+            rule,
+            device.id,
+            samples,
+            first.ts,
+            series=series,
+            rewind=rewind,
+            latest=latest.get(rule.id, IDLE),
+            report=report,
         )
     if head is None or last > head:
         await cur.execute(_SET_HEAD, (device.id, last.ts, last.boot, last.seq))
+
+
+class _Series:
+    """A device's new samples as one series of points per metric, built once and shared by every rule on
+    that metric (a fleet has tens of rules on a handful of metrics)."""
+
+    def __init__(self, samples: list[tuple[Any, ...]]) -> None:
+        self._samples = samples
+        self._built: dict[str, list[Point]] = {}
+
+    def points(self, metric: str, since: datetime) -> list[Point]:
+        """The samples that carry `metric`, from device time `since` on, in device order."""
+        built = self._built.get(metric)
+        if built is None:
+            column = _SAMPLE_COLUMNS[metric]
+            built = self._built[metric] = [
+                Point(SampleKey(s[0], s[1], s[2]), s[column]) for s in self._samples if s[column] is not None
+            ]
+        if not built or built[0].key.ts >= since:
+            return built
+        return built[bisect_left([p.key.ts for p in built], since) :]
 
 
 async def _evaluate_rule(
@@ -156,21 +187,17 @@ async def _evaluate_rule(
     samples: list[tuple[Any, ...]],
     first_ts: datetime,
     *,
+    series: _Series,
     rewind: bool,
     latest: RuleState,
     report: CycleReport,
 ) -> None:
     """Evaluate one rule over a device's new samples. `latest` is the rule's state after its last
     transition (read for all rules at once); a rewind reads the state before `first_ts` instead."""
-    column = _SAMPLE_COLUMNS[rule.metric or ""]
     if rule.condition.op == DROP:
         points = await _falls(cur, rule, device_id, samples)
     else:
-        points = [
-            Point(SampleKey(s[0], s[1], s[2]), s[column])
-            for s in samples
-            if s[column] is not None and s[0] >= rule.created_at
-        ]
+        points = series.points(rule.metric or "", rule.created_at)
     if rewind:
         await cur.execute(_STATE_BEFORE, (rule.id, device_id, first_ts))
         row = await cur.fetchone()
