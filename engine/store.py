@@ -166,6 +166,7 @@ class _Series:
     def __init__(self, samples: list[tuple[Any, ...]]) -> None:
         self._samples = samples
         self._built: dict[str, list[Point]] = {}
+        self._extremes: dict[str, tuple[float, float]] = {}
 
     def points(self, metric: str, since: datetime) -> list[Point]:
         """The samples that carry `metric`, from device time `since` on, in device order."""
@@ -178,6 +179,18 @@ class _Series:
         if not built or built[0].key.ts >= since:
             return built
         return built[bisect_left([p.key.ts for p in built], since) :]
+
+    def extremes(self, metric: str, points: list[Point]) -> tuple[float, float]:
+        """The lowest and highest value of `points` (a list `points()` gave for `metric`)."""
+        whole = self._built.get(metric)
+        if points is whole:
+            cached = self._extremes.get(metric)
+            if cached is None:
+                values = [p.value for p in points]
+                cached = self._extremes[metric] = (min(values), max(values))
+            return cached
+        values = [p.value for p in points]
+        return min(values), max(values)
 
 
 async def _evaluate_rule(
@@ -207,6 +220,10 @@ async def _evaluate_rule(
         state = latest
     if not points:
         return
+    if not rewind and state.phase == "idle" and rule.condition.op != DROP:
+        low, high = series.extremes(rule.metric or "", points)
+        if not rule.condition.triggers_within(low, high):
+            return  # idle, and no sample meets the condition: it stays idle, with nothing to write
     result = evaluate(rule.condition, state, points)
     if result.transitions:
         await cur.executemany(

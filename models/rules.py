@@ -215,6 +215,11 @@ class Condition(msgspec.Struct, frozen=True, kw_only=True):
             return value < _given(self.threshold)
         return value < _given(self.low) or value > _given(self.high)
 
+    def triggers_within(self, low: float, high: float) -> bool:
+        """True when some value from `low` to `high` meets the alert condition: `triggers` of the
+        extremes, which is all a range needs (each operator compares with fixed limits)."""
+        return self.triggers(low) or self.triggers(high)
+
     def clears(self, value: float) -> bool:
         """True when `value` meets the clear condition (the hysteresis limit, if any)."""
         if self.clear_threshold is None or self.op == "outside":
