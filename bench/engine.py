@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.geofence import LAT0, LON0, make_fences  # noqa: E402
+from bench.servers import progress  # noqa: E402
 from bridge.decode import TELEMETRY_COLUMNS, TELEMETRY_TYPES  # noqa: E402
 from bridge.sink import _COPY_STAGE, _CREATE_STAGE, _INSERT_NEW  # noqa: E402
 from models.earth import degrees_lat, degrees_lon  # noqa: E402
@@ -56,10 +57,6 @@ RULE_SHAPES: tuple[tuple[str, str, float | None, float | None, float | None], ..
     ("battery", "outside", None, 11.0, 15.0),
     ("temperature", ">", 60.0, None, None),
 )
-
-
-def progress(text: str) -> None:
-    print(f"bench/engine: {text}", file=sys.stderr, flush=True)
 
 
 def seed(conn: psycopg.Connection[Any], devices: int, rules: int, fences: int, region_deg: float) -> None:

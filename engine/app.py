@@ -25,6 +25,7 @@ from engine.notify import Notifier
 from engine.presence import sweep_presence
 from engine.publish import AlertPublisher
 from engine.rules import load_rules
+from engine.stopping import sleep_unless_stopped
 from engine.store import run_cycle
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ async def _run(settings: Settings, lease: PartitionLease, stop: asyncio.Event) -
             )
         except psycopg.OperationalError as exc:
             log.warning("PostgreSQL unreachable (%s); retrying in %.1f s", exc, delay)
-            await _sleep(stop, delay)
+            await sleep_unless_stopped(stop, delay)
             delay = min(RETRY_MAX_S, delay * 2)
             continue
         try:
@@ -89,7 +90,7 @@ async def _run(settings: Settings, lease: PartitionLease, stop: asyncio.Event) -
             # The cycle rolled back: nothing of it is kept, so it is redone from the same state. Logged
             # loudly and retried with backoff, so one bad statement cannot spin or end the process.
             log.error("evaluation failed (%s): partitions released; retrying in %.1f s", exc, delay)
-            await _sleep(stop, delay)
+            await sleep_unless_stopped(stop, delay)
             delay = min(RETRY_MAX_S, delay * 2)
         finally:
             lease.lost()
@@ -125,7 +126,7 @@ async def _evaluate(
                 if report.alert_events or report.fences.events or report.fences.alert_events:
                     log.info("partition %d: %s", part, report)
         if not busy:
-            await _sleep(stop, poll_s)
+            await sleep_unless_stopped(stop, poll_s)
 
 
 async def _close(conn: psycopg.AsyncConnection[Any], lease: PartitionLease, *, clean: bool) -> None:
@@ -133,8 +134,3 @@ async def _close(conn: psycopg.AsyncConnection[Any], lease: PartitionLease, *, c
         if clean and not conn.closed:
             await lease.release(conn)
         await conn.close()
-
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

@@ -20,7 +20,6 @@ is the same on every attempt, so a receiver can drop a repeat.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from psycopg.types.json import Jsonb
 
 from config import NotifySettings
 from engine.mail import compose, send_mail
+from engine.stopping import sleep_unless_stopped
 from engine.webhook import post_webhook
 from models.rule_store import ALERT_NOTICES_AFTER
 
@@ -124,10 +124,10 @@ class Notifier:
                             queued = await self.queue_round(conn)
                             delivered = await self.deliver_round(conn, client)
                             if queued < EVENTS_PER_ROUND and delivered < CLAIM_PER_ROUND:
-                                await _sleep(stop, POLL_S)
+                                await sleep_unless_stopped(stop, POLL_S)
                 except psycopg.Error as exc:
                     log.warning("notifications interrupted (%s); retrying in %.1f s", exc, delay)
-                    await _sleep(stop, delay)
+                    await sleep_unless_stopped(stop, delay)
                     delay = min(RETRY_MAX_S, delay * 2)
 
     async def queue_round(self, conn: psycopg.AsyncConnection[Any]) -> int:
@@ -211,8 +211,3 @@ class Notifier:
             delay = retry_delay(self._settings, item.attempts, jitter=random.uniform(0.5, 1.0))  # noqa: S311 - spreading retries, not a secret
             await cur.execute(_RETRY, (delay, error, item.id))
             log.info("notification %d failed (%s); attempt %d in %.1f s", item.id, error, item.attempts + 1, delay)
-
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

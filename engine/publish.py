@@ -12,7 +12,6 @@ drop a repeat). The link owns its reconnect loop: capped backoff, each failure l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any, Final
 
@@ -22,6 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from config.broker_url import BrokerUrl
+from engine.stopping import sleep_unless_stopped
 from models.rule_store import ALERT_NOTICES_AFTER
 from models.rules import AlertNotice
 from models.topics import TopicKind, device_topic
@@ -58,7 +58,7 @@ class AlertPublisher:
                 delay = POLL_S
             except (psycopg.Error, aiomqtt.MqttError, OSError) as exc:
                 log.warning("alert publishing interrupted (%s); retrying in %.1f s", exc, delay)
-                await _sleep(stop, delay)
+                await sleep_unless_stopped(stop, delay)
                 delay = min(RETRY_MAX_S, delay * 2)
 
     async def _session(self, stop: asyncio.Event) -> None:
@@ -84,10 +84,10 @@ class AlertPublisher:
                 row = await (await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", PUBLISH_LOCK)).fetchone()
                 if row is not None and row[0]:
                     break
-                await _sleep(stop, 1.0)  # another instance publishes; take over if it goes
+                await sleep_unless_stopped(stop, 1.0)  # another instance publishes; take over if it goes
             while not stop.is_set():
                 if await self._round(conn, client) < EVENTS_PER_ROUND:
-                    await _sleep(stop, POLL_S)
+                    await sleep_unless_stopped(stop, POLL_S)
 
     async def _round(self, conn: psycopg.AsyncConnection[Any], client: aiomqtt.Client) -> int:
         cursor = await (await conn.execute(_CURSOR)).fetchone()
@@ -106,8 +106,3 @@ class AlertPublisher:
         await conn.execute(_ADVANCE, (last["event_xid"], last["event_id"]))
         self.published += len(rows)
         return len(rows)
-
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

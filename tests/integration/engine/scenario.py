@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -129,3 +130,32 @@ async def wait_drained(database_url: str, devices: list[str], samples: int, limi
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"not drained: stored, feed rows, devices at their last sample = {row}")
             await asyncio.sleep(0.1)
+
+
+async def holding(database_url: str, instance: str, limit_s: float = 30) -> None:
+    """Until the engine instance holds feed partitions (it is running its cycles)."""
+    deadline = asyncio.get_running_loop().time() + limit_s
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        while True:
+            cur = await conn.execute("SELECT cardinality(parts) FROM engine_instances WHERE name = %s", (instance,))
+            row = await cur.fetchone()
+            if row is not None and row[0] > 0:
+                return
+            assert asyncio.get_running_loop().time() < deadline, f"engine {instance} never took a partition"
+            await asyncio.sleep(0.05)
+
+
+async def publish_fixes(
+    mqtt_url: str, device_id: str, start: datetime, seconds: Iterable[int], *, lat: float, lon: Callable[[int], float]
+) -> None:
+    """A fix at each of these seconds after `start` (at `lat` and `lon(second)`), in this order, four to a
+    message, `seq` the second."""
+    chosen = list(seconds)
+    host, port = broker(mqtt_url)
+    async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+        for first in range(0, len(chosen), 4):
+            samples = [
+                {"seq": i, "ts": (start + timedelta(seconds=i)).isoformat(), "pos": {"lat": lat, "lon": lon(i)}}
+                for i in chosen[first : first + 4]
+            ]
+            await client.publish(f"fleet/v1/{device_id}/telemetry", msgspec.json.encode({"samples": samples}), qos=1)

@@ -9,15 +9,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiomqtt
-import msgspec
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
 from config import Settings
 from tests.integration.bridge.conftest import running_bridge
-from tests.integration.engine.scenario import broker
+from tests.integration.engine.scenario import publish_fixes
 
 pytestmark = pytest.mark.integration
 
@@ -65,15 +63,8 @@ async def add_depot_and_rules(database_url: str, created_at: datetime) -> tuple[
 
 
 async def publish(mqtt_url: str, device_id: str, start: datetime, seconds: list[int]) -> None:
-    """These fixes, in this order, four to a message."""
-    host, port = broker(mqtt_url)
-    async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as client:
-        for first in range(0, len(seconds), 4):
-            samples = [
-                {"seq": i, "ts": (start + timedelta(seconds=i)).isoformat(), "pos": {"lat": LAT, "lon": longitude(i)}}
-                for i in seconds[first : first + 4]
-            ]
-            await client.publish(f"fleet/v1/{device_id}/telemetry", msgspec.json.encode({"samples": samples}), qos=1)
+    """These fixes of the truck, in this order, four to a message."""
+    await publish_fixes(mqtt_url, device_id, start, seconds, lat=LAT, lon=longitude)
 
 
 async def alerts_once_drained(database_url: str, device_id: str, stored: int, limit_s: float = 30) -> list[Any]:

@@ -24,7 +24,7 @@ from engine.geofence import fence_events
 from engine.track import TrackPoint
 from models.fences.geojson import FenceRejected, parse_fence
 from tests.integration.bridge.conftest import running_bridge
-from tests.integration.engine.scenario import broker
+from tests.integration.engine.scenario import broker, holding, publish_fixes
 
 pytestmark = pytest.mark.integration
 
@@ -59,16 +59,9 @@ async def add_fence(database_url: str, group: str | None = None) -> int:
         return int(row[0])
 
 
-async def publish(mqtt_url: str, device_id: str, start: datetime, indices: list[int]) -> None:
-    """These samples, in this order, four to a message."""
-    host, port = broker(mqtt_url)
-    async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as client:
-        for first in range(0, len(indices), 4):
-            samples = [
-                {"seq": i, "ts": (start + timedelta(seconds=i)).isoformat(), "pos": {"lat": LAT, "lon": longitude(i)}}
-                for i in indices[first : first + 4]
-            ]
-            await client.publish(f"fleet/v1/{device_id}/telemetry", msgspec.json.encode({"samples": samples}), qos=1)
+async def publish(mqtt_url: str, device_id: str, start: datetime, seconds: list[int]) -> None:
+    """These fixes of the truck, in this order, four to a message."""
+    await publish_fixes(mqtt_url, device_id, start, seconds, lat=LAT, lon=longitude)
 
 
 def logged(log: Path, text: str) -> bool:
@@ -190,16 +183,3 @@ async def test_engine_sigkilled_five_times_and_stopped_a_while_stores_each_enter
                 engine = engine_process(name)
         found = await events_once_drained(database_url, device, fence_id, count, limit_s=60)
     assert near(found, [(e.kind, e.at, e.crossed) for e in wanted])
-
-
-async def holding(database_url: str, instance: str, limit_s: float = 30) -> None:
-    """Until the engine instance holds feed partitions (it is running its cycles)."""
-    deadline = asyncio.get_running_loop().time() + limit_s
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        while True:
-            cur = await conn.execute("SELECT cardinality(parts) FROM engine_instances WHERE name = %s", (instance,))
-            row = await cur.fetchone()
-            if row is not None and row[0] > 0:
-                return
-            assert asyncio.get_running_loop().time() < deadline, f"engine {instance} never took a partition"
-            await asyncio.sleep(0.05)

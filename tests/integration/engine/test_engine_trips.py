@@ -22,7 +22,7 @@ from config import Settings
 from engine.track import TrackPoint, device_order
 from engine.trips import trips_and_stops
 from tests.integration.bridge.conftest import running_bridge
-from tests.integration.engine.scenario import broker
+from tests.integration.engine.scenario import broker, holding
 
 pytestmark = pytest.mark.integration
 
@@ -78,19 +78,6 @@ async def _wait_evaluated(database_url: str, device: str, samples: int, limit_s:
                 return
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"not evaluated: stored samples, feed rows = {row}")
-            await asyncio.sleep(0.05)
-
-
-async def _holding(database_url: str, instance: str, limit_s: float = 30) -> None:
-    """Until the engine instance holds feed partitions (it is running its cycles)."""
-    deadline = asyncio.get_running_loop().time() + limit_s
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        while True:
-            cur = await conn.execute("SELECT cardinality(parts) FROM engine_instances WHERE name = %s", (instance,))
-            row = await cur.fetchone()
-            if row is not None and row[0] > 0:
-                return
-            assert asyncio.get_running_loop().time() < deadline, f"engine {instance} never took a partition"
             await asyncio.sleep(0.05)
 
 
@@ -206,7 +193,7 @@ async def test_engine_sigkilled_five_times_and_stopped_for_a_while_stores_the_sa
             await client.publish(f"fleet/v1/{device}/telemetry", body, qos=1)
             await asyncio.sleep(0.02)
             if n in kill_at:
-                await _holding(database_url, name)  # evaluating: the SIGKILL lands in a cycle or between two
+                await holding(database_url, name)  # evaluating: the SIGKILL lands in a cycle or between two
                 engine.kill()
                 engine.wait(timeout=10)
                 if n == max(kill_at):
