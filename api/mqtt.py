@@ -128,8 +128,20 @@ class MqttLink:
         except Exception:
             log.exception("handling a message on %s failed", topic)
 
-    async def publish(self, topic: str, payload: bytes, *, content_type: str | None, timeout_s: float) -> None:
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        content_type: str | None,
+        timeout_s: float,
+        retain: bool = False,
+        expiry_s: int | None = None,
+    ) -> None:
         """Publish at QoS 1 and wait for the broker's PUBACK; `MqttUnavailableError` if that cannot be had.
+
+        `expiry_s` becomes the MQTT 5 Message Expiry Interval: no broker delivers the message after it
+        (commands must never arrive stale). `retain` keeps it as the topic's latest (a twin's desired state).
 
         aiomqtt does not pass the PUBACK's reason code on: a publish the broker's ACL refused (0x87) looks
         accepted here, and its request ends unconfirmed rather than refused.
@@ -138,11 +150,14 @@ class MqttLink:
         if client is None:
             raise MqttUnavailableError("the API is not connected to the MQTT broker")
         properties: Properties | None = None
-        if content_type is not None:
+        if content_type is not None or expiry_s is not None:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            properties.ContentType = content_type
+            if content_type is not None:
+                properties.ContentType = content_type
+            if expiry_s is not None:
+                properties.MessageExpiryInterval = max(1, expiry_s)
         try:
-            await client.publish(topic, payload, qos=1, properties=properties, timeout=timeout_s)
+            await client.publish(topic, payload, qos=1, retain=retain, properties=properties, timeout=timeout_s)
         except aiomqtt.MqttError as exc:
             raise MqttUnavailableError(f"publish to the MQTT broker failed: {exc}") from exc
 
