@@ -9,6 +9,10 @@ What a device does on the wire (topics from `models.topics`):
 * frees a sample from its store only when the bridge lists it on `persisted` (or refuses it);
 * publishes events (ignition, harsh braking) at QoS 1 on `fleet/v1/{id}/events`, kept until `persisted`
   lists them under `events` (`firmware_sim.events`);
+* subscribes to its own `cmd` topic and answers each command on `cmd/ack` (`firmware_sim.commands`):
+  `received` at once (or `expired` when it arrived after its `expires_at` by the device's clock), then
+  `succeeded`/`failed` from whoever obeys it (`on_command`; `ping` it answers itself); a repeated id is
+  answered again and never obeyed twice; `reboot()` restarts it with a new boot and seq from zero;
 * for a scenario, leaves the network with its Last Will published (`go_offline()`: an MQTT 5 DISCONNECT
   with reason 0x04) and stays off until `come_back()`, buffering meanwhile.
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import socket
 import threading
 import time
@@ -48,12 +53,14 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from firmware_sim.address import BrokerAddress
+from firmware_sim.commands import CommandBook, FlakyAcks, ReceivedCommand
 from firmware_sim.errors import StoreError
 from firmware_sim.events import EventOutbox
 from firmware_sim.forward import Forwarder
 from firmware_sim.ledger import SeqLedger
 from firmware_sim.outbox import Outbox, OutboxEntry, Settled
 from firmware_sim.store import SampleStore, open_store
+from models.commands import AckStatus, CommandAck, CommandMessage
 from models.events import Status
 from models.state import Persisted, PersistedRange, RejectedNotice
 from models.telemetry import Sample, utcnow
@@ -70,6 +77,11 @@ FORWARDER_IDLE_WAIT_S: Final = 1.0  # a safety net: the forwarder is woken whene
 _PERSISTED = msgspec.json.Decoder(Persisted)
 _REJECTED = msgspec.json.Decoder(RejectedNotice)
 _OFFLINE: Final = msgspec.json.encode(Status(state="offline"))
+_COMMAND = msgspec.json.Decoder(CommandMessage)
+REBOOT_DOWN_S: Final = 0.5  # how long a rebooting device stays off the network
+
+# Obeys one command on the device's behalf; called on the device's network thread, so it must not block.
+OnCommand = Callable[["Device", CommandMessage], None]
 # MQTT 5: a clean DISCONNECT that still has the broker publish the Last Will, as a lost device would.
 DISCONNECT_WITH_WILL: Final = 4
 
@@ -106,6 +118,7 @@ class DeviceOptions:
     store_max_samples: int = STORE_MAX_SAMPLES
     persist_timeout_s: float = PERSIST_TIMEOUT_S
     batch_max_samples: int = BATCH_MAX_SAMPLES
+    flaky_acks: FlakyAcks | None = None  # answers to commands lost or late, on purpose
 
     def __post_init__(self) -> None:
         if self.store_max_samples < 1:
@@ -188,6 +201,7 @@ class Device:
         options: DeviceOptions | None = None,
         *,
         on_settled: Callable[[], None] | None = None,
+        on_command: OnCommand | None = None,
         store: SampleStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = utcnow,
@@ -204,6 +218,13 @@ class Device:
         self._status_topic = device_topic(device_id, TopicKind.STATUS)
         self._persisted_topic = device_topic(device_id, TopicKind.PERSISTED)
         self._rejected_topic = device_topic(device_id, TopicKind.REJECTED)
+        self._cmd_topic, self._ack_topic = (
+            device_topic(device_id, TopicKind.CMD),
+            device_topic(device_id, TopicKind.CMD_ACK),
+        )
+        self._on_command, self._wall_clock = on_command, wall_clock
+        self.commands = CommandBook()
+        self._ack_rng = random.Random(f"acks:{device_id}")  # noqa: S311 - a simulated flaky link, not security
 
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -396,6 +417,69 @@ class Device:
         with self._lock:
             self._ignore_persisted = ignore
         logger.info("%s: %s `persisted` replies (fault injected)", self.device_id, "ignoring" if ignore else "reading")
+
+    # -- commands ----------------------------------------------------------------------------------
+
+    def acknowledge(self, command_id: str, status: AckStatus, result: dict[str, Any] | None = None) -> None:
+        """Answer a command on `cmd/ack` (QoS 1), lost or late as `DeviceOptions.flaky_acks` says."""
+        result = result or {}
+        self.commands.answered(command_id, status, result)
+        flaky = self.options.flaky_acks
+        delay = 0.0 if flaky is None else flaky.plan(self._ack_rng)
+        if delay is None:
+            logger.info("%s: answer %s to command %s lost (flaky mode)", self.device_id, status, command_id)
+            return
+        ack = CommandAck(id=command_id, status=status, result=result, ts=self._wall_clock())
+        payload = msgspec.json.encode(ack)
+        if delay > 0:
+            timer = threading.Timer(delay, self._publish_ack, (payload,))
+            timer.daemon = True
+            timer.start()
+        else:
+            self._publish_ack(payload)
+
+    def received_commands(self) -> list[ReceivedCommand]:
+        """Every command this device received, in order: the device's own record."""
+        return self.commands.received()
+
+    def reboot(self, down_s: float = REBOOT_DOWN_S) -> int:
+        """Restart as firmware does: the connection drops (the broker publishes the Last Will), and the
+        device comes back `down_s` later with a new boot whose seq starts at zero. Samples of the old boot
+        not yet confirmed stay in the store and are sent again. Blocks for `down_s`; returns the new boot."""
+        self.go_offline()
+        with self._lock:
+            boot = self._store.reboot(self._wall_clock())
+        time.sleep(down_s)
+        self.come_back()
+        logger.info("%s: rebooted into boot %d", self.device_id, boot)
+        return boot
+
+    def _publish_ack(self, payload: bytes) -> None:
+        # paho queues it while disconnected and sends it after the reconnect (QoS 1, in-flight window).
+        self._client.publish(self._ack_topic, payload, qos=QOS_AT_LEAST_ONCE)
+
+    def _receive_command(self, message: CommandMessage) -> None:
+        receipt, record = self.commands.receive(message, self._wall_clock())
+        if receipt == "expired":
+            logger.info(
+                "%s: command %s (%s) arrived after its expiry: refused", self.device_id, message.id, message.name
+            )
+            self.acknowledge(message.id, "expired", {"expires_at": message.expires_at.isoformat()})
+            return
+        if receipt == "again":
+            self.acknowledge(message.id, record.status, record.result)  # the answer may have been lost
+            return
+        self.acknowledge(message.id, "received")
+        if message.name == "ping":
+            self.acknowledge(message.id, "succeeded", {"pong": self._wall_clock().isoformat()})
+        elif self._on_command is None:
+            self.acknowledge(message.id, "rejected", {"reason": f"this device does not obey {message.name!r}"})
+        else:
+            try:
+                self._on_command(self, message)
+            except Exception as exc:
+                logger.exception("%s: command %s failed", self.device_id, message.name)
+                self.acknowledge(message.id, "failed", {"reason": str(exc)[:200]})
 
     # -- telemetry ---------------------------------------------------------------------------------
 
@@ -605,7 +689,13 @@ class Device:
             return
         online = msgspec.json.encode(Status(state="online", ts=utcnow()))
         status = client.publish(self._status_topic, online, qos=QOS_AT_LEAST_ONCE, retain=True)
-        client.subscribe([(self._persisted_topic, QOS_AT_LEAST_ONCE), (self._rejected_topic, QOS_AT_LEAST_ONCE)])
+        client.subscribe(
+            [
+                (self._persisted_topic, QOS_AT_LEAST_ONCE),
+                (self._rejected_topic, QOS_AT_LEAST_ONCE),
+                (self._cmd_topic, QOS_AT_LEAST_ONCE),
+            ]
+        )
         with self._lock:
             self._outbox.bind_untracked(status.mid)
             self._events.reconnected()  # the forwarder sends them again
@@ -668,7 +758,9 @@ class Device:
 
     def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
         try:
-            if message.topic == self._persisted_topic:
+            if message.topic == self._cmd_topic:
+                self._receive_command(_COMMAND.decode(message.payload))
+            elif message.topic == self._persisted_topic:
                 persisted = _PERSISTED.decode(message.payload)
                 with self._lock:
                     if self._ignore_persisted:

@@ -16,6 +16,11 @@ time is the scheduled time; when the scheduler falls behind it catches up and `F
 by how much. Without a rate (`rate_hz=None`) every connected device sends as fast as the broker
 acknowledges, keeping at most `DeviceOptions.max_inflight` messages unacknowledged.
 
+Commands (`firmware_sim.commands`, docs/commands.md): each truck obeys `set_report_interval` (its own
+samples then follow that interval on the fleet's schedule), `immobilise`/`mobilise` (it comes to a stop,
+engine off, and stays so until mobilised), `unlock`, and `reboot` (the device drops off the network and
+comes back with a new boot, its truck counting seq from zero), answering each on `cmd/ack`.
+
 Scenarios (`FleetOptions.scenarios`, `firmware_sim.scenario`) make some trucks misbehave; the fleet takes
 a device off the network (and back) when its truck's scenario says so, its samples buffered meanwhile.
 """
@@ -40,6 +45,7 @@ from firmware_sim.route import DEFAULT_CENTRE, GeoPoint
 from firmware_sim.scenario import Scenario, fence_around
 from firmware_sim.store import STORE_FDS_PER_DEVICE
 from firmware_sim.truck import Truck, TruckPlace, decode_place, encode_place
+from models.commands import CommandMessage
 from models.telemetry import Sample, utcnow
 from models.topics import is_device_id
 
@@ -195,7 +201,14 @@ class Fleet:
                         device_options, tls=_certificate(device_options.tls, options.cert_dir, device_id)
                     )
                 devices.append(
-                    Device(device_id, address, device_options, on_settled=self._progress.set, wall_clock=wall_clock)
+                    Device(
+                        device_id,
+                        address,
+                        device_options,
+                        on_settled=self._progress.set,
+                        on_command=self._obey,
+                        wall_clock=wall_clock,
+                    )
                 )
         except BaseException:
             for device in devices:
@@ -214,6 +227,12 @@ class Fleet:
             )
             for i, d in enumerate(self.devices)
         )
+        self._index = {device_id: i for i, device_id in enumerate(ids)}
+        # Per device, set by commands on its network thread and read by the scheduler: a plain assignment
+        # each, so no lock. A reboot's new boot is handed to the scheduler, which alone steps the truck.
+        self._interval_s: list[float | None] = [None] * len(ids)
+        self._last_offset: list[float | None] = [None] * len(ids)
+        self._rebooted: list[int | None] = [None] * len(ids)
         self._pending: list[list[Sample]] = [[] for _ in ids]
         self._produced = [0] * len(ids)
         self._started_at: float | None = None
@@ -320,9 +339,48 @@ class Fleet:
         for device in self.devices:
             device.join()
 
+    def report_interval_s(self, device_id: str) -> float | None:
+        """The report interval a command set for the device (None: the fleet's rate)."""
+        return self._interval_s[self._index[device_id]]
+
+    def _obey(self, device: Device, command: CommandMessage) -> None:
+        """Carry out a command for one of the fleet's devices (on its network thread: nothing blocks)."""
+        i = self._index[device.device_id]
+        truck = self.trucks[i]
+        if command.name == "set_report_interval":
+            interval = float(command.args["interval_s"])
+            self._interval_s[i] = interval
+            device.acknowledge(command.id, "succeeded", {"interval_s": interval})
+        elif command.name in ("immobilise", "mobilise"):
+            truck.immobilised = command.name == "immobilise"
+            device.acknowledge(command.id, "succeeded", {"immobilised": truck.immobilised})
+        elif command.name == "unlock":
+            device.acknowledge(command.id, "succeeded", {"doors": "unlocked"})
+        elif command.name == "reboot":
+            threading.Thread(
+                target=self._reboot, args=(i, command.id), name=f"{device.device_id}-reboot", daemon=True
+            ).start()
+        else:
+            device.acknowledge(command.id, "rejected", {"reason": f"a truck does not obey {command.name!r}"})
+
+    def _reboot(self, i: int, command_id: str) -> None:
+        device = self.devices[i]
+        boot = device.reboot()
+        self._rebooted[i] = boot
+        # Answered from the new boot, as firmware does once it is up again.
+        device.acknowledge(command_id, "succeeded", {"boot": boot})
+
     def _step(self, i: int, now: datetime, dt_s: float) -> None:
         pending = self._pending[i]
         truck = self.trucks[i]
+        rebooted = self._rebooted[i]
+        if rebooted is not None:
+            self._rebooted[i] = None
+            if pending:  # samples of the old boot go out before the first of the new one
+                device = self.devices[i]
+                device.send(pending[0] if len(pending) == 1 else pending, state=encode_place(truck.place()))
+                self._pending[i] = pending = []
+            truck.restart(rebooted)
         pending.append(truck.step(now, dt_s))
         if truck.offline != self.devices[i].gone:
             # Before the sample is handed over: a device that has just gone keeps it in its store.
@@ -362,7 +420,11 @@ class Fleet:
                 elif self._stop.is_set():
                     return
                 self._lag_s = max(0.0, -delay)
-                self._step(i, wall_start + timedelta(seconds=offset), period)
+                interval, last = self._interval_s[i], self._last_offset[i]
+                if interval is not None and last is not None and offset - last < interval - period / 2:
+                    continue  # a command set a longer report interval for this device
+                self._last_offset[i] = offset
+                self._step(i, wall_start + timedelta(seconds=offset), period if last is None else offset - last)
             tick += 1
 
     def _run_unthrottled(self) -> None:
