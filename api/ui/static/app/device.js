@@ -94,12 +94,10 @@ export class DeviceScreen {
   renderDetails(details) {
     this.meta.textContent = [details.kind, details.name, details.group && "group " + details.group, details.disabled && "disabled"]
       .filter(Boolean).join(" · ");
-    // Operators and admins may switch a device off and on; viewers never see the button.
-    if (this.session.allows("operator")) {
-      this.disable.hidden = false;
-      this.disable.textContent = details.disabled ? "Enable device" : "Disable device";
-      this.disable.dataset.disabled = String(Boolean(details.disabled));
-    }
+    // Operators and admins may switch a device off and on; viewers never see the button (its data-role).
+    this.disable.hidden = false;
+    this.disable.textContent = details.disabled ? "Enable device" : "Disable device";
+    this.disable.dataset.disabled = String(Boolean(details.disabled));
   }
 
   async toggleDisabled() {

@@ -80,11 +80,9 @@ function start() {
     };
   }
   // Controls for what this role may not do are not shown at all (not greyed out); the server refuses anyway.
-  for (const node of document.querySelectorAll("[data-role]")) {
-    const allowed = session.allows(node.getAttribute("data-role") || "admin");
-    node.toggleAttribute("data-allowed", allowed);
-    if (!allowed) /** @type {HTMLElement} */ (node).hidden = true;
-  }
+  // The stylesheet hides every `[data-role]` control above the role named here, those made later included,
+  // and a later sign-in (another account, another role) in the same tab sets it afresh.
+  document.body.dataset.signedInAs = who.role || "";
   session.keepAlive(promptReauth);
   route();
   live.start();
@@ -118,6 +116,7 @@ function signedOut() {
   showingLastKnown = null;
   offlineBanner.hidden = true;
   document.body.classList.remove("readonly");
+  delete document.body.dataset.signedInAs;
   reauthForm.hidden = true;
   bar.hidden = true;
   for (const key of Object.keys(screens)) $("screen-" + key).hidden = true;
