@@ -438,6 +438,8 @@ async def test_ui_controls_follow_the_role_of_each_sign_in_in_the_same_tab(
     await tab.wait_for_selector("#login:not([hidden])")
     await sign_in(tab, database_url, role="operator")  # the same tab: the page is not loaded again
     await tab.locator("#d-disable").wait_for(state="visible")
+    await tab.goto(tab.url.split("#")[0] + "#/map")
+    await tab.locator("#fence-tools").wait_for(state="visible")  # drawing geofences
 
     await tab.click("#sign-out")
     await sign_in(tab, database_url, role="viewer")

@@ -73,7 +73,7 @@ function start() {
   bar.hidden = false;
   if (!screens.map) {
     screens = {
-      map: new MapScreen($("map"), store, live, filters),
+      map: new MapScreen($("map"), store, live, filters, api, session),
       table: new TableScreen(store, live, filters, alerts),
       alerts: new AlertsScreen(alerts, live, filters, session),
       device: new DeviceScreen(api, store, live, session),
@@ -120,6 +120,7 @@ function signedOut() {
   reauthForm.hidden = true;
   bar.hidden = true;
   for (const key of Object.keys(screens)) $("screen-" + key).hidden = true;
+  /** @type {any} */ (screens.map)?.fences.clear(); // what the next account may see is read afresh
   loginForm.hidden = false;
   loginForm.elements.namedItem("username")?.focus?.();
 }
@@ -164,6 +165,7 @@ window.addEventListener("hashchange", route);
   live,
   lastKnown,
   marker: (/** @type {string} */ id) => /** @type {any} */ (screens.map)?.markerAt(id) ?? null,
+  fences: () => /** @type {any} */ (screens.map)?.fences.shown() ?? [],
 };
 
 if (session.token && session.remainingS() > 0) start(); else signedOut();
