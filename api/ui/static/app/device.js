@@ -27,13 +27,11 @@ export class DeviceScreen {
    * @param {import("./api.js").Api} api
    * @param {import("./store.js").FleetStore} store
    * @param {import("./live.js").LiveLink} live
-   * @param {import("./auth.js").Session} session
    */
-  constructor(api, store, live, session) {
+  constructor(api, store, live) {
     this.api = api;
     this.store = store;
     this.live = live;
-    this.session = session;
     /** @type {string | null} */
     this.id = null;
     const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));

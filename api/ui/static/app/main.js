@@ -76,7 +76,7 @@ function start() {
       map: new MapScreen($("map"), store, live, filters, api, session),
       table: new TableScreen(store, live, filters, alerts),
       alerts: new AlertsScreen(alerts, live, filters, session),
-      device: new DeviceScreen(api, store, live, session),
+      device: new DeviceScreen(api, store, live),
     };
   }
   // Controls for what this role may not do are not shown at all (not greyed out); the server refuses anyway.
