@@ -49,12 +49,13 @@ from api.groups.controllers import GroupController
 from api.health.controllers import healthz, readyz
 from api.ingest.backend import build_ingest, ingest_lifespan, provide_ingest
 from api.ingest.controllers import ingest
-from api.live.alerts import AlertEventReader
-from api.live.commands import CommandEventReader
+from api.live.alerts import ALERT_EVENTS_CHANNEL, AlertEventReader
+from api.live.commands import COMMAND_EVENTS_CHANNEL, CommandEventReader
 from api.live.controllers import live, live_poll
 from api.live.directory import GroupDirectory
 from api.live.hub import LiveHub
 from api.live.stream import LiveStreamReader
+from api.live.wake import Wake
 from api.live.watch import CredentialWatch
 from api.mqtt import MqttLink
 from api.notifications.controllers import ChannelController, NotificationController
@@ -158,8 +159,14 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
             asyncio.create_task(reader.run(), name="live-stream-reader"),
             asyncio.create_task(directory.run(), name="live-group-directory"),
             asyncio.create_task(watch.run(), name="live-credential-watch"),
-            asyncio.create_task(AlertEventReader(pool, hub).run(), name="live-alert-events"),
-            asyncio.create_task(CommandEventReader(pool, hub).run(), name="live-command-events"),
+            asyncio.create_task(
+                AlertEventReader(pool, hub, wake=Wake(settings.database.url, ALERT_EVENTS_CHANNEL)).run(),
+                name="live-alert-events",
+            ),
+            asyncio.create_task(
+                CommandEventReader(pool, hub, wake=Wake(settings.database.url, COMMAND_EVENTS_CHANNEL)).run(),
+                name="live-command-events",
+            ),
         ]
         try:
             yield
