@@ -30,19 +30,16 @@ from api.accounts.refresh import refresh
 from api.alerts.controllers import AlertController
 from api.auth import PUBLIC, TokenIssuer, build_auth, require_access
 from api.backends import DEPENDENCIES, STATE_KEY, Backends, ExportLimits
-from api.commands.controllers import STATE_KEY as COMMANDS_KEY
-from api.commands.controllers import (
-    CommandController,
-    CommandsBackend,
-    DeviceCommandController,
-    command_catalogue,
-    provide_commands,
-)
+from api.commands.controllers import CommandController, DeviceCommandController, command_catalogue
 from api.commands.dispatch import Dispatcher, DispatchSettings
+from api.commands.submit import STATE_KEY as COMMANDS_KEY
+from api.commands.submit import CommandsBackend, provide_commands
 from api.contract.controllers import asyncapi
 from api.devices.controllers import DeviceController, RefusedController
 from api.devices.provision import provision_dependencies
 from api.events.controllers import device_events
+from api.firmware.controllers import STATE_KEY as FIRMWARE_KEY
+from api.firmware.controllers import FirmwareController, firmware_backend, firmware_update, provide_firmware
 from api.fleet.controllers import state as fleet_state
 from api.geofences.controllers import GeofenceController, device_geofence_events
 from api.groups.controllers import GroupController
@@ -263,6 +260,8 @@ def create_app(settings: Settings) -> Litestar:
         DeviceCommandController,
         CommandController,
         command_catalogue,
+        FirmwareController,
+        firmware_update,
     ):
         api.register(handler)
     for trip_handler in (device_trips, device_stops, device_idling, device_summary, group_day_summary):
@@ -275,6 +274,7 @@ def create_app(settings: Settings) -> Litestar:
             "login_throttle": Provide(provide_login_throttle, sync_to_thread=False),
             "ingest_backend": Provide(provide_ingest, sync_to_thread=False),
             "commands": Provide(provide_commands, sync_to_thread=False),
+            "firmware": Provide(provide_firmware, sync_to_thread=False),
             **provision_dependencies(settings),
         },
         # Authentication (who): JWTs and API keys, by the middleware `security` installs. Authorisation
@@ -303,5 +303,6 @@ def create_app(settings: Settings) -> Litestar:
     )
     # Built now (about 15 ms) so that the one cached document is complete before anyone reads it.
     document_problems(app.openapi_schema)
+    app.state[FIRMWARE_KEY] = firmware_backend(security.token_secret, settings.api.public_url)
     app.state[STOPPING_KEY] = Stopping()  # set by the server on SIGINT/SIGTERM (`api.server`)
     return app

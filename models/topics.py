@@ -25,6 +25,7 @@ class TopicKind(enum.StrEnum):
     REJECTED = "rejected"
     STATE = "state"
     ALERTS = "alerts"
+    OTA = "ota"
 
 
 class TopicError(ValueError):

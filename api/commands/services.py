@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 
 from api.commands.schemas import Command, CommandPage, CommandPost, Transition
 from api.pool import Pool
+from models.commands import TRANSITION_KEY
 
 COMMANDS_PAGE_MAX: Final = 1000
 COMMANDS_PAGE_DEFAULT: Final = 100
@@ -36,8 +37,12 @@ _INSERT = (
     " request_sha256) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (device_id, created_by, idempotency_key) DO NOTHING RETURNING id"
 )
-_EVENT = "INSERT INTO command_events (command_id, state, detail) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
-_TRANSITIONS = "SELECT state, at, device_ts, detail FROM command_events WHERE command_id = %s ORDER BY at, id"
+_EVENT = f"INSERT INTO command_events (command_id, state, detail) VALUES (%s, %s, %s) ON CONFLICT {TRANSITION_KEY} DO NOTHING"
+# Reports of one batch share their transaction's time: the device's own time orders them.
+_TRANSITIONS = (
+    "SELECT state, at, device_ts, detail FROM command_events WHERE command_id = %s"
+    " ORDER BY at, device_ts NULLS FIRST, id"
+)
 _CANCEL = (
     "UPDATE commands SET state = 'cancelled', finished_at = now(), updated_at = now()"
     " WHERE id = %s AND state = 'queued' RETURNING id"
