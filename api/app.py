@@ -39,7 +39,8 @@ from api.devices.controllers import DeviceController, RefusedController
 from api.devices.provision import provision_dependencies
 from api.events.controllers import device_events
 from api.firmware.controllers import STATE_KEY as FIRMWARE_KEY
-from api.firmware.controllers import FirmwareController, firmware_backend, firmware_update, provide_firmware
+from api.firmware.controllers import FirmwareController, firmware_update, provide_firmware
+from api.firmware.links import firmware_backend
 from api.fleet.controllers import state as fleet_state
 from api.geofences.controllers import GeofenceController, device_geofence_events
 from api.groups.controllers import GroupController
@@ -60,6 +61,8 @@ from api.openapi import document_problems
 from api.pool import Pool
 from api.presence.controllers import presence_timeline
 from api.problems import log_server_error, problem_details_plugin
+from api.rollouts.advance import advance_forever
+from api.rollouts.controllers import RolloutController
 from api.rules.controllers import RuleController
 from api.stopping import STATE_KEY as STOPPING_KEY
 from api.stopping import Stopping
@@ -182,7 +185,8 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
 def _commands_lifespan(
     backend: CommandsBackend, link: MqttLink | None
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    """Run this instance's command dispatcher (after the backends' lifespan: it needs their pool)."""
+    """Run this instance's command dispatcher and rollout advancer (after the backends' lifespan: they
+    need its pool)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -200,12 +204,20 @@ def _commands_lifespan(
         )
         backend.dispatcher = dispatcher
         app.state[COMMANDS_KEY] = backend
-        task = asyncio.create_task(dispatcher.run(), name="command-dispatcher")
+        firmware = app.state[FIRMWARE_KEY]
+        tasks = [
+            asyncio.create_task(dispatcher.run(), name="command-dispatcher"),
+            asyncio.create_task(
+                advance_forever(backends.pool, firmware, interval_s=settings.dispatch_interval_s),
+                name="rollout-advancer",
+            ),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            await _bounded("the command dispatcher", asyncio.gather(task, return_exceptions=True))
+            for task in tasks:
+                task.cancel()
+            await _bounded("the command dispatcher", asyncio.gather(*tasks, return_exceptions=True))
 
     return lifespan
 
@@ -262,6 +274,7 @@ def create_app(settings: Settings) -> Litestar:
         command_catalogue,
         FirmwareController,
         firmware_update,
+        RolloutController,
     ):
         api.register(handler)
     for trip_handler in (device_trips, device_stops, device_idling, device_summary, group_day_summary):

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import msgspec
+from psycopg import AsyncCursor
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -135,25 +136,30 @@ async def replay(pool: Pool, device_id: str, who: str, key: str, digest: bytes) 
 async def insert_command(pool: Pool, new: NewCommand) -> str | None:
     """Store the command as queued, with its first transition; its id, or None when a concurrent request
     with the same idempotency key stored one first."""
-    command_id = str(uuid.uuid4())
     async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-        await cur.execute(
-            _INSERT,
-            (
-                command_id,
-                new.device_id,
-                new.name,
-                Jsonb(new.args),
-                new.dangerous,
-                new.created_by,
-                new.expires_at,
-                new.idempotency_key,
-                new.request_sha256,
-            ),
-        )
-        if await cur.fetchone() is None:
-            return None
-        await cur.execute(_EVENT, (command_id, "queued", None))
+        return await insert_command_in(cur, new)
+
+
+async def insert_command_in(cur: AsyncCursor[Any], new: NewCommand) -> str | None:
+    """`insert_command` within the caller's transaction."""
+    command_id = str(uuid.uuid4())
+    await cur.execute(
+        _INSERT,
+        (
+            command_id,
+            new.device_id,
+            new.name,
+            Jsonb(new.args),
+            new.dangerous,
+            new.created_by,
+            new.expires_at,
+            new.idempotency_key,
+            new.request_sha256,
+        ),
+    )
+    if await cur.fetchone() is None:
+        return None
+    await cur.execute(_EVENT, (command_id, "queued", None))
     return command_id
 
 

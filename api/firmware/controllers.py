@@ -4,8 +4,6 @@ to one device by operators (docs/ota.md)."""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
@@ -20,6 +18,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_206_PARTIA
 from api.auth import ADMIN, OPERATOR, PUBLIC, principal_of
 from api.commands.schemas import Command, CommandPost
 from api.commands.submit import CommandsBackend, submit_command
+from api.firmware.links import FirmwareBackend, update_args
 from api.firmware.schemas import FirmwareImage, FirmwareUpdatePost
 from api.firmware.services import (
     DuplicateVersionError,
@@ -47,30 +46,12 @@ from models.firmware import (
     ByteRange,
     RangeNotSatisfiableError,
     check_download_token,
-    download_token,
     parse_range,
 )
 
 STATE_KEY: Final = "firmware"
 IMAGE_MAX_BYTES: Final = 64 * 1024 * 1024
-# A download link outlives its command's expiry by this much: a device that received the command in time
-# may still be fetching the image over a bad link.
-LINK_GRACE: Final = timedelta(hours=6)
 KIND_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
-
-@dataclass(frozen=True, slots=True)
-class FirmwareBackend:
-    """What the firmware routes share: the key download links are signed with, and the public address."""
-
-    link_secret: str
-    public_url: str
-
-
-def firmware_backend(token_secret: str, public_url: str) -> FirmwareBackend:
-    """The backend, its link key derived from the token secret (one secret to configure, two uses kept apart)."""
-    key = hashlib.sha256(b"fleetbridge firmware download links\0" + token_secret.encode()).hexdigest()
-    return FirmwareBackend(link_secret=key, public_url=public_url.rstrip("/"))
 
 
 def provide_firmware(state: State) -> FirmwareBackend:
@@ -218,15 +199,8 @@ async def firmware_update(
         raise bad_request(f"no firmware image {data.image_id}")
     settings = commands.settings
     expires_at = datetime.now(UTC) + timedelta(seconds=data.expires_in_s or settings.default_expiry_s)
-    token = download_token(firmware.link_secret, image.id, device_id, expires_at + LINK_GRACE)
-    base = firmware.public_url or str(request.base_url).rstrip("/")
-    args = {
-        "image_id": image.id,
-        "version": image.version,
-        "sha256": image.sha256,
-        "size": image.size,
-        "url": f"{base}/api/v1/firmware/{image.id}/image?token={token}",
-    }
+    base = firmware.public_url or str(request.base_url)
+    args = update_args(firmware, image, device_id, base=base, expires_at=expires_at)
     kind_of = await _kind_of(pool, device_id)
     if kind_of is not None and kind_of != image.kind:
         raise bad_request(f"image {image.id} is for {image.kind!r} devices; {device_id!r} is a {kind_of!r}")

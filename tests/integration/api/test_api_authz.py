@@ -328,6 +328,14 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
         "public",
         401,
     ),
+    "POST /api/v1/rollouts": (
+        http_route("POST", "/api/v1/rollouts", lambda: {"image_id": 999999, "group": "north"}),
+        "operator",
+        400,
+    ),
+    "GET /api/v1/rollouts": (http_route("GET", "/api/v1/rollouts"), "viewer", 200),
+    "GET /api/v1/rollouts/{id}": (http_route("GET", "/api/v1/rollouts/999999"), "viewer", 404),
+    "POST /api/v1/rollouts/{id}/stop": (http_route("POST", "/api/v1/rollouts/999999/stop"), "operator", 404),
     # Authorised callers reach the handler, which finds no such image.
     "POST /api/v1/devices/{id}/firmware-update": (
         http_route("POST", f"/api/v1/devices/{NORTH_DEVICE}/firmware-update", lambda: {"image_id": 999999}),
@@ -509,6 +517,9 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/api/v1/firmware/{image_id:int}",
         "/api/v1/firmware/{image_id:int}/image",
         "/api/v1/devices/{device_id:str}/firmware-update",
+        "/api/v1/rollouts",
+        "/api/v1/rollouts/{rollout_id:int}",
+        "/api/v1/rollouts/{rollout_id:int}/stop",
         "/healthz",
         "/readyz",
         "/",

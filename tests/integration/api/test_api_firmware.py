@@ -175,6 +175,66 @@ async def test_a_damaged_download_fails_the_update_and_the_device_keeps_its_vers
         await http.aclose()
 
 
+async def _grouped_fleet_online(
+    http: httpx.AsyncClient, database_url: str, prefix: str, count: int, group: str
+) -> None:
+    for n in range(1, count + 1):
+        await online(http, f"{prefix}{n:04d}")
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("INSERT INTO device_groups (name) VALUES (%s) ON CONFLICT DO NOTHING", (group,))
+        await conn.execute("UPDATE devices SET group_name = %s WHERE id LIKE %s", (group, prefix + "%"))
+
+
+async def test_a_rollout_whose_first_wave_fails_stops_before_the_second(
+    api_settings: Settings, mqtt_url: str, redis_url: str, database_url: str
+) -> None:
+    image = os.urandom(100_000)
+    prefix, group = unique_prefix("wave"), f"yard-{uuid.uuid4().hex[:6]}"
+    async with stack(api_settings, mqtt_url, redis_url, database_url) as api_url:
+        http = await admin_client(api_url, database_url)
+        described = (await upload(http, image, f"4.{uuid.uuid4().hex[:4]}")).json()
+        options = FleetOptions(devices=4, prefix=prefix, rate_hz=2.0, device=DeviceOptions(corrupt_downloads=True))
+        with fleet_running(mqtt_url, options) as fleet:
+            await _grouped_fleet_online(http, database_url, prefix, 4, group)
+            body = {"image_id": described["id"], "group": group, "first_wave_pct": 25, "failure_threshold_pct": 0}
+            made = await http.post("/api/v1/rollouts", json=body)
+            assert made.status_code == 201, made.text
+            rollout = made.json()
+            assert [(w["wave"], w["devices"]) for w in rollout["waves"]] == [(1, 1), (2, 3)]
+            ended = await wait_for(http, f"/api/v1/rollouts/{rollout['id']}", lambda b: b["state"] != "running", 60)
+            assert ended["state"] == "stopped"
+            assert "1 of 1 updates failed" in ended["reason"]
+            second = ended["waves"][1]
+            assert (second["pending"], second["in_progress"], second["succeeded"], second["failed"]) == (3, 0, 0, 0)
+            await asyncio.sleep(1.5)  # several advancing rounds: the second wave stays unsent
+            assert sum(len(d.received_commands()) for d in fleet.devices) == 1
+            assert {d.firmware_version for d in fleet.devices} == {"1.0.0"}
+            again = await http.post(f"/api/v1/rollouts/{rollout['id']}/stop")
+            assert again.status_code == 409
+        await http.aclose()
+
+
+async def test_a_rollout_updates_its_group_wave_after_wave(
+    api_settings: Settings, mqtt_url: str, redis_url: str, database_url: str
+) -> None:
+    image = os.urandom(100_000)
+    prefix, group = unique_prefix("roll"), f"depot-{uuid.uuid4().hex[:6]}"
+    version = f"5.{uuid.uuid4().hex[:4]}"
+    async with stack(api_settings, mqtt_url, redis_url, database_url) as api_url:
+        http = await admin_client(api_url, database_url)
+        described = (await upload(http, image, version)).json()
+        with fleet_running(mqtt_url, FleetOptions(devices=3, prefix=prefix, rate_hz=2.0)) as fleet:
+            await _grouped_fleet_online(http, database_url, prefix, 3, group)
+            body = {"image_id": described["id"], "group": group, "first_wave_pct": 34}
+            rollout = (await http.post("/api/v1/rollouts", json=body)).json()
+            assert [(w["wave"], w["devices"]) for w in rollout["waves"]] == [(1, 2), (2, 1)]
+            ended = await wait_for(http, f"/api/v1/rollouts/{rollout['id']}", lambda b: b["state"] != "running", 90)
+            assert ended["state"] == "completed", ended["waves"]
+            assert [(w["wave"], w["succeeded"]) for w in ended["waves"]] == [(1, 2), (2, 1)]
+            assert {d.firmware_version for d in fleet.devices} == {version}
+        await http.aclose()
+
+
 async def _update_via(
     http: httpx.AsyncClient, api_url: str, device_base: str, device_id: str, image_id: int
 ) -> dict[str, Any]:
