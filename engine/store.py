@@ -217,37 +217,49 @@ async def _evaluate_device(
 
 
 class _Series:
-    """A device's new samples as one series of points per metric, built once and shared by every rule on
-    that metric (a fleet has tens of rules on a handful of metrics)."""
+    """A device's new samples as one series per metric, built once and shared by every rule on that metric
+    (a fleet has tens of rules on a handful of metrics). Most rules are idle and skipped on the series'
+    extremes alone, so its points are built only for a rule that runs its state machine."""
 
     def __init__(self, samples: list[tuple[Any, ...]]) -> None:
         self._samples = samples
+        self._columns: dict[str, tuple[list[datetime], list[float]]] = {}
         self._built: dict[str, list[Point]] = {}
         self._extremes: dict[str, tuple[float, float]] = {}
+
+    def _column(self, metric: str) -> tuple[list[datetime], list[float]]:
+        """The device times and values of the samples that carry `metric`, in device order."""
+        column = self._columns.get(metric)
+        if column is None:
+            at = _SAMPLE_COLUMNS[metric]
+            carrying = [s for s in self._samples if s[at] is not None]
+            column = self._columns[metric] = ([s[0] for s in carrying], [s[at] for s in carrying])
+        return column
 
     def points(self, metric: str, since: datetime) -> list[Point]:
         """The samples that carry `metric`, from device time `since` on, in device order."""
         built = self._built.get(metric)
         if built is None:
-            column = _SAMPLE_COLUMNS[metric]
+            at = _SAMPLE_COLUMNS[metric]
             built = self._built[metric] = [
-                Point(SampleKey(s[0], s[1], s[2]), s[column]) for s in self._samples if s[column] is not None
+                Point(SampleKey(s[0], s[1], s[2]), s[at]) for s in self._samples if s[at] is not None
             ]
         if not built or built[0].key.ts >= since:
             return built
-        return built[bisect_left([p.key.ts for p in built], since) :]
+        return built[bisect_left(self._column(metric)[0], since) :]
 
-    def extremes(self, metric: str, points: list[Point]) -> tuple[float, float]:
-        """The lowest and highest value of `points` (a list `points()` gave for `metric`)."""
-        whole = self._built.get(metric)
-        if points is whole:
-            cached = self._extremes.get(metric)
-            if cached is None:
-                values = [p.value for p in points]
-                cached = self._extremes[metric] = (min(values), max(values))
-            return cached
-        values = [p.value for p in points]
-        return min(values), max(values)
+    def extremes(self, metric: str, since: datetime) -> tuple[float, float] | None:
+        """The lowest and highest value of the points `points(metric, since)` gives; None when there are none."""
+        times, values = self._column(metric)
+        if not values:
+            return None
+        if times[0] >= since:
+            whole = self._extremes.get(metric)
+            if whole is None:
+                whole = self._extremes[metric] = (min(values), max(values))
+            return whole
+        tail = values[bisect_left(times, since) :]
+        return (min(tail), max(tail)) if tail else None
 
 
 async def _evaluate_rule(
@@ -265,10 +277,8 @@ async def _evaluate_rule(
 ) -> None:
     """Evaluate one rule over a device's new samples. `latest` is the rule's state after its last
     transition (read for all rules at once); a rewind reads the state before `first_ts` instead."""
-    if rule.condition.op == DROP:
-        points = await _falls(cur, rule, device_id, samples)
-    else:
-        points = series.points(rule.metric or "", rule.created_at)
+    drop = rule.condition.op == DROP
+    falling = await _falls(cur, rule, device_id, samples) if drop else []
     if rewind:
         await cur.execute(_STATE_BEFORE, (rule.id, device_id, first_ts))
         row = await cur.fetchone()
@@ -276,12 +286,13 @@ async def _evaluate_rule(
         state = RuleState(row[0], row[1], row[2]) if row is not None else IDLE
     else:
         state = latest
+    if not drop and not rewind and state.phase == "idle":
+        extremes = series.extremes(rule.metric or "", rule.created_at)
+        if extremes is None or not rule.condition.triggers_within(*extremes):
+            return  # idle, and no sample meets the condition: it stays idle, with nothing to write
+    points = falling if drop else series.points(rule.metric or "", rule.created_at)
     if not points:
         return
-    if not rewind and state.phase == "idle" and rule.condition.op != DROP:
-        low, high = series.extremes(rule.metric or "", points)
-        if not rule.condition.triggers_within(low, high):
-            return  # idle, and no sample meets the condition: it stays idle, with nothing to write
     result = evaluate(rule.condition, state, points)
     if result.transitions:
         for key, after in result.transitions:
