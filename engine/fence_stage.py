@@ -255,7 +255,15 @@ async def evaluate_fences(
     await _store_events(cur, device.id, window_start, found, replace=rewind, report=report, writes=writes)
     for rule in rules:
         await _alert(
-            cur, rule, device.id, (state, window_start), found=found, tracker=tracker, rewind=rewind, report=report
+            cur,
+            rule,
+            device.id,
+            (state, window_start),
+            found=found,
+            tracker=tracker,
+            rewind=rewind,
+            report=report,
+            writes=writes,
         )
     last = rows[-1]
     writes.add(_SET_HEAD, (device.id, last[0], last[1], last[2], _encoder.encode(tracker.state)))
@@ -277,6 +285,7 @@ async def _alert(
     tracker: FenceTracker,
     rewind: bool,
     report: FenceReport,
+    writes: Writes,
 ) -> None:
     """The alerts of one geofence rule from the window on, as its fence's events in the window say."""
     fence_id, (state, window_start) = rule.fence_id or "", before
@@ -305,6 +314,7 @@ async def _alert(
         since=min(since, window_start[0]),
         anchor=carried or window_start[0],
         counts=report.alert_events,
+        writes=writes,
     )
 
 

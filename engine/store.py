@@ -36,6 +36,7 @@ from engine.cycle_reads import (
     read_stops,
 )
 from engine.cycle_writes import Writes
+from engine.episodes import WRITES as ALERT_WRITES
 from engine.episodes import AlertTarget, Episode, reconcile
 from engine.fall import Reading, falls
 from engine.fence_stage import FenceReport, FenceSet, evaluate_fences
@@ -138,7 +139,9 @@ async def run_cycle(
                 bounds.append(fence_starts[device_id].key[0])
             since[device_id] = None if None in bounds else min(b for b in bounds if b is not None)
         samples = await read_samples(cur, since)
-        writes = Writes(*_WRITES, *fence_stage.WRITES, *trip_stage.WRITES, returning=fence_stage.RETURNING)
+        writes = Writes(
+            *_WRITES, *ALERT_WRITES, *fence_stage.WRITES, *trip_stage.WRITES, returning=fence_stage.RETURNING
+        )
         for device_id, device in devices.items():
             rows = samples[device_id]
             await _evaluate_device(
@@ -315,6 +318,7 @@ async def _evaluate_rule(
         since=first_ts,
         anchor=anchor,
         counts=report.alert_events,
+        writes=writes,
     )
 
 
