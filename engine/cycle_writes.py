@@ -1,6 +1,6 @@
 """The rows a cycle writes, gathered per statement while its devices are evaluated and sent at its end.
 
-Sent in one pipeline, in the order the statements were declared (a stage declares its deletes before the
+Sent in the order the statements were declared (a stage declares its deletes before the
 inserts they make room for), inside the cycle's transaction: they commit or roll back with the rest of it.
 Only writes that nothing in the same cycle reads back are gathered here; a stage that reads what it wrote
 (alerts, `engine/episodes.py`) writes at once.
@@ -19,9 +19,13 @@ Params = Sequence[Any] | Mapping[str, Any]
 class Writes:
     """Parameter rows per statement, for the statements declared at creation."""
 
-    def __init__(self, *statements: str, returning: Sequence[str] = ()) -> None:
+    def __init__(self, *statements: str, returning: Sequence[str] = (), columnar: Sequence[str] = ()) -> None:
         self._rows: dict[str, list[Params]] = {statement: [] for statement in statements}
         self._returning = set(returning)
+        # Statements that take each column as one array (`unnest`): all their rows in one execution, without
+        # binding and sending each row. A row's key must not repeat within one (an upsert cannot touch a
+        # row twice in one statement): each is written once per device and cycle.
+        self._columnar = set(columnar)
 
     def add(self, statement: str, params: Params) -> None:
         """Write `params` through `statement` (one of those declared) at the end of the cycle."""
@@ -34,6 +38,9 @@ class Writes:
         async with conn.cursor() as cur:
             for statement, rows in self._rows.items():
                 if not rows:
+                    continue
+                if statement in self._columnar:
+                    await cur.execute(statement, [list(column) for column in zip(*rows, strict=True)])
                     continue
                 if statement not in self._returning:
                     await cur.executemany(statement, rows)

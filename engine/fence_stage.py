@@ -61,13 +61,15 @@ _VERSION = "SELECT n FROM geofence_version"
 _FENCES = "SELECT id, updated_at, group_name FROM geofences WHERE deleted_at IS NULL ORDER BY id"
 _DOCUMENTS = "SELECT id, geometry, properties FROM geofences WHERE id = ANY(%s)"
 _SET_HEAD = (
-    "INSERT INTO engine_fence_state (device_id, ts, boot, seq, state) VALUES (%s, %s, %s, %s, %s)"
+    "INSERT INTO engine_fence_state (device_id, ts, boot, seq, state)"
+    " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::integer[], %s::bigint[], %s::bytea[])"
     " ON CONFLICT (device_id) DO UPDATE SET ts = EXCLUDED.ts, boot = EXCLUDED.boot, seq = EXCLUDED.seq,"
     " state = EXCLUDED.state, updated_at = now()"
 )
 _FORGET_CHECKPOINTS = "DELETE FROM engine_fence_checkpoints WHERE device_id = %s AND (ts, boot, seq) > (%s, %s, %s)"
 _ADD_CHECKPOINT = (
-    "INSERT INTO engine_fence_checkpoints (device_id, ts, boot, seq, state) VALUES (%s, %s, %s, %s, %s)"
+    "INSERT INTO engine_fence_checkpoints (device_id, ts, boot, seq, state)"
+    " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::integer[], %s::bigint[], %s::bytea[])"
     " ON CONFLICT (device_id, ts, boot, seq) DO UPDATE SET state = EXCLUDED.state"
 )
 _PRUNE = (
@@ -93,7 +95,8 @@ _ADD_EVENT = (
 # Written at the end of the cycle, in this order (engine/cycle_writes.py): a re-run's checkpoints are
 # forgotten before the window's first is written, and old ones pruned after.
 WRITES: Final = (_FORGET_CHECKPOINTS, _ADD_CHECKPOINT, _PRUNE, _SET_HEAD, _ADD_EVENT)
-RETURNING: Final = (_ADD_EVENT,)  # each event added returns its kind, for `count_events`
+RETURNING: Final = (_ADD_EVENT,)
+COLUMNAR: Final = (_ADD_CHECKPOINT, _SET_HEAD)  # each event added returns its kind, for `count_events`
 
 _Key = tuple[datetime, int, int]  # (ts, boot, seq): the engine's order of a device's samples
 _encoder = msgspec.msgpack.Encoder()

@@ -58,7 +58,8 @@ _CLAIM_FEED = (
 )
 _DEVICES = "SELECT id, kind, group_name FROM devices WHERE id = ANY(%s)"
 _SET_HEAD = (
-    "INSERT INTO engine_heads (device_id, ts, boot, seq) VALUES (%s, %s, %s, %s)"
+    "INSERT INTO engine_heads (device_id, ts, boot, seq)"
+    " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::integer[], %s::bigint[])"
     " ON CONFLICT (device_id) DO UPDATE SET ts = EXCLUDED.ts, boot = EXCLUDED.boot, seq = EXCLUDED.seq,"
     " updated_at = now()"
 )
@@ -69,7 +70,8 @@ _STATE_BEFORE = (
 _FORGET_FROM = "DELETE FROM engine_transitions WHERE rule_id = %s AND device_id = %s AND ts >= %s"
 _ADD_TRANSITION = (
     "INSERT INTO engine_transitions (rule_id, device_id, ts, boot, seq, phase, since, clear_since)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+    " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::integer[], %s::bigint[], %s::text[],"
+    " %s::timestamptz[], %s::timestamptz[]) ON CONFLICT DO NOTHING"
 )
 _PRUNE = (
     "DELETE FROM engine_transitions WHERE rule_id = %(rule)s AND device_id = %(device)s AND ts < %(cutoff)s"
@@ -77,6 +79,7 @@ _PRUNE = (
     " AND device_id = %(device)s AND ts < %(cutoff)s ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1)"
 )
 _WRITES: Final = (_ADD_TRANSITION, _PRUNE, _SET_HEAD)  # at the cycle's end, in this order
+_COLUMNAR: Final = (_ADD_TRANSITION, _SET_HEAD)
 _SAMPLE_COLUMNS: Final = {name: 3 + i for i, name in enumerate(RULE_COLUMNS)}
 
 
@@ -114,10 +117,8 @@ async def run_cycle(
         devices = {device_id: known.get(device_id, Device(device_id, "", None)) for device_id in earliest}
         heads = await read_heads(cur, list(earliest))
         starts = {device_id: _rule_start(heads[device_id].rules, ts_from) for device_id, ts_from in earliest.items()}
-        applying = {
-            device_id: [r for r in rules if r.on_samples and r.applies_to(device)]
-            for device_id, device in devices.items()
-        }
+        scoped = _scoped(rules, devices)
+        applying = {device_id: scoped[device_id][0] for device_id in devices}
         latest = await read_latest_states(
             cur,
             [
@@ -140,7 +141,12 @@ async def run_cycle(
             since[device_id] = None if None in bounds else min(b for b in bounds if b is not None)
         samples = await read_samples(cur, since)
         writes = Writes(
-            *_WRITES, *ALERT_WRITES, *fence_stage.WRITES, *trip_stage.WRITES, returning=fence_stage.RETURNING
+            *_WRITES,
+            *ALERT_WRITES,
+            *fence_stage.WRITES,
+            *trip_stage.WRITES,
+            returning=fence_stage.RETURNING,
+            columnar=(*_COLUMNAR, *fence_stage.COLUMNAR, *trip_stage.COLUMNAR),
         )
         for device_id, device in devices.items():
             rows = samples[device_id]
@@ -156,7 +162,7 @@ async def run_cycle(
                 writes=writes,
             )
             if device_id in fence_starts and fences is not None:
-                fence_rules = [r for r in rules if r.on_fences and r.applies_to(device)]
+                fence_rules = scoped[device_id][1]
                 await evaluate_fences(
                     cur,
                     fences,
@@ -172,6 +178,22 @@ async def run_cycle(
         returned = await writes.send(conn)
         fence_stage.count_events(returned, report.fences)
     return report
+
+
+def _scoped(rules: Sequence[Rule], devices: dict[str, Device]) -> dict[str, tuple[list[Rule], list[Rule]]]:
+    """Per device, its threshold rules and its geofence rules, in the order of `rules`. Devices of the same
+    kind and group share their lists, unless a rule names the device itself."""
+    named = {rule.device_id for rule in rules if rule.device_id is not None}
+    shared: dict[tuple[str, str | None, str | None], tuple[list[Rule], list[Rule]]] = {}
+    scoped = {}
+    for device_id, device in devices.items():
+        key = (device.kind, device.group, device_id if device_id in named else None)
+        lists = shared.get(key)
+        if lists is None:
+            applying = [rule for rule in rules if rule.applies_to(device)]
+            lists = shared[key] = ([r for r in applying if r.on_samples], [r for r in applying if r.on_fences])
+        scoped[device_id] = lists
+    return scoped
 
 
 def _rule_start(head: SampleKey | None, ts_from: datetime) -> tuple[bool, datetime]:

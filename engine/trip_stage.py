@@ -41,7 +41,8 @@ from engine.trips import (
 SETTINGS: Final = TripSettings()
 
 _SET_HEAD = (
-    "INSERT INTO engine_trip_heads (device_id, ts, boot, seq, resume_at) VALUES (%s, %s, %s, %s, %s)"
+    "INSERT INTO engine_trip_heads (device_id, ts, boot, seq, resume_at)"
+    " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::integer[], %s::bigint[], %s::timestamptz[])"
     " ON CONFLICT (device_id) DO UPDATE SET ts = EXCLUDED.ts, boot = EXCLUDED.boot, seq = EXCLUDED.seq,"
     " resume_at = EXCLUDED.resume_at, updated_at = now()"
 )
@@ -89,6 +90,7 @@ _UPSERT_IDLE = (
 # Written at the end of the cycle, in this order (engine/cycle_writes.py): what the window no longer has
 # is deleted before the window's items are upserted.
 WRITES: Final = (_FORGET, _UPSERT_TRIP, _UPSERT_STOP, _UPSERT_IDLE, _SET_HEAD)
+COLUMNAR: Final = (_SET_HEAD,)
 
 
 def _point(row: Row) -> TrackPoint:
