@@ -22,6 +22,7 @@ writing transaction), and their index is built then, one per device group (the g
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,7 +60,8 @@ REWIND_HORIZON: Final = timedelta(days=1)  # older checkpoints are pruned, but f
 
 _VERSION = "SELECT n FROM geofence_version"
 _FENCES = "SELECT id, updated_at, group_name FROM geofences WHERE deleted_at IS NULL ORDER BY id"
-_DOCUMENTS = "SELECT id, geometry, properties FROM geofences WHERE id = ANY(%s)"
+# As text, decoded in the worker thread that parses them (`_parse_all`), off the event loop.
+_DOCUMENTS = "SELECT id, geometry::text, properties::text FROM geofences WHERE id = ANY(%s)"
 _SET_HEAD = (
     "INSERT INTO engine_fence_state (device_id, ts, boot, seq, state)"
     " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::integer[], %s::bigint[], %s::bytea[])"
@@ -163,11 +165,21 @@ class FenceSet:
         return index
 
 
+def _json(text: str) -> Any:
+    """A stored document, as psycopg's `json.loads` would give it: msgspec's decoder is faster and gives the
+    same values, but for what it refuses and `json` accepts (a number beyond a float's range, read as inf)."""
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
+
+
 def _parse_all(rows: list[tuple[Any, ...]]) -> list[tuple[int, Fence | None]]:
     """Each stored fence parsed again, None for one the validation now refuses (logged)."""
     parsed: list[tuple[int, Fence | None]] = []
     for fence_id, geometry, properties in rows:
-        fence = parse_fence(str(fence_id), {"type": "Feature", "geometry": geometry, "properties": properties})
+        feature = {"type": "Feature", "geometry": _json(geometry), "properties": _json(properties)}
+        fence = parse_fence(str(fence_id), feature)
         if isinstance(fence, FenceRejected):
             # Validated when written; refused now only if the rules grew stricter since.
             log.warning("geofence %s is skipped: %s", fence_id, fence.reason)
