@@ -47,7 +47,12 @@ from models.rules import DROP
 
 log = logging.getLogger(__name__)
 
-FEED_ROWS_PER_CYCLE: Final = 100  # each lists a batch's devices of one partition
+# Each feed row lists a batch's devices of one partition. A cycle reads every committed sample of its
+# devices from their heads on, whichever feed row names it, so it takes all the partition's rows there are:
+# a row left for the next cycle would name samples already evaluated, which that cycle would take for late
+# ones and re-evaluate (exactly, but at the price of a rewind of every rule of the device). The bound only
+# caps one statement's result.
+FEED_ROWS_PER_CYCLE: Final = 10_000
 # How far back (device time, from a device's newest sample) a late sample is re-evaluated exactly: older
 # transitions are pruned but for the last one before this horizon, from which an older sample restarts.
 REWIND_HORIZON: Final = timedelta(days=1)
