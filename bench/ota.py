@@ -40,17 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from api.accounts.roles import Role  # noqa: E402
 from api.auth import TokenIssuer, build_auth  # noqa: E402
-from bench.commands import (  # noqa: E402
-    BRIDGE_ID,
-    JWT_SECRET,
-    PREFIX,
-    free_port,
-    start_api,
-    start_fleet,
-    summary,
-    wait_online,
-)
-from bench.servers import progress, start_bridge, start_servers  # noqa: E402
+from bench.commands import BRIDGE_ID, JWT_SECRET, PREFIX, start_fleet, summary, wait_online  # noqa: E402
+from bench.servers import free_port, progress, start_api, start_bridge, start_servers, stop_all  # noqa: E402
 from config import load_settings  # noqa: E402
 
 GROUP = "ota-bench"
@@ -102,7 +93,9 @@ def main() -> int:
         while stats.hget(f"fleet:bridge:{BRIDGE_ID}", "connects") != "1":
             time.sleep(0.05)
         port = free_port()
-        children.append(start_api(urls, base, port))
+        children.append(
+            start_api(urls, base, port, jwt_secret=JWT_SECRET, extra={"FLEETBRIDGE_API_MQTT_URL": urls["mqtt"]})
+        )
         api_url = f"http://127.0.0.1:{port}"
         with psycopg.connect(urls["database"], autocommit=True) as conn:
             conn.execute(
@@ -172,15 +165,7 @@ def main() -> int:
         results["ratio_to_baseline"] = ratio
         print(f"rollout wall time / bare downloads wall time: {ratio}x", flush=True)
     finally:
-        for child in reversed(children):
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        for server in reversed(servers):
-            server.stop()
+        stop_all(children, servers)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out = ROOT / "bench" / "results" / f"ota-{stamp}.json"
     out.write_text(json.dumps(results, indent=1) + "\n")
