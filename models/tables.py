@@ -30,6 +30,8 @@ class Device(SQLModel, table=True):
     presence: str | None = None
     presence_source: str | None = None
     presence_since: datetime | None = None
+    firmware_version: str | None = None  # as the device last reported running it (docs/ota.md)
+    firmware_reported_at: datetime | None = None
 
 
 class PresenceChange(SQLModel, table=True):
