@@ -56,6 +56,8 @@ from api.stopping import STATE_KEY as STOPPING_KEY
 from api.stopping import Stopping
 from api.telemetry.controllers import TelemetryController, TrackController
 from api.trips.controllers import device_idling, device_stops, device_summary, device_trips, group_day_summary
+from api.twin.backend import build_twin, provide_twin_delivery, twin_lifespan
+from api.twin.controllers import change_device_twin, change_group_twin, device_twin, group_twin
 from api.ui.assets import load_bundle
 from api.ui.controllers import ui_handlers
 from config import Settings, SettingsError
@@ -174,6 +176,7 @@ def create_app(settings: Settings) -> Litestar:
     tokens = TokenIssuer(security, settings.api.session_max_s)
     throttle = LoginThrottle(settings.api.login_attempts_per_minute)
     ingest_backend = build_ingest(settings)
+    twin_backend = build_twin(ingest_backend.link)
     ui_bundle = load_bundle(settings.api.map_tile_url)
 
     def provide_tokens() -> TokenIssuer:
@@ -213,6 +216,8 @@ def create_app(settings: Settings) -> Litestar:
         api.register(handler)
     for trip_handler in (device_trips, device_stops, device_idling, device_summary, group_day_summary):
         api.register(trip_handler)
+    for twin_handler in (device_twin, change_device_twin, group_twin, change_group_twin):
+        api.register(twin_handler)
     app = Litestar(
         route_handlers=[api, healthz, readyz, *ui_handlers(ui_bundle), asyncapi],
         dependencies={
@@ -220,14 +225,15 @@ def create_app(settings: Settings) -> Litestar:
             "tokens": Provide(provide_tokens, sync_to_thread=False),
             "login_throttle": Provide(provide_login_throttle, sync_to_thread=False),
             "ingest_backend": Provide(provide_ingest, sync_to_thread=False),
+            "twin_delivery": Provide(provide_twin_delivery, sync_to_thread=False),
             **provision_dependencies(settings),
         },
         # Authentication (who): JWTs and API keys, by the middleware `security` installs. Authorisation
         # (what): this guard, on every route, the WebSocket and the schema included.
         on_app_init=[security.on_app_init],
         guards=[require_access],
-        # HTTP ingest's MQTT link: one connection per instance, up while the app runs.
-        lifespan=[_backends_lifespan(settings), ingest_lifespan(ingest_backend)],
+        # HTTP ingest's MQTT link: one connection per instance, up while the app runs; the twin uses it too.
+        lifespan=[_backends_lifespan(settings), ingest_lifespan(ingest_backend), twin_lifespan(twin_backend)],
         plugins=[problem_details_plugin()],
         # Only the JSON document (at /schema and /schema/openapi.json): the HTML viewers load their
         # JavaScript from CDNs, which operators' networks may not reach. Public, like most APIs' schemas:

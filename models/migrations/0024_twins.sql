@@ -43,8 +43,10 @@ BEGIN
         ON CONFLICT (device_id) DO UPDATE SET version = EXCLUDED.version;
     RETURN NULL;
 END $$;
-CREATE TRIGGER group_twins_changed AFTER INSERT OR UPDATE OF desired ON group_twins
-    FOR EACH ROW EXECUTE FUNCTION group_twins_changed();
+CREATE TRIGGER group_twins_added AFTER INSERT ON group_twins
+    FOR EACH ROW WHEN (NEW.desired <> '{}'::jsonb) EXECUTE FUNCTION group_twins_changed();
+CREATE TRIGGER group_twins_changed AFTER UPDATE OF desired ON group_twins
+    FOR EACH ROW WHEN (OLD.desired IS DISTINCT FROM NEW.desired) EXECUTE FUNCTION group_twins_changed();
 
 -- A device joined, left or changed group (or was added to one with defaults): its effective document
 -- changed when either group has defaults, or when it has a twin of its own.

@@ -1,0 +1,140 @@
+"""Delivery of desired documents: each committed version published retained on `fleet/v1/{id}/config`.
+
+A change is committed first and published after, so a broker that is down at PATCH time loses nothing:
+`device_twins.published_version` stays behind `version`, and `TwinDelivery.run` publishes every such
+document when the API's MQTT link (re)connects, and on a sweep every `SWEEP_INTERVAL_S` for what another
+instance (or a device changing group) left behind. Delivery is eventually exact: the broker ends up
+retaining each device's latest version.
+
+Each publish happens inside a transaction holding the twin's row lock and reads the document there, so
+two instances (or a PATCH and a sweep) publish one device's versions in commit order: an older version
+can never land at the broker after a newer one and become the retained message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+import psycopg
+
+from api.mqtt import MqttLink, MqttUnavailableError
+from api.pool import Pool
+from models.topics import TopicKind, device_topic
+from models.twin import DesiredConfig, effective
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S: Final = 5.0
+SWEEP_INTERVAL_S: Final = 30.0
+SWEEP_BATCH: Final = 500
+RETRY_AFTER_FAILURE_S: Final = 5.0
+CONTENT_TYPE: Final = "application/json"
+
+_LOCKED_DOCUMENT: Final = (
+    "SELECT t.desired, t.version, t.published_version, g.desired AS group_desired"
+    " FROM device_twins t JOIN devices d ON d.id = t.device_id"
+    " LEFT JOIN group_twins g ON g.group_name = d.group_name WHERE t.device_id = %s FOR UPDATE OF t"
+)
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    """Counters for logs and tests."""
+
+    published: int = 0
+    failed: int = 0
+    sweeps: int = 0
+
+
+class TwinDelivery:
+    """Publishes committed desired documents over the API's MQTT link (None: none configured, nothing goes)."""
+
+    def __init__(self, link: MqttLink | None) -> None:
+        self._link = link
+        self._wake = asyncio.Event()
+        self.stats = DeliveryStats()
+        if link is not None:
+            link.on_connect(self.wake)
+
+    def wake(self) -> None:
+        """Ask for a sweep now (after a connect, or after a change of many devices at once)."""
+        self._wake.set()
+
+    async def deliver(self, pool: Pool, device_id: str) -> bool:
+        """Publish the device's document if the broker does not have its version yet; False if it could not."""
+        link = self._link
+        if link is None or not link.connected:
+            return False
+        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(_LOCKED_DOCUMENT, (device_id,))
+            row = await cur.fetchone()
+            if row is None:
+                return True
+            own, version, published_version, defaults = row
+            if published_version >= version:
+                return True
+            config = DesiredConfig(version=version, desired=effective(defaults or {}, own))
+            try:
+                await link.publish(
+                    device_topic(device_id, TopicKind.CONFIG),
+                    msgspec.json.encode(config),
+                    content_type=CONTENT_TYPE,
+                    timeout_s=PUBLISH_TIMEOUT_S,
+                    retain=True,
+                )
+            except MqttUnavailableError as exc:
+                self.stats.failed += 1
+                log.info("twin of %s (version %d) not published yet: %s", device_id, version, exc)
+                return False
+            await cur.execute(
+                "UPDATE device_twins SET published_version = %s, published_at = now() WHERE device_id = %s",
+                (version, device_id),
+            )
+        self.stats.published += 1
+        return True
+
+    async def sweep(self, pool: Pool) -> int:
+        """Publish every document the broker lacks, while the link is up; how many were published."""
+        published = 0
+        after = ""
+        while True:
+            async with pool.connection() as conn, conn.cursor() as cur:
+                await cur.execute(
+                    "SELECT device_id FROM device_twins WHERE published_version < version AND device_id > %s"
+                    " ORDER BY device_id LIMIT %s",
+                    (after, SWEEP_BATCH),
+                )
+                due = [device_id for (device_id,) in await cur.fetchall()]
+            for device_id in due:
+                if not await self.deliver(pool, device_id):
+                    return published
+                published += 1
+            if len(due) < SWEEP_BATCH:
+                return published
+            after = due[-1]
+
+    async def run(self, pool: Pool) -> None:
+        """Sweep at every wake-up (each connect) and every `SWEEP_INTERVAL_S`, until cancelled."""
+        while True:
+            try:
+                async with asyncio.timeout(SWEEP_INTERVAL_S):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if self._link is None or not self._link.connected:
+                continue
+            try:
+                published = await self.sweep(pool)
+            except (psycopg.Error, OSError) as exc:
+                log.warning("twin sweep failed (%s); again in %.0f s", exc, RETRY_AFTER_FAILURE_S)
+                await asyncio.sleep(RETRY_AFTER_FAILURE_S)
+                self._wake.set()
+                continue
+            self.stats.sweeps += 1
+            if published:
+                log.info("published %d twin documents the broker did not have", published)
