@@ -9,6 +9,9 @@ What a device does on the wire (topics from `models.topics`):
 * frees a sample from its store only when the bridge lists it on `persisted` (or refuses it);
 * publishes events (ignition, harsh braking) at QoS 1 on `fleet/v1/{id}/events`, kept until `persisted`
   lists them under `events` (`firmware_sim.events`);
+* subscribes to its twin's `config` (retained: after any absence it gets only the latest version),
+  applies a newer version (`firmware_sim.twin`: the report interval the fleet's scheduler follows, known
+  thresholds) and publishes what it applied, retained, on `config/reported`;
 * for a scenario, leaves the network with its Last Will published (`go_offline()`: an MQTT 5 DISCONNECT
   with reason 0x04) and stays off until `come_back()`, buffering meanwhile.
 
@@ -54,10 +57,12 @@ from firmware_sim.forward import Forwarder
 from firmware_sim.ledger import SeqLedger
 from firmware_sim.outbox import Outbox, OutboxEntry, Settled
 from firmware_sim.store import SampleStore, open_store
+from firmware_sim.twin import TwinState
 from models.events import Status
 from models.state import Persisted, PersistedRange, RejectedNotice
 from models.telemetry import Sample, utcnow
 from models.topics import TopicKind, device_topic, is_device_id
+from models.twin import DESIRED_DECODER
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +209,8 @@ class Device:
         self._status_topic = device_topic(device_id, TopicKind.STATUS)
         self._persisted_topic = device_topic(device_id, TopicKind.PERSISTED)
         self._rejected_topic = device_topic(device_id, TopicKind.REJECTED)
+        self._config_topic = device_topic(device_id, TopicKind.CONFIG)
+        self._reported_topic = device_topic(device_id, TopicKind.CONFIG_REPORTED)
 
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -220,6 +227,7 @@ class Device:
         self._acked = SeqLedger()
         self._persisted = SeqLedger()
         self._rejected: deque[RejectedNotice] = deque(maxlen=REJECTED_KEPT)
+        self._twin = TwinState()
         self._connected = False
         self._closing = False
         self._stopping = False
@@ -484,6 +492,33 @@ class Device:
         with self._lock:
             return list(self._rejected)
 
+    @property
+    def report_interval_s(self) -> int | None:
+        """The report interval its twin set (None: none set; the fleet's rate applies)."""
+        with self._lock:
+            return self._twin.report_interval_s
+
+    @property
+    def config_version(self) -> int:
+        """The twin version the device applied (0: none yet)."""
+        with self._lock:
+            return self._twin.version
+
+    @property
+    def config_applied(self) -> dict[str, Any]:
+        """What the device applied of its twin, as it reported it."""
+        with self._lock:
+            return dict(self._twin.applied)
+
+    def config_received(self) -> list[int]:
+        """The twin versions delivered to the device on `config`, in order, applied or not."""
+        with self._lock:
+            return list(self._twin.received)
+
+    def wait_config(self, version: int, timeout_s: float) -> bool:
+        """Wait until the device applied twin `version` or a later one; False on timeout."""
+        return self._wait_for(lambda: self._twin.version >= version, timeout_s)
+
     def stats(self) -> DeviceStats:
         """A consistent snapshot of the counters."""
         with self._lock:
@@ -605,7 +640,13 @@ class Device:
             return
         online = msgspec.json.encode(Status(state="online", ts=utcnow()))
         status = client.publish(self._status_topic, online, qos=QOS_AT_LEAST_ONCE, retain=True)
-        client.subscribe([(self._persisted_topic, QOS_AT_LEAST_ONCE), (self._rejected_topic, QOS_AT_LEAST_ONCE)])
+        client.subscribe(
+            [
+                (self._persisted_topic, QOS_AT_LEAST_ONCE),
+                (self._rejected_topic, QOS_AT_LEAST_ONCE),
+                (self._config_topic, QOS_AT_LEAST_ONCE),
+            ]
+        )
         with self._lock:
             self._outbox.bind_untracked(status.mid)
             self._events.reconnected()  # the forwarder sends them again
@@ -678,6 +719,8 @@ class Device:
                     now = self._clock()
                     self._store_call(lambda ranges: self._forwarder.confirm(ranges, now), persisted.ranges)
                     self._changed.notify_all()
+            elif message.topic == self._config_topic:
+                self._apply_config(client, message.payload)
             elif message.topic == self._rejected_topic:
                 notice = _REJECTED.decode(message.payload)
                 with self._lock:
@@ -695,3 +738,19 @@ class Device:
             logger.warning(
                 "%s: unreadable message on %s (%s): %.200r", self.device_id, message.topic, exc, message.payload
             )
+
+    def _apply_config(self, client: Client, payload: bytes | bytearray) -> None:
+        """Apply a newer twin document and publish, retained, what was applied (network thread)."""
+        config = DESIRED_DECODER.decode(payload)
+        with self._lock:
+            outcome = self._twin.apply(config)
+            self._changed.notify_all()
+        if outcome is None:
+            return
+        if isinstance(outcome, str):
+            logger.warning("%s: twin %s", self.device_id, outcome)
+            return
+        info = client.publish(self._reported_topic, msgspec.json.encode(outcome), qos=QOS_AT_LEAST_ONCE, retain=True)
+        with self._lock:
+            self._outbox.bind_untracked(info.mid)  # its ack settles no telemetry
+        logger.info("%s: applied twin version %d: %s", self.device_id, outcome.version, outcome.applied)

@@ -11,7 +11,8 @@ with its last sample, so a fleet restarted on the same store directory continues
 and route where it stopped. Without a store directory every run is a new boot.
 
 Schedule: at `rate_hz`, device i of n samples at `start + k/rate_hz + i/(n·rate_hz)` — spread over the
-period rather than all at once, and computed from the start, so the schedule never drifts. The sample
+period rather than all at once, and computed from the start, so the schedule never drifts. A device whose
+twin sets `report_interval_s` samples every that many seconds instead, from its next sample on. The sample
 time is the scheduled time; when the scheduler falls behind it catches up and `FleetStats.lag_s` says
 by how much. Without a rate (`rate_hz=None`) every connected device sends as fast as the broker
 acknowledges, keeping at most `DeviceOptions.max_inflight` messages unacknowledged.
@@ -22,6 +23,7 @@ a device off the network (and back) when its truck's scenario says so, its sampl
 
 from __future__ import annotations
 
+import heapq
 import logging
 import resource
 import threading
@@ -341,29 +343,36 @@ class Fleet:
             self._pending[i] = []
 
     def _run_scheduled(self, rate_hz: float) -> None:
-        period = 1.0 / rate_hz
+        fleet_period = 1.0 / rate_hz
         n = len(self.devices)
         if n == 0:
             return
-        slot = period / n
         count, duration = self.options.count, self.options.duration_s
         start = self._clock()
         wall_start = self._wall_clock()
-        tick = 0
-        while count is None or tick < count:
-            for i in range(n):
-                offset = tick * period + i * slot
-                if duration is not None and offset >= duration:
+        # Per device: k samples after `base` at `period` (drift-free: base + k·period, never summed). A twin's
+        # report interval changes the device's period from its next sample on.
+        schedules = [_Schedule(base=i * fleet_period / n - fleet_period, period=fleet_period) for i in range(n)]
+        due = [(schedule.next_at(), i) for i, schedule in enumerate(schedules)]
+        heapq.heapify(due)
+        produced = [0] * n
+        while due:
+            offset, i = heapq.heappop(due)
+            if duration is not None and offset >= duration:
+                return  # the earliest due is past the end: so is every other
+            delay = offset - (self._clock() - start)
+            if delay > MIN_SLEEP_S:
+                if self._stop.wait(delay):
                     return
-                delay = offset - (self._clock() - start)
-                if delay > MIN_SLEEP_S:
-                    if self._stop.wait(delay):
-                        return
-                elif self._stop.is_set():
-                    return
-                self._lag_s = max(0.0, -delay)
-                self._step(i, wall_start + timedelta(seconds=offset), period)
-            tick += 1
+            elif self._stop.is_set():
+                return
+            self._lag_s = max(0.0, -delay)
+            schedule = schedules[i]
+            self._step(i, wall_start + timedelta(seconds=offset), schedule.period)
+            produced[i] += 1
+            schedule.stepped(offset, self.devices[i].report_interval_s or fleet_period)
+            if count is None or produced[i] < count:
+                heapq.heappush(due, (schedule.next_at(), i))
 
     def _run_unthrottled(self) -> None:
         count, duration = self.options.count, self.options.duration_s
@@ -391,6 +400,24 @@ class Fleet:
                 stepped = True
             if not stepped:
                 self._progress.wait(IDLE_WAIT_S)
+
+
+@dataclass(slots=True)
+class _Schedule:
+    """One device's sample times: `base + k·period` for k = 1, 2, …; a new period starts from the last sample."""
+
+    base: float
+    period: float
+    k: int = 1
+
+    def next_at(self) -> float:
+        return self.base + self.k * self.period
+
+    def stepped(self, at: float, period: float) -> None:
+        if period == self.period:
+            self.k += 1
+        else:
+            self.base, self.period, self.k = at, period, 1
 
 
 def _saved_place(device: Device) -> TruckPlace | None:
