@@ -8,7 +8,8 @@ retaining each device's latest version.
 
 Each publish happens inside a transaction holding the twin's row lock and reads the document there, so
 two instances (or a PATCH and a sweep) publish one device's versions in commit order: an older version
-can never land at the broker after a newer one and become the retained message.
+can never land at the broker after a newer one and become the retained message. A sweep publishes up to
+`SWEEP_BATCH` devices at once this way, their PUBACKs awaited together.
 """
 
 from __future__ import annotations
@@ -30,14 +31,22 @@ log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S: Final = 5.0
 SWEEP_INTERVAL_S: Final = 30.0
-SWEEP_BATCH: Final = 500
+# Published concurrently, under one transaction: at most the MQTT link's in-flight window (api/mqtt.py).
+SWEEP_BATCH: Final = 200
 RETRY_AFTER_FAILURE_S: Final = 5.0
 CONTENT_TYPE: Final = "application/json"
 
-_LOCKED_DOCUMENT: Final = (
-    "SELECT t.desired, t.version, t.published_version, g.desired AS group_desired"
+# Locked in device-id order (as the group trigger of migration 0024 re-versions them), so two instances
+# sweeping, or a sweep and a group change, never wait on each other in a circle.
+_LOCKED_DOCUMENTS: Final = (
+    "SELECT t.device_id, t.desired, t.version, g.desired AS group_desired"
     " FROM device_twins t JOIN devices d ON d.id = t.device_id"
-    " LEFT JOIN group_twins g ON g.group_name = d.group_name WHERE t.device_id = %s FOR UPDATE OF t"
+    " LEFT JOIN group_twins g ON g.group_name = d.group_name"
+    " WHERE t.device_id = ANY(%s) AND t.published_version < t.version ORDER BY t.device_id FOR UPDATE OF t"
+)
+_MARK_PUBLISHED: Final = (
+    "UPDATE device_twins t SET published_version = p.version, published_at = now()"
+    " FROM unnest(%s::text[], %s::bigint[]) AS p(device_id, version) WHERE t.device_id = p.device_id"
 )
 
 
@@ -66,36 +75,51 @@ class TwinDelivery:
 
     async def deliver(self, pool: Pool, device_id: str) -> bool:
         """Publish the device's document if the broker does not have its version yet; False if it could not."""
+        return await self.deliver_many(pool, [device_id]) is not None
+
+    async def deliver_many(self, pool: Pool, device_ids: list[str]) -> int | None:
+        """Publish the documents of `device_ids` the broker lacks, concurrently (in one transaction that locks
+        them); how many were published, or None when the link is down or any publish failed (those are left
+        for the next sweep)."""
         link = self._link
         if link is None or not link.connected:
-            return False
+            return None
         async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.execute(_LOCKED_DOCUMENT, (device_id,))
-            row = await cur.fetchone()
-            if row is None:
-                return True
-            own, version, published_version, defaults = row
-            if published_version >= version:
-                return True
-            config = DesiredConfig(version=version, desired=effective(defaults or {}, own))
-            try:
-                await link.publish(
-                    device_topic(device_id, TopicKind.CONFIG),
-                    msgspec.json.encode(config),
-                    content_type=CONTENT_TYPE,
-                    timeout_s=PUBLISH_TIMEOUT_S,
-                    retain=True,
-                )
-            except MqttUnavailableError as exc:
-                self.stats.failed += 1
-                log.info("twin of %s (version %d) not published yet: %s", device_id, version, exc)
-                return False
-            await cur.execute(
-                "UPDATE device_twins SET published_version = %s, published_at = now() WHERE device_id = %s",
-                (version, device_id),
+            await cur.execute(_LOCKED_DOCUMENTS, (device_ids,))
+            due = [
+                (device_id, DesiredConfig(version=version, desired=effective(defaults or {}, own)))
+                for device_id, own, version, defaults in await cur.fetchall()
+            ]
+            outcomes = await asyncio.gather(
+                *(
+                    link.publish(
+                        device_topic(device_id, TopicKind.CONFIG),
+                        msgspec.json.encode(config),
+                        content_type=CONTENT_TYPE,
+                        timeout_s=PUBLISH_TIMEOUT_S,
+                        retain=True,
+                    )
+                    for device_id, config in due
+                ),
+                return_exceptions=True,
             )
-        self.stats.published += 1
-        return True
+            done = [
+                (device_id, config.version)
+                for (device_id, config), outcome in zip(due, outcomes, strict=True)
+                if outcome is None
+            ]
+            failures = [outcome for outcome in outcomes if outcome is not None]
+            for failure in failures:
+                if not isinstance(failure, MqttUnavailableError):
+                    raise failure
+            if done:
+                await cur.execute(_MARK_PUBLISHED, ([d for d, _ in done], [v for _, v in done]))
+        self.stats.published += len(done)
+        if failures:
+            self.stats.failed += len(failures)
+            log.info("%d twin documents not published yet: %s", len(failures), failures[0])
+            return None
+        return len(done)
 
     async def sweep(self, pool: Pool) -> int:
         """Publish every document the broker lacks, while the link is up; how many were published."""
@@ -109,12 +133,12 @@ class TwinDelivery:
                     (after, SWEEP_BATCH),
                 )
                 due = [device_id for (device_id,) in await cur.fetchall()]
-            for device_id in due:
-                if not await self.deliver(pool, device_id):
-                    return published
-                published += 1
-            if len(due) < SWEEP_BATCH:
+            if not due:
                 return published
+            delivered = await self.deliver_many(pool, due)
+            if delivered is None:
+                return published
+            published += delivered
             after = due[-1]
 
     async def run(self, pool: Pool) -> None:

@@ -35,11 +35,12 @@ CREATE TABLE device_twins (
 -- What every API instance sweeps for: documents the broker does not have yet.
 CREATE INDEX device_twins_unpublished ON device_twins (device_id) WHERE published_version < version;
 
--- A group's defaults changed: every member's effective document did.
+-- A group's defaults changed: every member's effective document did. Members in id order, the order in
+-- which the delivery sweep locks them (api/twin/delivery.py).
 CREATE FUNCTION group_twins_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO device_twins (device_id, version)
-        SELECT id, nextval('twin_versions') FROM devices WHERE group_name = NEW.group_name
+        SELECT id, nextval('twin_versions') FROM (SELECT id FROM devices WHERE group_name = NEW.group_name ORDER BY id) AS members
         ON CONFLICT (device_id) DO UPDATE SET version = EXCLUDED.version;
     RETURN NULL;
 END $$;

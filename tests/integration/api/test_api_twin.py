@@ -244,3 +244,31 @@ async def test_viewers_and_api_keys_read_twins_but_never_change_them(
 
     assert read.status_code == 200
     assert refused.status_code == 403
+
+
+async def test_a_groups_defaults_reach_every_member_retained_with_its_own_keys_over_them(
+    api_settings: Settings, mqtt_url: str, database_url: str
+) -> None:
+    group = unique("depot")
+    members = sorted(unique("tw") for _ in range(3))
+    await add_devices(database_url, *((member, group) for member in members))
+    async with api_with_broker(api_settings, mqtt_url, database_url) as client:
+        await patch(client, f"/api/v1/devices/{members[0]}/twin", {"report_interval_s": 5}, any_version())
+        await patch(client, f"/api/v1/groups/{group}/twin", {"report_interval_s": 60, "zone": "b"}, any_version())
+        twins = [
+            await until(
+                lambda member=member: client.get(f"/api/v1/devices/{member}/twin"),
+                lambda r: (
+                    r.json()["desired"].get("zone") == "b" and r.json()["published_version"] == r.json()["version"]
+                ),
+            )
+            for member in members
+        ]
+        received = [await retained_config(mqtt_url, member) for member in members]
+
+    assert [[config.desired for config in configs] for configs in received] == [
+        [{"report_interval_s": 5, "zone": "b"}],
+        [{"report_interval_s": 60, "zone": "b"}],
+        [{"report_interval_s": 60, "zone": "b"}],
+    ]
+    assert [configs[0].version for configs in received] == [twin.json()["version"] for twin in twins]
