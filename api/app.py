@@ -30,6 +30,15 @@ from api.accounts.refresh import refresh
 from api.alerts.controllers import AlertController
 from api.auth import PUBLIC, TokenIssuer, build_auth, require_access
 from api.backends import DEPENDENCIES, STATE_KEY, Backends, ExportLimits
+from api.commands.controllers import STATE_KEY as COMMANDS_KEY
+from api.commands.controllers import (
+    CommandController,
+    CommandsBackend,
+    DeviceCommandController,
+    command_catalogue,
+    provide_commands,
+)
+from api.commands.dispatch import Dispatcher, DispatchSettings
 from api.contract.controllers import asyncapi
 from api.devices.controllers import DeviceController, RefusedController
 from api.devices.provision import provision_dependencies
@@ -41,11 +50,13 @@ from api.health.controllers import healthz, readyz
 from api.ingest.backend import build_ingest, ingest_lifespan, provide_ingest
 from api.ingest.controllers import ingest
 from api.live.alerts import AlertEventReader
+from api.live.commands import CommandEventReader
 from api.live.controllers import live, live_poll
 from api.live.directory import GroupDirectory
 from api.live.hub import LiveHub
 from api.live.stream import LiveStreamReader
 from api.live.watch import CredentialWatch
+from api.mqtt import MqttLink
 from api.notifications.controllers import ChannelController, NotificationController
 from api.openapi import document_problems
 from api.pool import Pool
@@ -150,6 +161,7 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
             asyncio.create_task(directory.run(), name="live-group-directory"),
             asyncio.create_task(watch.run(), name="live-credential-watch"),
             asyncio.create_task(AlertEventReader(pool, hub).run(), name="live-alert-events"),
+            asyncio.create_task(CommandEventReader(pool, hub).run(), name="live-command-events"),
         ]
         try:
             yield
@@ -161,6 +173,37 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
             await _bounded("the Redis connections", redis.aclose())
             await _bounded("the export pool", export_pool.close(timeout=SHUTDOWN_STEP_S))
             await _bounded("the database pool", pool.close(timeout=SHUTDOWN_STEP_S))
+
+    return lifespan
+
+
+def _commands_lifespan(
+    backend: CommandsBackend, link: MqttLink | None
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """Run this instance's command dispatcher (after the backends' lifespan: it needs their pool)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        backends = app.state[STATE_KEY]
+        assert isinstance(backends, Backends)
+        settings = backend.settings
+        dispatcher = Dispatcher(
+            backends.pool,
+            link,
+            DispatchSettings(
+                interval_s=settings.dispatch_interval_s,
+                publish_timeout_s=settings.publish_timeout_s,
+                result_grace_s=settings.result_grace_s,
+            ),
+        )
+        backend.dispatcher = dispatcher
+        app.state[COMMANDS_KEY] = backend
+        task = asyncio.create_task(dispatcher.run(), name="command-dispatcher")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await _bounded("the command dispatcher", asyncio.gather(task, return_exceptions=True))
 
     return lifespan
 
@@ -178,6 +221,7 @@ def create_app(settings: Settings) -> Litestar:
     ingest_backend = build_ingest(settings)
     twin_backend = build_twin(ingest_backend.link)
     ui_bundle = load_bundle(settings.api.map_tile_url)
+    commands_backend = CommandsBackend(settings.commands)
 
     def provide_tokens() -> TokenIssuer:
         return tokens
@@ -212,6 +256,9 @@ def create_app(settings: Settings) -> Litestar:
         NotificationController,
         GeofenceController,
         device_geofence_events,
+        DeviceCommandController,
+        CommandController,
+        command_catalogue,
     ):
         api.register(handler)
     for trip_handler in (device_trips, device_stops, device_idling, device_summary, group_day_summary):
@@ -225,6 +272,7 @@ def create_app(settings: Settings) -> Litestar:
             "tokens": Provide(provide_tokens, sync_to_thread=False),
             "login_throttle": Provide(provide_login_throttle, sync_to_thread=False),
             "ingest_backend": Provide(provide_ingest, sync_to_thread=False),
+            "commands": Provide(provide_commands, sync_to_thread=False),
             "twin_delivery": Provide(provide_twin_delivery, sync_to_thread=False),
             **provision_dependencies(settings),
         },
@@ -232,8 +280,14 @@ def create_app(settings: Settings) -> Litestar:
         # (what): this guard, on every route, the WebSocket and the schema included.
         on_app_init=[security.on_app_init],
         guards=[require_access],
-        # HTTP ingest's MQTT link: one connection per instance, up while the app runs; the twin uses it too.
-        lifespan=[_backends_lifespan(settings), ingest_lifespan(ingest_backend), twin_lifespan(twin_backend)],
+        # The backends first; HTTP ingest's MQTT link (one connection per instance, also the commands' and
+        # the twin's way out) next; the command dispatcher and the twin's delivery, which need both, last.
+        lifespan=[
+            _backends_lifespan(settings),
+            ingest_lifespan(ingest_backend),
+            _commands_lifespan(commands_backend, ingest_backend.link),
+            twin_lifespan(twin_backend),
+        ],
         plugins=[problem_details_plugin()],
         # Only the JSON document (at /schema and /schema/openapi.json): the HTML viewers load their
         # JavaScript from CDNs, which operators' networks may not reach. Public, like most APIs' schemas:

@@ -80,6 +80,12 @@ class ConflictException(ClientException):
     status_code = HTTP_409_CONFLICT
 
 
+class UnprocessableException(ClientException):
+    """For `raises=` in route declarations (the OpenAPI document): the route may answer 422."""
+
+    status_code = HTTP_422_UNPROCESSABLE_ENTITY
+
+
 def bad_request(detail: str) -> ProblemDetailsException:
     """A 400 problem naming the offending parameter and what it expects."""
     return ProblemDetailsException(status_code=HTTP_400_BAD_REQUEST, title="Bad request", detail=detail)
@@ -105,9 +111,9 @@ def not_found(detail: str) -> ProblemDetailsException:
     return ProblemDetailsException(status_code=HTTP_404_NOT_FOUND, title="Not found", detail=detail)
 
 
-def conflict(detail: str) -> ProblemDetailsException:
-    """A 409 problem: the request contradicts what exists (a name already taken)."""
-    return ProblemDetailsException(status_code=HTTP_409_CONFLICT, title="Conflict", detail=detail)
+def conflict(detail: str, extra: dict[str, Any] | None = None) -> ProblemDetailsException:
+    """A 409 problem: the request contradicts what exists (a name already taken); `extra` says more."""
+    return ProblemDetailsException(status_code=HTTP_409_CONFLICT, title="Conflict", detail=detail, extra=extra)
 
 
 def too_many_requests(detail: str, retry_after_s: int) -> ProblemDetailsException:

@@ -15,6 +15,7 @@ import msgspec
 
 from bridge.message import RawMessage
 from models import topics
+from models.commands import RESULT_MAX_BYTES, CommandAck, is_command_id
 from models.events import Event, Status, decode_event
 from models.state import (
     AGGREGATE_PREFIX,
@@ -98,6 +99,7 @@ DEAD_LETTER_TOPIC_MAX_CHARS: Final = 512
 TelemetryRow = tuple[Any, ...]
 _json = msgspec.json.Encoder()
 _STATUS = msgspec.json.Decoder(Status)
+_ACK = msgspec.json.Decoder(CommandAck)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +147,14 @@ class Decoded:
     rejections: list[Rejection] = field(default_factory=list)
     readings: int = 0
     events: list[Event] = field(default_factory=list)  # from `fleet/v1/{id}/events`: one per message
+    ack: CommandAck | None = None  # from `fleet/v1/{id}/cmd/ack`
 
     @property
     def refused_whole(self) -> bool:
         """True when nothing of the message was accepted."""
-        return not self.rows and not self.events and self.presence is None and bool(self.rejections)
+        return (
+            not self.rows and not self.events and self.presence is None and self.ack is None and bool(self.rejections)
+        )
 
     @property
     def stored(self) -> bool:
@@ -174,6 +179,8 @@ def decode_message(message: RawMessage, *, now: datetime, limits: Limits) -> Dec
         return _presence(message, topic.device_id)
     if topic.kind is topics.TopicKind.EVENTS:
         return _event(message, topic.device_id, now=now, limits=limits)
+    if topic.kind is topics.TopicKind.CMD_ACK:
+        return _command_ack(message, topic.device_id)
     if topic.kind is not topics.TopicKind.TELEMETRY:
         return _refuse(message, topic.device_id, f"the bridge does not ingest {topic.kind.value!r} here")
     result = decode_telemetry(
@@ -216,6 +223,23 @@ def _event(message: RawMessage, device_id: str, *, now: datetime, limits: Limits
     if isinstance(event, MessageRejection):
         return _refuse(message, device_id, event.reason)
     return Decoded(device_id, message.topic, message.payload, message.received_at, events=[event])
+
+
+def _command_ack(message: RawMessage, device_id: str) -> Decoded:
+    """A device's answer to a command (`models.commands.CommandAck`): recorded, or refused with the reason."""
+    if len(message.payload) > RESULT_MAX_BYTES:
+        return _refuse(message, device_id, f"a command acknowledgement is at most {RESULT_MAX_BYTES} bytes")
+    try:
+        ack = _ACK.decode(message.payload)
+    except msgspec.DecodeError as exc:
+        return _refuse(message, device_id, f"invalid command acknowledgement: {exc}")
+    except RecursionError:
+        return _refuse(message, device_id, "invalid command acknowledgement: nested too deeply")
+    if not is_command_id(ack.id):
+        return _refuse(message, device_id, f"invalid command acknowledgement: id {ack.id[:64]!r} is not a command id")
+    if ack.ts is not None and ack.ts.tzinfo is None:
+        return _refuse(message, device_id, "invalid command acknowledgement: ts needs a time zone")
+    return Decoded(device_id, message.topic, message.payload, message.received_at, ack=ack)
 
 
 def _storable_topic(topic: str) -> str:

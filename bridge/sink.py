@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb
 from bridge.decode import TELEMETRY_COLUMNS, TELEMETRY_TYPES, Decoded, PresenceUpdate, Rejection
 from bridge.errors import SinkUnavailableError
 from bridge.feed import write_feed
+from models.commands import ACK_STATE, STATE_RANK, CommandAck
 from models.events import EVENT_KEY, StoredEvent, event_data_json
 from models.rollups import ROLLUPS_MIGRATION, insert_and_roll_up
 from models.state import DATABASE_REFUSAL
@@ -55,10 +56,33 @@ _INSERT_EVENTS = (
     " %s::text[], %s::text[], %s::timestamptz[]) AS u(d, ts, b, s, n, j, r)"
     f" ON CONFLICT {EVENT_KEY} DO NOTHING RETURNING device_id, ts, boot, seq, name, data, received_at"
 )
+# Command acknowledgements (few): each state a command reaches is recorded once (`command_events` is unique
+# on (command, state)), and only for a command of the device that answers: one device cannot speak for
+# another's commands. RETURNING names the states new to the database; only those can move a command on.
+_RECORD_ACKS = (
+    "INSERT INTO command_events (command_id, state, device_ts, detail)"
+    " SELECT DISTINCT ON (u.id, u.state) u.id, u.state, u.ts, u.result::jsonb"
+    " FROM unnest(%s::text[], %s::uuid[], %s::text[], %s::timestamptz[], %s::text[]) AS u(device_id, id, state, ts, result)"
+    " JOIN commands c ON c.id = u.id AND c.device_id = u.device_id"
+    " ORDER BY u.id, u.state"
+    " ON CONFLICT (command_id, state) DO NOTHING RETURNING command_id, state, at, detail::text"
+)
+# Forward only (`models.commands.STATE_RANK`), terminal states never change; locks taken in id order.
+_ADVANCE_COMMANDS = (
+    "UPDATE commands c SET state = u.state, updated_at = now(),"
+    " received_at = CASE WHEN u.state = 'received' THEN u.at ELSE coalesce(c.received_at, u.received_at) END,"
+    " finished_at = CASE WHEN u.state = 'received' THEN c.finished_at ELSE u.at END,"
+    " result = coalesce(u.result::jsonb, c.result)"
+    " FROM (SELECT * FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[])"
+    " AS v(id, state, at, received_at, result) ORDER BY id) AS u"
+    " WHERE c.id = u.id AND c.state IN ('queued', 'sent', 'received')"
+    " AND (c.state <> 'received' OR u.state <> 'received')"
+)
 # Rollups the sink keeps itself only where they are tables; their step's variant says so.
 _ROLLUP_VARIANT = "SELECT variant FROM schema_migrations WHERE version = %s"
-# The newest schema step the bridge needs: `device_state` (0012, `bridge.statestore`), the key `SAMPLE_KEY` (0011).
-SCHEMA_REQUIRED: Final = 12
+# The newest schema step the bridge needs: `commands` (0023) for acknowledgements, `device_state` (0012,
+# `bridge.statestore`), the key `SAMPLE_KEY` (0011).
+SCHEMA_REQUIRED: Final = 23
 _SCHEMA_APPLIED = "SELECT max(version) FROM schema_migrations"
 _INSERT_REJECTED = (
     "INSERT INTO rejected_messages (received_at, topic, device_id, reason, sample_index, seq,"
@@ -298,6 +322,8 @@ class PostgresTelemetrySink:
                 if any(d.events for d in part):
                     await cur.execute(_INSERT_EVENTS, _event_params(part))
                     stored_events = [_stored_event(row) for row in await cur.fetchall()]
+                if any(d.ack is not None for d in part):
+                    await _record_acks(cur, part)
                 if rejections:
                     await cur.executemany(_INSERT_REJECTED, [_rejection_params(r) for r in rejections])
                 seen = await _upsert_devices(cur, part)
@@ -349,6 +375,49 @@ class PostgresTelemetrySink:
             except psycopg.Error:
                 log.debug("ignoring error while closing a failed connection", exc_info=True)
             self._conn = None
+
+
+async def _record_acks(cur: psycopg.AsyncCursor[Any], part: list[Decoded]) -> None:
+    """Record the batch's command acknowledgements and move each command forward to the furthest state
+    newly reached (a `received` and a `succeeded` in one batch end at `succeeded`, `received_at` kept)."""
+    acks: list[tuple[str, CommandAck]] = [(d.device_id, d.ack) for d in part if d.ack is not None and d.device_id]
+    columns: tuple[list[Any], ...] = ([], [], [], [], [])
+    for device_id, ack in acks:
+        for column, value in zip(
+            columns, (device_id, ack.id, ACK_STATE[ack.status], ack.ts, _ack_detail(ack)), strict=True
+        ):
+            column.append(value)
+    await cur.execute(_RECORD_ACKS, columns)
+    furthest: dict[str, tuple[str, datetime, str | None]] = {}
+    received: dict[str, datetime] = {}
+    for command_id, state, at, detail in await cur.fetchall():
+        key = str(command_id)
+        if state == "received":
+            received[key] = at
+        current = furthest.get(key)
+        if current is None or STATE_RANK[state] > STATE_RANK[current[0]]:
+            furthest[key] = (state, at, detail)
+    if not furthest:
+        return
+    ids = sorted(furthest)
+    await cur.execute(
+        _ADVANCE_COMMANDS,
+        (
+            ids,
+            [furthest[i][0] for i in ids],
+            [furthest[i][1] for i in ids],
+            [received.get(i) for i in ids],
+            [furthest[i][2] if furthest[i][0] != "received" else None for i in ids],
+        ),
+    )
+
+
+def _ack_detail(ack: CommandAck) -> str | None:
+    """The acknowledgement's `result` as JSON text, with the device's word when it differs from the state."""
+    detail = dict(ack.result)
+    if ack.status in ("rejected",):
+        detail.setdefault("status", ack.status)
+    return _json.encode(detail).decode() if detail else None
 
 
 async def _upsert_devices(cur: psycopg.AsyncCursor[Any], part: list[Decoded]) -> dict[str, datetime]:

@@ -87,17 +87,18 @@ ROLE_GRANTS: Final[dict[Role, tuple[Grant, ...]]] = {
         Grant(_READ, TopicKind.TELEMETRY),
         Grant(_READ, TopicKind.EVENTS),
         Grant(_READ, TopicKind.STATUS),
+        Grant(_READ, TopicKind.CMD_ACK),
         Grant(_WRITE, TopicKind.STATE),
         Grant(_WRITE, TopicKind.PERSISTED),
         Grant(_WRITE, TopicKind.REJECTED),
     ),
     # The rules engine publishes alert changes, and reads nothing: its input is the database's feed.
     Role.ENGINE: (Grant(_WRITE, TopicKind.ALERTS),),
-    # Telemetry on behalf of HTTP devices (api/ingest/): the API publishes only after checking the device's
-    # own secret, and reads the bridge's replies to learn what was committed.
+    # Commands to devices (their acknowledgements come back through the bridge, durably). Telemetry on
+    # behalf of HTTP devices (api/ingest/): the API publishes only after checking the device's own secret,
+    # and reads the bridge's replies to learn what was committed.
     Role.API: (
         Grant(_WRITE, TopicKind.CMD),
-        Grant(_READ, TopicKind.CMD_ACK),
         Grant(_WRITE, TopicKind.TELEMETRY),
         Grant(_READ, TopicKind.PERSISTED),
         Grant(_READ, TopicKind.REJECTED),

@@ -3,6 +3,7 @@
 from config.settings import (
     ApiSettings,
     BridgeSettings,
+    CommandSettings,
     DatabaseSettings,
     EngineSettings,
     IngestSettings,
@@ -19,6 +20,7 @@ from config.settings import (
 __all__ = [
     "ApiSettings",
     "BridgeSettings",
+    "CommandSettings",
     "DatabaseSettings",
     "EngineSettings",
     "IngestSettings",

@@ -143,6 +143,21 @@ class NotifySettings(_Section):
 
 
 @dataclass(frozen=True, slots=True, repr=False)
+class CommandSettings(_Section):
+    """Commands to devices (docs/commands.md): expiry bounds and how the API hands them to the broker."""
+
+    default_expiry_s: int = _bounded(300, low=1, high=30 * 86400, doc="expiry of a command that names none")
+    max_expiry_s: int = _bounded(7 * 86400, low=1, high=30 * 86400, doc="the furthest expiry a command may ask for")
+    result_grace_s: int = _bounded(
+        300, low=1, high=30 * 86400, doc="after its expiry, how long a received command may take to report a result"
+    )
+    dispatch_interval_s: float = _bounded(
+        0.5, low=0.01, high=60, doc="how often each API instance looks for commands to send or to expire"
+    )
+    publish_timeout_s: float = _bounded(5.0, low=0.1, high=60, doc="how long a publish may wait for the broker")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class ApiSettings(_Section):
     """Where the API listens."""
 
@@ -215,6 +230,7 @@ class Settings(_Section):
     bridge: BridgeSettings = BridgeSettings()
     engine: EngineSettings = EngineSettings()
     notify: NotifySettings = NotifySettings()
+    commands: CommandSettings = CommandSettings()
     api: ApiSettings = ApiSettings()
     ingest: IngestSettings = IngestSettings()
     stack: StackSettings = StackSettings()

@@ -9,6 +9,10 @@ What a device does on the wire (topics from `models.topics`):
 * frees a sample from its store only when the bridge lists it on `persisted` (or refuses it);
 * publishes events (ignition, harsh braking) at QoS 1 on `fleet/v1/{id}/events`, kept until `persisted`
   lists them under `events` (`firmware_sim.events`);
+* subscribes to its own `cmd` topic and answers each command on `cmd/ack` (`firmware_sim.commands`):
+  `received` at once (or `expired` when it arrived after its `expires_at` by the device's clock), then
+  `succeeded`/`failed` from whoever obeys it (`on_command`; `ping` it answers itself); a repeated id is
+  answered again and never obeyed twice; `reboot()` restarts it with a new boot and seq from zero;
 * subscribes to its twin's `config` (retained: after any absence it gets only the latest version),
   applies a newer version (`firmware_sim.twin`: the report interval the fleet's scheduler follows, known
   thresholds) and publishes what it applied, retained, on `config/reported`;
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import socket
 import threading
 import time
@@ -51,6 +56,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from firmware_sim.address import BrokerAddress
+from firmware_sim.commands import CommandBook, FlakyAcks, ReceivedCommand
 from firmware_sim.errors import StoreError
 from firmware_sim.events import EventOutbox
 from firmware_sim.forward import Forwarder
@@ -58,6 +64,7 @@ from firmware_sim.ledger import SeqLedger
 from firmware_sim.outbox import Outbox, OutboxEntry, Settled
 from firmware_sim.store import SampleStore, open_store
 from firmware_sim.twin import TwinState
+from models.commands import AckStatus, CommandAck, CommandMessage
 from models.events import Status
 from models.state import Persisted, PersistedRange, RejectedNotice
 from models.telemetry import Sample, utcnow
@@ -75,6 +82,13 @@ FORWARDER_IDLE_WAIT_S: Final = 1.0  # a safety net: the forwarder is woken whene
 _PERSISTED = msgspec.json.Decoder(Persisted)
 _REJECTED = msgspec.json.Decoder(RejectedNotice)
 _OFFLINE: Final = msgspec.json.encode(Status(state="offline"))
+_COMMAND = msgspec.json.Decoder(CommandMessage)
+REBOOT_DOWN_S: Final = 0.5  # how long a rebooting device stays off the network
+
+# Obeys one command on the device's behalf; called on the device's network thread, so it must not block.
+OnCommand = Callable[["Device", CommandMessage], None]
+# Called when an applied twin version changes the report interval (None: the key was removed).
+OnReportInterval = Callable[["Device", int | None], None]
 # MQTT 5: a clean DISCONNECT that still has the broker publish the Last Will, as a lost device would.
 DISCONNECT_WITH_WILL: Final = 4
 
@@ -111,6 +125,7 @@ class DeviceOptions:
     store_max_samples: int = STORE_MAX_SAMPLES
     persist_timeout_s: float = PERSIST_TIMEOUT_S
     batch_max_samples: int = BATCH_MAX_SAMPLES
+    flaky_acks: FlakyAcks | None = None  # answers to commands lost or late, on purpose
 
     def __post_init__(self) -> None:
         if self.store_max_samples < 1:
@@ -193,6 +208,8 @@ class Device:
         options: DeviceOptions | None = None,
         *,
         on_settled: Callable[[], None] | None = None,
+        on_command: OnCommand | None = None,
+        on_report_interval: OnReportInterval | None = None,
         store: SampleStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = utcnow,
@@ -202,15 +219,23 @@ class Device:
         self.device_id = device_id
         self.address = address
         self.options = options = options or DeviceOptions()
-        self._on_settled = on_settled
-        self._clock = clock
+        self._on_settled, self._clock = on_settled, clock
         self._telemetry_topic = device_topic(device_id, TopicKind.TELEMETRY)
         self._events_topic = device_topic(device_id, TopicKind.EVENTS)
         self._status_topic = device_topic(device_id, TopicKind.STATUS)
         self._persisted_topic = device_topic(device_id, TopicKind.PERSISTED)
         self._rejected_topic = device_topic(device_id, TopicKind.REJECTED)
-        self._config_topic = device_topic(device_id, TopicKind.CONFIG)
-        self._reported_topic = device_topic(device_id, TopicKind.CONFIG_REPORTED)
+        self._cmd_topic, self._ack_topic = (
+            device_topic(device_id, TopicKind.CMD),
+            device_topic(device_id, TopicKind.CMD_ACK),
+        )
+        self._on_command, self._wall_clock = on_command, wall_clock
+        self.commands = CommandBook()
+        self._ack_rng = random.Random(f"acks:{device_id}")  # noqa: S311 - a simulated flaky link, not security
+        self._config_topic, self._reported_topic = (
+            device_topic(device_id, TopicKind.CONFIG),
+            device_topic(device_id, TopicKind.CONFIG_REPORTED),
+        )
 
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -224,10 +249,9 @@ class Device:
         )
         self._outbox = Outbox()
         self._events = EventOutbox(persist_timeout_s=options.persist_timeout_s)
-        self._acked = SeqLedger()
-        self._persisted = SeqLedger()
+        self._acked, self._persisted = SeqLedger(), SeqLedger()
         self._rejected: deque[RejectedNotice] = deque(maxlen=REJECTED_KEPT)
-        self._twin = TwinState()
+        self._twin, self._on_report_interval = TwinState(), on_report_interval
         self._connected = False
         self._closing = False
         self._stopping = False
@@ -405,6 +429,69 @@ class Device:
             self._ignore_persisted = ignore
         logger.info("%s: %s `persisted` replies (fault injected)", self.device_id, "ignoring" if ignore else "reading")
 
+    # -- commands ----------------------------------------------------------------------------------
+
+    def acknowledge(self, command_id: str, status: AckStatus, result: dict[str, Any] | None = None) -> None:
+        """Answer a command on `cmd/ack` (QoS 1), lost or late as `DeviceOptions.flaky_acks` says."""
+        result = result or {}
+        self.commands.answered(command_id, status, result)
+        flaky = self.options.flaky_acks
+        delay = 0.0 if flaky is None else flaky.plan(self._ack_rng)
+        if delay is None:
+            logger.info("%s: answer %s to command %s lost (flaky mode)", self.device_id, status, command_id)
+            return
+        ack = CommandAck(id=command_id, status=status, result=result, ts=self._wall_clock())
+        payload = msgspec.json.encode(ack)
+        if delay > 0:
+            timer = threading.Timer(delay, self._publish_ack, (payload,))
+            timer.daemon = True
+            timer.start()
+        else:
+            self._publish_ack(payload)
+
+    def received_commands(self) -> list[ReceivedCommand]:
+        """Every command this device received, in order: the device's own record."""
+        return self.commands.received()
+
+    def reboot(self, down_s: float = REBOOT_DOWN_S) -> int:
+        """Restart as firmware does: the connection drops (the broker publishes the Last Will), and the
+        device comes back `down_s` later with a new boot whose seq starts at zero. Samples of the old boot
+        not yet confirmed stay in the store and are sent again. Blocks for `down_s`; returns the new boot."""
+        self.go_offline()
+        with self._lock:
+            boot = self._store.reboot(self._wall_clock())
+        time.sleep(down_s)
+        self.come_back()
+        logger.info("%s: rebooted into boot %d", self.device_id, boot)
+        return boot
+
+    def _publish_ack(self, payload: bytes) -> None:
+        # paho queues it while disconnected and sends it after the reconnect (QoS 1, in-flight window).
+        self._client.publish(self._ack_topic, payload, qos=QOS_AT_LEAST_ONCE)
+
+    def _receive_command(self, message: CommandMessage) -> None:
+        receipt, record = self.commands.receive(message, self._wall_clock())
+        if receipt == "expired":
+            logger.info(
+                "%s: command %s (%s) arrived after its expiry: refused", self.device_id, message.id, message.name
+            )
+            self.acknowledge(message.id, "expired", {"expires_at": message.expires_at.isoformat()})
+            return
+        if receipt == "again":
+            self.acknowledge(message.id, record.status, record.result)  # the answer may have been lost
+            return
+        self.acknowledge(message.id, "received")
+        if message.name == "ping":
+            self.acknowledge(message.id, "succeeded", {"pong": self._wall_clock().isoformat()})
+        elif self._on_command is None:
+            self.acknowledge(message.id, "rejected", {"reason": f"this device does not obey {message.name!r}"})
+        else:
+            try:
+                self._on_command(self, message)
+            except Exception as exc:
+                logger.exception("%s: command %s failed", self.device_id, message.name)
+                self.acknowledge(message.id, "failed", {"reason": str(exc)[:200]})
+
     # -- telemetry ---------------------------------------------------------------------------------
 
     def send(self, samples: Sample | Sequence[Sample], *, state: bytes | None = None) -> None:
@@ -494,7 +581,7 @@ class Device:
 
     @property
     def report_interval_s(self) -> int | None:
-        """The report interval its twin set (None: none set; the fleet's rate applies)."""
+        """The report interval its twin set (None: none set; the fleet's rate, or a command's, applies)."""
         with self._lock:
             return self._twin.report_interval_s
 
@@ -644,6 +731,7 @@ class Device:
             [
                 (self._persisted_topic, QOS_AT_LEAST_ONCE),
                 (self._rejected_topic, QOS_AT_LEAST_ONCE),
+                (self._cmd_topic, QOS_AT_LEAST_ONCE),
                 (self._config_topic, QOS_AT_LEAST_ONCE),
             ]
         )
@@ -709,7 +797,9 @@ class Device:
 
     def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
         try:
-            if message.topic == self._persisted_topic:
+            if message.topic == self._cmd_topic:
+                self._receive_command(_COMMAND.decode(message.payload))
+            elif message.topic == self._persisted_topic:
                 persisted = _PERSISTED.decode(message.payload)
                 with self._lock:
                     if self._ignore_persisted:
@@ -743,13 +833,17 @@ class Device:
         """Apply a newer twin document and publish, retained, what was applied (network thread)."""
         config = DESIRED_DECODER.decode(payload)
         with self._lock:
+            interval_before = self._twin.report_interval_s
             outcome = self._twin.apply(config)
+            interval = self._twin.report_interval_s
             self._changed.notify_all()
         if outcome is None:
             return
         if isinstance(outcome, str):
             logger.warning("%s: twin %s", self.device_id, outcome)
             return
+        if interval != interval_before and self._on_report_interval is not None:
+            self._on_report_interval(self, interval)
         info = client.publish(self._reported_topic, msgspec.json.encode(outcome), qos=QOS_AT_LEAST_ONCE, retain=True)
         with self._lock:
             self._outbox.bind_untracked(info.mid)  # its ack settles no telemetry

@@ -11,11 +11,17 @@ with its last sample, so a fleet restarted on the same store directory continues
 and route where it stopped. Without a store directory every run is a new boot.
 
 Schedule: at `rate_hz`, device i of n samples at `start + k/rate_hz + i/(n·rate_hz)` — spread over the
-period rather than all at once, and computed from the start, so the schedule never drifts. A device whose
-twin sets `report_interval_s` samples every that many seconds instead, from its next sample on. The sample
+period rather than all at once, and computed from the start, so the schedule never drifts. A device told
+a report interval — by a `set_report_interval` command or its twin's `report_interval_s`, whichever came
+last — samples every that many seconds instead, from its next sample on. The sample
 time is the scheduled time; when the scheduler falls behind it catches up and `FleetStats.lag_s` says
 by how much. Without a rate (`rate_hz=None`) every connected device sends as fast as the broker
 acknowledges, keeping at most `DeviceOptions.max_inflight` messages unacknowledged.
+
+Commands (`firmware_sim.commands`, docs/commands.md): each truck obeys `set_report_interval` (its own
+samples then follow that interval), `immobilise`/`mobilise` (it comes to a stop,
+engine off, and stays so until mobilised), `unlock`, and `reboot` (the device drops off the network and
+comes back with a new boot, its truck counting seq from zero), answering each on `cmd/ack`.
 
 Scenarios (`FleetOptions.scenarios`, `firmware_sim.scenario`) make some trucks misbehave; the fleet takes
 a device off the network (and back) when its truck's scenario says so, its samples buffered meanwhile.
@@ -42,6 +48,7 @@ from firmware_sim.route import DEFAULT_CENTRE, GeoPoint
 from firmware_sim.scenario import Scenario, fence_around
 from firmware_sim.store import STORE_FDS_PER_DEVICE
 from firmware_sim.truck import Truck, TruckPlace, decode_place, encode_place
+from models.commands import CommandMessage
 from models.telemetry import Sample, utcnow
 from models.topics import is_device_id
 
@@ -197,7 +204,15 @@ class Fleet:
                         device_options, tls=_certificate(device_options.tls, options.cert_dir, device_id)
                     )
                 devices.append(
-                    Device(device_id, address, device_options, on_settled=self._progress.set, wall_clock=wall_clock)
+                    Device(
+                        device_id,
+                        address,
+                        device_options,
+                        on_settled=self._progress.set,
+                        on_command=self._obey,
+                        on_report_interval=self._follow_twin,
+                        wall_clock=wall_clock,
+                    )
                 )
         except BaseException:
             for device in devices:
@@ -216,6 +231,11 @@ class Fleet:
             )
             for i, d in enumerate(self.devices)
         )
+        self._index = {device_id: i for i, device_id in enumerate(ids)}
+        # Per device, set by commands on its network thread and read by the scheduler: a plain assignment
+        # each, so no lock. A reboot's new boot is handed to the scheduler, which alone steps the truck.
+        self._interval_s: list[float | None] = [None] * len(ids)
+        self._rebooted: list[int | None] = [None] * len(ids)
         self._pending: list[list[Sample]] = [[] for _ in ids]
         self._produced = [0] * len(ids)
         self._started_at: float | None = None
@@ -322,9 +342,52 @@ class Fleet:
         for device in self.devices:
             device.join()
 
+    def report_interval_s(self, device_id: str) -> float | None:
+        """The report interval a command or the device's twin set, whichever came last (None: the fleet's rate)."""
+        return self._interval_s[self._index[device_id]]
+
+    def _follow_twin(self, device: Device, interval_s: int | None) -> None:
+        """The device applied a twin version with another report interval (on its network thread)."""
+        self._interval_s[self._index[device.device_id]] = None if interval_s is None else float(interval_s)
+
+    def _obey(self, device: Device, command: CommandMessage) -> None:
+        """Carry out a command for one of the fleet's devices (on its network thread: nothing blocks)."""
+        i = self._index[device.device_id]
+        truck = self.trucks[i]
+        if command.name == "set_report_interval":
+            interval = float(command.args["interval_s"])
+            self._interval_s[i] = interval
+            device.acknowledge(command.id, "succeeded", {"interval_s": interval})
+        elif command.name in ("immobilise", "mobilise"):
+            truck.immobilised = command.name == "immobilise"
+            device.acknowledge(command.id, "succeeded", {"immobilised": truck.immobilised})
+        elif command.name == "unlock":
+            device.acknowledge(command.id, "succeeded", {"doors": "unlocked"})
+        elif command.name == "reboot":
+            threading.Thread(
+                target=self._reboot, args=(i, command.id), name=f"{device.device_id}-reboot", daemon=True
+            ).start()
+        else:
+            device.acknowledge(command.id, "rejected", {"reason": f"a truck does not obey {command.name!r}"})
+
+    def _reboot(self, i: int, command_id: str) -> None:
+        device = self.devices[i]
+        boot = device.reboot()
+        self._rebooted[i] = boot
+        # Answered from the new boot, as firmware does once it is up again.
+        device.acknowledge(command_id, "succeeded", {"boot": boot})
+
     def _step(self, i: int, now: datetime, dt_s: float) -> None:
         pending = self._pending[i]
         truck = self.trucks[i]
+        rebooted = self._rebooted[i]
+        if rebooted is not None:
+            self._rebooted[i] = None
+            if pending:  # samples of the old boot go out before the first of the new one
+                device = self.devices[i]
+                device.send(pending[0] if len(pending) == 1 else pending, state=encode_place(truck.place()))
+                self._pending[i] = pending = []
+            truck.restart(rebooted)
         pending.append(truck.step(now, dt_s))
         if truck.offline != self.devices[i].gone:
             # Before the sample is handed over: a device that has just gone keeps it in its store.
@@ -350,8 +413,8 @@ class Fleet:
         count, duration = self.options.count, self.options.duration_s
         start = self._clock()
         wall_start = self._wall_clock()
-        # Per device: k samples after `base` at `period` (drift-free: base + k·period, never summed). A twin's
-        # report interval changes the device's period from its next sample on.
+        # Per device: k samples after `base` at `period` (drift-free: base + k·period, never summed). A report
+        # interval (from a command or the device's twin) changes the device's period from its next sample on.
         schedules = [_Schedule(base=i * fleet_period / n - fleet_period, period=fleet_period) for i in range(n)]
         due = [(schedule.next_at(), i) for i, schedule in enumerate(schedules)]
         heapq.heapify(due)
@@ -370,7 +433,7 @@ class Fleet:
             schedule = schedules[i]
             self._step(i, wall_start + timedelta(seconds=offset), schedule.period)
             produced[i] += 1
-            schedule.stepped(offset, self.devices[i].report_interval_s or fleet_period)
+            schedule.stepped(offset, self._interval_s[i] or fleet_period)
             if count is None or produced[i] < count:
                 heapq.heappush(due, (schedule.next_at(), i))
 

@@ -164,6 +164,10 @@ class SampleStore(Protocol):
         """Free the samples with these (boot, seq) (they were refused); return the positions freed."""
         ...
 
+    def reboot(self, now: datetime) -> int:
+        """Start a new boot at seq 0 (the device restarted); the samples held keep their own; the new boot."""
+        ...
+
     def oldest_ts(self) -> datetime | None:
         """The device time of the oldest sample held (by position), None when empty."""
         ...
@@ -294,6 +298,11 @@ class MemorySampleStore(_StoreCounters):
         self._compact()
         return freed
 
+    def reboot(self, now: datetime) -> int:
+        self._boot = max(self._boot + 1, new_boot(now))
+        self._next_seq = 0
+        return self._boot
+
     def oldest_ts(self) -> datetime | None:
         for record in self._records.values():
             return record.ts
@@ -403,6 +412,14 @@ class SqliteSampleStore(_StoreCounters):
 
     def discard(self, keys: Iterable[tuple[int, int]]) -> list[int]:
         return self._delete("DELETE FROM samples WHERE boot = ? AND seq = ? RETURNING pos", list(keys))
+
+    def reboot(self, now: datetime) -> int:
+        boot = max(self._boot + 1, new_boot(now))
+        with self._transaction():
+            self._db.executemany("UPDATE meta SET value = ? WHERE key = ?", [(boot, "boot"), (0, "next_seq")])
+        self._boot, self._next_seq = boot, 0
+        self._saved = (0, self._saved[1])
+        return boot
 
     def oldest_ts(self) -> datetime | None:
         try:

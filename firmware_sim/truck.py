@@ -125,6 +125,13 @@ class Truck:
         self._effect = CALM
         self._engine_off = False  # parked by the scenario, engine off
         self._fuel_taken_pct = 0.0
+        # Set by the `immobilise` command: the truck comes to a stop, the engine goes off and stays off.
+        self.immobilised = False
+
+    def restart(self, boot: int) -> None:
+        """The device rebooted: samples from now on carry `boot`, counting `seq` from zero again."""
+        self.boot = boot
+        self._seq = 0
 
     @property
     def next_seq(self) -> int:
@@ -154,13 +161,14 @@ class Truck:
         """Advance the truck by `dt_s` seconds and return what it measured at device time `now`."""
         effect = self._effect = CALM if self.scenario is None else self.scenario.effect(self._elapsed_s)
         self._elapsed_s += dt_s
-        if self._engine_off and not effect.parked:
+        parked = effect.parked or self.immobilised
+        if self._engine_off and not parked:
             self._engine_off = False  # the driver is back: the ignition goes on below
         if not self._ignition_on and not self._engine_off:
             self._ignition_on = True
             self._events.append(TruckEvent(IGNITION, now, {"on": True}))
-        motion = self._drive.advance(dt_s, halt=effect.parked)
-        if effect.parked and motion.stopped and self._ignition_on:
+        motion = self._drive.advance(dt_s, halt=parked)
+        if parked and motion.stopped and self._ignition_on:
             self._ignition_on = False
             self._engine_off = True
             self._events.append(TruckEvent(IGNITION, now, {"on": False}))

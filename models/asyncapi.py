@@ -14,7 +14,8 @@ from typing import Any, Final
 
 import msgspec
 
-from models.events import Command, CommandAck, Event, Status
+from models.commands import CommandAck, CommandMessage
+from models.events import Event, Status
 from models.rules import AlertNotice
 from models.state import DeviceState, Persisted, RejectedNotice
 from models.telemetry import KNOWN_METRICS, Sample, SensorReading, TelemetryBatch
@@ -109,8 +110,20 @@ CHANNELS: Final = (
         1,
         True,
     ),
-    Channel(TopicKind.CMD, "send", (Command,), "A command to the device.", 1),
-    Channel(TopicKind.CMD_ACK, "receive", (CommandAck,), "The device's answer to a command.", 1),
+    Channel(
+        TopicKind.CMD,
+        "send",
+        (CommandMessage,),
+        "A command to the device: obeyed once per id, never after `expires_at`.",
+        1,
+    ),
+    Channel(
+        TopicKind.CMD_ACK,
+        "receive",
+        (CommandAck,),
+        "The device's answers to a command: received, then succeeded or failed.",
+        1,
+    ),
     Channel(
         TopicKind.PERSISTED,
         "send",

@@ -105,20 +105,3 @@ class Status(msgspec.Struct, frozen=True, kw_only=True):
 
     state: Literal["online", "offline"]
     ts: datetime | None = None
-
-
-class Command(msgspec.Struct, frozen=True, kw_only=True):
-    """A command to a device on `fleet/v1/{id}/cmd`."""
-
-    id: str
-    name: str
-    args: dict[str, Any] = {}
-    expires_at: datetime | None = None
-
-
-class CommandAck(msgspec.Struct, frozen=True, kw_only=True):
-    """A device's answer on `fleet/v1/{id}/cmd/ack`."""
-
-    id: str
-    status: Literal["accepted", "done", "failed", "rejected"]
-    result: dict[str, Any] = {}

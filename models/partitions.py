@@ -102,7 +102,7 @@ def maintain(
 
 # What the rules engine derived, kept as long as the history it was derived from: closed alerts (with their
 # changes, comments and notifications), geofence events, and trips, stops and idling that ended before the
-# horizon. Open alerts stay whatever their age: an operator has yet to act on them.
+# horizon. Open alerts stay whatever their age: an operator has yet to act on them. Ended commands go too.
 _CLOSED_ALERTS = "SELECT id FROM alerts WHERE state IN ('cleared', 'retracted') AND updated_at < %(horizon)s"
 _ENGINE_EXPIRY: Final = (
     ("notifications", f"DELETE FROM notifications WHERE alert_id IN ({_CLOSED_ALERTS})"),
@@ -113,6 +113,12 @@ _ENGINE_EXPIRY: Final = (
     ("trips", "DELETE FROM trips WHERE ended_at < %(horizon)s AND complete"),
     ("stops", "DELETE FROM stops WHERE ended_at < %(horizon)s AND complete"),
     ("idle_periods", "DELETE FROM idle_periods WHERE ended_at < %(horizon)s"),
+    # Commands that ended before the horizon, with their transitions (ON DELETE CASCADE).
+    (
+        "commands",
+        "DELETE FROM commands WHERE state IN ('succeeded', 'failed', 'expired', 'cancelled')"
+        " AND finished_at < %(horizon)s",
+    ),
 )
 
 

@@ -16,12 +16,14 @@ Server → client (`type`): `snapshot`, `subscribed`, `unsubscribed`, `state`, `
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Final
 
 import msgspec
 from msgspec import Meta
 
 from api.alerts.schemas import Alert
+from api.commands.schemas import Command
 from models.events import StoredEvent
 from models.state import DeviceState, PresenceState
 from models.topics import DEVICE_ID_PATTERN
@@ -115,6 +117,16 @@ class AlertMessage(msgspec.Struct, frozen=True, tag_field="type", tag="alert"):
 
     event: str
     alert: Alert
+
+
+class CommandUpdateMessage(msgspec.Struct, frozen=True, tag_field="type", tag="command"):
+    """A transition of a command to a selected device (`state`: queued, sent, received, succeeded, failed,
+    expired, cancelled, recorded `at`), with the command as it is now (which may be further on). Never
+    conflated: each transition is sent."""
+
+    state: str
+    at: datetime
+    command: Command
 
 
 class EventMessage(msgspec.Struct, frozen=True, tag_field="type", tag="event"):

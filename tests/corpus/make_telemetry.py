@@ -396,7 +396,7 @@ def topic_cases() -> None:
         ("topic-device-id-leading-dash", "fleet/v1/-dev/telemetry", WHOLE, "does not match", True),
         ("topic-device-id-dollar", "fleet/v1/$dev/telemetry", WHOLE, "does not match", True),
         ("topic-wrong-version", "fleet/v2/dev-1/telemetry", WHOLE, "is not under fleet/v1/", False),
-        ("topic-wrong-kind", "fleet/v1/dev-1/cmd/ack", WHOLE, "does not ingest", False),
+        ("topic-wrong-kind", "fleet/v1/dev-1/persisted", WHOLE, "does not ingest", False),
         ("topic-empty", "", WHOLE, "is not under fleet/v1/", False),
     ]
     for name, topic, outcome, reason, mqtt in topics:

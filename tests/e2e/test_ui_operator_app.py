@@ -419,6 +419,35 @@ async def test_ui_operators_see_and_use_the_disable_button(
     )
 
 
+async def test_ui_controls_follow_the_role_of_each_sign_in_in_the_same_tab(
+    page: tuple[Any, Watched], database_url: str, mqtt_url: str
+) -> None:
+    tab, _ = page
+    device = f"ui-{uuid.uuid4().hex[:8]}"
+    send(mqtt_url, device, [sample(1, 52.52, 13.40, fuel=50.0)])
+    device_page = f"#/device/{device}"
+    operator_controls = "[...document.querySelectorAll('[data-role]')].filter((n) => n.checkVisibility())"
+
+    await sign_in(tab, database_url, role="viewer")
+    await tab.goto(tab.url.split("#")[0] + device_page)
+    await tab.wait_for_selector("#d-meta:not(:empty)")
+    assert not await tab.locator("#d-disable").is_visible()
+    assert await tab.evaluate(operator_controls + ".length") == 0
+
+    await tab.click("#sign-out")
+    await tab.wait_for_selector("#login:not([hidden])")
+    await sign_in(tab, database_url, role="operator")  # the same tab: the page is not loaded again
+    await tab.locator("#d-disable").wait_for(state="visible")
+    await tab.goto(tab.url.split("#")[0] + "#/map")
+    await tab.locator("#fence-tools").wait_for(state="visible")  # drawing geofences
+
+    await tab.click("#sign-out")
+    await sign_in(tab, database_url, role="viewer")
+    await tab.goto(tab.url.split("#")[0] + device_page)
+    await tab.wait_for_selector("#d-meta:not(:empty)")
+    assert await tab.evaluate(operator_controls + ".map((n) => n.id || n.className)") == []
+
+
 @contextlib.asynccontextmanager
 async def api_with_tokens(bridge_settings: Settings, token_ttl_s: int, session_max_s: int) -> AsyncIterator[str]:
     """An API (and its bridge) whose tokens and sessions last as long as given (below the settings' bounds)."""

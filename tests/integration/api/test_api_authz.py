@@ -314,6 +314,24 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
         "operator",
         404,
     ),
+    # A ping to a device with no presence yet: stored, queued (201); dangerous ones are refused by state.
+    "POST /api/v1/devices/{id}/commands": (
+        http_route("POST", f"/api/v1/devices/{NORTH_DEVICE}/commands", lambda: {"name": "ping"}),
+        "operator",
+        201,
+    ),
+    "GET /api/v1/devices/{id}/commands": (
+        http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/commands"),
+        "viewer",
+        200,
+    ),
+    "GET /api/v1/commands/{id}": (http_route("GET", f"/api/v1/commands/{uuid.UUID(int=7)}"), "viewer", 404),
+    "POST /api/v1/commands/{id}/cancel": (
+        http_route("POST", f"/api/v1/commands/{uuid.UUID(int=7)}/cancel"),
+        "operator",
+        404,
+    ),
+    "GET /api/v1/command-catalogue": (http_route("GET", "/api/v1/command-catalogue"), "viewer", 200),
     "GET /api/v1/notification-channels": (http_route("GET", "/api/v1/notification-channels"), "operator", 200),
     "POST /api/v1/notification-channels": (
         http_route(
@@ -483,6 +501,10 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/api/v1/geofences/{fence_id:int}",
         "/api/v1/geofences/{fence_id:int}/time-inside",
         "/api/v1/devices/{device_id:str}/geofence-events",
+        "/api/v1/devices/{device_id:str}/commands",
+        "/api/v1/commands/{command_id:str}",
+        "/api/v1/commands/{command_id:str}/cancel",
+        "/api/v1/command-catalogue",
         "/healthz",
         "/readyz",
         "/",

@@ -45,19 +45,19 @@ def test_render_gives_the_bridge_its_reads_and_writes_on_every_device() -> None:
         "topic read fleet/v1/+/telemetry",
         "topic read fleet/v1/+/events",
         "topic read fleet/v1/+/status",
+        "topic read fleet/v1/+/cmd/ack",
         "topic write fleet/v1/+/state",
         "topic write fleet/v1/+/persisted",
         "topic write fleet/v1/+/rejected",
     ]
 
 
-def test_render_lets_the_api_send_commands_and_forward_http_telemetry_and_read_the_replies() -> None:
+def test_render_lets_the_api_send_commands_and_forward_http_telemetry_and_read_the_replies_but_not_acks() -> None:
     text = render_acl([AclAccount("fleetbridge-api", Role.API)])
 
     assert _block(text, "fleetbridge-api") == [
         "topic deny fleet/v1/fleetbridge-api/#",
         "topic write fleet/v1/+/cmd",
-        "topic read fleet/v1/+/cmd/ack",
         "topic write fleet/v1/+/telemetry",
         "topic read fleet/v1/+/persisted",
         "topic read fleet/v1/+/rejected",

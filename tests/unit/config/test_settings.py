@@ -83,7 +83,19 @@ def test_every_setting_and_the_variables_read_elsewhere_are_accepted() -> None:
     defaults = Settings()
     env = {
         f"FLEETBRIDGE_{section.upper()}_{name.upper()}": str(value)
-        for section in ("mqtt", "redis", "database", "bridge", "engine", "notify", "api", "ingest", "stack", "sim")
+        for section in (
+            "mqtt",
+            "redis",
+            "database",
+            "bridge",
+            "engine",
+            "notify",
+            "commands",
+            "api",
+            "ingest",
+            "stack",
+            "sim",
+        )
         for name, value in vars_of(getattr(defaults, section)).items()
         if value is not None
     }

@@ -14,6 +14,7 @@ const PAGE = 500;
 const CLOSED_SHOWN = 50; // the newest cleared alerts, read with the open ones: recent history, not an archive
 const OPEN_STATES = new Set(["active", "acknowledged"]);
 
+/** @typedef {{id: number, author: string, body: string, created_at: string}} Comment */
 /** @typedef {{id: number, rule_id: number, rule_name: string, device_id: string, severity: string, state: string,
  *   message: string, value: number|null, started_at: string, raised_at: string, acknowledged_at: string|null,
  *   acknowledged_by: string|null, cleared_at: string|null, clear_reason: string|null, cleared_by: string|null,
@@ -112,6 +113,30 @@ export class AlertStore {
       }
     }
     return this.openCounts.get(deviceId) || 0;
+  }
+
+  /**
+   * An alert's comments, oldest first (the listing and the live messages carry none).
+   * @param {number} id @returns {Promise<Comment[]>}
+   */
+  async comments(id) {
+    return (await this.api.get("/api/v1/alerts/" + id)).comments;
+  }
+
+  /**
+   * Comment on an alert; resolves to null when done, else a message to show. Every page showing the alert
+   * hears of it (a live `commented` message).
+   * @param {number} id @param {string} body
+   * @returns {Promise<string | null>}
+   */
+  async comment(id, body) {
+    try {
+      await this.api.post("/api/v1/alerts/" + id + "/comments", {body});
+      return null;
+    } catch (err) {
+      if (err instanceof SignedOut) return null;
+      return String(/** @type {Error} */ (err).message || err);
+    }
   }
 
   /**

@@ -1,15 +1,16 @@
 // @ts-check
 /** The alerts screen: the open alerts and the newest cleared ones, newest first, live; filtered by state and
- * severity (and by the header's device filters). Operators and admins acknowledge (with an optional
- * comment) and clear them; viewers see no such controls. An action taken in one browser reaches every
- * other through the live `alert` messages. */
+ * severity (and by the header's device filters). Each alert's comments open under "Comments" (read when
+ * opened, and again whenever the alert changes while open). Operators and admins acknowledge (with an
+ * optional comment), clear and comment on them; viewers see no such controls. An action taken in one
+ * browser reaches every other through the live `alert` messages. */
 
 import {isOpen} from "./alert_store.js";
 import {el, when} from "./format.js";
 
 /** @typedef {import("./alert_store.js").Alert} Alert */
 
-const COLUMNS = ["device", "rule", "severity", "state", "message", "started", "raised", "handled"];
+const COLUMNS = ["device", "rule", "severity", "state", "message", "started", "raised", "handled", "comments"];
 const SEVERITIES = new Set(["critical", "major", "minor", "warning"]);
 
 /** @param {string} filter the state select's value @param {Alert} alert */
@@ -54,6 +55,7 @@ export class AlertsScreen {
     this.canAct = false;
     for (const select of [this.stateSel, this.severitySel]) select.addEventListener("input", () => this.render());
     this.body.addEventListener("click", (event) => this.clicked(event));
+    this.body.addEventListener("submit", (event) => this.commented(event));
     alerts.onChange(() => { if (this.active) this.render(); });
     filters.onChange(() => { if (this.active) this.render(); });
   }
@@ -102,6 +104,7 @@ export class AlertsScreen {
     const link = document.createElement("a");
     row.children[0].appendChild(link);
     row.children[2].appendChild(el("span", "", "sev"));
+    row.children[8].appendChild(this.commentsBox(id));
     if (this.canAct) {
       // Hidden in the read-only (offline) view like every operator control.
       const actions = el("td", undefined, "a-actions");
@@ -136,11 +139,77 @@ export class AlertsScreen {
     set(row.children[5], when(alert.started_at));
     set(row.children[6], when(alert.raised_at));
     set(row.children[7], handled(alert));
+    // A comment added anywhere changes the alert (`commented`): an open list is read again.
+    const box = /** @type {HTMLDetailsElement} */ (row.children[8].firstChild);
+    box.dataset.alertVersion = alert.updated_at;
+    if (box.open && box.dataset.shownVersion !== alert.updated_at) this.loadComments(alert.id, box);
     const actions = row.querySelector(".a-actions");
     if (!actions) return;
     /** @type {HTMLElement} */ (actions.querySelector(".ack")).hidden = alert.state !== "active";
     /** @type {HTMLElement} */ (actions.querySelector(".clear")).hidden = !isOpen(alert);
     /** @type {HTMLElement} */ (actions.querySelector("input")).hidden = !isOpen(alert);
+  }
+
+  /** "Comments": the list, read when opened; for operators and admins, a field to add one.
+   * @param {number} id @returns {HTMLDetailsElement} */
+  commentsBox(id) {
+    const box = /** @type {HTMLDetailsElement} */ (el("details", undefined, "comments"));
+    box.append(el("summary", "Comments"), el("ol", undefined, "comment-list"));
+    if (this.canAct) {
+      const form = el("form", undefined, "comment-form");
+      form.setAttribute("data-role", "operator");
+      const input = /** @type {HTMLInputElement} */ (el("input"));
+      input.name = "body";
+      input.required = true;
+      input.maxLength = 2000;
+      input.placeholder = "add a comment";
+      input.setAttribute("aria-label", "New comment");
+      const add = /** @type {HTMLButtonElement} */ (el("button", "Add", "add-comment"));
+      add.type = "submit";
+      form.append(input, add);
+      box.appendChild(form);
+    }
+    box.addEventListener("toggle", () => { if (box.open) this.loadComments(id, box); });
+    return box;
+  }
+
+  /** Show the alert's comments in its open box. @param {number} id @param {HTMLDetailsElement} box */
+  async loadComments(id, box) {
+    const version = box.dataset.alertVersion || "";
+    box.dataset.shownVersion = version;
+    const list = /** @type {HTMLElement} */ (box.querySelector(".comment-list"));
+    let comments;
+    try {
+      comments = await this.alerts.comments(id);
+    } catch (err) {
+      list.replaceChildren(el("li", "unavailable: " + String(/** @type {Error} */ (err).message), "muted"));
+      return;
+    }
+    if (box.dataset.alertVersion !== version) return; // changed again meanwhile: the newer read shows
+    /** @type {HTMLElement} */ (box.firstChild).textContent = "Comments (" + comments.length + ")";
+    list.replaceChildren(...comments.map((comment) => {
+      const item = el("li", undefined, "comment");
+      item.append(el("span", comment.author + ", " + when(comment.created_at) + ": ", "muted"), el("span", comment.body, "comment-body"));
+      return item;
+    }));
+    if (comments.length === 0) list.appendChild(el("li", "None yet.", "muted"));
+  }
+
+  /** An operator's comment submitted. @param {Event} event */
+  async commented(event) {
+    const form = /** @type {HTMLFormElement} */ (event.target);
+    const row = form.closest("tr");
+    if (!form.classList.contains("comment-form") || !row) return;
+    event.preventDefault();
+    const input = /** @type {HTMLInputElement} */ (form.elements.namedItem("body"));
+    const button = /** @type {HTMLButtonElement} */ (form.querySelector("button"));
+    button.disabled = true;
+    const refused = await this.alerts.comment(Number(row.dataset.alert), input.value.trim());
+    button.disabled = false;
+    this.error.textContent = refused || "";
+    if (refused) return;
+    input.value = "";
+    this.loadComments(Number(row.dataset.alert), /** @type {HTMLDetailsElement} */ (form.closest("details")));
   }
 
   /** @param {Event} event */

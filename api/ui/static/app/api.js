@@ -3,6 +3,9 @@
 
 export class SignedOut extends Error {}
 
+/** @param {string} id a device id @returns {string} the path of its resource */
+export const devicePath = (id) => "/api/v1/devices/" + encodeURIComponent(id);
+
 export class Api {
   /** @param {import("./auth.js").Session} session */
   constructor(session) {
@@ -44,18 +47,40 @@ export class Api {
    * @param {string} path @param {object} body
    * @returns {Promise<any>}
    */
-  async post(path, body) {
-    const response = await fetch(path, {
-      method: "POST",
-      headers: {Authorization: "Bearer " + this.session.token, "Content-Type": "application/json"},
-      body: JSON.stringify(body),
-    });
+  post(path, body) {
+    return this.send("POST", path, body);
+  }
+
+  /**
+   * PUT a JSON body (a replacement); a refusal throws with the server's reason.
+   * @param {string} path @param {object} body
+   * @returns {Promise<any>}
+   */
+  put(path, body) {
+    return this.send("PUT", path, body);
+  }
+
+  /**
+   * DELETE a resource; a refusal throws with the server's reason.
+   * @param {string} path
+   * @returns {Promise<any>}
+   */
+  delete(path) {
+    return this.send("DELETE", path);
+  }
+
+  /** @param {string} method @param {string} path @param {object} [body] @returns {Promise<any>} */
+  async send(method, path, body) {
+    /** @type {Record<string, string>} */
+    const headers = {Authorization: "Bearer " + this.session.token};
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(path, {method, headers, body: body === undefined ? undefined : JSON.stringify(body)});
     if (response.status === 401) {
       this.session.set(null);
       throw new SignedOut("signed out");
     }
     if (!response.ok) throw new Error(await problem(response));
-    return response.json();
+    return response.status === 204 ? null : response.json();
   }
 
   /** Every page of a keyset-paginated listing.

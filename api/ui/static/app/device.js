@@ -1,8 +1,11 @@
 // @ts-check
 /** One device: its live values, metric charts over a chosen range (downsampled history), its track with
  * replay, a reporting timeline (stored samples per interval), a presence timeline (online and offline
- * intervals) and the messages the bridge refused, with their reasons. */
+ * intervals), its activity (trips, stops, idling, events, geofence events: activity.js; a trip selected
+ * there is drawn over the track and replayed) and the messages the bridge refused, with their reasons. */
 
+import {DeviceActivity} from "./activity.js";
+import {devicePath} from "./api.js";
 import {addBackground} from "./background.js";
 import {age, el, num} from "./format.js";
 import {renderPresence} from "./presence.js";
@@ -19,21 +22,16 @@ const METRIC_UNITS = /** @type {Record<string, string>} */ ({
   flow: "L/min", level: "%", battery: "%",
 });
 
-/** @param {string} id */
-const devicePath = (id) => "/api/v1/devices/" + encodeURIComponent(id);
-
 export class DeviceScreen {
   /**
    * @param {import("./api.js").Api} api
    * @param {import("./store.js").FleetStore} store
    * @param {import("./live.js").LiveLink} live
-   * @param {import("./auth.js").Session} session
    */
-  constructor(api, store, live, session) {
+  constructor(api, store, live) {
     this.api = api;
     this.store = store;
     this.live = live;
-    this.session = session;
     /** @type {string | null} */
     this.id = null;
     const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -51,6 +49,11 @@ export class DeviceScreen {
     this.map = L.map($("d-map"), {maxZoom: 18}).setView([52.52, 13.405], 11);
     addBackground(this.map).catch((err) => console.warn("map background:", err));
     this.trackLayer = L.layerGroup().addTo(this.map);
+    this.tripLayer = L.layerGroup().addTo(this.map);
+    /** @type {any} the range's track, shown whole when no trip is selected */
+    this.rangeLine = null;
+    /** @type {{t: number, lat: number, lon: number}[]} */
+    this.rangeFixes = [];
     /** @type {any} */
     this.replayMarker = null;
     /** @type {{t: number, lat: number, lon: number}[]} */
@@ -65,6 +68,8 @@ export class DeviceScreen {
     this.seek.addEventListener("input", () => this.seekTo(Number(this.seek.value) / 1000));
     this.disable.addEventListener("click", () => this.toggleDisabled());
     store.onChange((ids) => { if (this.id && ids.has(this.id)) this.renderNow(); });
+    this.activity = new DeviceActivity(api, (trip) => this.showTrip(trip));
+    live.onEvent((deviceId, event) => this.activity.heard(deviceId, event));
   }
 
   /** @param {string} id */
@@ -94,12 +99,10 @@ export class DeviceScreen {
   renderDetails(details) {
     this.meta.textContent = [details.kind, details.name, details.group && "group " + details.group, details.disabled && "disabled"]
       .filter(Boolean).join(" · ");
-    // Operators and admins may switch a device off and on; viewers never see the button.
-    if (this.session.allows("operator")) {
-      this.disable.hidden = false;
-      this.disable.textContent = details.disabled ? "Enable device" : "Disable device";
-      this.disable.dataset.disabled = String(Boolean(details.disabled));
-    }
+    // Operators and admins may switch a device off and on; viewers never see the button (its data-role).
+    this.disable.hidden = false;
+    this.disable.textContent = details.disabled ? "Enable device" : "Disable device";
+    this.disable.dataset.disabled = String(Boolean(details.disabled));
   }
 
   async toggleDisabled() {
@@ -144,6 +147,7 @@ export class DeviceScreen {
     if (!id) return;
     const {from, to, query} = this.window();
     const bucketS = Math.max(1, Math.ceil((to.getTime() - from.getTime()) / 1000 / TIMELINE_BUCKETS));
+    const activity = this.activity.load(id, from, to);
     const [series, buckets, track, presence] = await Promise.allSettled([
       this.loadSeries(id, query, (to.getTime() - from.getTime()) / 1000),
       this.api.get(devicePath(id) + "/telemetry?bucket=" + bucketS + "s&metric=position&" + query),
@@ -155,6 +159,7 @@ export class DeviceScreen {
     this.renderCharts(series.status === "fulfilled" ? series.value : null, from, to);
     this.renderTimeline(buckets.status === "fulfilled" ? buckets.value : null, from, to, bucketS);
     this.renderTrack(track.status === "fulfilled" ? track.value : null);
+    await activity;
   }
 
   /**
@@ -233,17 +238,55 @@ export class DeviceScreen {
   /** @param {any} feature a GeoJSON Feature with `times` */
   renderTrack(feature) {
     this.trackLayer.clearLayers();
-    this.fixes = [];
+    this.tripLayer.clearLayers();
+    this.rangeFixes = fixesOf(feature);
+    this.rangeLine = null;
+    if (this.rangeFixes.length >= 2) {
+      this.rangeLine = this.L.polyline(this.rangeFixes.map((f) => [f.lat, f.lon]), {color: "#2563eb", weight: 3});
+      this.trackLayer.addLayer(this.rangeLine);
+      this.map.fitBounds(this.rangeLine.getBounds(), {padding: [20, 20]});
+    }
+    this.replayOver(this.rangeFixes, "no track in this range");
+  }
+
+  /** Draw a trip's track over the range's and replay it; null: back to the whole range.
+   * @param {import("./activity.js").Trip | null} trip */
+  async showTrip(trip) {
+    const id = this.id;
+    this.tripLayer.clearLayers();
+    if (!trip || !id) {
+      if (this.rangeLine) this.map.fitBounds(this.rangeLine.getBounds(), {padding: [20, 20]});
+      this.replayOver(this.rangeFixes, "no track in this range");
+      return;
+    }
+    // `to` is exclusive: a second past the trip's end keeps its last fix.
+    const to = new Date(Date.parse(trip.end_at) + 1000).toISOString();
+    let feature = null;
+    try {
+      feature = await this.api.get(devicePath(id) + "/track?format=geojson&from=" + encodeURIComponent(trip.start_at) + "&to=" + encodeURIComponent(to));
+    } catch (err) {
+      console.warn("trip track:", err);
+    }
+    if (id !== this.id || this.activity.tripList[this.activity.selected ?? -1] !== trip) return; // chosen otherwise meanwhile
+    const fixes = fixesOf(feature);
+    if (fixes.length >= 2) {
+      const line = this.L.polyline(fixes.map((f) => [f.lat, f.lon]), {color: "#f97316", weight: 5, className: "trip-track"});
+      this.tripLayer.addLayer(line);
+      this.map.fitBounds(line.getBounds(), {padding: [20, 20]});
+    }
+    this.replayOver(fixes, "no track stored for this trip");
+  }
+
+  /** Make `fixes` what the replay plays. @param {{t: number, lat: number, lon: number}[]} fixes @param {string} none */
+  replayOver(fixes, none) {
+    this.playing = false;
+    this.play.textContent = "Play";
+    if (this.replayMarker) this.replayMarker.remove();
     this.replayMarker = null;
-    const coords = feature?.geometry?.coordinates || [];
-    const times = feature?.properties?.times || [];
-    if (coords.length < 2) { this.replayTime.textContent = "no track in this range"; return; }
-    this.fixes = coords.map((/** @type {number[]} */ c, /** @type {number} */ i) => ({t: Date.parse(times[i]), lat: c[1], lon: c[0]}));
-    const line = this.L.polyline(this.fixes.map((f) => [f.lat, f.lon]), {color: "#2563eb", weight: 3});
-    this.trackLayer.addLayer(line);
-    this.map.fitBounds(line.getBounds(), {padding: [20, 20]});
-    this.replayMarker = this.L.circleMarker([this.fixes[0].lat, this.fixes[0].lon], {radius: 7, color: "#111", fillColor: "#f59e0b", fillOpacity: 1});
-    this.trackLayer.addLayer(this.replayMarker);
+    this.fixes = fixes;
+    if (fixes.length < 2) { this.replayTime.textContent = none; return; }
+    this.replayMarker = this.L.circleMarker([fixes[0].lat, fixes[0].lon], {radius: 7, color: "#111", fillColor: "#f59e0b", fillOpacity: 1});
+    this.replayMarker.addTo(this.map);
     this.seekTo(0);
   }
 
@@ -313,4 +356,11 @@ export class DeviceScreen {
     }
     this.rejected.appendChild(table);
   }
+}
+
+/** @param {any} feature a GeoJSON track Feature with `times`, or null @returns {{t: number, lat: number, lon: number}[]} */
+function fixesOf(feature) {
+  const coords = feature?.geometry?.coordinates || [];
+  const times = feature?.properties?.times || [];
+  return coords.map((/** @type {number[]} */ c, /** @type {number} */ i) => ({t: Date.parse(times[i]), lat: c[1], lon: c[0]}));
 }

@@ -28,3 +28,13 @@ export function el(tag, text, className) {
 export function when(ts) {
   return ts ? new Date(ts).toLocaleString() : "—";
 }
+
+/** @param {number | null | undefined} seconds @returns {string} e.g. "1 h 05 min", "12 min", "40 s" */
+export function duration(seconds) {
+  if (typeof seconds !== "number") return "—";
+  const s = Math.round(seconds);
+  if (s < 60) return s + " s";
+  const min = Math.floor(s / 60) % 60, h = Math.floor(s / 3600);
+  return h ? h + " h " + String(min).padStart(2, "0") + " min" : min + " min";
+}
+

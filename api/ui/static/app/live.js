@@ -48,6 +48,8 @@ export class LiveLink {
     this.subscribedListeners = new Set();
     /** @type {Set<(event: string, alert: any) => void>} */
     this.alertListeners = new Set();
+    /** @type {Set<(deviceId: string, event: any) => void>} */
+    this.eventListeners = new Set();
     /** @type {AbortController | null} */
     this.pollAbort = null;
     /** @type {number | undefined} */
@@ -69,6 +71,11 @@ export class LiveLink {
   /** @param {(event: string, alert: any) => void} listener told of every change of an alert of a selected device */
   onAlert(listener) {
     this.alertListeners.add(listener);
+  }
+
+  /** @param {(deviceId: string, event: any) => void} listener told of every event a selected device sent, once stored */
+  onEvent(listener) {
+    this.eventListeners.add(listener);
   }
 
   start() {
@@ -223,6 +230,9 @@ export class LiveLink {
         break;
       case "alert":
         for (const listener of this.alertListeners) listener(msg.event, msg.alert);
+        break;
+      case "event":
+        for (const listener of this.eventListeners) listener(msg.device_id, msg.event);
         break;
       case "reset":
         this.cursor = null; // too long away: the snapshots that follow replace what is shown

@@ -73,18 +73,16 @@ function start() {
   bar.hidden = false;
   if (!screens.map) {
     screens = {
-      map: new MapScreen($("map"), store, live, filters),
+      map: new MapScreen($("map"), store, live, filters, api, session),
       table: new TableScreen(store, live, filters, alerts),
       alerts: new AlertsScreen(alerts, live, filters, session),
-      device: new DeviceScreen(api, store, live, session),
+      device: new DeviceScreen(api, store, live),
     };
   }
   // Controls for what this role may not do are not shown at all (not greyed out); the server refuses anyway.
-  for (const node of document.querySelectorAll("[data-role]")) {
-    const allowed = session.allows(node.getAttribute("data-role") || "admin");
-    node.toggleAttribute("data-allowed", allowed);
-    if (!allowed) /** @type {HTMLElement} */ (node).hidden = true;
-  }
+  // The stylesheet hides every `[data-role]` control above the role named here, those made later included,
+  // and a later sign-in (another account, another role) in the same tab sets it afresh.
+  document.body.dataset.signedInAs = who.role || "";
   session.keepAlive(promptReauth);
   route();
   live.start();
@@ -118,9 +116,11 @@ function signedOut() {
   showingLastKnown = null;
   offlineBanner.hidden = true;
   document.body.classList.remove("readonly");
+  delete document.body.dataset.signedInAs;
   reauthForm.hidden = true;
   bar.hidden = true;
   for (const key of Object.keys(screens)) $("screen-" + key).hidden = true;
+  /** @type {any} */ (screens.map)?.fences.clear(); // what the next account may see is read afresh
   loginForm.hidden = false;
   loginForm.elements.namedItem("username")?.focus?.();
 }
@@ -165,6 +165,7 @@ window.addEventListener("hashchange", route);
   live,
   lastKnown,
   marker: (/** @type {string} */ id) => /** @type {any} */ (screens.map)?.markerAt(id) ?? null,
+  fences: () => /** @type {any} */ (screens.map)?.fences.shown() ?? [],
 };
 
 if (session.token && session.remainingS() > 0) start(); else signedOut();

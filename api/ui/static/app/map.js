@@ -1,8 +1,10 @@
 // @ts-check
 /** The live fleet map: a marker per device (status colour, heading arrow, popup with the latest state),
- * clustered when zoomed out, filtered by the filter bar; the live subscription follows the visible area. */
+ * clustered when zoomed out, filtered by the filter bar; the live subscription follows the visible area.
+ * The geofences are drawn under the markers, and drawn and edited there by operators (fences.js). */
 
 import {addBackground} from "./background.js";
+import {FenceLayer} from "./fences.js";
 import {age, el, num} from "./format.js";
 
 const CENTRE = [52.52, 13.405];
@@ -17,8 +19,10 @@ export class MapScreen {
    * @param {import("./store.js").FleetStore} store
    * @param {import("./live.js").LiveLink} live
    * @param {import("./filters.js").Filters} filters
+   * @param {import("./api.js").Api} api
+   * @param {import("./auth.js").Session} session
    */
-  constructor(container, store, live, filters) {
+  constructor(container, store, live, filters, api, session) {
     this.store = store;
     this.live = live;
     this.filters = filters;
@@ -27,6 +31,7 @@ export class MapScreen {
     this.map = L.map(container, {maxZoom: 18, worldCopyJump: true}).setView(CENTRE, ZOOM);
     L.control.scale().addTo(this.map);
     this.cluster = L.markerClusterGroup({chunkedLoading: true, disableClusteringAtZoom: 16, showCoverageOnHover: false});
+    this.fences = new FenceLayer(this.map, api, () => session.allows("operator") && !document.body.classList.contains("readonly"));
     this.map.addLayer(this.cluster);
     /** @type {Map<string, any>} */
     this.markers = new Map();
@@ -47,6 +52,8 @@ export class MapScreen {
     this.active = true;
     this.map.invalidateSize();
     this.subscribeView();
+    if (!this.fences.canEdit()) this.fences.cancel();
+    this.fences.load();
   }
 
   hide() {
