@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Request, Response, get, patch
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
@@ -87,6 +88,15 @@ class MergePatchOperation(Operation):
         )
 
 
+_ETAG_HEADER: Final = [
+    ResponseHeader(
+        name="ETag",
+        description='the version, as `"<version>"`: send it as If-Match with a change',
+        documentation_only=True,
+    )
+]
+
+
 def _etag(version: int) -> dict[str, str]:
     return {"ETag": f'"{version}"'}
 
@@ -116,7 +126,7 @@ async def _merge_patch(request: Request[Any, Any, Any], if_match: str | None) ->
     return patch_document, if_match
 
 
-@get("/devices/{device_id:str}/twin", summary="A device's twin", tags=["twin"])
+@get("/devices/{device_id:str}/twin", summary="A device's twin", tags=["twin"], response_headers=_ETAG_HEADER)
 async def device_twin(
     request: Request[Any, Any, Any], pool: NamedDependency[Pool], device_id: FromPath[str]
 ) -> Response[DeviceTwin]:
@@ -136,6 +146,7 @@ async def device_twin(
     summary="Change a device's desired configuration",
     tags=["twin"],
     opt=OPERATOR,
+    response_headers=_ETAG_HEADER,
     operation_class=MergePatchOperation,
     request_max_body_size=None,
     responses={HTTP_409_CONFLICT: ResponseSpec(None, description="the device is disabled"), **_PATCH_RESPONSES},
@@ -178,7 +189,7 @@ async def _visible_group(request: Request[Any, Any, Any], pool: Pool, name: str)
     return name
 
 
-@get("/groups/{name:str}/twin", summary="A group's twin defaults", tags=["twin"])
+@get("/groups/{name:str}/twin", summary="A group's twin defaults", tags=["twin"], response_headers=_ETAG_HEADER)
 async def group_twin(
     request: Request[Any, Any, Any], pool: NamedDependency[Pool], name: FromPath[str]
 ) -> Response[GroupTwin]:
@@ -192,6 +203,7 @@ async def group_twin(
     summary="Change a group's twin defaults",
     tags=["twin"],
     opt=OPERATOR,
+    response_headers=_ETAG_HEADER,
     operation_class=MergePatchOperation,
     request_max_body_size=None,
     responses=_PATCH_RESPONSES,
