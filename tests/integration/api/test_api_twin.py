@@ -272,3 +272,27 @@ async def test_a_groups_defaults_reach_every_member_retained_with_its_own_keys_o
         [{"report_interval_s": 60, "zone": "b"}],
     ]
     assert [configs[0].version for configs in received] == [twin.json()["version"] for twin in twins]
+
+
+async def test_two_instances_changing_one_device_at_once_leave_the_broker_retaining_the_last_version(
+    api_settings: Settings, mqtt_url: str, database_url: str
+) -> None:
+    device = unique("tw")
+    await add_devices(database_url, (device, None))
+    path = f"/api/v1/devices/{device}/twin"
+    async with (
+        api_with_broker(api_settings, mqtt_url, database_url) as first,
+        api_with_broker(api_settings, mqtt_url, database_url) as second,
+    ):
+        answers = await asyncio.gather(
+            *(
+                patch(client, path, {"report_interval_s": n + 1}, any_version())
+                for n, client in enumerate([first, second] * 10)
+            )
+        )
+        final = (await first.get(path)).json()
+        received = await retained_config(mqtt_url, device)
+
+    assert [answer.status_code for answer in answers] == [200] * 20
+    assert final["published_version"] == final["version"]
+    assert received == [DesiredConfig(version=final["version"], desired=final["desired"])]

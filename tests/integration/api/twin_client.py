@@ -18,7 +18,7 @@ from api.server import running
 from config import Settings
 from config.broker_url import BrokerUrl
 from models.twin import DESIRED_DECODER, DesiredConfig, ReportedConfig
-from tests.integration.api.conftest import ADMIN_NAME, add_account, log_in
+from tests.integration.api.conftest import ADMIN_NAME, mint_token
 
 MERGE_PATCH: Final = {"Content-Type": "application/merge-patch+json"}
 TIMEOUT_S: Final = 10.0
@@ -50,9 +50,8 @@ def unique(prefix: str) -> str:
 async def api_with_broker(settings: Settings, mqtt_url: str, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """An API whose MQTT link goes to `mqtt_url`, and an admin's client of it once the link is up."""
     settings = replace(settings, api=replace(settings.api, mqtt_url=mqtt_url))
-    await add_account(database_url, ADMIN_NAME, "admin")
     async with running(settings) as url, httpx.AsyncClient(base_url=url, timeout=TIMEOUT_S) as client:
-        client.headers["Authorization"] = f"Bearer {await log_in(client, ADMIN_NAME)}"
+        client.headers["Authorization"] = f"Bearer {mint_token(settings, ADMIN_NAME, 'admin')}"
         await until(lambda: client.get("/readyz"), lambda r: bool(r.json()["checks"].get("mqtt", {}).get("ok")))
         yield client
 
