@@ -29,6 +29,7 @@ from litestar.status_codes import (
 )
 
 from api.auth import OPERATOR, may_see_device, principal_of
+from api.groups.controllers import GROUP_NAME_MAX_CHARS
 from api.groups.services import read_group
 from api.ingest.body import BodyRefusal, read_limited
 from api.pool import Pool
@@ -59,7 +60,6 @@ from models.twin import DESIRED_MAX_BYTES
 MERGE_PATCH: Final = "application/merge-patch+json"
 # A patch may delete every key of a full document with nulls: room for that, and no more.
 PATCH_MAX_BYTES: Final = 4 * DESIRED_MAX_BYTES
-GROUP_NAME_MAX_CHARS: Final = 128
 
 IfMatch = Annotated[
     str | None,
