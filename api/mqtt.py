@@ -114,7 +114,8 @@ class MqttLink:
             try:
                 async with client:
                     filters = [*self._subscriptions, *(topic for topic, _ in self._routes)]
-                    await client.subscribe([(topic, 0) for topic in filters])
+                    if filters:  # an empty SUBSCRIBE is a protocol error
+                        await client.subscribe([(topic, 0) for topic in filters])
                     self._client = client
                     self.status.connected = True
                     self.status.connects += 1

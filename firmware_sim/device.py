@@ -831,6 +831,8 @@ class Device:
 
     def _apply_config(self, client: Client, payload: bytes | bytearray) -> None:
         """Apply a newer twin document and publish, retained, what was applied (network thread)."""
+        if not payload:
+            return  # the retained document was cleared (the device was deleted): nothing to apply
         config = DESIRED_DECODER.decode(payload)
         with self._lock:
             interval_before = self._twin.report_interval_s

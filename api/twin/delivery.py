@@ -4,7 +4,7 @@ A change is committed first and published after, so a broker that is down at PAT
 `device_twins.published_version` stays behind `version`, and `TwinDelivery.run` publishes every such
 document when the API's MQTT link (re)connects, and on a sweep every `SWEEP_INTERVAL_S` for what another
 instance (or a device changing group) left behind. Delivery is eventually exact: the broker ends up
-retaining each device's latest version.
+retaining each device's latest version, and nothing for a deleted device (its document is cleared).
 
 Each publish happens inside a transaction holding the twin's row lock and reads the document there, so
 two instances (or a PATCH and a sweep) publish one device's versions in commit order: an older version
@@ -121,8 +121,57 @@ class TwinDelivery:
             return None
         return len(done)
 
+    async def clear_deleted(self, pool: Pool) -> int | None:
+        """Clear the retained documents of deleted devices (`twin_clears`, migration 0024); how many listed
+        deletions were settled, or None when the link is down or a publish failed (they stay listed)."""
+        link = self._link
+        if link is None or not link.connected:
+            return None
+        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(
+                "SELECT device_id FROM twin_clears ORDER BY device_id LIMIT %s FOR UPDATE SKIP LOCKED", (SWEEP_BATCH,)
+            )
+            listed = [device_id for (device_id,) in await cur.fetchall()]
+            if not listed:
+                return 0
+            # An id already used again keeps the new life's document once it went out; until then its row is
+            # locked here, so the new document is published after the old one is cleared, never before.
+            await cur.execute(
+                "SELECT device_id, published_version FROM device_twins WHERE device_id = ANY(%s)"
+                " ORDER BY device_id FOR UPDATE",
+                (listed,),
+            )
+            reused = {device_id for device_id, published_version in await cur.fetchall() if published_version > 0}
+            stale = [device_id for device_id in listed if device_id not in reused]
+            outcomes = await asyncio.gather(
+                *(
+                    link.publish(
+                        device_topic(device_id, TopicKind.CONFIG),
+                        b"",
+                        content_type=None,
+                        timeout_s=PUBLISH_TIMEOUT_S,
+                        retain=True,
+                    )
+                    for device_id in stale
+                ),
+                return_exceptions=True,
+            )
+            failures = [outcome for outcome in outcomes if outcome is not None]
+            for failure in failures:
+                if not isinstance(failure, MqttUnavailableError):
+                    raise failure
+            if failures:
+                self.stats.failed += len(failures)
+                log.info("%d deleted devices' twin documents not cleared yet: %s", len(failures), failures[0])
+                return None
+            await cur.execute("DELETE FROM twin_clears WHERE device_id = ANY(%s)", (listed,))
+        return len(listed)
+
     async def sweep(self, pool: Pool) -> int:
-        """Publish every document the broker lacks, while the link is up; how many were published."""
+        """Clear deleted devices' documents, then publish every document the broker lacks, while the link is
+        up; how many documents were published."""
+        while await self.clear_deleted(pool):
+            pass
         published = 0
         after = ""
         while True:

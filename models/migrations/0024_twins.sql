@@ -65,3 +65,19 @@ CREATE TRIGGER devices_twin_group_changed AFTER UPDATE OF group_name ON devices
     FOR EACH ROW WHEN (OLD.group_name IS DISTINCT FROM NEW.group_name) EXECUTE FUNCTION device_group_changed();
 CREATE TRIGGER devices_twin_added AFTER INSERT ON devices
     FOR EACH ROW WHEN (NEW.group_name IS NOT NULL) EXECUTE FUNCTION device_group_changed();
+
+-- A deleted device whose document reached the broker leaves it retained there: the delivery sweep clears
+-- it (an empty retained message), so an id used again never receives its former life's document.
+CREATE TABLE twin_clears (
+    device_id   text PRIMARY KEY,
+    deleted_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE FUNCTION device_twin_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.published_version > 0 THEN
+        INSERT INTO twin_clears (device_id) VALUES (OLD.device_id) ON CONFLICT (device_id) DO NOTHING;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER device_twins_deleted AFTER DELETE ON device_twins
+    FOR EACH ROW EXECUTE FUNCTION device_twin_deleted();
