@@ -30,31 +30,30 @@ from api.accounts.refresh import refresh
 from api.alerts.controllers import AlertController
 from api.auth import PUBLIC, TokenIssuer, build_auth, require_access
 from api.backends import DEPENDENCIES, STATE_KEY, Backends, ExportLimits
-from api.commands.controllers import STATE_KEY as COMMANDS_KEY
-from api.commands.controllers import (
-    CommandController,
-    CommandsBackend,
-    DeviceCommandController,
-    command_catalogue,
-    provide_commands,
-)
+from api.commands.controllers import CommandController, DeviceCommandController, command_catalogue
 from api.commands.dispatch import Dispatcher, DispatchSettings
+from api.commands.submit import STATE_KEY as COMMANDS_KEY
+from api.commands.submit import CommandsBackend, provide_commands
 from api.contract.controllers import asyncapi
 from api.devices.controllers import DeviceController, RefusedController
 from api.devices.provision import provision_dependencies
 from api.events.controllers import device_events
+from api.firmware.controllers import STATE_KEY as FIRMWARE_KEY
+from api.firmware.controllers import FirmwareController, firmware_update, provide_firmware
+from api.firmware.links import firmware_backend
 from api.fleet.controllers import state as fleet_state
 from api.geofences.controllers import GeofenceController, device_geofence_events
 from api.groups.controllers import GroupController
 from api.health.controllers import healthz, readyz
 from api.ingest.backend import build_ingest, ingest_lifespan, provide_ingest
 from api.ingest.controllers import ingest
-from api.live.alerts import AlertEventReader
-from api.live.commands import CommandEventReader
+from api.live.alerts import ALERT_EVENTS_CHANNEL, AlertEventReader
+from api.live.commands import COMMAND_EVENTS_CHANNEL, CommandEventReader
 from api.live.controllers import live, live_poll
 from api.live.directory import GroupDirectory
 from api.live.hub import LiveHub
 from api.live.stream import LiveStreamReader
+from api.live.wake import Wake
 from api.live.watch import CredentialWatch
 from api.mqtt import MqttLink
 from api.notifications.controllers import ChannelController, NotificationController
@@ -62,6 +61,8 @@ from api.openapi import document_problems
 from api.pool import Pool
 from api.presence.controllers import presence_timeline
 from api.problems import log_server_error, problem_details_plugin
+from api.rollouts.advance import advance_forever
+from api.rollouts.controllers import RolloutController
 from api.rules.controllers import RuleController
 from api.stopping import STATE_KEY as STOPPING_KEY
 from api.stopping import Stopping
@@ -160,8 +161,14 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
             asyncio.create_task(reader.run(), name="live-stream-reader"),
             asyncio.create_task(directory.run(), name="live-group-directory"),
             asyncio.create_task(watch.run(), name="live-credential-watch"),
-            asyncio.create_task(AlertEventReader(pool, hub).run(), name="live-alert-events"),
-            asyncio.create_task(CommandEventReader(pool, hub).run(), name="live-command-events"),
+            asyncio.create_task(
+                AlertEventReader(pool, hub, wake=Wake(settings.database.url, ALERT_EVENTS_CHANNEL)).run(),
+                name="live-alert-events",
+            ),
+            asyncio.create_task(
+                CommandEventReader(pool, hub, wake=Wake(settings.database.url, COMMAND_EVENTS_CHANNEL)).run(),
+                name="live-command-events",
+            ),
         ]
         try:
             yield
@@ -180,7 +187,8 @@ def _backends_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsync
 def _commands_lifespan(
     backend: CommandsBackend, link: MqttLink | None
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    """Run this instance's command dispatcher (after the backends' lifespan: it needs their pool)."""
+    """Run this instance's command dispatcher and rollout advancer (after the backends' lifespan: they
+    need its pool)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -198,12 +206,20 @@ def _commands_lifespan(
         )
         backend.dispatcher = dispatcher
         app.state[COMMANDS_KEY] = backend
-        task = asyncio.create_task(dispatcher.run(), name="command-dispatcher")
+        firmware = app.state[FIRMWARE_KEY]
+        tasks = [
+            asyncio.create_task(dispatcher.run(), name="command-dispatcher"),
+            asyncio.create_task(
+                advance_forever(backends.pool, firmware, interval_s=settings.dispatch_interval_s),
+                name="rollout-advancer",
+            ),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            await _bounded("the command dispatcher", asyncio.gather(task, return_exceptions=True))
+            for task in tasks:
+                task.cancel()
+            await _bounded("the command dispatcher", asyncio.gather(*tasks, return_exceptions=True))
 
     return lifespan
 
@@ -259,6 +275,9 @@ def create_app(settings: Settings) -> Litestar:
         DeviceCommandController,
         CommandController,
         command_catalogue,
+        FirmwareController,
+        firmware_update,
+        RolloutController,
     ):
         api.register(handler)
     for trip_handler in (device_trips, device_stops, device_idling, device_summary, group_day_summary):
@@ -273,6 +292,7 @@ def create_app(settings: Settings) -> Litestar:
             "login_throttle": Provide(provide_login_throttle, sync_to_thread=False),
             "ingest_backend": Provide(provide_ingest, sync_to_thread=False),
             "commands": Provide(provide_commands, sync_to_thread=False),
+            "firmware": Provide(provide_firmware, sync_to_thread=False),
             "twin_delivery": Provide(provide_twin_delivery, sync_to_thread=False),
             **provision_dependencies(settings),
         },
@@ -303,5 +323,6 @@ def create_app(settings: Settings) -> Litestar:
     )
     # Built now (about 15 ms) so that the one cached document is complete before anyone reads it.
     document_problems(app.openapi_schema)
+    app.state[FIRMWARE_KEY] = firmware_backend(security.token_secret, settings.api.public_url)
     app.state[STOPPING_KEY] = Stopping()  # set by the server on SIGINT/SIGTERM (`api.server`)
     return app

@@ -26,6 +26,7 @@ from litestar.status_codes import (
     HTTP_412_PRECONDITION_FAILED,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_428_PRECONDITION_REQUIRED,
     HTTP_429_TOO_MANY_REQUESTS,
@@ -86,6 +87,12 @@ class UnprocessableException(ClientException):
     status_code = HTTP_422_UNPROCESSABLE_ENTITY
 
 
+class RangeNotSatisfiableException(ClientException):
+    """For `raises=` in route declarations (the OpenAPI document): the route may answer 416."""
+
+    status_code = HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE
+
+
 def bad_request(detail: str) -> ProblemDetailsException:
     """A 400 problem naming the offending parameter and what it expects."""
     return ProblemDetailsException(status_code=HTTP_400_BAD_REQUEST, title="Bad request", detail=detail)
@@ -137,6 +144,16 @@ def unsupported_media_type(detail: str) -> ProblemDetailsException:
     """A 415 problem naming the content types the route takes."""
     return ProblemDetailsException(
         status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE, title="Unsupported media type", detail=detail
+    )
+
+
+def range_not_satisfiable(detail: str, size: int) -> ProblemDetailsException:
+    """A 416 problem, with the `Content-Range` that names the file's size."""
+    return ProblemDetailsException(
+        status_code=HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
+        title="Range not satisfiable",
+        detail=detail,
+        headers={"Content-Range": f"bytes */{size}"},
     )
 
 

@@ -475,6 +475,7 @@ def build(settings: Settings) -> tuple[Bridge, aioredis.Redis]:
             # Command acknowledgements: in the same persistent session as telemetry, acknowledged after
             # COMMIT, so one sent while every bridge is down waits in the broker and is recorded once.
             shared(TopicKind.CMD_ACK, mqtt.share_group),
+            shared(TopicKind.OTA, mqtt.share_group),
             wildcard(TopicKind.STATUS),
         ],
         receive_maximum=mqtt.receive_maximum,

@@ -17,6 +17,7 @@ from bridge.message import RawMessage
 from models import topics
 from models.commands import RESULT_MAX_BYTES, CommandAck, is_command_id
 from models.events import Event, Status, decode_event
+from models.firmware import OtaProgress
 from models.state import (
     AGGREGATE_PREFIX,
     FIELD_POSITION,
@@ -100,6 +101,8 @@ TelemetryRow = tuple[Any, ...]
 _json = msgspec.json.Encoder()
 _STATUS = msgspec.json.Decoder(Status)
 _ACK = msgspec.json.Decoder(CommandAck)
+_OTA = msgspec.json.Decoder(OtaProgress)
+OTA_MAX_BYTES: Final = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,12 +151,18 @@ class Decoded:
     readings: int = 0
     events: list[Event] = field(default_factory=list)  # from `fleet/v1/{id}/events`: one per message
     ack: CommandAck | None = None  # from `fleet/v1/{id}/cmd/ack`
+    ota: OtaProgress | None = None  # from `fleet/v1/{id}/ota`
 
     @property
     def refused_whole(self) -> bool:
         """True when nothing of the message was accepted."""
         return (
-            not self.rows and not self.events and self.presence is None and self.ack is None and bool(self.rejections)
+            not self.rows
+            and not self.events
+            and self.presence is None
+            and self.ack is None
+            and self.ota is None
+            and bool(self.rejections)
         )
 
     @property
@@ -181,6 +190,8 @@ def decode_message(message: RawMessage, *, now: datetime, limits: Limits) -> Dec
         return _event(message, topic.device_id, now=now, limits=limits)
     if topic.kind is topics.TopicKind.CMD_ACK:
         return _command_ack(message, topic.device_id)
+    if topic.kind is topics.TopicKind.OTA:
+        return _ota_progress(message, topic.device_id)
     if topic.kind is not topics.TopicKind.TELEMETRY:
         return _refuse(message, topic.device_id, f"the bridge does not ingest {topic.kind.value!r} here")
     result = decode_telemetry(
@@ -240,6 +251,23 @@ def _command_ack(message: RawMessage, device_id: str) -> Decoded:
     if ack.ts is not None and ack.ts.tzinfo is None:
         return _refuse(message, device_id, "invalid command acknowledgement: ts needs a time zone")
     return Decoded(device_id, message.topic, message.payload, message.received_at, ack=ack)
+
+
+def _ota_progress(message: RawMessage, device_id: str) -> Decoded:
+    """A device's progress with a firmware update (`models.firmware.OtaProgress`), or its refusal."""
+    if len(message.payload) > OTA_MAX_BYTES:
+        return _refuse(message, device_id, f"an update progress report is at most {OTA_MAX_BYTES} bytes")
+    try:
+        progress = _OTA.decode(message.payload)
+    except msgspec.DecodeError as exc:
+        return _refuse(message, device_id, f"invalid update progress: {exc}")
+    except RecursionError:
+        return _refuse(message, device_id, "invalid update progress: nested too deeply")
+    if not is_command_id(progress.command_id):
+        return _refuse(message, device_id, "invalid update progress: command_id is not a command id")
+    if progress.ts is not None and progress.ts.tzinfo is None:
+        return _refuse(message, device_id, "invalid update progress: ts needs a time zone")
+    return Decoded(device_id, message.topic, message.payload, message.received_at, ota=progress)
 
 
 def _storable_topic(topic: str) -> str:

@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 from bridge.decode import TELEMETRY_COLUMNS, TELEMETRY_TYPES, Decoded, PresenceUpdate, Rejection
 from bridge.errors import SinkUnavailableError
 from bridge.feed import write_feed
-from models.commands import ACK_STATE, STATE_RANK, CommandAck
+from models.commands import ACK_STATE, STATE_RANK, TRANSITION_KEY, CommandAck
 from models.events import EVENT_KEY, StoredEvent, event_data_json
 from models.rollups import ROLLUPS_MIGRATION, insert_and_roll_up
 from models.state import DATABASE_REFUSAL
@@ -65,7 +65,7 @@ _RECORD_ACKS = (
     " FROM unnest(%s::text[], %s::uuid[], %s::text[], %s::timestamptz[], %s::text[]) AS u(device_id, id, state, ts, result)"
     " JOIN commands c ON c.id = u.id AND c.device_id = u.device_id"
     " ORDER BY u.id, u.state"
-    " ON CONFLICT (command_id, state) DO NOTHING RETURNING command_id, state, at, detail::text"
+    f" ON CONFLICT {TRANSITION_KEY} DO NOTHING RETURNING command_id, state, at, detail::text"
 )
 # Forward only (`models.commands.STATE_RANK`), terminal states never change; locks taken in id order.
 _ADVANCE_COMMANDS = (
@@ -78,11 +78,25 @@ _ADVANCE_COMMANDS = (
     " WHERE c.id = u.id AND c.state IN ('queued', 'sent', 'received')"
     " AND (c.state <> 'received' OR u.state <> 'received')"
 )
+# Firmware update progress: each report a `progress` transition of the device's own update command; the
+# version a device runs is recorded from its `running` report (the newest by device time wins).
+_RECORD_PROGRESS = (
+    "INSERT INTO command_events (command_id, state, device_ts, detail)"
+    " SELECT u.id, 'progress', u.ts, u.detail::jsonb"
+    " FROM unnest(%s::text[], %s::uuid[], %s::timestamptz[], %s::text[]) WITH ORDINALITY AS u(device_id, id, ts, detail, n)"
+    " JOIN commands c ON c.id = u.id AND c.device_id = u.device_id ORDER BY u.n"
+)
+_RUNNING_VERSION = (
+    "UPDATE devices SET firmware_version = u.version, firmware_reported_at = u.ts"
+    " FROM (SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS v(id, version, ts) ORDER BY id) AS u"
+    " WHERE devices.id = u.id AND (devices.firmware_reported_at IS NULL OR devices.firmware_reported_at <= u.ts)"
+)
 # Rollups the sink keeps itself only where they are tables; their step's variant says so.
 _ROLLUP_VARIANT = "SELECT variant FROM schema_migrations WHERE version = %s"
-# The newest schema step the bridge needs: `commands` (0023) for acknowledgements, `device_state` (0012,
+# The newest schema step the bridge needs: `devices.firmware_version` (0027), `commands` (0023) for
+# acknowledgements, `device_state` (0012,
 # `bridge.statestore`), the key `SAMPLE_KEY` (0011).
-SCHEMA_REQUIRED: Final = 23
+SCHEMA_REQUIRED: Final = 27
 _SCHEMA_APPLIED = "SELECT max(version) FROM schema_migrations"
 _INSERT_REJECTED = (
     "INSERT INTO rejected_messages (received_at, topic, device_id, reason, sample_index, seq,"
@@ -324,6 +338,8 @@ class PostgresTelemetrySink:
                     stored_events = [_stored_event(row) for row in await cur.fetchall()]
                 if any(d.ack is not None for d in part):
                     await _record_acks(cur, part)
+                if any(d.ota is not None for d in part):
+                    await _record_progress(cur, part)
                 if rejections:
                     await cur.executemany(_INSERT_REJECTED, [_rejection_params(r) for r in rejections])
                 seen = await _upsert_devices(cur, part)
@@ -410,6 +426,28 @@ async def _record_acks(cur: psycopg.AsyncCursor[Any], part: list[Decoded]) -> No
             [furthest[i][2] if furthest[i][0] != "received" else None for i in ids],
         ),
     )
+
+
+async def _record_progress(cur: psycopg.AsyncCursor[Any], part: list[Decoded]) -> None:
+    """Record the batch's firmware update progress reports, and the versions devices now run."""
+    reports = [(d.device_id, d.ota, d.received_at) for d in part if d.ota is not None and d.device_id]
+    await cur.execute(
+        _RECORD_PROGRESS,
+        (
+            [device for device, _, _ in reports],
+            [ota.command_id for _, ota, _ in reports],
+            [ota.ts or received for _, ota, received in reports],
+            [_json.encode(ota).decode() for _, ota, _ in reports],
+        ),
+    )
+    running: dict[str, tuple[str, datetime]] = {}
+    for device, ota, received in reports:
+        ts = ota.ts or received
+        if ota.stage == "running" and ota.version is not None and (device not in running or running[device][1] <= ts):
+            running[device] = (ota.version, ts)
+    if running:
+        ids = sorted(running)
+        await cur.execute(_RUNNING_VERSION, (ids, [running[i][0] for i in ids], [running[i][1] for i in ids]))
 
 
 def _ack_detail(ack: CommandAck) -> str | None:

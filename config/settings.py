@@ -184,6 +184,9 @@ class ApiSettings(_Section):
     live_auth_check_s: float = _bounded(
         5.0, low=0.05, high=300, doc="how often open live connections' credentials are checked again"
     )
+    # The API's address as devices reach it, for the download links of firmware updates, e.g.
+    # https://fleet.example.com. Empty: the address the operator's request came to.
+    public_url: str = ""
     # A tile server for the operator map when online, e.g. https://tile.example/{z}/{x}/{y}.png; its origin
     # is added to the page's Content-Security-Policy (img-src). Empty: the offline background only.
     map_tile_url: str = ""

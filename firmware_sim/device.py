@@ -66,6 +66,7 @@ from firmware_sim.store import SampleStore, open_store
 from firmware_sim.twin import TwinState
 from models.commands import AckStatus, CommandAck, CommandMessage
 from models.events import Status
+from models.firmware import OtaProgress
 from models.state import Persisted, PersistedRange, RejectedNotice
 from models.telemetry import Sample, utcnow
 from models.topics import TopicKind, device_topic, is_device_id
@@ -126,6 +127,8 @@ class DeviceOptions:
     persist_timeout_s: float = PERSIST_TIMEOUT_S
     batch_max_samples: int = BATCH_MAX_SAMPLES
     flaky_acks: FlakyAcks | None = None  # answers to commands lost or late, on purpose
+    firmware_version: str = "1.0.0"  # what the device runs until an update replaces it
+    corrupt_downloads: bool = False  # fault: every firmware download arrives damaged (its hash check fails)
 
     def __post_init__(self) -> None:
         if self.store_max_samples < 1:
@@ -223,14 +226,18 @@ class Device:
         self._telemetry_topic = device_topic(device_id, TopicKind.TELEMETRY)
         self._events_topic = device_topic(device_id, TopicKind.EVENTS)
         self._status_topic = device_topic(device_id, TopicKind.STATUS)
-        self._persisted_topic = device_topic(device_id, TopicKind.PERSISTED)
-        self._rejected_topic = device_topic(device_id, TopicKind.REJECTED)
-        self._cmd_topic, self._ack_topic = (
+        self._persisted_topic, self._rejected_topic = (
+            device_topic(device_id, TopicKind.PERSISTED),
+            device_topic(device_id, TopicKind.REJECTED),
+        )
+        self._cmd_topic, self._ack_topic, self._ota_topic = (
             device_topic(device_id, TopicKind.CMD),
             device_topic(device_id, TopicKind.CMD_ACK),
+            device_topic(device_id, TopicKind.OTA),
         )
         self._on_command, self._wall_clock = on_command, wall_clock
         self.commands = CommandBook()
+        self.firmware_version = options.firmware_version
         self._ack_rng = random.Random(f"acks:{device_id}")  # noqa: S311 - a simulated flaky link, not security
         self._config_topic, self._reported_topic = (
             device_topic(device_id, TopicKind.CONFIG),
@@ -464,6 +471,11 @@ class Device:
         self.come_back()
         logger.info("%s: rebooted into boot %d", self.device_id, boot)
         return boot
+
+    def report_update(self, progress: OtaProgress) -> None:
+        """Publish firmware update progress on `fleet/v1/{id}/ota` (QoS 1; paho holds it while offline)."""
+        stamped = msgspec.structs.replace(progress, ts=progress.ts or self._wall_clock())
+        self._client.publish(self._ota_topic, msgspec.json.encode(stamped), qos=QOS_AT_LEAST_ONCE)
 
     def _publish_ack(self, payload: bytes) -> None:
         # paho queues it while disconnected and sends it after the reconnect (QoS 1, in-flight window).

@@ -44,11 +44,13 @@ from typing import Any, Final, Self
 from firmware_sim.address import BrokerAddress
 from firmware_sim.device import Device, DeviceOptions, DeviceStats, TlsOptions
 from firmware_sim.errors import SimError
+from firmware_sim.ota import UpdateFailedError, UpdateJob, download, verify
 from firmware_sim.route import DEFAULT_CENTRE, GeoPoint
 from firmware_sim.scenario import Scenario, fence_around
 from firmware_sim.store import STORE_FDS_PER_DEVICE
 from firmware_sim.truck import Truck, TruckPlace, decode_place, encode_place
 from models.commands import CommandMessage
+from models.firmware import OtaProgress, OtaStage
 from models.telemetry import Sample, utcnow
 from models.topics import is_device_id
 
@@ -57,7 +59,8 @@ logger = logging.getLogger(__name__)
 FDS_PER_DEVICE: Final = 3  # the connection and paho's wake-up socket pair
 FDS_SPARE: Final = 64
 MIN_SLEEP_S: Final = 0.0005  # shorter waits cost more than they are worth: send now
-IDLE_WAIT_S: Final = 0.05  # unthrottled mode with every device at its window: wait for an ack this long
+IDLE_WAIT_S: Final = 0.05
+OTA_GIVE_UP_S: Final = 600.0  # a firmware download that cannot finish in this long fails  # unthrottled mode with every device at its window: wait for an ack this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,12 +366,42 @@ class Fleet:
             device.acknowledge(command.id, "succeeded", {"immobilised": truck.immobilised})
         elif command.name == "unlock":
             device.acknowledge(command.id, "succeeded", {"doors": "unlocked"})
+        elif command.name == "update_firmware":
+            job = UpdateJob.of(command.id, command.args, command.expires_at)
+            threading.Thread(target=self._update, args=(i, job), name=f"{device.device_id}-ota", daemon=True).start()
         elif command.name == "reboot":
             threading.Thread(
                 target=self._reboot, args=(i, command.id), name=f"{device.device_id}-reboot", daemon=True
             ).start()
         else:
             device.acknowledge(command.id, "rejected", {"reason": f"a truck does not obey {command.name!r}"})
+
+    def _update(self, i: int, job: UpdateJob) -> None:
+        """Download, check, install, restart into the new version; or fail and keep the old one."""
+        device = self.devices[i]
+
+        def report(stage: OtaStage, **fields: Any) -> None:
+            device.report_update(OtaProgress(command_id=job.command_id, stage=stage, **fields))
+
+        try:
+            report("downloading", percent=0.0)
+            image = download(
+                job, on_progress=lambda pct: report("downloading", percent=pct), give_up_after_s=OTA_GIVE_UP_S
+            )
+            if device.options.corrupt_downloads:
+                image = bytes([image[0] ^ 0xFF]) + image[1:]
+            report("verifying")
+            verify(job, image)
+        except UpdateFailedError as exc:
+            report("failed", reason=str(exc), version=device.firmware_version)
+            device.acknowledge(job.command_id, "failed", {"reason": str(exc), "version": device.firmware_version})
+            return
+        report("installing", version=job.version)
+        boot = device.reboot()
+        device.firmware_version = job.version
+        self._rebooted[i] = boot
+        report("running", version=job.version)
+        device.acknowledge(job.command_id, "succeeded", {"version": job.version, "boot": boot})
 
     def _reboot(self, i: int, command_id: str) -> None:
         device = self.devices[i]

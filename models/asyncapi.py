@@ -16,6 +16,7 @@ import msgspec
 
 from models.commands import CommandAck, CommandMessage
 from models.events import Event, Status
+from models.firmware import OtaProgress
 from models.rules import AlertNotice
 from models.state import DeviceState, Persisted, RejectedNotice
 from models.telemetry import KNOWN_METRICS, Sample, SensorReading, TelemetryBatch
@@ -122,6 +123,13 @@ CHANNELS: Final = (
         "receive",
         (CommandAck,),
         "The device's answers to a command: received, then succeeded or failed.",
+        1,
+    ),
+    Channel(
+        TopicKind.OTA,
+        "receive",
+        (OtaProgress,),
+        "The device's progress with a firmware update: downloading, verifying, installing, running, or failed.",
         1,
     ),
     Channel(

@@ -38,6 +38,8 @@ ACK_STATE: Final[dict[str, CommandState]] = {
     "rejected": "failed",
     "expired": "expired",
 }
+# The conflict target of `command_events`' one-row-per-state rule (models/migrations/0023_commands.sql).
+TRANSITION_KEY: Final = "(command_id, state) WHERE state <> 'progress'"
 VEHICLE_KINDS: Final = frozenset({"truck", "van", "car", "bus"})
 NAME_MAX_CHARS: Final = 64
 RESULT_MAX_BYTES: Final = 4096
@@ -65,6 +67,8 @@ class CommandSpec:
     args: tuple[Arg, ...] = ()
     kinds: frozenset[str] | None = None  # None: every kind
     dangerous: bool = False
+    # Made by the server only (its arguments name a download it signed): refused from the generic route.
+    internal: bool = False
 
     def applies_to(self, kind: str) -> bool:
         """True when a device of `kind` obeys this command."""
@@ -89,15 +93,33 @@ CATALOGUE: Final[dict[str, CommandSpec]] = {
         ),
         CommandSpec("mobilise", "Release the immobiliser.", kinds=VEHICLE_KINDS, dangerous=True),
         CommandSpec("unlock", "Unlock the doors.", kinds=VEHICLE_KINDS, dangerous=True),
+        CommandSpec(
+            "update_firmware",
+            "Download the image at `url`, check its SHA-256, install it and restart into `version`; "
+            "sent by `POST /api/v1/devices/{id}/firmware-update` (docs/ota.md).",
+            (
+                Arg("image_id", int, minimum=1),
+                Arg("version", str, max_chars=64),
+                Arg("sha256", str, max_chars=64),
+                Arg("size", int, minimum=1),
+                Arg("url", str, max_chars=2000),
+            ),
+            internal=True,
+        ),
     )
 }
 
 
-def check_command(kind: str, name: str, args: dict[str, Any]) -> CommandSpec | str:
-    """The command's spec, or why a device of `kind` cannot be sent `name` with `args`."""
+def check_command(kind: str, name: str, args: dict[str, Any], *, internal: bool = False) -> CommandSpec | str:
+    """The command's spec, or why a device of `kind` cannot be sent `name` with `args` (by a caller of
+    the generic route unless `internal`)."""
     spec = CATALOGUE.get(name)
     if spec is None:
-        return f"unknown command {name!r}; known: {', '.join(sorted(CATALOGUE))}"
+        return (
+            f"unknown command {name!r}; known: {', '.join(sorted(n for n, s in CATALOGUE.items() if not s.internal))}"
+        )
+    if spec.internal and not internal:
+        return f"{name!r} is sent by its own route, not as a plain command (docs/commands.md#the-catalogue)"
     if not spec.applies_to(kind):
         return f"a device of kind {kind!r} does not obey {name!r} (only {', '.join(sorted(spec.kinds or ()))})"
     known = {arg.name for arg in spec.args}

@@ -27,6 +27,7 @@ class TopicKind(enum.StrEnum):
     ALERTS = "alerts"
     CONFIG = "config"
     CONFIG_REPORTED = "config/reported"
+    OTA = "ota"
 
 
 class TopicError(ValueError):

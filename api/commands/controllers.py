@@ -3,35 +3,24 @@ the device (docs/commands.md)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from api.auth import OPERATOR, may_see_device, principal_of
-from api.commands.dispatch import Dispatcher
 from api.commands.schemas import ArgumentInfo, Command, CommandInfo, CommandPage, CommandPost
 from api.commands.services import (
     COMMANDS_PAGE_DEFAULT,
     COMMANDS_PAGE_MAX,
-    DeviceFacts,
-    KeyReused,
-    NewCommand,
-    Replayed,
     cancel_command,
     decode_cursor,
-    device_facts,
-    insert_command,
     list_commands,
     read_command,
-    replay,
-    request_digest,
 )
-from api.mqtt import MqttUnavailableError
+from api.commands.submit import CommandsBackend, submit_command
 from api.pool import Pool
 from api.problems import (
     ConflictException,
@@ -39,32 +28,10 @@ from api.problems import (
     bad_request,
     conflict,
     not_found,
-    unavailable,
-    unprocessable,
 )
-from config import CommandSettings
-from models.commands import CATALOGUE, CommandState, check_command, is_command_id, resolve_expiry
+from models.commands import CATALOGUE, CommandState, is_command_id
 
-STATE_KEY: Final = "commands"
 IDEMPOTENCY_KEY_MAX_CHARS: Final = 200
-REPLAYED_HEADER: Final = "Idempotent-Replayed"
-_RETRY_AFTER_S: Final = 5
-
-
-class CommandsBackend:
-    """What the command routes share: the settings and, once the app runs, the dispatcher."""
-
-    def __init__(self, settings: CommandSettings) -> None:
-        self.settings = settings
-        self.dispatcher: Dispatcher | None = None
-
-
-def provide_commands(state: State) -> CommandsBackend:
-    """The commands backend, from `app.state`."""
-    backend = state.get(STATE_KEY)
-    if not isinstance(backend, CommandsBackend):
-        raise TypeError("app.state holds no CommandsBackend: the API's lifespan has not run")
-    return backend
 
 
 class DeviceCommandController(Controller):
@@ -106,45 +73,9 @@ class DeviceCommandController(Controller):
         command; 200 with `Idempotent-Replayed: true` for a replay of an idempotency key; 422 when the key
         was used for a different request.
         """
-        principal = principal_of(request)
-        if not await may_see_device(principal, pool, device_id):
-            raise not_found(f"no device {device_id!r}")
-        facts = await device_facts(pool, device_id)
-        if facts is None:
-            raise not_found(f"no device {device_id!r}")
-        digest = request_digest(device_id, data)
-        if idempotency_key is not None:
-            earlier = await replay(pool, device_id, principal.name, idempotency_key, digest)
-            if earlier is not None:
-                return _replayed(idempotency_key, earlier)
-        new = _checked(
-            device_id,
-            facts,
-            data=data,
-            commands=commands,
-            who=principal.name,
-            idempotency_key=idempotency_key,
-            digest=digest,
+        return await submit_command(
+            pool, commands, principal_of(request), device_id, data, idempotency_key=idempotency_key
         )
-        command_id = await insert_command(pool, new)
-        if command_id is None:  # a concurrent request with the same key won
-            assert idempotency_key is not None
-            earlier = await replay(pool, device_id, principal.name, idempotency_key, digest)
-            if earlier is None:
-                raise conflict(f"Idempotency-Key {idempotency_key!r}: the command it names was just deleted")
-            return _replayed(idempotency_key, earlier)
-        dispatcher = commands.dispatcher
-        if dispatcher is not None:
-            try:
-                await dispatcher.send_now(command_id)
-            except MqttUnavailableError as exc:
-                if new.dangerous:
-                    await dispatcher.fail_unsent(command_id, f"the broker did not take it: {exc}")
-                # Anything else stays queued: the dispatcher sends it when the broker is back.
-        command = await read_command(pool, command_id, None)
-        if command is None:
-            raise not_found(f"device {device_id!r} was deleted meanwhile")
-        return Response(command, status_code=HTTP_201_CREATED)
 
     @get("/", summary="A device's commands")
     async def page(
@@ -227,68 +158,8 @@ async def command_catalogue() -> list[CommandInfo]:
             ],
         )
         for spec in CATALOGUE.values()
+        if not spec.internal
     ]
-
-
-def _checked(
-    device_id: str,
-    facts: DeviceFacts,
-    *,
-    data: CommandPost,
-    commands: CommandsBackend,
-    who: str,
-    idempotency_key: str | None,
-    digest: bytes,
-) -> NewCommand:
-    """The command to store, or the problem that refuses it: 400 for what was asked, 409 for the device's
-    state, 503 for a dangerous command while the broker is away."""
-    spec = check_command(facts.kind, data.name, data.args)
-    if isinstance(spec, str):
-        raise bad_request(spec)
-    settings = commands.settings
-    expires_at = resolve_expiry(
-        datetime.now(UTC),
-        expires_at=data.expires_at,
-        expires_in_s=data.expires_in_s,
-        default_s=settings.default_expiry_s,
-        max_s=settings.max_expiry_s,
-    )
-    if isinstance(expires_at, str):
-        raise bad_request(expires_at)
-    if facts.disabled:
-        raise conflict(f"device {device_id!r} is disabled: it is sent no commands")
-    if spec.dangerous and not facts.online:
-        raise conflict(
-            f"{spec.name!r} is dangerous and device {device_id!r} is not online: it is never queued for later",
-            {
-                "presence": {
-                    "state": facts.presence or "unknown",
-                    "source": facts.presence_source,
-                    "since": facts.presence_since.isoformat() if facts.presence_since else None,
-                }
-            },
-        )
-    dispatcher = commands.dispatcher
-    if spec.dangerous and (dispatcher is None or dispatcher.link_down):
-        raise unavailable(
-            "the API is not connected to the MQTT broker: a dangerous command is not queued", _RETRY_AFTER_S
-        )
-    return NewCommand(
-        device_id=device_id,
-        name=spec.name,
-        args=data.args,
-        dangerous=spec.dangerous,
-        expires_at=expires_at,
-        created_by=who,
-        idempotency_key=idempotency_key,
-        request_sha256=digest,
-    )
-
-
-def _replayed(key: str, earlier: Replayed | KeyReused) -> Response[Command]:
-    if isinstance(earlier, KeyReused):
-        raise _key_reused(key, earlier.command_id)
-    return Response(earlier.command, status_code=HTTP_200_OK, headers={REPLAYED_HEADER: "true"})
 
 
 async def _command_or_404(pool: Pool, command_id: str, visible_group: str | None) -> Command:
@@ -298,10 +169,3 @@ async def _command_or_404(pool: Pool, command_id: str, visible_group: str | None
     if command is None:
         raise not_found(f"no command {command_id}")
     return command
-
-
-def _key_reused(key: str, command_id: str) -> Exception:
-    return unprocessable(
-        f"Idempotency-Key {key!r} was used for a different request (command {command_id}): use a new key",
-        {"command_id": command_id},
-    )

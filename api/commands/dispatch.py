@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 from api.mqtt import MqttLink, MqttUnavailableError
 from api.pool import Pool
-from models.commands import CommandMessage, expiry_interval_s
+from models.commands import TRANSITION_KEY, CommandMessage, expiry_interval_s
 from models.topics import TopicKind, device_topic
 
 log = logging.getLogger(__name__)
@@ -55,31 +55,31 @@ _MARK_SENT = (
 )
 _SENT_EVENTS = (
     "INSERT INTO command_events (command_id, state) SELECT unnest(%s::uuid[]), 'sent'"
-    " ON CONFLICT (command_id, state) DO NOTHING"
+    f" ON CONFLICT {TRANSITION_KEY} DO NOTHING"
 )
 _FAIL_ONE = (
     "WITH f AS (UPDATE commands SET state = 'failed', finished_at = now(), updated_at = now(), result = %(detail)s"
     " WHERE id = %(id)s AND state = 'queued' RETURNING id)"
     " INSERT INTO command_events (command_id, state, detail) SELECT id, 'failed', %(detail)s FROM f"
-    " ON CONFLICT (command_id, state) DO NOTHING"
+    f" ON CONFLICT {TRANSITION_KEY} DO NOTHING"
 )
 # Ends what ran out of time, each with its transition, in one statement per kind of ending.
 _EXPIRE = (
     "WITH x AS (UPDATE commands SET state = 'expired', finished_at = now(), updated_at = now()"
     " WHERE state IN ('queued', 'sent') AND expires_at <= now() RETURNING id)"
-    " INSERT INTO command_events (command_id, state) SELECT id, 'expired' FROM x ON CONFLICT (command_id, state) DO NOTHING"
+    f" INSERT INTO command_events (command_id, state) SELECT id, 'expired' FROM x ON CONFLICT {TRANSITION_KEY} DO NOTHING"
 )
 _NO_RESULT = (
     "WITH x AS (UPDATE commands SET state = 'failed', finished_at = now(), updated_at = now(), result = %(detail)s"
     " WHERE state = 'received' AND expires_at + make_interval(secs => %(grace)s) <= now() RETURNING id)"
     " INSERT INTO command_events (command_id, state, detail) SELECT id, 'failed', %(detail)s FROM x"
-    " ON CONFLICT (command_id, state) DO NOTHING"
+    f" ON CONFLICT {TRANSITION_KEY} DO NOTHING"
 )
 _UNSENT_DANGEROUS = (
     "WITH x AS (UPDATE commands SET state = 'failed', finished_at = now(), updated_at = now(), result = %(detail)s"
     " WHERE state = 'queued' AND dangerous AND created_at + make_interval(secs => %(after)s) <= now() RETURNING id)"
     " INSERT INTO command_events (command_id, state, detail) SELECT id, 'failed', %(detail)s FROM x"
-    " ON CONFLICT (command_id, state) DO NOTHING"
+    f" ON CONFLICT {TRANSITION_KEY} DO NOTHING"
 )
 _json = msgspec.json.Encoder()
 

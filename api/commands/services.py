@@ -12,11 +12,13 @@ from datetime import datetime
 from typing import Any, Final
 
 import msgspec
+from psycopg import AsyncCursor
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from api.commands.schemas import Command, CommandPage, CommandPost, Transition
 from api.pool import Pool
+from models.commands import TRANSITION_KEY
 
 COMMANDS_PAGE_MAX: Final = 1000
 COMMANDS_PAGE_DEFAULT: Final = 100
@@ -36,8 +38,12 @@ _INSERT = (
     " request_sha256) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (device_id, created_by, idempotency_key) DO NOTHING RETURNING id"
 )
-_EVENT = "INSERT INTO command_events (command_id, state, detail) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
-_TRANSITIONS = "SELECT state, at, device_ts, detail FROM command_events WHERE command_id = %s ORDER BY at, id"
+_EVENT = f"INSERT INTO command_events (command_id, state, detail) VALUES (%s, %s, %s) ON CONFLICT {TRANSITION_KEY} DO NOTHING"
+# Reports of one batch share their transaction's time: the device's own time orders them.
+_TRANSITIONS = (
+    "SELECT state, at, device_ts, detail FROM command_events WHERE command_id = %s"
+    " ORDER BY at, device_ts NULLS FIRST, id"
+)
 _CANCEL = (
     "UPDATE commands SET state = 'cancelled', finished_at = now(), updated_at = now()"
     " WHERE id = %s AND state = 'queued' RETURNING id"
@@ -130,25 +136,30 @@ async def replay(pool: Pool, device_id: str, who: str, key: str, digest: bytes) 
 async def insert_command(pool: Pool, new: NewCommand) -> str | None:
     """Store the command as queued, with its first transition; its id, or None when a concurrent request
     with the same idempotency key stored one first."""
-    command_id = str(uuid.uuid4())
     async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-        await cur.execute(
-            _INSERT,
-            (
-                command_id,
-                new.device_id,
-                new.name,
-                Jsonb(new.args),
-                new.dangerous,
-                new.created_by,
-                new.expires_at,
-                new.idempotency_key,
-                new.request_sha256,
-            ),
-        )
-        if await cur.fetchone() is None:
-            return None
-        await cur.execute(_EVENT, (command_id, "queued", None))
+        return await insert_command_in(cur, new)
+
+
+async def insert_command_in(cur: AsyncCursor[Any], new: NewCommand) -> str | None:
+    """`insert_command` within the caller's transaction."""
+    command_id = str(uuid.uuid4())
+    await cur.execute(
+        _INSERT,
+        (
+            command_id,
+            new.device_id,
+            new.name,
+            Jsonb(new.args),
+            new.dangerous,
+            new.created_by,
+            new.expires_at,
+            new.idempotency_key,
+            new.request_sha256,
+        ),
+    )
+    if await cur.fetchone() is None:
+        return None
+    await cur.execute(_EVENT, (command_id, "queued", None))
     return command_id
 
 

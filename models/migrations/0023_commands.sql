@@ -31,7 +31,8 @@ CREATE INDEX commands_open_idx ON commands (expires_at) WHERE state IN ('queued'
 
 -- One row per transition, written in the transaction that made it (API, dispatcher, bridge): the command's
 -- history, and what live connections are told, in commit order (`xid`, as `alert_events`). A state is
--- reached once: a redelivered acknowledgement writes nothing twice.
+-- reached once: a redelivered acknowledgement writes nothing twice. `progress` (a firmware update's
+-- download, verification, installation) is the one state recorded as often as the device reports it.
 CREATE TABLE command_events (
     id          bigserial PRIMARY KEY,
     xid         xid8 NOT NULL DEFAULT pg_current_xact_id(),
@@ -39,7 +40,7 @@ CREATE TABLE command_events (
     state       text NOT NULL,
     at          timestamptz NOT NULL DEFAULT now(),
     device_ts   timestamptz,  -- the device's own time of an acknowledgement
-    detail      jsonb,
-    UNIQUE (command_id, state)
+    detail      jsonb
 );
+CREATE UNIQUE INDEX command_events_once_idx ON command_events (command_id, state) WHERE state <> 'progress';
 CREATE INDEX command_events_xid_idx ON command_events (xid, id);

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import time
 import uuid
@@ -145,6 +146,13 @@ def callers(world: World) -> dict[str, tuple[dict[str, str], str | None]]:
 
 
 Request = Callable[[httpx.AsyncClient, World, dict[str, str]], Awaitable[int]]
+
+
+async def upload_image(client: httpx.AsyncClient, world: World, headers: dict[str, str]) -> int:
+    image = uuid.uuid4().bytes
+    params = {"kind": "truck", "version": f"v{uuid.uuid4().hex[:8]}", "sha256": hashlib.sha256(image).hexdigest()}
+    response = await client.post("/api/v1/firmware", params=params, content=image, headers=headers)
+    return response.status_code
 
 
 def http_route(method: str, path: str, body: Callable[[], Any] | None = None) -> Request:
@@ -332,6 +340,31 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
         404,
     ),
     "GET /api/v1/command-catalogue": (http_route("GET", "/api/v1/command-catalogue"), "viewer", 200),
+    "POST /api/v1/firmware": (upload_image, "admin", 201),
+    "GET /api/v1/firmware": (http_route("GET", "/api/v1/firmware"), "viewer", 200),
+    "GET /api/v1/firmware/{id}": (http_route("GET", "/api/v1/firmware/999999"), "viewer", 404),
+    "DELETE /api/v1/firmware/{id}": (http_route("DELETE", "/api/v1/firmware/999999"), "admin", 404),
+    # Devices download with the signed link of their update command, not with credentials: a forged one
+    # is refused whoever sends it.
+    "GET /api/v1/firmware/{id}/image": (
+        http_route("GET", f"/api/v1/firmware/999999/image?token=4102444800.{NORTH_DEVICE}.forged"),
+        "public",
+        401,
+    ),
+    "POST /api/v1/rollouts": (
+        http_route("POST", "/api/v1/rollouts", lambda: {"image_id": 999999, "group": "north"}),
+        "operator",
+        400,
+    ),
+    "GET /api/v1/rollouts": (http_route("GET", "/api/v1/rollouts"), "viewer", 200),
+    "GET /api/v1/rollouts/{id}": (http_route("GET", "/api/v1/rollouts/999999"), "viewer", 404),
+    "POST /api/v1/rollouts/{id}/stop": (http_route("POST", "/api/v1/rollouts/999999/stop"), "operator", 404),
+    # Authorised callers reach the handler, which finds no such image.
+    "POST /api/v1/devices/{id}/firmware-update": (
+        http_route("POST", f"/api/v1/devices/{NORTH_DEVICE}/firmware-update", lambda: {"image_id": 999999}),
+        "operator",
+        400,
+    ),
     "GET /api/v1/notification-channels": (http_route("GET", "/api/v1/notification-channels"), "operator", 200),
     "POST /api/v1/notification-channels": (
         http_route(
@@ -505,6 +538,13 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/api/v1/commands/{command_id:str}",
         "/api/v1/commands/{command_id:str}/cancel",
         "/api/v1/command-catalogue",
+        "/api/v1/firmware",
+        "/api/v1/firmware/{image_id:int}",
+        "/api/v1/firmware/{image_id:int}/image",
+        "/api/v1/devices/{device_id:str}/firmware-update",
+        "/api/v1/rollouts",
+        "/api/v1/rollouts/{rollout_id:int}",
+        "/api/v1/rollouts/{rollout_id:int}/stop",
         "/healthz",
         "/readyz",
         "/",

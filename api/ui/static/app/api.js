@@ -3,6 +3,16 @@
 
 export class SignedOut extends Error {}
 
+/** A refusal: the HTTP status and the problem document the server sent (`detail` is the message). */
+export class Refused extends Error {
+  /** @param {number} status @param {string} detail @param {Record<string, any>} body */
+  constructor(status, detail, body) {
+    super(detail);
+    this.status = status;
+    this.body = body;
+  }
+}
+
 /** @param {string} id a device id @returns {string} the path of its resource */
 export const devicePath = (id) => "/api/v1/devices/" + encodeURIComponent(id);
 
@@ -23,7 +33,7 @@ export class Api {
       this.session.set(null);
       throw new SignedOut("signed out");
     }
-    if (!response.ok) throw new Error(await problem(response));
+    if (!response.ok) throw await refusal(response);
     return response.json();
   }
 
@@ -69,17 +79,21 @@ export class Api {
     return this.send("DELETE", path);
   }
 
-  /** @param {string} method @param {string} path @param {object} [body] @returns {Promise<any>} */
-  async send(method, path, body) {
+  /**
+   * A request with a JSON body, or none; a refusal throws `Refused`, an unreachable server fetch's TypeError.
+   * @param {string} method @param {string} path @param {object} [body] @param {Record<string, string>} [extra] headers
+   * @returns {Promise<any>}
+   */
+  async send(method, path, body, extra) {
     /** @type {Record<string, string>} */
-    const headers = {Authorization: "Bearer " + this.session.token};
+    const headers = {...extra, Authorization: "Bearer " + this.session.token};
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(path, {method, headers, body: body === undefined ? undefined : JSON.stringify(body)});
     if (response.status === 401) {
       this.session.set(null);
       throw new SignedOut("signed out");
     }
-    if (!response.ok) throw new Error(await problem(response));
+    if (!response.ok) throw await refusal(response);
     return response.status === 204 ? null : response.json();
   }
 
@@ -96,11 +110,14 @@ export class Api {
   }
 }
 
-/** @param {Response} response a refusal @returns {Promise<string>} its reason, as the server gave it */
-async function problem(response) {
+/** @param {Response} response a refusal @returns {Promise<Refused>} it, with the server's reason and problem */
+async function refusal(response) {
+  /** @type {Record<string, any>} */
+  let body = {};
   try {
-    return (await response.json()).detail || "HTTP " + response.status;
+    body = await response.json();
   } catch {
-    return "HTTP " + response.status; // not a problem document
+    // not a problem document: the status says it all
   }
+  return new Refused(response.status, body?.detail || "HTTP " + response.status, body || {});
 }

@@ -2,11 +2,13 @@
 /** One device: its live values, metric charts over a chosen range (downsampled history), its track with
  * replay, a reporting timeline (stored samples per interval), a presence timeline (online and offline
  * intervals), its activity (trips, stops, idling, events, geofence events: activity.js; a trip selected
- * there is drawn over the track and replayed) and the messages the bridge refused, with their reasons. */
+ * there is drawn over the track and replayed), its commands (sent from here, followed live: commands.js) and
+ * the messages the bridge refused, with their reasons. */
 
 import {DeviceActivity} from "./activity.js";
 import {devicePath} from "./api.js";
 import {addBackground} from "./background.js";
+import {DeviceCommands} from "./commands.js";
 import {age, el, num} from "./format.js";
 import {renderPresence} from "./presence.js";
 
@@ -70,6 +72,8 @@ export class DeviceScreen {
     store.onChange((ids) => { if (this.id && ids.has(this.id)) this.renderNow(); });
     this.activity = new DeviceActivity(api, (trip) => this.showTrip(trip));
     live.onEvent((deviceId, event) => this.activity.heard(deviceId, event));
+    this.commands = new DeviceCommands(api);
+    live.onCommand((state, at, command) => this.commands.heard(state, at, command));
   }
 
   /** @param {string} id */
@@ -80,14 +84,17 @@ export class DeviceScreen {
     this.live.select({devices: [id]});
     this.map.invalidateSize();
     this.renderNow();
+    /** @type {string | null} */
+    let kind = null;
     try {
       const details = await this.api.get(devicePath(id));
       this.store.register([details]);
       this.renderDetails(details);
+      kind = details.kind;
     } catch (err) {
       this.meta.textContent = "not in the registry (" + String(/** @type {Error} */ (err).message) + ")";
     }
-    await Promise.all([this.loadHistory(), this.loadRejected()]);
+    await Promise.all([this.loadHistory(), this.loadRejected(), this.commands.load(id, kind)]);
   }
 
   hide() {

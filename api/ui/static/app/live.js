@@ -50,6 +50,8 @@ export class LiveLink {
     this.alertListeners = new Set();
     /** @type {Set<(deviceId: string, event: any) => void>} */
     this.eventListeners = new Set();
+    /** @type {Set<(state: string, at: string, command: any) => void>} */
+    this.commandListeners = new Set();
     /** @type {AbortController | null} */
     this.pollAbort = null;
     /** @type {number | undefined} */
@@ -76,6 +78,11 @@ export class LiveLink {
   /** @param {(deviceId: string, event: any) => void} listener told of every event a selected device sent, once stored */
   onEvent(listener) {
     this.eventListeners.add(listener);
+  }
+
+  /** @param {(state: string, at: string, command: any) => void} listener told of every transition of a command to a selected device */
+  onCommand(listener) {
+    this.commandListeners.add(listener);
   }
 
   start() {
@@ -233,6 +240,9 @@ export class LiveLink {
         break;
       case "event":
         for (const listener of this.eventListeners) listener(msg.device_id, msg.event);
+        break;
+      case "command":
+        for (const listener of this.commandListeners) listener(msg.state, msg.at, msg.command);
         break;
       case "reset":
         this.cursor = null; // too long away: the snapshots that follow replace what is shown
