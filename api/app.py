@@ -35,6 +35,7 @@ from api.commands.dispatch import Dispatcher, DispatchSettings
 from api.commands.submit import STATE_KEY as COMMANDS_KEY
 from api.commands.submit import CommandsBackend, provide_commands
 from api.contract.controllers import asyncapi
+from api.device_health.controllers import device_health_score, group_health_summary
 from api.devices.controllers import DeviceController, RefusedController
 from api.devices.provision import provision_dependencies
 from api.events.controllers import device_events
@@ -278,6 +279,8 @@ def create_app(settings: Settings) -> Litestar:
         FirmwareController,
         firmware_update,
         RolloutController,
+        device_health_score,
+        group_health_summary,
     ):
         api.register(handler)
     for trip_handler in (device_trips, device_stops, device_idling, device_summary, group_day_summary):

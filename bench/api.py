@@ -31,7 +31,6 @@ import json
 import multiprocessing
 import platform
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -53,7 +52,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from history_data import load  # noqa: E402 - bench/history_data.py, beside this script
-from servers import progress, rss_mib, service_env, start_bridge, start_servers  # noqa: E402
+from servers import (  # noqa: E402
+    free_port,
+    progress,
+    rss_mib,
+    start_bridge,
+    start_servers,
+    stop_all,
+)
+from servers import start_api as start_bench_api  # noqa: E402
 
 from api.accounts.roles import Role  # noqa: E402
 from api.auth import TokenIssuer, build_auth  # noqa: E402
@@ -75,35 +82,8 @@ def device_id(n: int) -> str:
     return f"truck-{n:05d}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def start_api(urls: dict[str, str], logs: Path, port: int) -> subprocess.Popen[bytes]:
-    env = service_env(
-        {
-            "FLEETBRIDGE_REDIS_URL": urls["redis"],
-            "FLEETBRIDGE_DATABASE_URL": urls["database"],
-            "FLEETBRIDGE_API_JWT_SECRET": JWT_SECRET,
-            "FLEETBRIDGE_API_PORT": str(port),
-        }
-    )
-    with (logs / "api.log").open("wb") as log:
-        child = subprocess.Popen([sys.executable, "-m", "api"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + OPEN_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise RuntimeError(f"the API exited: see {logs / 'api.log'}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return child
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the API did not become ready: see {logs / 'api.log'}")
+    return start_bench_api(urls, logs, port, jwt_secret=JWT_SECRET)
 
 
 def admin_token() -> str:
@@ -461,12 +441,7 @@ def main() -> int:
             for row in results["clients"]:
                 print(f"clients: {json.dumps(row)}", flush=True)
     finally:
-        for child in children:
-            child.terminate()
-        for child in children:
-            child.wait(30)
-        for server in reversed(servers):
-            server.stop()
+        stop_all(children, servers)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out = ROOT / "bench" / "results" / f"api-{stamp}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

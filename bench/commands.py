@@ -48,7 +48,15 @@ sys.path.insert(0, str(ROOT))
 
 from api.accounts.roles import Role  # noqa: E402
 from api.auth import TokenIssuer, build_auth  # noqa: E402
-from bench.servers import progress, service_env, start_bridge, start_servers  # noqa: E402
+from bench.servers import (  # noqa: E402
+    free_port,
+    progress,
+    service_env,
+    start_api,
+    start_bridge,
+    start_servers,
+    stop_all,
+)
 from config import load_settings  # noqa: E402
 from models.commands import CommandAck, CommandMessage  # noqa: E402
 
@@ -75,31 +83,6 @@ def summary(values_ms: list[float]) -> dict[str, float]:
 
 def device_id(n: int) -> str:
     return f"{PREFIX}{n:04d}"
-
-
-def start_api(urls: dict[str, str], logs: Path, port: int) -> subprocess.Popen[bytes]:
-    env = service_env(
-        {
-            "FLEETBRIDGE_REDIS_URL": urls["redis"],
-            "FLEETBRIDGE_DATABASE_URL": urls["database"],
-            "FLEETBRIDGE_API_JWT_SECRET": JWT_SECRET,
-            "FLEETBRIDGE_API_PORT": str(port),
-            "FLEETBRIDGE_API_MQTT_URL": urls["mqtt"],
-        }
-    )
-    with (logs / "api.log").open("wb") as log:
-        child = subprocess.Popen([sys.executable, "-m", "api"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + OPEN_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise RuntimeError(f"the API exited: see {logs / 'api.log'}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return child
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the API did not become ready: see {logs / 'api.log'}")
 
 
 def start_fleet(mqtt_url: str, devices: int, procs: int, logs: Path) -> list[subprocess.Popen[bytes]]:
@@ -129,15 +112,6 @@ def wait_online(database_url: str, devices: int, fleet: list[subprocess.Popen[by
             if any(p.poll() is not None for p in fleet) or time.monotonic() > deadline:
                 raise RuntimeError(f"only {online} of {devices} devices came online")
             time.sleep(0.5)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def baseline(mqtt_url: str, devices: int, commands: int, concurrency: int) -> list[float]:
@@ -273,7 +247,9 @@ def main() -> int:
                 raise RuntimeError(f"the bridge exited: see {base / (BRIDGE_ID + '.log')}")
             time.sleep(0.05)
         port = free_port()
-        children.append(start_api(urls, base, port))
+        children.append(
+            start_api(urls, base, port, jwt_secret=JWT_SECRET, extra={"FLEETBRIDGE_API_MQTT_URL": urls["mqtt"]})
+        )
         api_url = f"http://127.0.0.1:{port}"
         with psycopg.connect(urls["database"], autocommit=True) as conn:
             # The live connection checks that its token's account exists; its password is never used here.
@@ -302,15 +278,7 @@ def main() -> int:
         results["ratio_to_baseline"] = ratio
         print(f"ratio to the bare MQTT round trip: p50 {ratio['p50_ms']}x, p99 {ratio['p99_ms']}x", flush=True)
     finally:
-        for child in reversed(children):
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        for server in reversed(servers):
-            server.stop()
+        stop_all(children, servers)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out = ROOT / "bench" / "results" / f"commands-{stamp}.json"
     out.write_text(json.dumps(results, indent=1) + "\n")

@@ -20,6 +20,7 @@ import argparse
 import math
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -155,8 +156,9 @@ def commit(conn: psycopg.Connection[Any], rows: list[tuple[object, ...]]) -> flo
     return time.perf_counter() - started
 
 
-def drain(url: str, engines: int, base: Path, total_feed: int, profile: Path | None) -> float:
-    """Start the engines on the full feed; seconds until it is empty."""
+def drain(url: str, engines: int, base: Path, total_feed: int, profile: Path | None) -> tuple[float, float]:
+    """Start the engines on the full feed; seconds until it is empty, and the CPU seconds the engines used
+    (user and system, start-up included: less sensitive than the wall time to other work on the machine)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBRIDGE_")}
     env |= {"FLEETBRIDGE_DATABASE_URL": url, "FLEETBRIDGE_ENGINE_POLL_INTERVAL_MS": "50"}
     children = []
@@ -185,16 +187,20 @@ def drain(url: str, engines: int, base: Path, total_feed: int, profile: Path | N
                 left = row[0] if row else 0
                 now = time.perf_counter()
                 if left == 0:
-                    return now - started
+                    drained = now - started
+                    break
                 if now - last_report > 5:
                     progress(f"feed rows left {left:,} of {total_feed:,} after {now - started:.0f} s")
                     last_report = now
                 time.sleep(0.05)
     finally:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         for child in children:
             child.send_signal(signal.SIGINT)  # a clean stop, so that cProfile writes its statistics
         for child in children:
             child.wait(timeout=30)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return drained, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def main() -> None:
@@ -231,7 +237,7 @@ def main() -> None:
                 feed = conn.execute("SELECT count(*) FROM engine_feed").fetchone()
             total_feed = feed[0] if feed else 0
             progress(f"{total_feed:,} feed rows; starting {args.engines} engine(s)")
-            drained = drain(server.url, args.engines, base, total_feed, args.profile)
+            drained, engine_cpu = drain(server.url, args.engines, base, total_feed, args.profile)
             with psycopg.connect(server.url, autocommit=True) as conn:
                 counts = conn.execute(
                     "SELECT (SELECT count(*) FROM alerts), (SELECT count(*) FROM geofence_events),"
@@ -248,6 +254,7 @@ def main() -> None:
     )
     print(f"bridge batch commit (COPY, INSERT, feed, COMMIT; no MQTT): {bridge_rate:,.0f} samples/s")
     print(f"engine drain of the same feed: {engine_rate:,.0f} samples/s in {drained:.1f} s")
+    print(f"engine CPU (user + system, start-up included): {engine_cpu:.1f} s")
     print(f"engine / bridge commit: {engine_rate / bridge_rate:.2f}x (goal: >= 2x the bridge's committed rate)")
     print(f"derived: {alerts} alerts, {fence_events} geofence events, {trips} trips, {stops} stops")
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -68,3 +72,55 @@ def start_servers(base: Path, started: list[ServerProcess]) -> tuple[ServerProce
     """Start the three servers under `base`, appending each to `started` (the caller stops them)."""
     print(f"[{time.strftime('%H:%M:%S')}] starting Mosquitto, Redis and PostgreSQL under {base}", file=sys.stderr)
     return servers.start_servers(base, started)
+
+
+API_READY_TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_api(
+    urls: dict[str, str], logs: Path, port: int, *, jwt_secret: str, extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """An API process (`python -m api`) on these servers, logging to `logs/api.log`; returns once it is ready."""
+    env = service_env(
+        {
+            "FLEETBRIDGE_REDIS_URL": urls["redis"],
+            "FLEETBRIDGE_DATABASE_URL": urls["database"],
+            "FLEETBRIDGE_API_JWT_SECRET": jwt_secret,
+            "FLEETBRIDGE_API_PORT": str(port),
+        }
+        | (extra or {})
+    )
+    with (logs / "api.log").open("wb") as log:
+        child = subprocess.Popen([sys.executable, "-m", "api"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + API_READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise RuntimeError(f"the API exited: see {logs / 'api.log'}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return child
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the API did not become ready: see {logs / 'api.log'}")
+
+
+def stop_all(children: list[subprocess.Popen[bytes]], servers: list[Any]) -> None:
+    """Stop the service processes (newest first), then the servers."""
+    for child in reversed(children):
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    for server in reversed(servers):
+        server.stop()

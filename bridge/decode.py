@@ -9,7 +9,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -238,36 +238,42 @@ def _event(message: RawMessage, device_id: str, *, now: datetime, limits: Limits
 
 def _command_ack(message: RawMessage, device_id: str) -> Decoded:
     """A device's answer to a command (`models.commands.CommandAck`): recorded, or refused with the reason."""
-    if len(message.payload) > RESULT_MAX_BYTES:
-        return _refuse(message, device_id, f"a command acknowledgement is at most {RESULT_MAX_BYTES} bytes")
-    try:
-        ack = _ACK.decode(message.payload)
-    except msgspec.DecodeError as exc:
-        return _refuse(message, device_id, f"invalid command acknowledgement: {exc}")
-    except RecursionError:
-        return _refuse(message, device_id, "invalid command acknowledgement: nested too deeply")
-    if not is_command_id(ack.id):
-        return _refuse(message, device_id, f"invalid command acknowledgement: id {ack.id[:64]!r} is not a command id")
-    if ack.ts is not None and ack.ts.tzinfo is None:
-        return _refuse(message, device_id, "invalid command acknowledgement: ts needs a time zone")
+    ack = _command_report(message, _ACK, "command acknowledgement", RESULT_MAX_BYTES)
+    if isinstance(ack, str):
+        return _refuse(message, device_id, ack)
     return Decoded(device_id, message.topic, message.payload, message.received_at, ack=ack)
 
 
 def _ota_progress(message: RawMessage, device_id: str) -> Decoded:
     """A device's progress with a firmware update (`models.firmware.OtaProgress`), or its refusal."""
-    if len(message.payload) > OTA_MAX_BYTES:
-        return _refuse(message, device_id, f"an update progress report is at most {OTA_MAX_BYTES} bytes")
-    try:
-        progress = _OTA.decode(message.payload)
-    except msgspec.DecodeError as exc:
-        return _refuse(message, device_id, f"invalid update progress: {exc}")
-    except RecursionError:
-        return _refuse(message, device_id, "invalid update progress: nested too deeply")
-    if not is_command_id(progress.command_id):
-        return _refuse(message, device_id, "invalid update progress: command_id is not a command id")
-    if progress.ts is not None and progress.ts.tzinfo is None:
-        return _refuse(message, device_id, "invalid update progress: ts needs a time zone")
+    progress = _command_report(message, _OTA, "update progress report", OTA_MAX_BYTES)
+    if isinstance(progress, str):
+        return _refuse(message, device_id, progress)
     return Decoded(device_id, message.topic, message.payload, message.received_at, ota=progress)
+
+
+_Report = TypeVar("_Report", CommandAck, OtaProgress)
+
+
+def _command_report(
+    message: RawMessage, decoder: msgspec.json.Decoder[_Report], what: str, max_bytes: int
+) -> _Report | str:
+    """A device's JSON report about one of its commands, or why it is refused: too large, not the type,
+    a command id that is not one, a time without a zone."""
+    if len(message.payload) > max_bytes:
+        return f"a {what} is at most {max_bytes} bytes"
+    try:
+        report = decoder.decode(message.payload)
+    except msgspec.DecodeError as exc:
+        return f"invalid {what}: {exc}"
+    except RecursionError:
+        return f"invalid {what}: nested too deeply"
+    command_id = report.id if isinstance(report, CommandAck) else report.command_id
+    if not is_command_id(command_id):
+        return f"invalid {what}: id {command_id[:64]!r} is not a command id"
+    if report.ts is not None and report.ts.tzinfo is None:
+        return f"invalid {what}: ts needs a time zone"
+    return report
 
 
 def _storable_topic(topic: str) -> str:

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import psycopg
+
+from engine.cycle_writes import Writes
 
 _ALERTS_FROM = (
     "SELECT id, started_at, state, acknowledged_at, cleared_at, clear_reason FROM alerts"
@@ -38,6 +40,10 @@ _REOPEN = (
     " raised_at = COALESCE(%s, raised_at), value = COALESCE(%s, value) WHERE id = %s"
 )
 _EVENT = "INSERT INTO alert_events (alert_id, kind) VALUES (%s, %s)"
+# Written at the end of the cycle (engine/cycle_writes.py), in the order they were found: nothing in the
+# cycle reads them back. The alerts' own changes are written at once, in order: at most one alert of a rule
+# and device is open (`alerts_one_open_idx`), so a retraction must precede the insert that replaces it.
+WRITES: Final = (_EVENT,)
 
 
 @dataclass(slots=True)
@@ -68,6 +74,7 @@ async def reconcile(
     since: datetime,
     anchor: datetime,
     counts: dict[str, int],
+    writes: Writes,
 ) -> None:
     """Make the alerts that started at or after `since`, and the one that started at `anchor` (the episode
     under way at the restart), what `episodes` says, writing an event for each change into `counts`."""
@@ -77,17 +84,17 @@ async def reconcile(
         kept_by_operator = row[5] in ("operator", "rule_removed")
         if started_at not in episodes and not kept_by_operator and row[2] != "retracted":
             await cur.execute(_RETRACT, (row[0],))
-            await _event(cur, row[0], "retracted", counts)
+            _event(writes, row[0], "retracted", counts)
     for started_at in sorted(episodes):
         row = existing.get(started_at)
         if row is None:
-            await _insert(cur, target, episodes[started_at], counts)
+            await _insert(cur, target, episodes[started_at], counts, writes)
         elif row[5] not in ("operator", "rule_removed"):
-            await _update(cur, row, episodes[started_at], counts)
+            await _update(cur, row, episodes[started_at], counts, writes)
 
 
 async def _update(
-    cur: psycopg.AsyncCursor[Any], row: tuple[Any, ...], episode: Episode, counts: dict[str, int]
+    cur: psycopg.AsyncCursor[Any], row: tuple[Any, ...], episode: Episode, counts: dict[str, int], writes: Writes
 ) -> None:
     """Bring an alert written before in line with its episode as evaluated now."""
     alert_id, state, cleared_at = row[0], row[2], row[4]
@@ -96,13 +103,15 @@ async def _update(
             if state == "retracted":
                 await cur.execute(_REOPEN, (episode.raised_at, episode.value, alert_id))
             await cur.execute(_CLEAR, (episode.cleared_at, alert_id))
-            await _event(cur, alert_id, "cleared", counts)
+            _event(writes, alert_id, "cleared", counts)
     elif state not in ("active", "acknowledged"):
         await cur.execute(_REOPEN, (episode.raised_at, episode.value, alert_id))
-        await _event(cur, alert_id, "raised" if state == "retracted" else "reopened", counts)
+        _event(writes, alert_id, "raised" if state == "retracted" else "reopened", counts)
 
 
-async def _insert(cur: psycopg.AsyncCursor[Any], target: AlertTarget, episode: Episode, counts: dict[str, int]) -> None:
+async def _insert(
+    cur: psycopg.AsyncCursor[Any], target: AlertTarget, episode: Episode, counts: dict[str, int], writes: Writes
+) -> None:
     cleared = episode.cleared_at is not None
     await cur.execute(
         _INSERT_ALERT,
@@ -122,11 +131,11 @@ async def _insert(cur: psycopg.AsyncCursor[Any], target: AlertTarget, episode: E
     row = await cur.fetchone()
     if row is None:
         return
-    await _event(cur, row[0], "raised", counts)
+    _event(writes, row[0], "raised", counts)
     if cleared:
-        await _event(cur, row[0], "cleared", counts)
+        _event(writes, row[0], "cleared", counts)
 
 
-async def _event(cur: psycopg.AsyncCursor[Any], alert_id: int, kind: str, counts: dict[str, int]) -> None:
-    await cur.execute(_EVENT, (alert_id, kind))
+def _event(writes: Writes, alert_id: int, kind: str, counts: dict[str, int]) -> None:
+    writes.add(_EVENT, (alert_id, kind))
     counts[kind] = counts.get(kind, 0) + 1

@@ -22,6 +22,7 @@ writing transaction), and their index is built then, one per device group (the g
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,16 @@ from typing import Any, Final
 import msgspec
 import psycopg
 
+from engine.cycle_reads import (
+    LAT,
+    LON,
+    SPEED,
+    Checkpoint,
+    Row,
+    read_checkpoints_before,
+    read_latest_checkpoints,
+)
+from engine.cycle_writes import Writes
 from engine.episodes import AlertTarget, reconcile
 from engine.fence_index import FenceIndex
 from engine.fence_rules import FenceWindow, fence_episodes, side_of
@@ -49,31 +60,24 @@ REWIND_HORIZON: Final = timedelta(days=1)  # older checkpoints are pruned, but f
 
 _VERSION = "SELECT n FROM geofence_version"
 _FENCES = "SELECT id, updated_at, group_name FROM geofences WHERE deleted_at IS NULL ORDER BY id"
-_DOCUMENTS = "SELECT id, geometry, properties FROM geofences WHERE id = ANY(%s)"
-_HEAD = "SELECT ts, boot, seq, state FROM engine_fence_state WHERE device_id = %s"
+# As text, decoded in the worker thread that parses them (`_parse_all`), off the event loop.
+_DOCUMENTS = "SELECT id, geometry::text, properties::text FROM geofences WHERE id = ANY(%s)"
 _SET_HEAD = (
-    "INSERT INTO engine_fence_state (device_id, ts, boot, seq, state) VALUES (%s, %s, %s, %s, %s)"
+    "INSERT INTO engine_fence_state (device_id, ts, boot, seq, state)"
+    " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::integer[], %s::bigint[], %s::bytea[])"
     " ON CONFLICT (device_id) DO UPDATE SET ts = EXCLUDED.ts, boot = EXCLUDED.boot, seq = EXCLUDED.seq,"
     " state = EXCLUDED.state, updated_at = now()"
 )
-_CHECKPOINT_BEFORE = (
-    "SELECT ts, boot, seq, state FROM engine_fence_checkpoints WHERE device_id = %s AND ts < %s"
-    " ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1"
-)
-_LATEST_CHECKPOINT = "SELECT max(ts) FROM engine_fence_checkpoints WHERE device_id = %s"
 _FORGET_CHECKPOINTS = "DELETE FROM engine_fence_checkpoints WHERE device_id = %s AND (ts, boot, seq) > (%s, %s, %s)"
 _ADD_CHECKPOINT = (
-    "INSERT INTO engine_fence_checkpoints (device_id, ts, boot, seq, state) VALUES (%s, %s, %s, %s, %s)"
+    "INSERT INTO engine_fence_checkpoints (device_id, ts, boot, seq, state)"
+    " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::integer[], %s::bigint[], %s::bytea[])"
     " ON CONFLICT (device_id, ts, boot, seq) DO UPDATE SET state = EXCLUDED.state"
 )
 _PRUNE = (
     "DELETE FROM engine_fence_checkpoints WHERE device_id = %(device)s AND ts < %(cutoff)s"
     " AND (ts, boot, seq) < (SELECT ts, boot, seq FROM engine_fence_checkpoints WHERE device_id = %(device)s"
     " AND ts < %(cutoff)s ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1)"
-)
-_POINTS = (
-    "SELECT ts, boot, seq, lat, lon, speed FROM telemetry WHERE device_id = %s AND (ts, boot, seq) >= (%s, %s, %s)"
-    " AND lat IS NOT NULL AND lon IS NOT NULL ORDER BY ts, boot, seq"
 )
 _WINDOW_EVENTS = (
     "SELECT id, fence_id, kind, ts FROM geofence_events WHERE device_id = %s"
@@ -88,7 +92,13 @@ _DROP_EVENT = "DELETE FROM geofence_events WHERE id = %s"
 _ADD_EVENT = (
     "INSERT INTO geofence_events (device_id, fence_id, kind, ts, crossed, confirmed_ts, confirmed_boot,"
     " confirmed_seq) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (device_id, fence_id, kind, ts) DO NOTHING"
+    " RETURNING kind"
 )
+# Written at the end of the cycle, in this order (engine/cycle_writes.py): a re-run's checkpoints are
+# forgotten before the window's first is written, and old ones pruned after.
+WRITES: Final = (_FORGET_CHECKPOINTS, _ADD_CHECKPOINT, _PRUNE, _SET_HEAD, _ADD_EVENT)
+RETURNING: Final = (_ADD_EVENT,)
+COLUMNAR: Final = (_ADD_CHECKPOINT, _SET_HEAD)  # each event added returns its kind, for `count_events`
 
 _Key = tuple[datetime, int, int]  # (ts, boot, seq): the engine's order of a device's samples
 _encoder = msgspec.msgpack.Encoder()
@@ -155,11 +165,21 @@ class FenceSet:
         return index
 
 
+def _json(text: str) -> Any:
+    """A stored document, as psycopg's `json.loads` would give it: msgspec's decoder is faster and gives the
+    same values, but for what it refuses and `json` accepts (a number beyond a float's range, read as inf)."""
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
+
+
 def _parse_all(rows: list[tuple[Any, ...]]) -> list[tuple[int, Fence | None]]:
     """Each stored fence parsed again, None for one the validation now refuses (logged)."""
     parsed: list[tuple[int, Fence | None]] = []
     for fence_id, geometry, properties in rows:
-        fence = parse_fence(str(fence_id), {"type": "Feature", "geometry": geometry, "properties": properties})
+        feature = {"type": "Feature", "geometry": _json(geometry), "properties": _json(properties)}
+        fence = parse_fence(str(fence_id), feature)
         if isinstance(fence, FenceRejected):
             # Validated when written; refused now only if the rules grew stricter since.
             log.warning("geofence %s is skipped: %s", fence_id, fence.reason)
@@ -169,36 +189,66 @@ def _parse_all(rows: list[tuple[Any, ...]]) -> list[tuple[int, Fence | None]]:
     return parsed
 
 
+@dataclass(frozen=True, slots=True)
+class FenceStart:
+    """Where a device's fence evaluation restarts: after its head, or (a late point, or its first) at the
+    checkpoint before its earliest new point."""
+
+    key: _Key
+    state: DeviceFenceState
+    rewind: bool  # a re-run of points evaluated before
+    after_head: bool  # `key` is the head's, evaluated already: the points start after it
+    latest_checkpoint: datetime | None = None  # when not a rewind: the device time of the last checkpoint
+
+
+async def read_starts(
+    cur: psycopg.AsyncCursor[Any], heads: dict[str, Checkpoint | None], earliest: dict[str, datetime]
+) -> dict[str, FenceStart]:
+    """Each device's `FenceStart`, given its fence head and its earliest new point, read for all at once."""
+    after_head = {d for d, head in heads.items() if head is not None and earliest[d] > head[0][0]}
+    before = await read_checkpoints_before(cur, {d: ts for d, ts in earliest.items() if d not in after_head})
+    starts: dict[str, FenceStart] = {}
+    for device_id, head in heads.items():
+        if device_id in after_head and head is not None:
+            starts[device_id] = FenceStart(head[0], _decoder.decode(head[1]), rewind=False, after_head=True)
+        elif device_id in before:
+            key, state = before[device_id]
+            starts[device_id] = FenceStart(key, _decoder.decode(state), rewind=head is not None, after_head=False)
+        else:
+            starts[device_id] = FenceStart(
+                (earliest[device_id], -(2**31), -(2**63)), DeviceFenceState(), rewind=head is not None, after_head=False
+            )
+    latest = await read_latest_checkpoints(cur, [d for d, start in starts.items() if not start.rewind])
+    return {
+        d: start if start.rewind else FenceStart(start.key, start.state, False, start.after_head, latest.get(d))
+        for d, start in starts.items()
+    }
+
+
 async def evaluate_fences(
     cur: psycopg.AsyncCursor[Any],
     fences: FenceSet,
     device: Device,
-    ts_from: datetime,
-    report: FenceReport,
+    start: FenceStart,
+    samples: list[Row],
     *,
+    report: FenceReport,
+    writes: Writes,
     rules: Sequence[Rule] = (),
 ) -> None:
-    """Run the device's points from `ts_from` (its earliest new sample) through its fences, store the events,
-    and the alerts of the geofence `rules` that apply to the device."""
+    """Run the device's points from `start` through its fences, store the events, and the alerts of the
+    geofence `rules` that apply to the device. `samples` are the device's from `start` on, or earlier."""
     if not fences:
         return
-    await cur.execute(_HEAD, (device.id,))
-    head = await cur.fetchone()
-    if head is not None and ts_from > head[0]:
-        start: _Key = (head[0], head[1], head[2])
-        state = _decoder.decode(head[3])
-        rewind = False
-    else:
-        # A late point, or the device's first: restart from the last checkpoint before it, if any.
-        await cur.execute(_CHECKPOINT_BEFORE, (device.id, ts_from))
-        row = await cur.fetchone()
-        start = (row[0], row[1], row[2]) if row is not None else (ts_from, -(2**31), -(2**63))
-        state = _decoder.decode(row[3]) if row is not None else DeviceFenceState()
-        rewind = head is not None
-    await cur.execute(_POINTS, (device.id, *start))
-    rows = await cur.fetchall()
-    if not rewind and head is not None:
-        rows = [r for r in rows if (r[0], r[1], r[2]) > start]  # the head itself was evaluated
+    state, rewind = start.state, start.rewind
+    rows = [
+        (s[0], s[1], s[2], s[LAT], s[LON], s[SPEED])
+        for s in samples
+        if s[LAT] is not None
+        and s[LON] is not None
+        # the head itself was evaluated
+        and ((s[0], s[1], s[2]) > start.key if start.after_head else (s[0], s[1], s[2]) >= start.key)
+    ]
     if not rows:
         return
     report.points += len(rows)
@@ -210,21 +260,34 @@ async def evaluate_fences(
         point = TrackPoint(ts=ts, seq=seq, lat=lat, lon=lon, speed_kmh=speed)
         found.extend((event, (ts, boot, seq)) for event in tracker.step(point))
     if rewind:
-        await cur.execute(_FORGET_CHECKPOINTS, (device.id, *window_start))
-        await _checkpoint(cur, device.id, window_start, state)
+        writes.add(_FORGET_CHECKPOINTS, (device.id, *window_start))
+        _checkpoint(writes, device.id, window_start, state)
     else:
-        await cur.execute(_LATEST_CHECKPOINT, (device.id,))
-        latest = (await cur.fetchone() or (None,))[0]
+        latest = start.latest_checkpoint
         if latest is None or window_start[0] - latest >= CHECKPOINT_SPACING:
-            await _checkpoint(cur, device.id, window_start, state)
-            await cur.execute(_PRUNE, {"device": device.id, "cutoff": window_start[0] - REWIND_HORIZON})
-    await _store_events(cur, device.id, window_start, found, replace=rewind, report=report)
+            _checkpoint(writes, device.id, window_start, state)
+            writes.add(_PRUNE, {"device": device.id, "cutoff": window_start[0] - REWIND_HORIZON})
+    await _store_events(cur, device.id, window_start, found, replace=rewind, report=report, writes=writes)
     for rule in rules:
         await _alert(
-            cur, rule, device.id, (state, window_start), found=found, tracker=tracker, rewind=rewind, report=report
+            cur,
+            rule,
+            device.id,
+            (state, window_start),
+            found=found,
+            tracker=tracker,
+            rewind=rewind,
+            report=report,
+            writes=writes,
         )
     last = rows[-1]
-    await cur.execute(_SET_HEAD, (device.id, last[0], last[1], last[2], _encoder.encode(tracker.state)))
+    writes.add(_SET_HEAD, (device.id, last[0], last[1], last[2], _encoder.encode(tracker.state)))
+
+
+def count_events(returned: dict[str, list[Row]], report: FenceReport) -> None:
+    """Count the events the cycle's writes added (`_ADD_EVENT` returns the kind of each)."""
+    for (kind,) in returned.get(_ADD_EVENT, ()):
+        report.events[kind] = report.events.get(kind, 0) + 1
 
 
 async def _alert(
@@ -237,6 +300,7 @@ async def _alert(
     tracker: FenceTracker,
     rewind: bool,
     report: FenceReport,
+    writes: Writes,
 ) -> None:
     """The alerts of one geofence rule from the window on, as its fence's events in the window say."""
     fence_id, (state, window_start) = rule.fence_id or "", before
@@ -265,11 +329,12 @@ async def _alert(
         since=min(since, window_start[0]),
         anchor=carried or window_start[0],
         counts=report.alert_events,
+        writes=writes,
     )
 
 
-async def _checkpoint(cur: psycopg.AsyncCursor[Any], device_id: str, key: _Key, state: DeviceFenceState) -> None:
-    await cur.execute(_ADD_CHECKPOINT, (device_id, *key, _encoder.encode(state)))
+def _checkpoint(writes: Writes, device_id: str, key: _Key, state: DeviceFenceState) -> None:
+    writes.add(_ADD_CHECKPOINT, (device_id, *key, _encoder.encode(state)))
 
 
 async def _store_events(
@@ -280,8 +345,10 @@ async def _store_events(
     *,
     replace: bool,
     report: FenceReport,
+    writes: Writes,
 ) -> None:
-    """Insert the window's events; on a re-run, first delete those of the window it no longer finds."""
+    """Insert the window's events (at the cycle's end; `count_events` counts those added); on a re-run,
+    first delete those of the window it no longer finds."""
     if replace:
         wanted = {(int(e.fence_id), e.kind, e.at) for e, _ in found}
         await cur.execute(_WINDOW_EVENTS, (device_id, *window_start))
@@ -290,8 +357,4 @@ async def _store_events(
                 await cur.execute(_DROP_EVENT, (event_id,))
                 report.events["dropped"] = report.events.get("dropped", 0) + 1
     for event, (ts, boot, seq) in found:
-        await cur.execute(
-            _ADD_EVENT, (device_id, int(event.fence_id), event.kind, event.at, event.crossed, ts, boot, seq)
-        )
-        if cur.rowcount:
-            report.events[event.kind] = report.events.get(event.kind, 0) + 1
+        writes.add(_ADD_EVENT, (device_id, int(event.fence_id), event.kind, event.at, event.crossed, ts, boot, seq))

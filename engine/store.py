@@ -26,18 +26,33 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
+from engine import fence_stage, trip_stage
+from engine.cycle_reads import (
+    RULE_COLUMNS,
+    Row,
+    read_heads,
+    read_latest_states,
+    read_samples,
+    read_stops,
+)
+from engine.cycle_writes import Writes
+from engine.episodes import WRITES as ALERT_WRITES
 from engine.episodes import AlertTarget, Episode, reconcile
 from engine.fall import Reading, falls
 from engine.fence_stage import FenceReport, FenceSet, evaluate_fences
 from engine.rules import Device, Rule
 from engine.threshold import IDLE, Cleared, Point, Raised, RuleState, SampleKey, evaluate
-from engine.trip_stage import evaluate_trips
+from engine.trip_stage import evaluate_trips, resume
 from models.rules import DROP
-from models.telemetry import METRIC_COLUMNS
 
 log = logging.getLogger(__name__)
 
-FEED_ROWS_PER_CYCLE: Final = 100  # each lists a batch's devices of one partition
+# Each feed row lists a batch's devices of one partition. A cycle reads every committed sample of its
+# devices from their heads on, whichever feed row names it, so it takes all the partition's rows there are:
+# a row left for the next cycle would name samples already evaluated, which that cycle would take for late
+# ones and re-evaluate (exactly, but at the price of a rewind of every rule of the device). The bound only
+# caps one statement's result.
+FEED_ROWS_PER_CYCLE: Final = 10_000
 # How far back (device time, from a device's newest sample) a late sample is re-evaluated exactly: older
 # transitions are pruned but for the last one before this horizon, from which an older sample restarts.
 REWIND_HORIZON: Final = timedelta(days=1)
@@ -47,37 +62,30 @@ _CLAIM_FEED = (
     " RETURNING devices, ts_from"
 )
 _DEVICES = "SELECT id, kind, group_name FROM devices WHERE id = ANY(%s)"
-_HEAD = "SELECT ts, boot, seq FROM engine_heads WHERE device_id = %s"
 _SET_HEAD = (
-    "INSERT INTO engine_heads (device_id, ts, boot, seq) VALUES (%s, %s, %s, %s)"
+    "INSERT INTO engine_heads (device_id, ts, boot, seq)"
+    " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::integer[], %s::bigint[])"
     " ON CONFLICT (device_id) DO UPDATE SET ts = EXCLUDED.ts, boot = EXCLUDED.boot, seq = EXCLUDED.seq,"
     " updated_at = now()"
 )
-_RULE_COLUMNS: Final = (*METRIC_COLUMNS, "speed")  # models.rules.RULE_METRICS, each a column of `telemetry`
-_METRICS = ", ".join(_RULE_COLUMNS)
-_SAMPLES = f"SELECT ts, boot, seq, {_METRICS} FROM telemetry WHERE device_id = %s AND ts >= %s ORDER BY ts, boot, seq"
 _STATE_BEFORE = (
     "SELECT phase, since, clear_since FROM engine_transitions WHERE rule_id = %s AND device_id = %s AND ts < %s"
     " ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1"
 )
-# The state of each of a device's rules after its latest transition, in one statement: an index probe per
-# rule (the key leads with rule_id), instead of one round trip per rule.
-_LATEST_STATES = (
-    "SELECT r.id, t.phase, t.since, t.clear_since FROM unnest(%s::bigint[]) AS r (id) CROSS JOIN LATERAL"
-    " (SELECT phase, since, clear_since FROM engine_transitions WHERE rule_id = r.id AND device_id = %s"
-    " ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1) AS t"
-)
 _FORGET_FROM = "DELETE FROM engine_transitions WHERE rule_id = %s AND device_id = %s AND ts >= %s"
 _ADD_TRANSITION = (
     "INSERT INTO engine_transitions (rule_id, device_id, ts, boot, seq, phase, since, clear_since)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+    " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::integer[], %s::bigint[], %s::text[],"
+    " %s::timestamptz[], %s::timestamptz[]) ON CONFLICT DO NOTHING"
 )
 _PRUNE = (
     "DELETE FROM engine_transitions WHERE rule_id = %(rule)s AND device_id = %(device)s AND ts < %(cutoff)s"
     " AND (ts, boot, seq) < (SELECT ts, boot, seq FROM engine_transitions WHERE rule_id = %(rule)s"
     " AND device_id = %(device)s AND ts < %(cutoff)s ORDER BY ts DESC, boot DESC, seq DESC LIMIT 1)"
 )
-_SAMPLE_COLUMNS: Final = {name: 3 + i for i, name in enumerate(_RULE_COLUMNS)}
+_WRITES: Final = (_ADD_TRANSITION, _PRUNE, _SET_HEAD)  # at the cycle's end, in this order
+_COLUMNAR: Final = (_ADD_TRANSITION, _SET_HEAD)
+_SAMPLE_COLUMNS: Final = {name: 3 + i for i, name in enumerate(RULE_COLUMNS)}
 
 
 @dataclass(slots=True)
@@ -108,40 +116,118 @@ async def run_cycle(
                     earliest[device_id] = ts_from
         if not earliest:
             return report
-        await cur.execute(_DEVICES, (sorted(earliest),))
-        devices = {row[0]: Device(row[0], row[1], row[2]) for row in await cur.fetchall()}
-        for device_id in sorted(earliest):
-            device = devices.get(device_id, Device(device_id, "", None))
-            applying = [r for r in rules if r.on_samples and r.applies_to(device)]
-            await _evaluate_device(cur, device, earliest[device_id], applying, report)
-            if fences is not None:
-                fence_rules = [r for r in rules if r.on_fences and r.applies_to(device)]
-                await evaluate_fences(cur, fences, device, earliest[device_id], report.fences, rules=fence_rules)
-            report.trip_points += await evaluate_trips(cur, device_id, earliest[device_id])
+        earliest = dict(sorted(earliest.items()))
+        await cur.execute(_DEVICES, (list(earliest),))
+        known = {row[0]: Device(row[0], row[1], row[2]) for row in await cur.fetchall()}
+        devices = {device_id: known.get(device_id, Device(device_id, "", None)) for device_id in earliest}
+        heads = await read_heads(cur, list(earliest))
+        starts = {device_id: _rule_start(heads[device_id].rules, ts_from) for device_id, ts_from in earliest.items()}
+        scoped = _scoped(rules, devices)
+        applying = {device_id: scoped[device_id][0] for device_id in devices}
+        latest = await read_latest_states(
+            cur,
+            [
+                (rule.id, device_id)
+                for device_id, (rewind, _) in starts.items()
+                if not rewind
+                for rule in applying[device_id]
+            ],
+        )
+        fence_starts = (
+            await fence_stage.read_starts(cur, {d: heads[d].fences for d in earliest}, earliest) if fences else {}
+        )
+        stops = await read_stops(cur, earliest)
+        resumes = {d: resume(heads[d].trips, stops[d], ts_from) for d, ts_from in earliest.items()}
+        since: dict[str, datetime | None] = {}
+        for device_id in earliest:
+            bounds = [starts[device_id][1], resumes[device_id].since]
+            if device_id in fence_starts:
+                bounds.append(fence_starts[device_id].key[0])
+            since[device_id] = None if None in bounds else min(b for b in bounds if b is not None)
+        samples = await read_samples(cur, since)
+        writes = Writes(
+            *_WRITES,
+            *ALERT_WRITES,
+            *fence_stage.WRITES,
+            *trip_stage.WRITES,
+            returning=fence_stage.RETURNING,
+            columnar=(*_COLUMNAR, *fence_stage.COLUMNAR, *trip_stage.COLUMNAR),
+        )
+        for device_id, device in devices.items():
+            rows = samples[device_id]
+            await _evaluate_device(
+                cur,
+                device,
+                earliest[device_id],
+                applying[device_id],
+                report,
+                head=heads[device_id].rules,
+                rows=rows,
+                latest=latest,
+                writes=writes,
+            )
+            if device_id in fence_starts and fences is not None:
+                fence_rules = scoped[device_id][1]
+                await evaluate_fences(
+                    cur,
+                    fences,
+                    device,
+                    fence_starts[device_id],
+                    rows,
+                    report=report.fences,
+                    writes=writes,
+                    rules=fence_rules,
+                )
+            report.trip_points += evaluate_trips(device_id, resumes[device_id], rows, writes)
             report.devices += 1
+        returned = await writes.send(conn)
+        fence_stage.count_events(returned, report.fences)
     return report
 
 
-async def _evaluate_device(
-    cur: psycopg.AsyncCursor[Any], device: Device, ts_from: datetime, rules: list[Rule], report: CycleReport
-) -> None:
-    await cur.execute(_HEAD, (device.id,))
-    row = await cur.fetchone()
-    head = SampleKey(row[0], row[1], row[2]) if row is not None else None
+def _scoped(rules: Sequence[Rule], devices: dict[str, Device]) -> dict[str, tuple[list[Rule], list[Rule]]]:
+    """Per device, its threshold rules and its geofence rules, in the order of `rules`. Devices of the same
+    kind and group share their lists, unless a rule names the device itself."""
+    named = {rule.device_id for rule in rules if rule.device_id is not None}
+    shared: dict[tuple[str, str | None, str | None], tuple[list[Rule], list[Rule]]] = {}
+    scoped = {}
+    for device_id, device in devices.items():
+        key = (device.kind, device.group, device_id if device_id in named else None)
+        lists = shared.get(key)
+        if lists is None:
+            applying = [rule for rule in rules if rule.applies_to(device)]
+            lists = shared[key] = ([r for r in applying if r.on_samples], [r for r in applying if r.on_fences])
+        scoped[device_id] = lists
+    return scoped
+
+
+def _rule_start(head: SampleKey | None, ts_from: datetime) -> tuple[bool, datetime]:
+    """Whether the device's threshold rules rewind (a sample at or before their head), and the device time
+    their samples start at."""
     rewind = head is not None and ts_from <= head.ts
-    start = ts_from if rewind or head is None else head.ts
-    await cur.execute(_SAMPLES, (device.id, start))
-    samples = [s for s in await cur.fetchall() if rewind or head is None or SampleKey(s[0], s[1], s[2]) > head]
+    return rewind, ts_from if rewind or head is None else head.ts
+
+
+async def _evaluate_device(
+    cur: psycopg.AsyncCursor[Any],
+    device: Device,
+    ts_from: datetime,
+    rules: list[Rule],
+    report: CycleReport,
+    *,
+    head: SampleKey | None,
+    rows: list[Row],
+    latest: dict[tuple[int, str], RuleState],
+    writes: Writes,
+) -> None:
+    rewind, start = _rule_start(head, ts_from)
+    samples = [s for s in rows if s[0] >= start and (rewind or head is None or SampleKey(s[0], s[1], s[2]) > head)]
     if not samples:
         return
     report.samples += len(samples)
     report.rewinds += rewind
     first = SampleKey(samples[0][0], samples[0][1], samples[0][2])
     last = SampleKey(samples[-1][0], samples[-1][1], samples[-1][2])
-    latest: dict[int, RuleState] = {}
-    if not rewind and rules:
-        await cur.execute(_LATEST_STATES, ([rule.id for rule in rules], device.id))
-        latest = {row[0]: RuleState(row[1], row[2], row[3]) for row in await cur.fetchall()}
     series = _Series(samples)
     for rule in rules:
         await _evaluate_rule(
@@ -152,45 +238,58 @@ async def _evaluate_device(
             first.ts,
             series=series,
             rewind=rewind,
-            latest=latest.get(rule.id, IDLE),
+            latest=latest.get((rule.id, device.id), IDLE),
             report=report,
+            writes=writes,
         )
     if head is None or last > head:
-        await cur.execute(_SET_HEAD, (device.id, last.ts, last.boot, last.seq))
+        writes.add(_SET_HEAD, (device.id, last.ts, last.boot, last.seq))
 
 
 class _Series:
-    """A device's new samples as one series of points per metric, built once and shared by every rule on
-    that metric (a fleet has tens of rules on a handful of metrics)."""
+    """A device's new samples as one series per metric, built once and shared by every rule on that metric
+    (a fleet has tens of rules on a handful of metrics). Most rules are idle and skipped on the series'
+    extremes alone, so its points are built only for a rule that runs its state machine."""
 
     def __init__(self, samples: list[tuple[Any, ...]]) -> None:
         self._samples = samples
+        self._columns: dict[str, tuple[list[datetime], list[float]]] = {}
         self._built: dict[str, list[Point]] = {}
         self._extremes: dict[str, tuple[float, float]] = {}
+
+    def _column(self, metric: str) -> tuple[list[datetime], list[float]]:
+        """The device times and values of the samples that carry `metric`, in device order."""
+        column = self._columns.get(metric)
+        if column is None:
+            at = _SAMPLE_COLUMNS[metric]
+            carrying = [s for s in self._samples if s[at] is not None]
+            column = self._columns[metric] = ([s[0] for s in carrying], [s[at] for s in carrying])
+        return column
 
     def points(self, metric: str, since: datetime) -> list[Point]:
         """The samples that carry `metric`, from device time `since` on, in device order."""
         built = self._built.get(metric)
         if built is None:
-            column = _SAMPLE_COLUMNS[metric]
+            at = _SAMPLE_COLUMNS[metric]
             built = self._built[metric] = [
-                Point(SampleKey(s[0], s[1], s[2]), s[column]) for s in self._samples if s[column] is not None
+                Point(SampleKey(s[0], s[1], s[2]), s[at]) for s in self._samples if s[at] is not None
             ]
         if not built or built[0].key.ts >= since:
             return built
-        return built[bisect_left([p.key.ts for p in built], since) :]
+        return built[bisect_left(self._column(metric)[0], since) :]
 
-    def extremes(self, metric: str, points: list[Point]) -> tuple[float, float]:
-        """The lowest and highest value of `points` (a list `points()` gave for `metric`)."""
-        whole = self._built.get(metric)
-        if points is whole:
-            cached = self._extremes.get(metric)
-            if cached is None:
-                values = [p.value for p in points]
-                cached = self._extremes[metric] = (min(values), max(values))
-            return cached
-        values = [p.value for p in points]
-        return min(values), max(values)
+    def extremes(self, metric: str, since: datetime) -> tuple[float, float] | None:
+        """The lowest and highest value of the points `points(metric, since)` gives; None when there are none."""
+        times, values = self._column(metric)
+        if not values:
+            return None
+        if times[0] >= since:
+            whole = self._extremes.get(metric)
+            if whole is None:
+                whole = self._extremes[metric] = (min(values), max(values))
+            return whole
+        tail = values[bisect_left(times, since) :]
+        return (min(tail), max(tail)) if tail else None
 
 
 async def _evaluate_rule(
@@ -204,13 +303,12 @@ async def _evaluate_rule(
     rewind: bool,
     latest: RuleState,
     report: CycleReport,
+    writes: Writes,
 ) -> None:
     """Evaluate one rule over a device's new samples. `latest` is the rule's state after its last
     transition (read for all rules at once); a rewind reads the state before `first_ts` instead."""
-    if rule.condition.op == DROP:
-        points = await _falls(cur, rule, device_id, samples)
-    else:
-        points = series.points(rule.metric or "", rule.created_at)
+    drop = rule.condition.op == DROP
+    falling = await _falls(cur, rule, device_id, samples) if drop else []
     if rewind:
         await cur.execute(_STATE_BEFORE, (rule.id, device_id, first_ts))
         row = await cur.fetchone()
@@ -218,23 +316,22 @@ async def _evaluate_rule(
         state = RuleState(row[0], row[1], row[2]) if row is not None else IDLE
     else:
         state = latest
+    if not drop and not rewind and state.phase == "idle":
+        extremes = series.extremes(rule.metric or "", rule.created_at)
+        if extremes is None or not rule.condition.triggers_within(*extremes):
+            return  # idle, and no sample meets the condition: it stays idle, with nothing to write
+    points = falling if drop else series.points(rule.metric or "", rule.created_at)
     if not points:
         return
-    if not rewind and state.phase == "idle" and rule.condition.op != DROP:
-        low, high = series.extremes(rule.metric or "", points)
-        if not rule.condition.triggers_within(low, high):
-            return  # idle, and no sample meets the condition: it stays idle, with nothing to write
     result = evaluate(rule.condition, state, points)
     if result.transitions:
-        await cur.executemany(
-            _ADD_TRANSITION,
-            [
-                (rule.id, device_id, key.ts, key.boot, key.seq, after.phase, after.since, after.clear_since)
-                for key, after in result.transitions
-            ],
-        )
+        for key, after in result.transitions:
+            writes.add(
+                _ADD_TRANSITION,
+                (rule.id, device_id, key.ts, key.boot, key.seq, after.phase, after.since, after.clear_since),
+            )
         cutoff = points[-1].key.ts - REWIND_HORIZON
-        await cur.execute(_PRUNE, {"rule": rule.id, "device": device_id, "cutoff": cutoff})
+        writes.add(_PRUNE, {"rule": rule.id, "device": device_id, "cutoff": cutoff})
     if not rewind and not result.outcomes:
         # In order and nothing raised or cleared: the alerts already say what these samples say.
         return
@@ -248,6 +345,7 @@ async def _evaluate_rule(
         since=first_ts,
         anchor=anchor,
         counts=report.alert_events,
+        writes=writes,
     )
 
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import psycopg
-
+from engine.cycle_reads import FUEL, IGNITION, LAT, LON, ODOMETER, SPEED, Row
+from engine.cycle_writes import Writes
 from engine.track import TrackPoint, device_order
 from engine.trips import (
     Idle,
-    Place,
+    Resume,
     Stop,
     Trip,
     TripSettings,
@@ -40,27 +40,12 @@ from engine.trips import (
 
 SETTINGS: Final = TripSettings()
 
-_HEAD = "SELECT ts, resume_at FROM engine_trip_heads WHERE device_id = %s"
 _SET_HEAD = (
-    "INSERT INTO engine_trip_heads (device_id, ts, boot, seq, resume_at) VALUES (%s, %s, %s, %s, %s)"
+    "INSERT INTO engine_trip_heads (device_id, ts, boot, seq, resume_at)"
+    " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::integer[], %s::bigint[], %s::timestamptz[])"
     " ON CONFLICT (device_id) DO UPDATE SET ts = EXCLUDED.ts, boot = EXCLUDED.boot, seq = EXCLUDED.seq,"
     " resume_at = EXCLUDED.resume_at, updated_at = now()"
 )
-# The two stops `resume_start` may choose: the last one, and the last complete one ending by `new_from`.
-_STOPS = (
-    "(SELECT started_at, ended_at, lat, lon, duration_s, complete FROM stops WHERE device_id = %(device)s"
-    " AND complete AND ended_at <= %(new_from)s ORDER BY started_at DESC LIMIT 1)"
-    " UNION (SELECT started_at, ended_at, lat, lon, duration_s, complete FROM stops WHERE device_id = %(device)s"
-    " ORDER BY started_at DESC LIMIT 1) ORDER BY started_at"
-)
-# An `ignition` metric has no column of its own: it is in `extra`, a number when sent by a device.
-_POINTS = (
-    "SELECT ts, boot, seq, lat, lon, speed, odometer, fuel,"
-    " CASE WHEN jsonb_typeof(extra->'ignition') = 'number' THEN (extra->>'ignition')::float8 END"
-    " FROM telemetry WHERE device_id = %s AND ts >= COALESCE(%s, '-infinity'::timestamptz)"
-    " AND lat IS NOT NULL AND lon IS NOT NULL ORDER BY ts, boot, seq"
-)
-# The stored items from the window's start on that the window no longer has, in one statement.
 _FORGET = (
     "WITH gone_trips AS (DELETE FROM trips WHERE device_id = %(device)s AND started_at >= %(since)s"
     " AND NOT started_at = ANY(%(trips)s)),"
@@ -102,18 +87,23 @@ _UPSERT_IDLE = (
     " IS DISTINCT FROM (EXCLUDED.ended_at, EXCLUDED.lat, EXCLUDED.lon, EXCLUDED.duration_s)"
 )
 
+# Written at the end of the cycle, in this order (engine/cycle_writes.py): what the window no longer has
+# is deleted before the window's items are upserted.
+WRITES: Final = (_FORGET, _UPSERT_TRIP, _UPSERT_STOP, _UPSERT_IDLE, _SET_HEAD)
+COLUMNAR: Final = (_SET_HEAD,)
 
-def _point(row: tuple[Any, ...]) -> TrackPoint:
-    ts, _boot, seq, lat, lon, speed, odometer, fuel, ignition = row
+
+def _point(row: Row) -> TrackPoint:
+    ignition = row[IGNITION]
     return TrackPoint(
-        ts=ts,
-        seq=seq,
-        lat=lat,
-        lon=lon,
-        speed_kmh=speed,
+        ts=row[0],
+        seq=row[2],
+        lat=row[LAT],
+        lon=row[LON],
+        speed_kmh=row[SPEED],
         ignition=None if ignition is None else ignition != 0,
-        odometer_km=odometer,
-        fuel_pct=fuel,
+        odometer_km=row[ODOMETER],
+        fuel_pct=row[FUEL],
     )
 
 
@@ -144,42 +134,41 @@ def _idle_row(idle: Idle) -> tuple[Any, ...]:
     return (idle.device_id, idle.start_at, idle.end_at, idle.place.lat, idle.place.lon, idle.duration_s)
 
 
-async def evaluate_trips(
-    cur: psycopg.AsyncCursor[Any], device_id: str, new_from: datetime, settings: TripSettings = SETTINGS
-) -> int:
-    """Re-evaluate the device's trips, stops and idling for points from `new_from` on and store them;
-    return how many points were evaluated."""
-    await cur.execute(_HEAD, (device_id,))
-    head = await cur.fetchone()
-    await cur.execute(_STOPS, {"device": device_id, "new_from": new_from})
-    stops = [
-        Stop(device_id=device_id, start_at=r[0], end_at=r[1], place=Place(r[2], r[3]), duration_s=r[4], complete=r[5])
-        for r in await cur.fetchall()
-    ]
+def resume(head: tuple[datetime, datetime | None] | None, stops: list[Stop], new_from: datetime) -> Resume:
+    """Where the device's trips are evaluated again from, given its trip head (`cycle_reads.Heads.trips`),
+    its stops as `cycle_reads.read_stops` reads them, and its earliest new point; `since` None: from its
+    first point."""
     in_order = head is not None and new_from > head[0]
-    resume = resume_start(stops, new_from, in_order=in_order, resume_at=head[1] if head is not None else None)
+    chosen = resume_start(stops, new_from, in_order=in_order, resume_at=head[1] if head is not None else None)
     # Never evaluated: from the new points (a position-less sensor is not re-read from its first sample).
-    since = new_from if head is None else resume.since
-    await cur.execute(_POINTS, (device_id, since))
-    rows = await cur.fetchall()
+    return Resume(new_from) if head is None else chosen
+
+
+def evaluate_trips(
+    device_id: str, since: Resume, samples: list[Row], writes: Writes, settings: TripSettings = SETTINGS
+) -> int:
+    """Re-evaluate the device's trips, stops and idling from `since` (`resume`), given its samples from then
+    on (or earlier), and write them at the cycle's end; return how many points were evaluated."""
+    start = since.since
+    rows = [s for s in samples if s[LAT] is not None and s[LON] is not None and (start is None or s[0] >= start)]
     if not rows:
         return 0  # no position among the device's samples: nothing to evaluate
     points = device_order(_point(row) for row in rows)
-    report = continued(trips_and_stops(device_id, points, settings), resume)
+    report = continued(trips_and_stops(device_id, points, settings), since)
     forget = {
         "device": device_id,
-        "since": since if since is not None else datetime.min.replace(tzinfo=UTC),
+        "since": start if start is not None else datetime.min.replace(tzinfo=UTC),
         "trips": [trip.start_at for trip in report.trips],
         "stops": [stop.start_at for stop in report.stops],
         "idles": [idle.start_at for idle in report.idles],
     }
-    await cur.execute(_FORGET, forget)
-    if report.trips:
-        await cur.executemany(_UPSERT_TRIP, [_trip_row(trip) for trip in report.trips])
-    if report.stops:
-        await cur.executemany(_UPSERT_STOP, [_stop_row(stop) for stop in report.stops])
-    if report.idles:
-        await cur.executemany(_UPSERT_IDLE, [_idle_row(idle) for idle in report.idles])
+    writes.add(_FORGET, forget)
+    for trip in report.trips:
+        writes.add(_UPSERT_TRIP, _trip_row(trip))
+    for stop in report.stops:
+        writes.add(_UPSERT_STOP, _stop_row(stop))
+    for idle in report.idles:
+        writes.add(_UPSERT_IDLE, _idle_row(idle))
     last = max(rows, key=lambda row: (row[0], row[1], row[2]))
-    await cur.execute(_SET_HEAD, (device_id, last[0], last[1], last[2], checkpoint(points, settings)))
+    writes.add(_SET_HEAD, (device_id, last[0], last[1], last[2], checkpoint(points, settings)))
     return len(rows)

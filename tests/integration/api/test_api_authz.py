@@ -351,6 +351,8 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
         "public",
         401,
     ),
+    "GET /api/v1/devices/{id}/health": (http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/health"), "viewer", 200),
+    "GET /api/v1/groups/{name}/health": (http_route("GET", "/api/v1/groups/north/health"), "viewer", 200),
     "POST /api/v1/rollouts": (
         http_route("POST", "/api/v1/rollouts", lambda: {"image_id": 999999, "group": "north"}),
         "operator",
@@ -543,6 +545,8 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/api/v1/firmware/{image_id:int}/image",
         "/api/v1/devices/{device_id:str}/firmware-update",
         "/api/v1/rollouts",
+        "/api/v1/devices/{device_id:str}/health",
+        "/api/v1/groups/{name:str}/health",
         "/api/v1/rollouts/{rollout_id:int}",
         "/api/v1/rollouts/{rollout_id:int}/stop",
         "/healthz",
