@@ -69,6 +69,8 @@ from api.stopping import STATE_KEY as STOPPING_KEY
 from api.stopping import Stopping
 from api.telemetry.controllers import TelemetryController, TrackController
 from api.trips.controllers import device_idling, device_stops, device_summary, device_trips, group_day_summary
+from api.twin.backend import build_twin, provide_twin_delivery, twin_lifespan
+from api.twin.controllers import change_device_twin, change_group_twin, device_twin, group_twin
 from api.ui.assets import load_bundle
 from api.ui.controllers import ui_handlers
 from config import Settings, SettingsError
@@ -234,6 +236,7 @@ def create_app(settings: Settings) -> Litestar:
     tokens = TokenIssuer(security, settings.api.session_max_s)
     throttle = LoginThrottle(settings.api.login_attempts_per_minute)
     ingest_backend = build_ingest(settings)
+    twin_backend = build_twin(ingest_backend.link)
     ui_bundle = load_bundle(settings.api.map_tile_url)
     commands_backend = CommandsBackend(settings.commands)
 
@@ -282,6 +285,8 @@ def create_app(settings: Settings) -> Litestar:
         api.register(handler)
     for trip_handler in (device_trips, device_stops, device_idling, device_summary, group_day_summary):
         api.register(trip_handler)
+    for twin_handler in (device_twin, change_device_twin, group_twin, change_group_twin):
+        api.register(twin_handler)
     app = Litestar(
         route_handlers=[api, healthz, readyz, *ui_handlers(ui_bundle), asyncapi],
         dependencies={
@@ -291,18 +296,20 @@ def create_app(settings: Settings) -> Litestar:
             "ingest_backend": Provide(provide_ingest, sync_to_thread=False),
             "commands": Provide(provide_commands, sync_to_thread=False),
             "firmware": Provide(provide_firmware, sync_to_thread=False),
+            "twin_delivery": Provide(provide_twin_delivery, sync_to_thread=False),
             **provision_dependencies(settings),
         },
         # Authentication (who): JWTs and API keys, by the middleware `security` installs. Authorisation
         # (what): this guard, on every route, the WebSocket and the schema included.
         on_app_init=[security.on_app_init],
         guards=[require_access],
-        # The backends first; HTTP ingest's MQTT link (one connection per instance, also the commands'
-        # way out) next; the command dispatcher, which needs both, last.
+        # The backends first; HTTP ingest's MQTT link (one connection per instance, also the commands' and
+        # the twin's way out) next; the command dispatcher and the twin's delivery, which need both, last.
         lifespan=[
             _backends_lifespan(settings),
             ingest_lifespan(ingest_backend),
             _commands_lifespan(commands_backend, ingest_backend.link),
+            twin_lifespan(twin_backend),
         ],
         plugins=[problem_details_plugin()],
         # Only the JSON document (at /schema and /schema/openapi.json): the HTML viewers load their

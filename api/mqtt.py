@@ -8,8 +8,10 @@ Clean start and no session: the replies read here (`persisted`, `rejected`) are 
 to requests waiting right now. A reply missed while the link was down leaves its request unconfirmed
 (504), and retrying that request is safe: the database dedupes by (device, boot, seq).
 
-Only this module imports the MQTT client library; the rest of the API sees `publish` and a callback
-taking `(topic, payload)`.
+Only this module imports the MQTT client library; the rest of the API sees `publish` and callbacks
+taking `(topic, payload)`: the constructor's for its own subscriptions, and one per `route(filter, ...)`
+for each feature that listens too (the device twin's reports). `on_connect(callback)` runs a callback
+after every (re)connect, once subscribed: what could not be published while the link was down goes then.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import aiomqtt
+from paho.mqtt.client import topic_matches_sub
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -43,6 +46,7 @@ INCOMING_QUEUE_MAX: Final = 100_000
 CLIENT_ID_PREFIX: Final = "fleetbridge-api-"
 
 OnMessage = Callable[[str, bytes], None]
+OnConnect = Callable[[], None]
 
 
 class MqttUnavailableError(Exception):
@@ -69,7 +73,17 @@ class MqttLink:
         # Unique per instance: a second API with the same client id would end this one's connection.
         self._client_id = f"{CLIENT_ID_PREFIX}{uuid.uuid4().hex[:12]}"
         self._client: aiomqtt.Client | None = None
+        self._routes: list[tuple[str, OnMessage]] = []
+        self._on_connect: list[OnConnect] = []
         self.status = LinkStatus()
+
+    def route(self, topic_filter: str, on_message: OnMessage) -> None:
+        """Subscribe to `topic_filter` too (from the next connect), handing its messages to `on_message`."""
+        self._routes.append((topic_filter, on_message))
+
+    def on_connect(self, callback: OnConnect) -> None:
+        """Call `callback` after every connect, once subscribed (it must not block: start work, not do it)."""
+        self._on_connect.append(callback)
 
     @property
     def connected(self) -> bool:
@@ -99,12 +113,16 @@ class MqttLink:
             client.pending_calls_threshold = INFLIGHT_MAX
             try:
                 async with client:
-                    await client.subscribe([(topic, 0) for topic in self._subscriptions])
+                    filters = [*self._subscriptions, *(topic for topic, _ in self._routes)]
+                    if filters:  # an empty SUBSCRIBE is a protocol error
+                        await client.subscribe([(topic, 0) for topic in filters])
                     self._client = client
                     self.status.connected = True
                     self.status.connects += 1
                     delay = RETRY_MIN_S
                     log.info("MQTT connected to %s:%s as %s", address.host, address.port, self._client_id)
+                    for callback in self._on_connect:
+                        self._call(callback)
                     async for message in client.messages:
                         payload = message.payload
                         if isinstance(payload, bytes | bytearray):
@@ -123,10 +141,19 @@ class MqttLink:
 
     def _deliver(self, topic: str, payload: bytes) -> None:
         # A failing callback is a bug to log, not a reason to lose the connection for every other request.
+        handlers = [on_message for topic_filter, on_message in self._routes if topic_matches_sub(topic_filter, topic)]
+        for on_message in handlers or [self._on_message]:
+            try:
+                on_message(topic, payload)
+            except Exception:
+                log.exception("handling a message on %s failed", topic)
+
+    @staticmethod
+    def _call(callback: OnConnect) -> None:
         try:
-            self._on_message(topic, payload)
+            callback()
         except Exception:
-            log.exception("handling a message on %s failed", topic)
+            log.exception("a callback after connecting failed")
 
     async def publish(
         self,

@@ -23,10 +23,12 @@ from litestar.status_codes import (
     HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_412_PRECONDITION_FAILED,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
     HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_428_PRECONDITION_REQUIRED,
     HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
@@ -256,3 +258,15 @@ async def log_server_error(exc: Exception, scope: Scope) -> None:
         )
         return
     log.error("%s: unhandled error [%s=%s]", scope.get("path"), CORRELATION_FIELD, correlation, exc_info=exc)
+
+
+def precondition_failed(detail: str) -> ProblemDetailsException:
+    """A 412 problem: the caller's If-Match names a version that is no longer current."""
+    return ProblemDetailsException(status_code=HTTP_412_PRECONDITION_FAILED, title="Precondition failed", detail=detail)
+
+
+def precondition_required(detail: str) -> ProblemDetailsException:
+    """A 428 problem: a change that must name the version it was made against (If-Match) did not."""
+    return ProblemDetailsException(
+        status_code=HTTP_428_PRECONDITION_REQUIRED, title="Precondition required", detail=detail
+    )

@@ -78,6 +78,8 @@ DEVICE_GRANTS: Final = (
     Grant(_READ, TopicKind.CMD),
     Grant(_READ, TopicKind.PERSISTED),
     Grant(_READ, TopicKind.REJECTED),
+    Grant(_READ, TopicKind.CONFIG),
+    Grant(_WRITE, TopicKind.CONFIG_REPORTED),
 )
 
 # What the other roles may do on every device's topics (or, for a grouped integrator, on its group's).
@@ -102,6 +104,9 @@ ROLE_GRANTS: Final[dict[Role, tuple[Grant, ...]]] = {
         Grant(_WRITE, TopicKind.TELEMETRY),
         Grant(_READ, TopicKind.PERSISTED),
         Grant(_READ, TopicKind.REJECTED),
+        # The device twin (api/twin/): desired documents out, retained; the devices' reports in.
+        Grant(_WRITE, TopicKind.CONFIG),
+        Grant(_READ, TopicKind.CONFIG_REPORTED),
     ),
     Role.INTEGRATOR: (
         Grant(_READ, TopicKind.STATE),

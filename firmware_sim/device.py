@@ -13,6 +13,9 @@ What a device does on the wire (topics from `models.topics`):
   `received` at once (or `expired` when it arrived after its `expires_at` by the device's clock), then
   `succeeded`/`failed` from whoever obeys it (`on_command`; `ping` it answers itself); a repeated id is
   answered again and never obeyed twice; `reboot()` restarts it with a new boot and seq from zero;
+* subscribes to its twin's `config` (retained: after any absence it gets only the latest version),
+  applies a newer version (`firmware_sim.twin`: the report interval the fleet's scheduler follows, known
+  thresholds) and publishes what it applied, retained, on `config/reported`;
 * for a scenario, leaves the network with its Last Will published (`go_offline()`: an MQTT 5 DISCONNECT
   with reason 0x04) and stays off until `come_back()`, buffering meanwhile.
 
@@ -60,12 +63,14 @@ from firmware_sim.forward import Forwarder
 from firmware_sim.ledger import SeqLedger
 from firmware_sim.outbox import Outbox, OutboxEntry, Settled
 from firmware_sim.store import SampleStore, open_store
+from firmware_sim.twin import TwinState
 from models.commands import AckStatus, CommandAck, CommandMessage
 from models.events import Status
 from models.firmware import OtaProgress
 from models.state import Persisted, PersistedRange, RejectedNotice
 from models.telemetry import Sample, utcnow
 from models.topics import TopicKind, device_topic, is_device_id
+from models.twin import DESIRED_DECODER
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +88,8 @@ REBOOT_DOWN_S: Final = 0.5  # how long a rebooting device stays off the network
 
 # Obeys one command on the device's behalf; called on the device's network thread, so it must not block.
 OnCommand = Callable[["Device", CommandMessage], None]
+# Called when an applied twin version changes the report interval (None: the key was removed).
+OnReportInterval = Callable[["Device", int | None], None]
 # MQTT 5: a clean DISCONNECT that still has the broker publish the Last Will, as a lost device would.
 DISCONNECT_WITH_WILL: Final = 4
 
@@ -205,6 +212,7 @@ class Device:
         *,
         on_settled: Callable[[], None] | None = None,
         on_command: OnCommand | None = None,
+        on_report_interval: OnReportInterval | None = None,
         store: SampleStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = utcnow,
@@ -214,8 +222,7 @@ class Device:
         self.device_id = device_id
         self.address = address
         self.options = options = options or DeviceOptions()
-        self._on_settled = on_settled
-        self._clock = clock
+        self._on_settled, self._clock = on_settled, clock
         self._telemetry_topic = device_topic(device_id, TopicKind.TELEMETRY)
         self._events_topic = device_topic(device_id, TopicKind.EVENTS)
         self._status_topic = device_topic(device_id, TopicKind.STATUS)
@@ -232,6 +239,10 @@ class Device:
         self.commands = CommandBook()
         self.firmware_version = options.firmware_version
         self._ack_rng = random.Random(f"acks:{device_id}")  # noqa: S311 - a simulated flaky link, not security
+        self._config_topic, self._reported_topic = (
+            device_topic(device_id, TopicKind.CONFIG),
+            device_topic(device_id, TopicKind.CONFIG_REPORTED),
+        )
 
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -245,9 +256,9 @@ class Device:
         )
         self._outbox = Outbox()
         self._events = EventOutbox(persist_timeout_s=options.persist_timeout_s)
-        self._acked = SeqLedger()
-        self._persisted = SeqLedger()
+        self._acked, self._persisted = SeqLedger(), SeqLedger()
         self._rejected: deque[RejectedNotice] = deque(maxlen=REJECTED_KEPT)
+        self._twin, self._on_report_interval = TwinState(), on_report_interval
         self._connected = False
         self._closing = False
         self._stopping = False
@@ -580,6 +591,33 @@ class Device:
         with self._lock:
             return list(self._rejected)
 
+    @property
+    def report_interval_s(self) -> int | None:
+        """The report interval its twin set (None: none set; the fleet's rate, or a command's, applies)."""
+        with self._lock:
+            return self._twin.report_interval_s
+
+    @property
+    def config_version(self) -> int:
+        """The twin version the device applied (0: none yet)."""
+        with self._lock:
+            return self._twin.version
+
+    @property
+    def config_applied(self) -> dict[str, Any]:
+        """What the device applied of its twin, as it reported it."""
+        with self._lock:
+            return dict(self._twin.applied)
+
+    def config_received(self) -> list[int]:
+        """The twin versions delivered to the device on `config`, in order, applied or not."""
+        with self._lock:
+            return list(self._twin.received)
+
+    def wait_config(self, version: int, timeout_s: float) -> bool:
+        """Wait until the device applied twin `version` or a later one; False on timeout."""
+        return self._wait_for(lambda: self._twin.version >= version, timeout_s)
+
     def stats(self) -> DeviceStats:
         """A consistent snapshot of the counters."""
         with self._lock:
@@ -706,6 +744,7 @@ class Device:
                 (self._persisted_topic, QOS_AT_LEAST_ONCE),
                 (self._rejected_topic, QOS_AT_LEAST_ONCE),
                 (self._cmd_topic, QOS_AT_LEAST_ONCE),
+                (self._config_topic, QOS_AT_LEAST_ONCE),
             ]
         )
         with self._lock:
@@ -782,6 +821,8 @@ class Device:
                     now = self._clock()
                     self._store_call(lambda ranges: self._forwarder.confirm(ranges, now), persisted.ranges)
                     self._changed.notify_all()
+            elif message.topic == self._config_topic:
+                self._apply_config(client, message.payload)
             elif message.topic == self._rejected_topic:
                 notice = _REJECTED.decode(message.payload)
                 with self._lock:
@@ -799,3 +840,25 @@ class Device:
             logger.warning(
                 "%s: unreadable message on %s (%s): %.200r", self.device_id, message.topic, exc, message.payload
             )
+
+    def _apply_config(self, client: Client, payload: bytes | bytearray) -> None:
+        """Apply a newer twin document and publish, retained, what was applied (network thread)."""
+        if not payload:
+            return  # the retained document was cleared (the device was deleted): nothing to apply
+        config = DESIRED_DECODER.decode(payload)
+        with self._lock:
+            interval_before = self._twin.report_interval_s
+            outcome = self._twin.apply(config)
+            interval = self._twin.report_interval_s
+            self._changed.notify_all()
+        if outcome is None:
+            return
+        if isinstance(outcome, str):
+            logger.warning("%s: twin %s", self.device_id, outcome)
+            return
+        if interval != interval_before and self._on_report_interval is not None:
+            self._on_report_interval(self, interval)
+        info = client.publish(self._reported_topic, msgspec.json.encode(outcome), qos=QOS_AT_LEAST_ONCE, retain=True)
+        with self._lock:
+            self._outbox.bind_untracked(info.mid)  # its ack settles no telemetry
+        logger.info("%s: applied twin version %d: %s", self.device_id, outcome.version, outcome.applied)

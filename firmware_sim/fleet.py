@@ -11,13 +11,15 @@ with its last sample, so a fleet restarted on the same store directory continues
 and route where it stopped. Without a store directory every run is a new boot.
 
 Schedule: at `rate_hz`, device i of n samples at `start + k/rate_hz + i/(n·rate_hz)` — spread over the
-period rather than all at once, and computed from the start, so the schedule never drifts. The sample
+period rather than all at once, and computed from the start, so the schedule never drifts. A device told
+a report interval — by a `set_report_interval` command or its twin's `report_interval_s`, whichever came
+last — samples every that many seconds instead, from its next sample on. The sample
 time is the scheduled time; when the scheduler falls behind it catches up and `FleetStats.lag_s` says
 by how much. Without a rate (`rate_hz=None`) every connected device sends as fast as the broker
 acknowledges, keeping at most `DeviceOptions.max_inflight` messages unacknowledged.
 
 Commands (`firmware_sim.commands`, docs/commands.md): each truck obeys `set_report_interval` (its own
-samples then follow that interval on the fleet's schedule), `immobilise`/`mobilise` (it comes to a stop,
+samples then follow that interval), `immobilise`/`mobilise` (it comes to a stop,
 engine off, and stays so until mobilised), `unlock`, and `reboot` (the device drops off the network and
 comes back with a new boot, its truck counting seq from zero), answering each on `cmd/ack`.
 
@@ -27,6 +29,7 @@ a device off the network (and back) when its truck's scenario says so, its sampl
 
 from __future__ import annotations
 
+import heapq
 import logging
 import resource
 import threading
@@ -210,6 +213,7 @@ class Fleet:
                         device_options,
                         on_settled=self._progress.set,
                         on_command=self._obey,
+                        on_report_interval=self._follow_twin,
                         wall_clock=wall_clock,
                     )
                 )
@@ -234,7 +238,6 @@ class Fleet:
         # Per device, set by commands on its network thread and read by the scheduler: a plain assignment
         # each, so no lock. A reboot's new boot is handed to the scheduler, which alone steps the truck.
         self._interval_s: list[float | None] = [None] * len(ids)
-        self._last_offset: list[float | None] = [None] * len(ids)
         self._rebooted: list[int | None] = [None] * len(ids)
         self._pending: list[list[Sample]] = [[] for _ in ids]
         self._produced = [0] * len(ids)
@@ -343,8 +346,12 @@ class Fleet:
             device.join()
 
     def report_interval_s(self, device_id: str) -> float | None:
-        """The report interval a command set for the device (None: the fleet's rate)."""
+        """The report interval a command or the device's twin set, whichever came last (None: the fleet's rate)."""
         return self._interval_s[self._index[device_id]]
+
+    def _follow_twin(self, device: Device, interval_s: int | None) -> None:
+        """The device applied a twin version with another report interval (on its network thread)."""
+        self._interval_s[self._index[device.device_id]] = None if interval_s is None else float(interval_s)
 
     def _obey(self, device: Device, command: CommandMessage) -> None:
         """Carry out a command for one of the fleet's devices (on its network thread: nothing blocks)."""
@@ -432,33 +439,36 @@ class Fleet:
             self._pending[i] = []
 
     def _run_scheduled(self, rate_hz: float) -> None:
-        period = 1.0 / rate_hz
+        fleet_period = 1.0 / rate_hz
         n = len(self.devices)
         if n == 0:
             return
-        slot = period / n
         count, duration = self.options.count, self.options.duration_s
         start = self._clock()
         wall_start = self._wall_clock()
-        tick = 0
-        while count is None or tick < count:
-            for i in range(n):
-                offset = tick * period + i * slot
-                if duration is not None and offset >= duration:
+        # Per device: k samples after `base` at `period` (drift-free: base + k·period, never summed). A report
+        # interval (from a command or the device's twin) changes the device's period from its next sample on.
+        schedules = [_Schedule(base=i * fleet_period / n - fleet_period, period=fleet_period) for i in range(n)]
+        due = [(schedule.next_at(), i) for i, schedule in enumerate(schedules)]
+        heapq.heapify(due)
+        produced = [0] * n
+        while due:
+            offset, i = heapq.heappop(due)
+            if duration is not None and offset >= duration:
+                return  # the earliest due is past the end: so is every other
+            delay = offset - (self._clock() - start)
+            if delay > MIN_SLEEP_S:
+                if self._stop.wait(delay):
                     return
-                delay = offset - (self._clock() - start)
-                if delay > MIN_SLEEP_S:
-                    if self._stop.wait(delay):
-                        return
-                elif self._stop.is_set():
-                    return
-                self._lag_s = max(0.0, -delay)
-                interval, last = self._interval_s[i], self._last_offset[i]
-                if interval is not None and last is not None and offset - last < interval - period / 2:
-                    continue  # a command set a longer report interval for this device
-                self._last_offset[i] = offset
-                self._step(i, wall_start + timedelta(seconds=offset), period if last is None else offset - last)
-            tick += 1
+            elif self._stop.is_set():
+                return
+            self._lag_s = max(0.0, -delay)
+            schedule = schedules[i]
+            self._step(i, wall_start + timedelta(seconds=offset), schedule.period)
+            produced[i] += 1
+            schedule.stepped(offset, self._interval_s[i] or fleet_period)
+            if count is None or produced[i] < count:
+                heapq.heappush(due, (schedule.next_at(), i))
 
     def _run_unthrottled(self) -> None:
         count, duration = self.options.count, self.options.duration_s
@@ -486,6 +496,24 @@ class Fleet:
                 stepped = True
             if not stepped:
                 self._progress.wait(IDLE_WAIT_S)
+
+
+@dataclass(slots=True)
+class _Schedule:
+    """One device's sample times: `base + k·period` for k = 1, 2, …; a new period starts from the last sample."""
+
+    base: float
+    period: float
+    k: int = 1
+
+    def next_at(self) -> float:
+        return self.base + self.k * self.period
+
+    def stepped(self, at: float, period: float) -> None:
+        if period == self.period:
+            self.k += 1
+        else:
+            self.base, self.period, self.k = at, period, 1
 
 
 def _saved_place(device: Device) -> TruckPlace | None:

@@ -21,6 +21,7 @@ from models.rules import AlertNotice
 from models.state import DeviceState, Persisted, RejectedNotice
 from models.telemetry import KNOWN_METRICS, Sample, SensorReading, TelemetryBatch
 from models.topics import DEVICE_ID_PATTERN, PREFIX, TopicKind
+from models.twin import DesiredConfig, ReportedConfig
 
 VERSION: Final = "1.0.0"
 
@@ -141,6 +142,22 @@ CHANNELS: Final = (
     Channel(TopicKind.REJECTED, "send", (RejectedNotice,), "Why a message or sample was refused.", 0),
     Channel(TopicKind.STATE, "send", (DeviceState,), "Normalised last-known state, for integrators.", 0, True),
     Channel(TopicKind.ALERTS, "send", (AlertNotice,), "Alert changes from the rules engine, for integrators.", 1),
+    Channel(
+        TopicKind.CONFIG,
+        "send",
+        (DesiredConfig,),
+        "The device twin's desired configuration, retained: the latest version only. Apply a higher version only.",
+        1,
+        True,
+    ),
+    Channel(
+        TopicKind.CONFIG_REPORTED,
+        "receive",
+        (ReportedConfig,),
+        "What the device applied and from which version, retained by the device.",
+        1,
+        True,
+    ),
 )
 
 

@@ -25,6 +25,8 @@ class TopicKind(enum.StrEnum):
     REJECTED = "rejected"
     STATE = "state"
     ALERTS = "alerts"
+    CONFIG = "config"
+    CONFIG_REPORTED = "config/reported"
     OTA = "ota"
 
 

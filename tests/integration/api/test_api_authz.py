@@ -164,6 +164,17 @@ def http_route(method: str, path: str, body: Callable[[], Any] | None = None) ->
     return call
 
 
+def merge_patch_route(path: str, body: bytes) -> Request:
+    """A JSON Merge Patch (RFC 7396) to `path`, against any version (`If-Match: *`)."""
+
+    async def call(client: httpx.AsyncClient, world: World, headers: dict[str, str]) -> int:
+        sent = {**headers, "Content-Type": "application/merge-patch+json", "If-Match": "*"}
+        response = await client.request("PATCH", path, headers=sent, content=body)
+        return response.status_code
+
+    return call
+
+
 async def live_handshake(client: httpx.AsyncClient, world: World, headers: dict[str, str]) -> int:
     url = world.api_url.replace("http://", "ws://") + "/api/v1/live"
     try:
@@ -231,6 +242,18 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
     "GET /api/v1/groups/{name}/summary": (
         http_route("GET", "/api/v1/groups/north/summary?day=2026-03-02"),
         "viewer",
+        200,
+    ),
+    "GET /api/v1/devices/{id}/twin": (http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/twin"), "viewer", 200),
+    "PATCH /api/v1/devices/{id}/twin": (
+        merge_patch_route(f"/api/v1/devices/{NORTH_DEVICE}/twin", b'{"report_interval_s": 30}'),
+        "operator",
+        200,
+    ),
+    "GET /api/v1/groups/{name}/twin": (http_route("GET", "/api/v1/groups/north/twin"), "viewer", 200),
+    "PATCH /api/v1/groups/{name}/twin": (
+        merge_patch_route("/api/v1/groups/north/twin", b'{"firmware_channel": "beta"}'),
+        "operator",
         200,
     ),
     "GET /api/v1/rejected": (http_route("GET", "/api/v1/rejected"), "admin", 200),
@@ -486,6 +509,8 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/api/v1/devices/{device_id:str}/idling",
         "/api/v1/devices/{device_id:str}/summary",
         "/api/v1/groups/{name:str}/summary",
+        "/api/v1/devices/{device_id:str}/twin",
+        "/api/v1/groups/{name:str}/twin",
         "/api/v1/rejected",
         "/api/v1/groups",
         "/api/v1/groups/{name:str}",
@@ -614,7 +639,8 @@ async def test_group_key_lists_reads_and_streams_only_its_group(
 
 
 @pytest.mark.parametrize(
-    "resource", ["/state", "/telemetry", "", "/telemetry?bucket=1h", "/telemetry?points=10", "/track", "/events"]
+    "resource",
+    ["/state", "/telemetry", "", "/telemetry?bucket=1h", "/telemetry?points=10", "/track", "/events", "/twin"],
 )
 async def test_group_key_sees_a_device_of_another_group_exactly_like_an_unknown_one(
     world: World, client: httpx.AsyncClient, resource: str
@@ -676,6 +702,18 @@ async def test_group_key_sees_only_its_own_group(world: World, client: httpx.Asy
     assert other.status_code == unknown.status_code == 404
     assert other.json()["detail"].replace("south", "X") == unknown.json()["detail"].replace("nowhere", "X")
     assert [group["name"] for group in everything.json()["items"]] == ["north", "retired", "south"]
+
+
+async def test_group_key_reads_its_own_groups_twin_only(world: World, client: httpx.AsyncClient) -> None:
+    north = {"X-API-Key": world.keys["north"]}
+
+    own = await client.get("/api/v1/groups/north/twin", headers=north)
+    other = await client.get("/api/v1/groups/south/twin", headers=north)
+    unknown = await client.get("/api/v1/groups/nowhere/twin", headers=north)
+
+    assert own.status_code == 200
+    assert other.status_code == unknown.status_code == 404
+    assert other.json()["detail"].replace("south", "X") == unknown.json()["detail"].replace("nowhere", "X")
 
 
 async def test_group_key_fleet_state_holds_its_group_only(world: World, client: httpx.AsyncClient) -> None:

@@ -58,10 +58,10 @@ def test_wrong_secrets_and_unknown_users_are_refused(fleet: Fleet) -> None:
 # --- devices stay in their own topics --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["telemetry", "events", "status", "cmd/ack"])
+@pytest.mark.parametrize("kind", ["telemetry", "events", "status", "cmd/ack", "config/reported"])
 def test_device_cannot_publish_on_another_devices_topic(fleet: Fleet, kind: str) -> None:
     # The account that reads `kind` for every device listens; then the impostor, then the owner publish.
-    reader = fleet.connected(fleet.bridge)
+    reader = fleet.connected(fleet.api if kind == "config/reported" else fleet.bridge)
     reader.subscribe(f"fleet/v1/+/{kind}")
     impostor, owner = fleet.connected(fleet.a), fleet.connected(fleet.b)
 
@@ -73,7 +73,7 @@ def test_device_cannot_publish_on_another_devices_topic(fleet: Fleet, kind: str)
     assert reader.received() == []
 
 
-@pytest.mark.parametrize("kind", ["state", "alerts", "persisted", "rejected", "cmd"])
+@pytest.mark.parametrize("kind", ["state", "alerts", "persisted", "rejected", "cmd", "config"])
 def test_device_cannot_forge_what_the_bridge_or_api_say_even_about_itself(fleet: Fleet, kind: str) -> None:
     # Only the device itself reads its persisted, rejected and cmd: it listens on the connection it
     # forges with (a second connection of its account would end the first: client id = user name).
@@ -83,6 +83,20 @@ def test_device_cannot_forge_what_the_bridge_or_api_say_even_about_itself(fleet:
 
     assert device.publish(fleet.topic(fleet.a, kind), b"forged") == NOT_AUTHORIZED
     assert listener.received() == []
+
+
+def test_device_reads_only_its_own_twin_config_and_reports_on_its_own_topic(fleet: Fleet) -> None:
+    spy, owner, api = fleet.connected(fleet.a), fleet.connected(fleet.b), fleet.connected(fleet.api)
+    owner.subscribe(fleet.topic(fleet.b, "config"))
+    spy.subscribe(fleet.topic(fleet.b, "config"), "fleet/v1/+/config")
+    api.subscribe("fleet/v1/+/config/reported")
+
+    assert api.publish(fleet.topic(fleet.b, "config"), b"desired") == SUCCESS
+    assert owner.publish(fleet.topic(fleet.b, "config/reported"), b"applied") == SUCCESS
+
+    assert owner.next_message() == (fleet.topic(fleet.b, "config"), b"desired")
+    assert api.next_message() == (fleet.topic(fleet.b, "config/reported"), b"applied")
+    assert spy.received() == []
 
 
 def test_device_cannot_read_another_devices_commands(fleet: Fleet) -> None:

@@ -32,6 +32,8 @@ def test_render_confines_devices_to_their_own_topics_with_patterns() -> None:
         "pattern read fleet/v1/%u/cmd",
         "pattern read fleet/v1/%u/persisted",
         "pattern read fleet/v1/%u/rejected",
+        "pattern read fleet/v1/%u/config",
+        "pattern write fleet/v1/%u/config/reported",
     ]
     assert "user truck-1" not in text, "an active device needs nothing but the patterns"
 
@@ -61,6 +63,8 @@ def test_render_lets_the_api_send_commands_and_forward_http_telemetry_and_read_t
         "topic write fleet/v1/+/telemetry",
         "topic read fleet/v1/+/persisted",
         "topic read fleet/v1/+/rejected",
+        "topic write fleet/v1/+/config",
+        "topic read fleet/v1/+/config/reported",
     ]
 
 
