@@ -56,6 +56,7 @@ from api.live.hub import LiveHub
 from api.live.stream import LiveStreamReader
 from api.live.wake import Wake
 from api.live.watch import CredentialWatch
+from api.maintenance.controllers import DeviceMaintenanceController, ScheduleController
 from api.mqtt import MqttLink
 from api.notifications.controllers import ChannelController, NotificationController
 from api.openapi import document_problems
@@ -281,6 +282,8 @@ def create_app(settings: Settings) -> Litestar:
         RolloutController,
         device_health_score,
         group_health_summary,
+        ScheduleController,
+        DeviceMaintenanceController,
     ):
         api.register(handler)
     for trip_handler in (device_trips, device_stops, device_idling, device_summary, group_day_summary):

@@ -21,6 +21,7 @@ import psycopg
 from config import Settings
 from engine.fence_stage import FenceSet
 from engine.lease import PartitionLease
+from engine.maintenance import sweep_maintenance
 from engine.notify import Notifier
 from engine.presence import sweep_presence
 from engine.publish import AlertPublisher
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 REBALANCE_INTERVAL_S: Final = 2.0
 PRESENCE_SWEEP_S: Final = 1.0  # presence alerts are due to the second, not to the poll
+MAINTENANCE_SWEEP_S: Final = 5.0  # services fall due over km and days: seconds do not matter
 RETRY_MAX_S: Final = 5.0
 STOP_GRACE_S: Final = 2.0  # a cycle in flight at stop may finish this long; after that it is rolled back
 
@@ -101,7 +103,7 @@ async def _evaluate(
     settings: Settings, conn: psycopg.AsyncConnection[Any], lease: PartitionLease, stop: asyncio.Event
 ) -> None:
     poll_s = settings.engine.poll_interval_ms / 1000
-    next_rebalance = next_sweep = 0.0
+    next_rebalance = next_sweep = next_maintenance = 0.0
     held: set[int] = set()
     fences = FenceSet()
     while not stop.is_set():
@@ -117,6 +119,9 @@ async def _evaluate(
         if time.monotonic() >= next_sweep:
             busy = await sweep_presence(conn, lease.held, rules) > 0
             next_sweep = time.monotonic() + PRESENCE_SWEEP_S
+        if time.monotonic() >= next_maintenance:
+            busy = await sweep_maintenance(conn, lease.held) > 0 or busy
+            next_maintenance = time.monotonic() + MAINTENANCE_SWEEP_S
         for part in sorted(lease.held):
             if stop.is_set():
                 return

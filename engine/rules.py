@@ -13,7 +13,9 @@ from models.rules import FENCE_OPS, OFFLINE, Condition
 _ACTIVE_RULES = (
     "SELECT r.id, r.name, r.metric, r.op, r.threshold, r.low, r.high, r.for_s, r.clear_threshold, r.clear_for_s,"
     " r.severity, r.device_id, r.kind, r.group_name, r.created_at, r.fence_id, f.name, r.window_s, r.while_parked"
-    " FROM alert_rules r LEFT JOIN geofences f ON f.id = r.fence_id WHERE r.deleted_at IS NULL ORDER BY r.id"
+    " FROM alert_rules r LEFT JOIN geofences f ON f.id = r.fence_id"
+    # Maintenance rules are raised and cleared by their own sweep (engine/maintenance.py), not by samples.
+    " WHERE r.deleted_at IS NULL AND r.op <> 'maintenance' ORDER BY r.id"
 )
 
 

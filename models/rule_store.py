@@ -21,8 +21,15 @@ _NOTIFY_COLUMN: Final = (
     "COALESCE((SELECT json_agg(json_build_object('channel', n.channel_id, 'events', n.events)"
     " ORDER BY n.channel_id) FROM rule_notifications n WHERE n.rule_id = alert_rules.id), '[]'::json) AS notify"
 )
-LIST_RULES: Final = f"SELECT {RULE_COLUMNS}, {_NOTIFY_COLUMN} FROM alert_rules WHERE deleted_at IS NULL ORDER BY id"
-READ_RULE: Final = f"SELECT {RULE_COLUMNS}, {_NOTIFY_COLUMN} FROM alert_rules WHERE id = %s AND deleted_at IS NULL"
+# A maintenance schedule's own rule is managed through the schedule (api/maintenance/), not listed here.
+LIST_RULES: Final = (
+    f"SELECT {RULE_COLUMNS}, {_NOTIFY_COLUMN} FROM alert_rules WHERE deleted_at IS NULL AND op <> 'maintenance'"
+    " ORDER BY id"
+)
+READ_RULE: Final = (
+    f"SELECT {RULE_COLUMNS}, {_NOTIFY_COLUMN} FROM alert_rules"
+    " WHERE id = %s AND deleted_at IS NULL AND op <> 'maintenance'"
+)
 INSERT_RULE: Final = (
     "INSERT INTO alert_rules (name, metric, op, threshold, low, high, for_s, clear_threshold, clear_for_s,"
     " severity, device_id, kind, group_name, fence_id, created_by, window_s, while_parked) VALUES (%(name)s,"
@@ -39,7 +46,9 @@ UNKNOWN_CHANNELS: Final = (
     " (SELECT 1 FROM notification_channels c WHERE c.id = x AND c.deleted_at IS NULL) ORDER BY x"
 )
 INSERT_RULE_NOTIFY: Final = "INSERT INTO rule_notifications (rule_id, channel_id, events) VALUES (%s, %s, %s)"
-REMOVE_RULE: Final = "UPDATE alert_rules SET deleted_at = now() WHERE id = %s AND deleted_at IS NULL"
+REMOVE_RULE: Final = (
+    "UPDATE alert_rules SET deleted_at = now() WHERE id = %s AND deleted_at IS NULL AND op <> 'maintenance'"
+)
 CLEAR_RULE_ALERTS: Final = (
     "WITH cleared AS (UPDATE alerts SET state = 'cleared', cleared_at = now(), clear_reason = 'rule_removed',"
     " cleared_by = %s, updated_at = now() WHERE rule_id = %s AND state IN ('active', 'acknowledged') RETURNING id)"

@@ -353,6 +353,29 @@ ROUTES: dict[str, tuple[Request, str, int]] = {
     ),
     "GET /api/v1/devices/{id}/health": (http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/health"), "viewer", 200),
     "GET /api/v1/groups/{name}/health": (http_route("GET", "/api/v1/groups/north/health"), "viewer", 200),
+    "POST /api/v1/maintenance-schedules": (
+        http_route(
+            "POST", "/api/v1/maintenance-schedules", lambda: {"name": "oil", "basis": "odometer", "every": 15000}
+        ),
+        "operator",
+        201,
+    ),
+    "GET /api/v1/maintenance-schedules": (http_route("GET", "/api/v1/maintenance-schedules"), "viewer", 200),
+    "DELETE /api/v1/maintenance-schedules/{id}": (
+        http_route("DELETE", "/api/v1/maintenance-schedules/999999"),
+        "operator",
+        404,
+    ),
+    "GET /api/v1/devices/{id}/maintenance": (
+        http_route("GET", f"/api/v1/devices/{NORTH_DEVICE}/maintenance"),
+        "viewer",
+        200,
+    ),
+    "POST /api/v1/devices/{id}/maintenance": (
+        http_route("POST", f"/api/v1/devices/{NORTH_DEVICE}/maintenance", lambda: {"schedule_id": 999999}),
+        "operator",
+        400,
+    ),
     "POST /api/v1/rollouts": (
         http_route("POST", "/api/v1/rollouts", lambda: {"image_id": 999999, "group": "north"}),
         "operator",
@@ -545,6 +568,9 @@ def test_authz_matrix_covers_every_route_of_the_app() -> None:
         "/api/v1/firmware/{image_id:int}/image",
         "/api/v1/devices/{device_id:str}/firmware-update",
         "/api/v1/rollouts",
+        "/api/v1/maintenance-schedules",
+        "/api/v1/maintenance-schedules/{schedule_id:int}",
+        "/api/v1/devices/{device_id:str}/maintenance",
         "/api/v1/devices/{device_id:str}/health",
         "/api/v1/groups/{name:str}/health",
         "/api/v1/rollouts/{rollout_id:int}",
