@@ -9,6 +9,7 @@ cap, so one kind of trouble cannot hide the others and the score says which weig
 | presence | the share of the last `PRESENCE_DAYS` days offline, times 20 | 20 |
 | engine temperature trend | 10 per °C a day the daily average rose (over `TREND_DAYS`), past 0.5 °C a day | 20 |
 | vibration trend | half the percent the daily average rose, past 20 % | 15 |
+| overdue maintenance | 15 a service due (an open maintenance alert) | 30 |
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ ENGINE_TEMP_SLOPE_FREE: Final = 0.5  # °C a day of rise that costs nothing (sea
 ENGINE_TEMP_CAP: Final = 20.0
 VIBRATION_RISE_FREE_PCT: Final = 20.0
 VIBRATION_CAP: Final = 15.0
+MAINTENANCE_POINTS: Final = 15.0
+MAINTENANCE_CAP: Final = 30.0
 
 
 class HealthPart(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,10 +50,11 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
 class HealthInputs(msgspec.Struct, frozen=True, kw_only=True):
     """What the score is computed from."""
 
-    open_alerts: dict[str, int]  # severity -> count
+    open_alerts: dict[str, int]  # severity -> count (maintenance alerts apart)
     online_share: float | None  # of the last PRESENCE_DAYS days; None: presence unknown
     engine_temp_daily: Sequence[float] = ()  # daily averages, oldest first
     vibration_daily: Sequence[float] = ()
+    services_due: int = 0  # open maintenance alerts
 
 
 def slope_per_day(values: Sequence[float]) -> float | None:
@@ -104,6 +108,13 @@ def score(inputs: HealthInputs) -> Health:
                 detail=f"daily average {rise:+.0f} % over {len(inputs.vibration_daily)} days",
             )
         )
+    parts.append(
+        HealthPart(
+            name="overdue maintenance",
+            points=min(MAINTENANCE_CAP, MAINTENANCE_POINTS * inputs.services_due),
+            detail=f"{inputs.services_due} service{'s' if inputs.services_due != 1 else ''} due",
+        )
+    )
     parts.sort(key=lambda p: -p.points)
     return Health(score=round(max(0.0, 100.0 - sum(p.points for p in parts)), 1), parts=parts)
 

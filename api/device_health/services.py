@@ -15,9 +15,11 @@ from models.health import PRESENCE_DAYS, TREND_DAYS, Health, HealthInputs, Healt
 GROUP_DEVICES_MAX: Final = 2000
 WORST_LISTED: Final = 10
 
+# Open alerts by severity; those of maintenance schedules apart (they are services due, not faults).
 _ALERTS = (
-    "SELECT severity, count(*) FROM alerts WHERE device_id = %s AND state IN ('active', 'acknowledged')"
-    " GROUP BY severity"
+    "SELECT CASE WHEN r.op = 'maintenance' THEN 'maintenance' ELSE a.severity END, count(*)"
+    " FROM alerts a JOIN alert_rules r ON r.id = a.rule_id"
+    " WHERE a.device_id = %s AND a.state IN ('active', 'acknowledged') GROUP BY 1"
 )
 # Presence intervals over the window: the changes inside it, and the presence it started with.
 _PRESENCE = (
@@ -104,6 +106,7 @@ async def group_health(pool: Pool, group: str, now: datetime | None = None) -> G
 async def _inputs(cur: AsyncCursor[Any], device_id: str, now: datetime) -> HealthInputs:
     await cur.execute(_ALERTS, (device_id,))
     alerts = {str(severity): int(count) for severity, count in await cur.fetchall()}
+    services_due = alerts.pop("maintenance", 0)
     await cur.execute(_PRESENCE, {"d": device_id, "since": now - timedelta(days=PRESENCE_DAYS), "now": now})
     row = await cur.fetchone()
     online_share = None
@@ -116,4 +119,5 @@ async def _inputs(cur: AsyncCursor[Any], device_id: str, now: datetime) -> Healt
         online_share=online_share,
         engine_temp_daily=[float(d[1]) for d in days if d[1] is not None],
         vibration_daily=[float(d[2]) for d in days if d[2] is not None],
+        services_due=services_due,
     )

@@ -66,3 +66,8 @@ def test_the_score_never_goes_below_zero() -> None:
 @pytest.mark.parametrize(("values", "expected"), [([1, 2, 3, 4], 1.0), ([4, 4, 4, 4], 0.0), ([1, 2], None)])
 def test_slope_per_day(values: list[float], expected: float | None) -> None:
     assert slope_per_day(values) == expected
+
+
+def test_services_due_cost_fifteen_each_up_to_thirty() -> None:
+    assert parts(HealthInputs(open_alerts={}, online_share=1.0, services_due=1))["overdue maintenance"] == 15.0
+    assert parts(HealthInputs(open_alerts={}, online_share=1.0, services_due=3))["overdue maintenance"] == 30.0
