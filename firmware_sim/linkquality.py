@@ -58,7 +58,7 @@ BASIC: Final = QualityLevel("basic", 10_000, _ALL, 5.0, 1, std=False)
 MINIMAL: Final = QualityLevel("minimal", 0, frozenset({"vibration", "pressure", "temperature"}), 30.0, 1, std=False)
 LEVELS: Final = (FULL, STANDARD, BASIC, MINIMAL)  # best first
 
-SAMPLES_KEPT: Final = 5
+SAMPLES_KEPT: Final = 3
 MIN_DISPERSION_S: Final = 0.005
 MIN_TRAIN_MESSAGES: Final = 3
 # Before any measurement, and with no configured speed: assume a fast link (the first trains correct it).

@@ -4,6 +4,7 @@ aggregates under each sensor's own id, and none lost when the gateway's link is 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -88,3 +89,60 @@ async def test_gateway_windows_are_stored_as_each_sensors_aggregates_and_a_cut_l
     assert len(vibration) >= 8
     assert max(agg["vibration"][3] for _, _, agg in vibration) == 100  # 100 Hz in a whole second
     assert len(stored[f"{site}-temperature-1"]) >= 8
+
+
+def _wait_level(gateway: Gateway, name: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if gateway.stats().level == name:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _steady(gateway: Gateway, seconds: float) -> tuple[float, int]:
+    """Bytes per second the broker acknowledged over `seconds`, and how many windows are unsent at the end."""
+    before = gateway.stats()
+    started = time.monotonic()
+    time.sleep(seconds)
+    after = gateway.stats()
+    return (after.acked_bytes - before.acked_bytes) / (time.monotonic() - started), after.unsent
+
+
+def test_gateway_quality_follows_the_link_it_measures_and_stays_within_it(mqtt_url: str, tmp_path: Path) -> None:
+    host, port = broker(mqtt_url)
+    site = f"link{uuid.uuid4().hex[:6]}"
+    links: dict[str, tuple[float, str]] = {  # phase: (link in bytes/s, level expected)
+        "300 kbit/s": (300_000 / 8, "standard"),
+        "40 kbit/s": (40_000 / 8, "basic"),
+        "back to 300 kbit/s": (300_000 / 8, "standard"),
+        "4 kbit/s": (4_000 / 8, "minimal"),
+    }
+    with ProxyThread(host, port) as proxy:
+        # No bridge here: nothing is confirmed, and a long persist timeout keeps resends out of the figures.
+        gateway = Gateway(
+            parse_broker_url(f"mqtt://127.0.0.1:{proxy.port}"),
+            GatewayOptions(site=site, sensors_per_kind=4, persist_timeout_s=600, store_dir=tmp_path),
+        )
+        gateway.start()
+        try:
+            assert gateway.wait_connected(10)
+            assert _wait_level(gateway, "full", 5), gateway.stats()  # loopback: fast
+            for phase, (rate, level) in links.items():
+                proxy.set_rate(rate)
+                assert _wait_level(gateway, level, 40), (phase, gateway.stats())
+                if level in {"standard", "basic"}:
+                    sent_per_s, unsent = _steady(gateway, 6)
+                    # The level's output fits the link: what the broker acknowledged stays under the
+                    # link's rate, and no backlog builds up behind it.
+                    assert sent_per_s <= rate, (phase, sent_per_s)
+                    assert unsent <= 2 * len(gateway.sensors), (phase, unsent)
+            changes = [name for _, name in gateway.stats().level_changes]
+        finally:
+            gateway.close(timeout_s=1)
+
+    # No level flapped back and forth within a phase; on the way down to 4 kbit/s one train measured while
+    # the link changed under it may pass through basic.
+    assert changes[:4] == ["full", "standard", "basic", "standard"]
+    assert changes[-1] == "minimal"
+    assert set(changes[4:-1]) <= {"basic"}
