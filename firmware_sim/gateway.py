@@ -20,6 +20,7 @@ broker acknowledges while it has more to send than the link takes, and picks a q
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from firmware_sim.errors import StoreError
 from firmware_sim.forward import Forwarder
 from firmware_sim.linkquality import LEVELS, LinkMeter, QualityLevel, level_for
 from firmware_sim.outbox import Outbox, OutboxEntry, Settled
-from firmware_sim.site import SiteSensor, Window, gateway_id, reading_times, site_sensors, window_start, window_ts
+from firmware_sim.site import SiteSensor, Window, gateway_id, open_window, reading_times, site_sensors, window_ts
 from firmware_sim.store import SampleStore, open_store
 from models.events import Status
 from models.state import Persisted, RejectedNotice
@@ -120,7 +121,7 @@ class _Child:
     persisted: str
     rejected: str
     window: Window | None = None
-    window_s: float = 1.0
+    window_end_s: float = -math.inf  # the end of the last window closed
     read_until_s: float = 0.0
 
 
@@ -289,27 +290,25 @@ class Gateway:
             if self.options.adapt:
                 self._adapt()
 
-    def _read(self, child: _Child, now_s: float) -> list[tuple[float, Window]]:
-        """Readings of `child` since the last tick; the windows they closed (start, window). Sampler only."""
-        closed: list[tuple[float, Window]] = []
+    def _read(self, child: _Child, now_s: float) -> list[Window]:
+        """Readings of `child` since the last tick; the windows they closed. Sampler only."""
+        closed: list[Window] = []
         level = self._level
         for t_s in reading_times(child.sensor, child.read_until_s, now_s):
-            window = child.window
-            if window is not None and t_s >= window.start_s + child.window_s:
-                closed.append((child.window_s, window))
-                window = None
-            if window is None:
-                child.window_s = level.window_s
-                window = child.window = Window(window_start(t_s, level.window_s))
-            window.add(child.sensor.value(t_s))
+            if child.window is not None and t_s >= child.window.end_s:
+                closed.append(child.window)
+                child.window_end_s, child.window = child.window.end_s, None
+            if child.window is None:
+                child.window = open_window(t_s, level.window_s, child.window_end_s)
+            child.window.add(child.sensor.value(t_s))
         child.read_until_s = now_s
         # A window ends when its time is over, not at the next reading (a level sensor reads every 10 s).
-        if child.window is not None and now_s >= child.window.start_s + child.window_s:
-            closed.append((child.window_s, child.window))
-            child.window = None
+        if child.window is not None and now_s >= child.window.end_s:
+            closed.append(child.window)
+            child.window_end_s, child.window = child.window.end_s, None
         return closed
 
-    def _store(self, child: _Child, closed: list[tuple[float, Window]]) -> None:
+    def _store(self, child: _Child, closed: list[Window]) -> None:
         level = self._level
         if child.sensor.kind not in level.kinds:
             return  # this level leaves the kind out: its windows are not kept
@@ -322,7 +321,7 @@ class Gateway:
                     ts=window_ts(window.start_s),
                     agg={child.sensor.kind: level.shape(window.summary())},
                 )
-                for i, (_, window) in enumerate(closed)
+                for i, window in enumerate(closed)
             ]
             try:
                 entry, dropped = child.forwarder.append(samples, send_now=False)

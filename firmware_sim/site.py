@@ -94,6 +94,7 @@ class Window:
     """
 
     start_s: float
+    end_s: float
     count: int = 0
     low: float = math.inf
     high: float = -math.inf
@@ -117,6 +118,14 @@ class Window:
         avg = min(max(self.mean, self.low), self.high)
         std = math.sqrt(max(0.0, self.squares) / self.count)
         return Aggregate(min=self.low, max=self.high, avg=avg, count=self.count, std=std)
+
+
+def open_window(t_s: float, window_s: float, after_s: float = -math.inf) -> Window:
+    """The window of length `window_s` that holds instant `t_s`, starting no earlier than `after_s` (the end of
+    the sensor's previous window): after a change of length the first window is cut short, so that a
+    sensor's windows never overlap and never share a start (its samples' `ts`)."""
+    start = window_start(t_s, window_s)
+    return Window(max(start, after_s), start + window_s)
 
 
 def window_start(t_s: float, window_s: float = WINDOW_S) -> float:

@@ -12,6 +12,7 @@ from firmware_sim.site import (
     NATIVE_RATES_HZ,
     Window,
     gateway_id,
+    open_window,
     reading_times,
     site_sensors,
     window_start,
@@ -64,7 +65,7 @@ def test_values_stay_within_each_metrics_physical_range_and_repeat_for_the_same_
 
 def test_a_window_summarises_its_readings_exactly() -> None:
     readings = [3.0, 7.5, 1.25, 9.0, 4.0]
-    window = Window(10.0)
+    window = Window(10.0, 11.0)
     for value in readings:
         window.add(value)
 
@@ -76,7 +77,7 @@ def test_a_window_summarises_its_readings_exactly() -> None:
 
 
 def test_a_window_of_equal_readings_keeps_avg_within_min_and_max_and_std_zero() -> None:
-    window = Window(0.0)
+    window = Window(0.0, 1.0)
     for _ in range(100):
         window.add(0.1)
 
@@ -88,7 +89,7 @@ def test_a_window_of_equal_readings_keeps_avg_within_min_and_max_and_std_zero() 
 
 def test_an_empty_window_has_no_summary() -> None:
     with pytest.raises(ValueError, match="empty"):
-        Window(0.0).summary()
+        Window(0.0, 1.0).summary()
 
 
 def test_windows_start_on_whole_multiples_of_their_length_in_utc() -> None:
@@ -97,3 +98,13 @@ def test_windows_start_on_whole_multiples_of_their_length_in_utc() -> None:
     assert window_start(1001.0) == 1001.0
     assert window_ts(1_700_000_000.0) == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
     assert not math.isnan(window_start(0.0))
+
+
+def test_after_a_change_of_length_the_first_window_is_cut_short_so_windows_never_overlap() -> None:
+    one_second = open_window(1002.3, 1.0)
+    five_seconds = open_window(1003.4, 5.0, after_s=one_second.end_s)
+    next_one = open_window(1005.0, 5.0, after_s=five_seconds.end_s)
+
+    assert (one_second.start_s, one_second.end_s) == (1002.0, 1003.0)
+    assert (five_seconds.start_s, five_seconds.end_s) == (1003.0, 1005.0)
+    assert (next_one.start_s, next_one.end_s) == (1005.0, 1010.0)
