@@ -6,11 +6,16 @@ attempt is paired with a listener that would hear it, so "nothing arrived" means
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from broker import accounts
 from broker.accounts import Credential, DeviceSpec
-from tests.integration.broker.conftest import NOT_AUTHORIZED, SUCCESS, Fleet
+from firmware_sim.address import parse_broker_url
+from firmware_sim.gateway import Gateway, GatewayOptions
+from firmware_sim.site import gateway_id, site_sensors
+from tests.integration.broker.conftest import NOT_AUTHORIZED, SUCCESS, TIMEOUT_S, Fleet
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +76,36 @@ def test_a_child_moved_away_or_a_gateway_changed_kind_takes_the_rights_with_it(f
     gw = fleet.connected(gateway)
 
     assert gw.publish(fleet.topic(child, "telemetry"), b"x") == NOT_AUTHORIZED
+
+
+def test_the_simulated_gateway_publishes_for_its_registered_sensors_and_is_refused_for_the_others(
+    fleet: Fleet,
+) -> None:
+    site = f"s{fleet.suffix}"
+    sensors = site_sensors(site)
+    registered = [s.device_id for s in sensors if s.kind != "flow"]  # the flow sensor is not under the gateway
+    gateway_account, *_ = accounts.import_devices(
+        fleet.conn, [DeviceSpec(gateway_id(site), kind="gateway"), *(DeviceSpec(s.device_id) for s in sensors)]
+    )
+    fleet.conn.execute("UPDATE devices SET gateway_id = %s WHERE id = ANY(%s)", (gateway_account.username, registered))
+    fleet.broker.apply(fleet.conn)
+    reader = fleet.connected(fleet.bridge)
+    reader.subscribe("fleet/v1/+/telemetry")
+    gateway = Gateway(
+        parse_broker_url(f"mqtt://127.0.0.1:{fleet.broker.server.port}"),
+        GatewayOptions(site=site, password=gateway_account.secret, persist_timeout_s=600),
+    )
+    gateway.start()
+    try:
+        assert gateway.wait_connected(TIMEOUT_S)
+        time.sleep(3)
+    finally:
+        gateway.close(timeout_s=1)
+
+    stats = gateway.stats()
+    senders = {topic.split("/")[2] for topic, _ in reader.received()}
+    assert senders == {s.device_id for s in sensors if s.kind in {"vibration", "pressure", "temperature"}} | (
+        senders & {f"{site}-level-1"}  # a level sensor's first window may not have closed yet
+    )
+    assert stats.refused >= 2  # the flow sensor's windows, answered 0x87
+    assert stats.acked >= 6
