@@ -35,6 +35,8 @@ Connection = psycopg.Connection[tuple[Any, ...]]
 
 CSV_COLUMNS: Final = ("id", "kind", "name", "group")
 SERVICE_ROLES: Final = frozenset({Role.BRIDGE, Role.ENGINE, Role.API})
+# The device kind that may publish for other devices (`devices.gateway_id`, docs/gateways.md).
+GATEWAY_KIND: Final = "gateway"
 
 
 class AccountError(ValueError):
@@ -194,6 +196,14 @@ def render_files(conn: Connection) -> AccountFiles:
             (groups,),
         ).fetchall():
             members[group] = tuple(ids)
+    # Children count only under a device that is a gateway now (its kind can change after they named it).
+    children: dict[str, tuple[str, ...]] = dict(
+        conn.execute(
+            "SELECT c.gateway_id, array_agg(c.id ORDER BY c.id) FROM devices c"
+            " JOIN devices g ON g.id = c.gateway_id AND g.kind = %s GROUP BY c.gateway_id",
+            (GATEWAY_KIND,),
+        ).fetchall()
+    )
     passwords: list[str] = []
     accounts: list[AclAccount] = []
     for username, role, secret_hash, active, group in rows:
@@ -201,7 +211,8 @@ def render_files(conn: Connection) -> AccountFiles:
         if can_log_in:
             passwords.append(password_line(username, secret_hash))
         devices = members[group] if group is not None else None
-        accounts.append(AclAccount(username, Role(role), active=can_log_in, devices=devices))
+        mine = tuple(children.get(username, ())) if role == Role.DEVICE else ()
+        accounts.append(AclAccount(username, Role(role), active=can_log_in, devices=devices, children=mine))
     return AccountFiles("".join(passwords), render_acl(accounts))
 
 

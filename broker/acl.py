@@ -8,6 +8,8 @@ username, services and integrators included; so:
   all names share one table, so no device can be named like a service (models/migrations/0003);
 - each non-device account gets `topic deny fleet/v1/<its name>/#`: it cannot act as a device named like
   it. Mosquitto checks a user's own lines before the patterns, and `deny` lines first of all;
+- a gateway (a device account of kind `gateway`, docs/gateways.md) also gets a `user` block with one set
+  of lines per child device it publishes for, and nothing on any other device;
 - a revoked or disabled account keeps a `user` block with `topic deny #`, so a connection that is somehow
   still open is worth nothing (Mosquitto 2.0.11 also ends it at the reload: see broker/reload.py).
 
@@ -82,6 +84,16 @@ DEVICE_GRANTS: Final = (
     Grant(_WRITE, TopicKind.CONFIG_REPORTED),
 )
 
+# What a gateway may do on each of its children's topics (fleet/v1/{child id}/...), besides its own device
+# rights: publish for them, and hear what the bridge stored or refused, so its store can free their samples.
+GATEWAY_CHILD_GRANTS: Final = (
+    Grant(_WRITE, TopicKind.TELEMETRY),
+    Grant(_WRITE, TopicKind.EVENTS),
+    Grant(_WRITE, TopicKind.STATUS),
+    Grant(_READ, TopicKind.PERSISTED),
+    Grant(_READ, TopicKind.REJECTED),
+)
+
 # What the other roles may do on every device's topics (or, for a grouped integrator, on its group's).
 ROLE_GRANTS: Final[dict[Role, tuple[Grant, ...]]] = {
     Role.BRIDGE: (
@@ -126,6 +138,8 @@ class AclAccount:
     active: bool = True
     # An integrator limited to a device group: the group's device ids. None: every device.
     devices: tuple[str, ...] | None = None
+    # A gateway device: the ids of the devices it publishes for (`devices.gateway_id`). Devices only.
+    children: tuple[str, ...] = ()
 
 
 def is_username(value: str) -> bool:
@@ -163,8 +177,10 @@ def _user_block(account: AclAccount) -> list[str]:
     name = check_username(account.username)
     if not account.active:
         return [f"# {name}: {account.role}, revoked or disabled", f"user {name}", f"topic {Access.DENY} #"]
+    if account.children and account.role is not Role.DEVICE:
+        raise AclError(f"{name}: only a device can be a gateway for other devices")
     if account.role is Role.DEVICE:
-        return []  # the patterns are all a device gets
+        return _gateway_block(name, account.children)  # beside the patterns, which are all a device gets
     if account.devices is not None and account.role is not Role.INTEGRATOR:
         raise AclError(f"{name}: only integrators can be limited to a device group")
     scope = "every device" if account.devices is None else f"{len(account.devices)} devices of its group"
@@ -181,6 +197,18 @@ def _user_block(account: AclAccount) -> list[str]:
         for device_id in sorted(account.devices):
             check_username(device_id)
             lines += [f"topic {grant.access} {device_topic(device_id, grant.kind)}" for grant in grants]
+    return lines
+
+
+def _gateway_block(name: str, children: tuple[str, ...]) -> list[str]:
+    if not children:
+        return []
+    # Its own topics come from the patterns, which Mosquitto checks after these lines.
+    lines = [f"# {name}: gateway, {len(children)} devices", f"user {name}"]
+    for child in sorted(children):
+        if check_username(child) == name:
+            raise AclError(f"{name}: a gateway cannot be its own child")
+        lines += [f"topic {grant.access} {device_topic(child, grant.kind)}" for grant in GATEWAY_CHILD_GRANTS]
     return lines
 
 

@@ -43,8 +43,10 @@ from firmware_sim.address import BrokerAddress, parse_broker_url
 from firmware_sim.device import PERSIST_TIMEOUT_S, STORE_MAX_SAMPLES, Device, DeviceOptions, TlsOptions
 from firmware_sim.errors import SimError
 from firmware_sim.fleet import Fleet, FleetOptions, FleetStats, fds_needed
+from firmware_sim.gateway import Gateway, GatewayOptions
 from firmware_sim.replay import load_recording, plan_replay, play
 from firmware_sim.scenario import SCENARIOS, Scenario, demo_plan, scenario
+from firmware_sim.site import gateway_id
 from firmware_sim.truck import READINGS_PER_SAMPLE
 from models.telemetry import utcnow
 
@@ -178,6 +180,22 @@ def build_parser(
         help="the demo of `fleet up`: one truck overheats from the start, another goes offline for 11 minutes "
         "(which two: by --seed)",
     )
+    gateway = parser.add_argument_group("edge gateway (docs/gateways.md)")
+    gateway.add_argument(
+        "--gateway",
+        action="store_true",
+        help="run one site's gateway instead of trucks: it logs in as SITE-gw and publishes one-second windows "
+        "of the site's sensors (SITE-vibration-1, …) as their telemetry",
+    )
+    gateway.add_argument("--site", help="the gateway's site (needed with --gateway)")
+    gateway.add_argument(
+        "--sensors-per-kind", type=_positive_int, default=1, help="sensors of each kind at the site (%(default)s)"
+    )
+    gateway.add_argument(
+        "--link-kbps",
+        type=_positive,
+        help="the link's speed as configured, the gateway's first estimate (it measures the link from then on)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -223,6 +241,7 @@ def main(
         parser.error("--scenario-at and --scenario-for need a --scenario")
     if args.scenario is not None and args.scenario_devices > args.devices:
         parser.error(f"--scenario-devices {args.scenario_devices} is more than the {args.devices} --devices")
+    _check_gateway_args(parser, args)
     device_options = DeviceOptions(
         tls=TlsOptions(args.ca_file, args.cert_file, args.key_file) if address.tls else None,
         max_inflight=args.max_inflight,
@@ -231,9 +250,7 @@ def main(
         persist_timeout_s=args.persist_timeout,
     )
     try:
-        if args.replay is not None:
-            return _replay(args, address, device_options)
-        return _simulate(args, address, device_options)
+        return _runner(args)(args, address, device_options)
     except SimError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
@@ -321,6 +338,79 @@ def _simulate(args: argparse.Namespace, address: BrokerAddress, device_options: 
         )
     finally:
         fleet.close(timeout_s=SIGNAL_CLOSE_S if signalled.is_set() else 5.0)
+
+
+def _runner(args: argparse.Namespace) -> Callable[[argparse.Namespace, BrokerAddress, DeviceOptions], int]:
+    """What the arguments ask to run: a site's gateway, a replay, or the simulated fleet."""
+    if args.gateway:
+        return run_gateway
+    return _replay if args.replay is not None else _simulate
+
+
+def _check_gateway_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.gateway and not args.site:
+        parser.error("--gateway needs --site")
+    if args.gateway and (args.replay is not None or args.demo or args.scenario):
+        parser.error("--gateway runs a site's sensors; --replay, --scenario and --demo drive trucks")
+    if not args.gateway and (args.site or args.link_kbps is not None):
+        parser.error("--site and --link-kbps are for --gateway")
+
+
+def run_gateway(args: argparse.Namespace, address: BrokerAddress, device_options: DeviceOptions) -> int:
+    """`--gateway`: run the site's gateway until --duration (or Ctrl-C/SIGTERM), then drain; 0 when the bridge
+    confirmed every window. Of `device_options`, only the store's settings apply (read from `args`)."""
+    password = None
+    if args.credentials:
+        password = read_credentials(args.credentials).get(gateway_id(args.site))
+    options = GatewayOptions(
+        site=args.site,
+        sensors_per_kind=args.sensors_per_kind,
+        seed=args.seed,
+        password=password,
+        store_dir=args.store_dir,
+        store_max_samples=args.store_max_samples,
+        persist_timeout_s=args.persist_timeout,
+        link_kbps=args.link_kbps,
+    )
+    gateway = Gateway(address, options)
+    sys.stderr.write(
+        f"gateway: {gateway.device_id} for {len(gateway.sensors)} sensors -> {address}, quality {gateway.level.name}\n"
+    )
+    stop = threading.Event()
+    gateway.start()
+    try:
+        with _sigterm_calls(stop.set):
+            started = time.monotonic()
+            try:
+                while not stop.wait(PROGRESS_INTERVAL_S):
+                    if not args.quiet:
+                        sys.stderr.write(_gateway_line(gateway, time.monotonic() - started))
+                    if args.duration is not None and time.monotonic() - started >= args.duration:
+                        break
+            except KeyboardInterrupt:
+                sys.stderr.write("interrupted: stopping\n")
+                stop.set()
+        gateway.stop_sampling()
+        drained = gateway.wait_persisted(min(args.drain, SIGNAL_DRAIN_S) if stop.is_set() else args.drain)
+        final = gateway.stats()
+        sys.stderr.write(
+            f"summary: {final.windows} windows, published {final.published}, acked {final.acked} "
+            f"({final.acked_bytes} bytes), persisted {final.persisted}, resent {final.resent}, "
+            f"refused {final.refused}, dropped {final.dropped}, still stored {final.buffered}; "
+            f"quality {' -> '.join(name for _, name in final.level_changes)}\n"
+        )
+        return 0 if drained and not final.refused and not final.dropped else 1
+    finally:
+        gateway.close(timeout_s=SIGNAL_CLOSE_S)
+
+
+def _gateway_line(gateway: Gateway, t_s: float) -> str:
+    stats = gateway.stats()
+    return (
+        f"{t_s:7.1f}s  {'connected' if stats.connected else 'offline'}  quality {stats.level}"
+        f" (link ~{stats.estimate_bps / 1000:.0f} kbit/s)  windows {stats.windows}  acked {stats.acked}"
+        f"  persisted {stats.persisted}  stored {stats.buffered} (unsent {stats.unsent})\n"
+    )
 
 
 def _replay(args: argparse.Namespace, address: BrokerAddress, device_options: DeviceOptions) -> int:

@@ -32,6 +32,8 @@ class Device(SQLModel, table=True):
     presence_since: datetime | None = None
     firmware_version: str | None = None  # as the device last reported running it (docs/ota.md)
     firmware_reported_at: datetime | None = None
+    gateway_id: str | None = None  # the gateway that publishes for this device (docs/gateways.md)
+    site: str | None = None  # the field site a gateway serves
 
 
 class PresenceChange(SQLModel, table=True):

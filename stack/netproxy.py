@@ -3,7 +3,9 @@
 No network-fault tool is installable on the development machines (no `tc`/netem rights, no toxiproxy),
 so the fault suite puts this between a client and a server and breaks the link on purpose:
 
-* **forward** — bytes both ways, each chunk held back `latency_s` (one way) if set, order kept;
+* **forward** — bytes both ways, each chunk held back `latency_s` (one way) if set, order kept; with
+  `rate_bytes_s`, each direction is paced to that many bytes per second (a thin link: a cellular or
+  satellite site), in slices of `PACE_SLICE_S` worth, so a burst arrives spread out as over a slow link;
 * **cut** — every current connection ends at once: with a reset (SO_LINGER 0, so the peer sees RST, as
   after a dead cellular link's NAT entry expires) or with a plain close;
 * **refuse** — the listening socket is closed, so new connections get ECONNREFUSED, until `forward`;
@@ -35,6 +37,7 @@ LOOPBACK: Final = "127.0.0.1"
 READ_CHUNK_BYTES: Final = 64 * 1024
 CONNECT_TIMEOUT_S: Final = 5.0
 CALL_TIMEOUT_S: Final = 10.0
+PACE_SLICE_S: Final = 0.01  # a throttled link delivers in slices of this many seconds' worth of bytes
 # SO_LINGER on with a zero timeout: close() discards unsent data and sends RST instead of FIN.
 _LINGER_RESET: Final = struct.pack("ii", 1, 0)
 
@@ -80,11 +83,15 @@ class TcpProxy:
         listen_host: str = LOOPBACK,
         listen_port: int = 0,
         latency_s: float = 0.0,
+        rate_bytes_s: float | None = None,
     ) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.listen_host = listen_host
         self.port = listen_port
         self.latency_s = latency_s
+        # Bytes per second in each direction (None: as fast as loopback); read per slice, so a change
+        # applies at once to what is queued too.
+        self.rate_bytes_s = rate_bytes_s
         self.stats = ProxyStats()
         self._mode = Mode.FORWARD
         self._server: asyncio.Server | None = None
@@ -219,17 +226,29 @@ class TcpProxy:
             # Half-close is not modelled: one side gone ends the whole link, as MQTT and libpq expect.
             _end(writer, reset=False)
 
-    @staticmethod
-    async def _send(queue: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter) -> None:
+    async def _send(self, queue: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
+        free_at = 0.0  # when the throttled link has carried everything written so far
         while True:
             due, data = await queue.get()
             if not data:
                 return
             if (wait := due - loop.time()) > 0:
                 await asyncio.sleep(wait)
-            writer.write(data)
-            await writer.drain()
+            while data:
+                rate = self.rate_bytes_s
+                if rate is None:
+                    writer.write(data)
+                    await writer.drain()
+                    break
+                size = max(1, int(rate * PACE_SLICE_S))
+                piece, data = data[:size], data[size:]
+                free_at = max(free_at, loop.time())
+                if (wait := free_at - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                writer.write(piece)
+                await writer.drain()
+                free_at += len(piece) / rate
 
 
 async def _discard(reader: asyncio.StreamReader) -> None:
@@ -265,8 +284,10 @@ class ProxyThread:
     Use as a context manager (or `start()`/`close()`); the proxy's methods are mirrored as blocking ones.
     """
 
-    def __init__(self, upstream_host: str, upstream_port: int, *, latency_s: float = 0.0) -> None:
-        self.proxy = TcpProxy(upstream_host, upstream_port, latency_s=latency_s)
+    def __init__(
+        self, upstream_host: str, upstream_port: int, *, latency_s: float = 0.0, rate_bytes_s: float | None = None
+    ) -> None:
+        self.proxy = TcpProxy(upstream_host, upstream_port, latency_s=latency_s, rate_bytes_s=rate_bytes_s)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
 
@@ -313,6 +334,10 @@ class ProxyThread:
     def set_latency(self, latency_s: float) -> None:
         """Delay every chunk read from now on by `latency_s` (one way)."""
         self._loop.call_soon_threadsafe(setattr, self.proxy, "latency_s", latency_s)
+
+    def set_rate(self, rate_bytes_s: float | None) -> None:
+        """Pace each direction to `rate_bytes_s` bytes per second from now on (None: unthrottled)."""
+        self._loop.call_soon_threadsafe(setattr, self.proxy, "rate_bytes_s", rate_bytes_s)
 
     def connections(self) -> int:
         """Client connections open now."""

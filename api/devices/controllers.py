@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from api.auth import ADMIN, OPERATOR, may_see_device, principal_of
 from api.devices.provision import UNCHANGED, BrokerDelivery, Conflict, DeviceAccounts
-from api.devices.registry import delete_device, patch_device, read_device
+from api.devices.registry import GatewayError, delete_device, patch_device, read_device, refused_gateway
 from api.devices.rejected import REFUSED_PAGE_DEFAULT, REFUSED_PAGE_MAX, list_refused
 from api.devices.schemas import (
     GROUP_PATTERN,
@@ -128,8 +128,10 @@ class DeviceController(Controller):
         data: JSONBody[DeviceCreate],
     ) -> Response[ProvisionedDevice]:
         """Register a device and make its broker account; the secret is in this answer only. 409 when the id
-        is registered already (or names another account)."""
+        is registered already (or names another account); 400 when `gateway` is not a device of kind `gateway`."""
         _check_metadata(data.metadata)
+        if data.gateway is not None and (reason := await refused_gateway(pool, data.id, data.gateway)):
+            raise bad_request(reason)
         created = await device_accounts.provision(data)
         if isinstance(created, Conflict):
             raise conflict(created.reason)
@@ -156,10 +158,14 @@ class DeviceController(Controller):
         device_id: FromPath[str],
         data: JSONBody[DevicePatch],
     ) -> DeviceChange:
-        """Change name, kind, group, metadata or disabled; disabling also takes the device off the broker."""
+        """Change name, kind, group, metadata, disabled, gateway or site; disabling also takes the device off the
+        broker. 400 when `gateway` is not a device of kind `gateway`, or a gateway with children changes kind."""
         _checked_id(device_id)
         _check_metadata(data.metadata)
-        patched = await patch_device(pool, device_id, data)
+        try:
+            patched = await patch_device(pool, device_id, data)
+        except GatewayError as exc:
+            raise bad_request(str(exc)) from None
         if patched is None:
             raise not_found(f"no device {device_id!r}")
         broker = await broker_delivery.wait() if patched.broker_changed else UNCHANGED

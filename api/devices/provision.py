@@ -55,12 +55,23 @@ def _provision(database_url: str, device: DeviceCreate) -> Credential | Conflict
             # One transaction: a name held by a service or integrator account undoes the registry row too.
             with conn.transaction():
                 conn.execute(
-                    "INSERT INTO devices (id, kind, name, group_name, metadata) VALUES (%s, %s, %s, %s, %s)",
-                    (device.id, device.kind, device.name, device.group, Jsonb(device.metadata)),
+                    "INSERT INTO devices (id, kind, name, group_name, metadata, gateway_id, site)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        device.id,
+                        device.kind,
+                        device.name,
+                        device.group,
+                        Jsonb(device.metadata),
+                        device.gateway,
+                        device.site,
+                    ),
                 )
                 return accounts.add_device(conn, DeviceSpec(device.id))
         except errors.UniqueViolation:
             return Conflict(f"device {device.id!r} exists; change it with PATCH, or give it a new secret")
+        except errors.ForeignKeyViolation:
+            return Conflict(f"gateway {device.gateway!r} was deleted meanwhile")
         except AccountError as exc:
             return Conflict(str(exc))
 

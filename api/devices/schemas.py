@@ -39,6 +39,10 @@ class Device(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     last_seen: datetime | None
     disabled: bool
+    gateway: str | None = None
+    """The gateway that publishes for this device (docs/gateways.md); null: the device publishes itself."""
+    site: str | None = None
+    """The field site a gateway serves."""
 
 
 class DevicePage(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,6 +76,10 @@ class DeviceCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     name: DeviceName | None = None
     group: GroupName | None = None
     metadata: dict[str, Any] = {}
+    gateway: DeviceId | None = None
+    """A registered device of kind `gateway` that will publish for this one (docs/gateways.md)."""
+    site: GroupName | None = None
+    """The field site, for a gateway."""
 
 
 class DevicePatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -84,6 +92,9 @@ class DevicePatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """Replaces the whole object."""
     disabled: bool | msgspec.UnsetType = msgspec.UNSET
     """True takes the device off the broker (its secret is kept); false lets it back."""
+    gateway: DeviceId | msgspec.UnsetType | None = msgspec.UNSET
+    """A device of kind `gateway` to publish for this one; `null`: the device publishes itself again."""
+    site: GroupName | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class BrokerUpdate(msgspec.Struct, frozen=True, kw_only=True):

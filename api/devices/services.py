@@ -22,7 +22,7 @@ DEVICES_PAGE_DEFAULT: Final = 100
 SCAN_BATCH_KEYS: Final = 1000
 FIELD_LOG_BYTES: Final = 200
 
-_DEVICE_COLUMNS: Final = "id, kind, name, group_name, metadata, created_at, last_seen, disabled"
+_DEVICE_COLUMNS: Final = "id, kind, name, group_name, metadata, created_at, last_seen, disabled, gateway_id, site"
 # Every filter is a constant fragment with named parameters; a statement holds only the fragments of the
 # filters given, rather than `%s IS NULL OR …`, which a cached generic plan cannot serve by index.
 _FILTERS: Final = {
@@ -81,6 +81,8 @@ def device_from_row(row: Mapping[str, Any]) -> Device:
         created_at=row["created_at"],
         last_seen=row["last_seen"],
         disabled=row["disabled"],
+        gateway=row.get("gateway_id"),
+        site=row.get("site"),
     )
 
 

@@ -154,6 +154,44 @@ async def test_netproxy_latency_delays_each_direction(proxy: TcpProxy) -> None:
     writer.close()
 
 
+async def test_netproxy_throttle_paces_a_burst_to_its_rate_and_spreads_it_out(proxy: TcpProxy) -> None:
+    proxy.rate_bytes_s = 20_000
+    reader, writer = await connect(proxy.port)
+    burst = bytes(range(256)) * 40  # 10 240 bytes at once
+    started = time.monotonic()
+    writer.write(burst)
+    arrivals: list[tuple[float, int]] = []
+    got = b""
+    while len(got) < len(burst):
+        chunk = await asyncio.wait_for(reader.read(65536), TIMEOUT_S)
+        got += chunk
+        arrivals.append((time.monotonic() - started, len(got)))
+    writer.close()
+
+    assert got == burst  # intact and in order
+    # Up and down each at 20 kB/s, pipelined: the burst takes at least its size over the rate (a lower
+    # bound only, as the machine is shared). Spread out: half of it had arrived well before the end.
+    assert arrivals[-1][0] >= len(burst) / 20_000 * 0.95
+    half_at = next(t for t, n in arrivals if n >= len(burst) // 2)
+    assert half_at <= arrivals[-1][0] * 0.75
+    assert len(arrivals) >= 5
+
+
+async def test_netproxy_throttle_follows_a_rate_change_and_can_be_lifted(proxy: TcpProxy) -> None:
+    proxy.rate_bytes_s = 5_000
+    reader, writer = await connect(proxy.port)
+    writer.write(b"x" * 500)
+    assert await asyncio.wait_for(reader.readexactly(500), TIMEOUT_S) == b"x" * 500
+
+    proxy.rate_bytes_s = None
+    started = time.monotonic()
+    writer.write(b"y" * 100_000)
+    assert await asyncio.wait_for(reader.readexactly(100_000), TIMEOUT_S) == b"y" * 100_000
+    # Unthrottled, 100 kB goes far faster than the 20 s that 5 kB/s would take.
+    assert time.monotonic() - started < 10
+    writer.close()
+
+
 async def test_netproxy_unreachable_upstream_resets_the_client() -> None:
     with socket.socket() as probe:
         probe.bind((LOOPBACK, 0))

@@ -25,7 +25,15 @@ from broker.agent import AgentConfig, BrokerAgent
 from broker.process import start_mosquitto
 from config import Settings, load_settings
 from tests.integration.api.conftest import TEST_JWT_SECRET, mint_token
-from tests.integration.broker.conftest import NOT_AUTHORIZED, SUCCESS, TIMEOUT_S, AccountBroker, Probe, wait_for
+from tests.integration.broker.conftest import (
+    ACCEPTED,
+    NOT_AUTHORIZED,
+    SUCCESS,
+    TIMEOUT_S,
+    AccountBroker,
+    Probe,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -221,3 +229,75 @@ async def test_a_change_no_agent_applied_is_reported_and_the_change_kept(
 def _agent_known(database_url: str) -> bool:
     with psycopg.connect(database_url) as conn:
         return conn.execute("SELECT 1 FROM mqtt_broker_agents WHERE name = 'stuck-agent'").fetchone() is not None
+
+
+# --- gateways (docs/gateways.md) ------------------------------------------------------------------
+
+
+async def _post(admin: httpx.AsyncClient, account_broker: AccountBroker, body: dict[str, object]) -> httpx.Response:
+    return await change(account_broker, admin.build_request("POST", "/api/v1/devices", json=body), admin)
+
+
+async def test_a_child_registered_under_a_gateway_is_published_for_by_it_alone(
+    admin: httpx.AsyncClient, account_broker: AccountBroker, devices: Devices
+) -> None:
+    tag = suffix()
+    gateway = await _post(admin, account_broker, {"id": f"gw-{tag}", "kind": "gateway", "site": f"north-{tag}"})
+    child = await _post(admin, account_broker, {"id": f"flow-{tag}", "kind": "flow", "gateway": f"gw-{tag}"})
+    other = await _post(admin, account_broker, {"id": f"level-{tag}", "kind": "level"})
+    assert gateway.json()["device"]["site"] == f"north-{tag}"
+    assert child.json()["device"]["gateway"] == f"gw-{tag}"
+
+    code, gw = devices.connect(f"gw-{tag}", gateway.json()["secret"])
+    assert code == SUCCESS
+    assert gw.publish(f"fleet/v1/flow-{tag}/telemetry", b"{}") in ACCEPTED
+    assert gw.publish(f"fleet/v1/level-{tag}/telemetry", b"{}") == NOT_AUTHORIZED
+
+    # Moving the other sensor under the gateway gives it the right; detaching the child takes it away.
+    await change(
+        account_broker,
+        admin.build_request("PATCH", f"/api/v1/devices/level-{tag}", json={"gateway": f"gw-{tag}"}),
+        admin,
+    )
+    moved = await change(
+        account_broker, admin.build_request("PATCH", f"/api/v1/devices/flow-{tag}", json={"gateway": None}), admin
+    )
+    assert moved.json()["device"]["gateway"] is None
+    assert other.status_code == 201
+    code, gw = devices.connect(f"gw-{tag}", gateway.json()["secret"])
+    assert code == SUCCESS
+    assert gw.publish(f"fleet/v1/level-{tag}/telemetry", b"{}") in ACCEPTED
+    assert gw.publish(f"fleet/v1/flow-{tag}/telemetry", b"{}") == NOT_AUTHORIZED
+
+
+@pytest.mark.parametrize(
+    ("gateway", "reason"),
+    [("missing", "is not a registered device"), ("truck", "not 'gateway'"), ("self", "its own gateway")],
+)
+async def test_a_gateway_that_is_not_one_is_refused_with_the_reason(
+    admin: httpx.AsyncClient, account_broker: AccountBroker, gateway: str, reason: str
+) -> None:
+    tag = suffix()
+    await _post(admin, account_broker, {"id": f"truck-{tag}"})
+    names = {"missing": f"nobody-{tag}", "truck": f"truck-{tag}", "self": f"s-{tag}"}
+
+    created = await admin.post("/api/v1/devices", json={"id": f"s-{tag}", "gateway": names[gateway]})
+    patched = await admin.patch(
+        f"/api/v1/devices/truck-{tag}", json={"gateway": names[gateway].replace(f"s-{tag}", f"truck-{tag}")}
+    )
+
+    assert created.status_code == 400, created.text
+    assert reason in created.json()["detail"]
+    assert patched.status_code == 400, patched.text
+    assert (await admin.get(f"/api/v1/devices/s-{tag}")).status_code == 404
+
+
+async def test_a_gateway_with_children_keeps_its_kind(admin: httpx.AsyncClient, account_broker: AccountBroker) -> None:
+    tag = suffix()
+    await _post(admin, account_broker, {"id": f"gw-{tag}", "kind": "gateway"})
+    await _post(admin, account_broker, {"id": f"t-{tag}", "kind": "temperature", "gateway": f"gw-{tag}"})
+
+    refused = await admin.patch(f"/api/v1/devices/gw-{tag}", json={"kind": "truck"})
+
+    assert refused.status_code == 400, refused.text
+    assert "publishes for 1 devices" in refused.json()["detail"]

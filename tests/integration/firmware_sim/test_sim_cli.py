@@ -33,6 +33,26 @@ def test_cli_runs_a_fleet_until_count_and_reports_every_sample_acked(
     assert "unacknowledged 0" in summary
 
 
+def test_cli_runs_a_gateway_for_a_while_and_reports_its_windows_acked(
+    mqtt_url: str, raw_subscriber: type[RawSubscriber], capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = f"cli{time.monotonic_ns() % 10**6}"
+    listener = raw_subscriber(mqtt_url, [f"fleet/v1/{site}-vibration-1/telemetry"])
+    argv = ["--url", mqtt_url, "--gateway", "--site", site, "--duration", "3", "--drain", "1", "--quiet"]
+
+    listener.wait_subscribed()
+
+    status = main(argv)
+
+    summary = capsys.readouterr().err
+    assert status == 1, summary  # no bridge on this broker: no window was confirmed as stored
+    assert f"gateway: {site}-gw for 5 sensors" in summary
+    assert "refused 0, dropped 0" in summary
+    assert listener.wait_for(lambda messages: len(messages) >= 2)
+    windows = [msgspec.json.decode(m.payload, type=Sample) for m in listener.messages]
+    assert all(0 < w.agg["vibration"].count <= 100 for w in windows)
+
+
 def test_cli_replays_a_recording_rebased_to_now(
     mqtt_url: str, raw_subscriber: type[RawSubscriber], tmp_path: Path
 ) -> None:

@@ -146,6 +146,44 @@ def test_render_refuses_a_device_group_for_other_roles() -> None:
         render_acl([AclAccount("fleetbridge-bridge", Role.BRIDGE, devices=("t-1",))])
 
 
+def test_render_gives_a_gateway_its_childrens_telemetry_events_and_status_and_nothing_else() -> None:
+    text = render_acl([AclAccount("gw-1", Role.DEVICE, children=("s-2", "s-1")), AclAccount("s-1", Role.DEVICE)])
+
+    assert _block(text, "gw-1") == [
+        "topic write fleet/v1/s-1/telemetry",
+        "topic write fleet/v1/s-1/events",
+        "topic write fleet/v1/s-1/status",
+        "topic read fleet/v1/s-1/persisted",
+        "topic read fleet/v1/s-1/rejected",
+        "topic write fleet/v1/s-2/telemetry",
+        "topic write fleet/v1/s-2/events",
+        "topic write fleet/v1/s-2/status",
+        "topic read fleet/v1/s-2/persisted",
+        "topic read fleet/v1/s-2/rejected",
+    ]
+    assert "user s-1" not in text  # a child is a plain device: the patterns only
+    assert "pattern write fleet/v1/%u/telemetry" in text  # and the gateway keeps its own device rights
+    check_acl(text)
+
+
+def test_render_denies_a_disabled_gateway_everything_its_children_gave_it() -> None:
+    text = render_acl([AclAccount("gw-1", Role.DEVICE, active=False, children=("s-1",))])
+
+    assert _block(text, "gw-1") == ["topic deny #"]
+
+
+@pytest.mark.parametrize("role", [Role.BRIDGE, Role.ENGINE, Role.API, Role.INTEGRATOR])
+def test_render_refuses_children_for_accounts_that_are_not_devices(role: Role) -> None:
+    with pytest.raises(AclError, match="only a device can be a gateway"):
+        render_acl([AclAccount("svc-1", role, children=("s-1",))])
+
+
+@pytest.mark.parametrize("child", ["gw-1", "a/#", "+"])
+def test_render_refuses_a_gateway_child_that_is_itself_or_not_a_device_id(child: str) -> None:
+    with pytest.raises(AclError):
+        render_acl([AclAccount("gw-1", Role.DEVICE, children=(child,))])
+
+
 def test_render_is_deterministic_and_passes_its_own_check() -> None:
     accounts = [
         AclAccount("zeta", Role.INTEGRATOR),

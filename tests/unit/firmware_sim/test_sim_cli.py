@@ -39,6 +39,12 @@ def test_cli_parses_every_documented_flag() -> None:
     assert (args.store_dir, args.store_max_samples, args.persist_timeout) == (Path("/var/lib/sim"), 500, 2.5)
 
 
+def test_cli_parses_the_gateway_flags() -> None:
+    argv = "--gateway --site quarry --link-kbps 250 --sensors-per-kind 3"
+    args = build_parser(SimSettings()).parse_args(argv.split())
+    assert (args.gateway, args.site, args.link_kbps, args.sensors_per_kind) == (True, "quarry", 250.0, 3)
+
+
 def test_cli_keeps_stores_in_memory_unless_given_a_directory() -> None:
     args = build_parser(SimSettings()).parse_args([])
     assert (args.store_dir, args.store_max_samples, args.persist_timeout) == (None, 100_000, 10.0)
@@ -53,6 +59,12 @@ def test_cli_keeps_stores_in_memory_unless_given_a_directory() -> None:
         ["--url", "http://h"],
         ["--store-max-samples", "0"],
         ["--persist-timeout", "0"],
+        ["--gateway"],
+        ["--site", "quarry"],
+        ["--link-kbps", "100"],
+        ["--gateway", "--site", "quarry", "--link-kbps", "0"],
+        ["--gateway", "--site", "quarry", "--demo"],
+        ["--gateway", "--site", "quarry", "--sensors-per-kind", "0"],
     ],
 )
 def test_cli_refuses_bad_arguments_with_status_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
