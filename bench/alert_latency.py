@@ -18,32 +18,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
-import platform
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-import redis
 from paho.mqtt.enums import CallbackAPIVersion
 from websockets.asyncio.client import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from api.accounts.roles import Role  # noqa: E402
-from api.auth import TokenIssuer, build_auth  # noqa: E402
 from bench.commands import summary  # noqa: E402
-from bench.servers import free_port, progress, start_api, start_bridge, start_servers, stop_all  # noqa: E402
-from config import load_settings  # noqa: E402
+from bench.servers import bench_stack, new_results, progress, write_results  # noqa: E402
 
 BRIDGE_ID = "alert-bench-bridge"
 JWT_SECRET = "bench-alerts-secret-0123456789-0123456789"
@@ -113,28 +105,10 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="fb-alert-bench-"))
-    base.chmod(0o755)
-    servers: list[Any] = []
-    children: list[subprocess.Popen[bytes]] = []
-    results: dict[str, Any] = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": multiprocessing.cpu_count(), "python": platform.python_version()},
-        "devices": args.devices,
-        "rate": args.rate,
-        "seconds": args.seconds,
-    }
-    try:
-        mosquitto, redis_server, postgres = start_servers(base, servers)
-        urls = {"mqtt": mosquitto.url, "redis": redis_server.url, "database": postgres.url}
-        stats = redis.Redis.from_url(urls["redis"], decode_responses=True)
-        children.append(start_bridge(urls, base, BRIDGE_ID))
-        while stats.hget(f"fleet:bridge:{BRIDGE_ID}", "connects") != "1":
-            time.sleep(0.05)
+    results = new_results(devices=args.devices, rate=args.rate, seconds=args.seconds)
+    with bench_stack("fb-alert-bench-", bridge_id=BRIDGE_ID, jwt_secret=JWT_SECRET) as stack:
+        urls = stack.urls
         with psycopg.connect(urls["database"], autocommit=True) as conn:
-            conn.execute(
-                "INSERT INTO users (username, role, password_hash) VALUES ('bench', 'admin', '$argon2id$unusable')"
-            )
             conn.execute(
                 "INSERT INTO alert_rules (name, metric, op, threshold, severity, created_at)"
                 " VALUES ('bench hot', 'engine_temp', '>', 100, 'critical', now() - interval '1 hour')"
@@ -145,30 +119,25 @@ def main() -> int:
             "FLEETBRIDGE_ENGINE_POLL_INTERVAL_MS": "50",
             "FLEETBRIDGE_ENGINE_INSTANCE": "bench-0",
         }
-        with (base / "engine.log").open("wb") as log:
-            children.append(
+        with (stack.base / "engine.log").open("wb") as log:
+            stack.children.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "engine"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
                 )
             )
-        port = free_port()
-        children.append(start_api(urls, base, port, jwt_secret=JWT_SECRET))
-        token = TokenIssuer(build_auth(load_settings({"FLEETBRIDGE_API_JWT_SECRET": JWT_SECRET}).api)).issue(
-            "bench", Role.ADMIN
-        )
-        ws_url = f"ws://127.0.0.1:{port}/api/v1/live?token={token}"
+        ws_url = stack.api_url.replace("http://", "ws://") + f"/api/v1/live?token={stack.token}"
         progress(f"{args.devices} devices, {args.rate:.0f} msg/s for {args.seconds:.0f} s; one in {HOT_EVERY} hot")
         until = time.time() + args.seconds + 10
         stop = threading.Event()
+        published: list[int] = []
         publisher = threading.Thread(
-            target=lambda: results.__setitem__(
-                "published", publish(urls["mqtt"], args.rate, args.seconds, args.devices, stop)
-            )
+            target=lambda: published.append(publish(urls["mqtt"], args.rate, args.seconds, args.devices, stop))
         )
         publisher.start()
         states, alerts = asyncio.run(watch(ws_url, until))
         stop.set()
         publisher.join(30)
+        results["published"] = sum(published)
         results["state_updates"] = summary(states) if states else {}
         results["alerts_raised"] = summary(alerts) if alerts else {}
         print(f"baseline: publish → state update: {json.dumps(results['state_updates'])}", flush=True)
@@ -179,12 +148,7 @@ def main() -> int:
             }
             results["ratio_to_baseline"] = ratio
             print(f"ratio to the state update: p50 {ratio['p50_ms']}x, p99 {ratio['p99_ms']}x", flush=True)
-    finally:
-        stop_all(children, servers)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    out = ROOT / "bench" / "results" / f"alert-latency-{stamp}.json"
-    out.write_text(json.dumps(results, indent=1) + "\n")
-    progress(f"results in {out}")
+    write_results("alert-latency", results)
     return 0
 
 

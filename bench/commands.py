@@ -22,12 +22,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
-import platform
 import random
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -39,25 +36,13 @@ import httpx
 import msgspec
 import paho.mqtt.client as mqtt
 import psycopg
-import redis
 from paho.mqtt.enums import CallbackAPIVersion
 from websockets.asyncio.client import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from api.accounts.roles import Role  # noqa: E402
-from api.auth import TokenIssuer, build_auth  # noqa: E402
-from bench.servers import (  # noqa: E402
-    free_port,
-    progress,
-    service_env,
-    start_api,
-    start_bridge,
-    start_servers,
-    stop_all,
-)
-from config import load_settings  # noqa: E402
+from bench.servers import bench_stack, new_results, progress, service_env, write_results  # noqa: E402
 from models.commands import CommandAck, CommandMessage  # noqa: E402
 
 BRIDGE_ID = "commands-bench-bridge"
@@ -226,42 +211,12 @@ def main() -> int:
     parser.add_argument("--fleet-procs", type=int, default=4, help="simulator processes the devices are spread over")
     args = parser.parse_args()
 
-    base = Path(tempfile.mkdtemp(prefix="fb-cmd-bench-"))
-    base.chmod(0o755)
-    servers: list[Any] = []
-    children: list[subprocess.Popen[bytes]] = []
-    results: dict[str, Any] = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": multiprocessing.cpu_count(), "python": platform.python_version()},
-        "devices": args.devices,
-        "commands": args.commands,
-        "concurrency": args.concurrency,
-    }
-    try:
-        mosquitto, redis_server, postgres = start_servers(base, servers)
-        urls = {"mqtt": mosquitto.url, "redis": redis_server.url, "database": postgres.url}
-        stats = redis.Redis.from_url(urls["redis"], decode_responses=True)
-        children.append(start_bridge(urls, base, BRIDGE_ID))
-        while stats.hget(f"fleet:bridge:{BRIDGE_ID}", "connects") != "1":
-            if children[0].poll() is not None:
-                raise RuntimeError(f"the bridge exited: see {base / (BRIDGE_ID + '.log')}")
-            time.sleep(0.05)
-        port = free_port()
-        children.append(
-            start_api(urls, base, port, jwt_secret=JWT_SECRET, extra={"FLEETBRIDGE_API_MQTT_URL": urls["mqtt"]})
-        )
-        api_url = f"http://127.0.0.1:{port}"
-        with psycopg.connect(urls["database"], autocommit=True) as conn:
-            # The live connection checks that its token's account exists; its password is never used here.
-            conn.execute(
-                "INSERT INTO users (username, role, password_hash) VALUES ('bench', 'admin', '$argon2id$unusable')"
-            )
-        token = TokenIssuer(build_auth(load_settings({"FLEETBRIDGE_API_JWT_SECRET": JWT_SECRET}).api)).issue(
-            "bench", Role.ADMIN
-        )
+    results = new_results(devices=args.devices, commands=args.commands, concurrency=args.concurrency)
+    with bench_stack("fb-cmd-bench-", bridge_id=BRIDGE_ID, jwt_secret=JWT_SECRET, api_on_broker=True) as stack:
+        urls = stack.urls
         progress(f"starting {args.devices} simulated trucks and waiting until all are online")
-        fleet = start_fleet(urls["mqtt"], args.devices, args.fleet_procs, base)
-        children.extend(fleet)
+        fleet = start_fleet(urls["mqtt"], args.devices, args.fleet_procs, stack.base)
+        stack.children.extend(fleet)
         wait_online(urls["database"], args.devices, fleet)
 
         progress(f"baseline: {args.commands} pings over bare MQTT, {args.concurrency} at a time")
@@ -269,7 +224,9 @@ def main() -> int:
         print(f"baseline (bare MQTT ping → succeeded): {json.dumps(results['baseline_mqtt'])}", flush=True)
 
         progress(f"fleetbridge: {args.commands} POSTed pings, {args.concurrency} at a time, watched live")
-        posts, round_trips = asyncio.run(through_the_api(api_url, token, args.devices, args.commands, args.concurrency))
+        posts, round_trips = asyncio.run(
+            through_the_api(stack.api_url, stack.token, args.devices, args.commands, args.concurrency)
+        )
         results["post"] = summary(posts)
         results["round_trip"] = summary(round_trips)
         print(f"POST /commands: {json.dumps(results['post'])}", flush=True)
@@ -277,12 +234,7 @@ def main() -> int:
         ratio = {k: round(results["round_trip"][k] / results["baseline_mqtt"][k], 1) for k in ("p50_ms", "p99_ms")}
         results["ratio_to_baseline"] = ratio
         print(f"ratio to the bare MQTT round trip: p50 {ratio['p50_ms']}x, p99 {ratio['p99_ms']}x", flush=True)
-    finally:
-        stop_all(children, servers)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    out = ROOT / "bench" / "results" / f"commands-{stamp}.json"
-    out.write_text(json.dumps(results, indent=1) + "\n")
-    progress(f"results in {out}")
+    write_results("commands", results)
     return 0
 
 

@@ -20,29 +20,20 @@ import argparse
 import asyncio
 import hashlib
 import json
-import multiprocessing
 import os
-import platform
-import subprocess
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
-import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from api.accounts.roles import Role  # noqa: E402
-from api.auth import TokenIssuer, build_auth  # noqa: E402
 from bench.commands import BRIDGE_ID, JWT_SECRET, PREFIX, start_fleet, summary, wait_online  # noqa: E402
-from bench.servers import free_port, progress, start_api, start_bridge, start_servers, stop_all  # noqa: E402
-from config import load_settings  # noqa: E402
+from bench.servers import bench_stack, new_results, progress, write_results  # noqa: E402
 
 GROUP = "ota-bench"
 
@@ -75,102 +66,70 @@ def main() -> int:
     args = parser.parse_args()
     size = int(args.image_mib * 1024 * 1024)
     image = os.urandom(size)
-    base = Path(tempfile.mkdtemp(prefix="fb-ota-bench-"))
-    base.chmod(0o755)
-    servers: list[Any] = []
-    children: list[subprocess.Popen[bytes]] = []
-    results: dict[str, Any] = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": multiprocessing.cpu_count(), "python": platform.python_version()},
-        "devices": args.devices,
-        "image_bytes": size,
-    }
-    try:
-        mosquitto, redis_server, postgres = start_servers(base, servers)
-        urls = {"mqtt": mosquitto.url, "redis": redis_server.url, "database": postgres.url}
-        stats = redis.Redis.from_url(urls["redis"], decode_responses=True)
-        children.append(start_bridge(urls, base, BRIDGE_ID))
-        while stats.hget(f"fleet:bridge:{BRIDGE_ID}", "connects") != "1":
-            time.sleep(0.05)
-        port = free_port()
-        children.append(
-            start_api(urls, base, port, jwt_secret=JWT_SECRET, extra={"FLEETBRIDGE_API_MQTT_URL": urls["mqtt"]})
-        )
-        api_url = f"http://127.0.0.1:{port}"
-        with psycopg.connect(urls["database"], autocommit=True) as conn:
-            conn.execute(
-                "INSERT INTO users (username, role, password_hash) VALUES ('bench', 'admin', '$argon2id$unusable')"
-            )
-        token = TokenIssuer(build_auth(load_settings({"FLEETBRIDGE_API_JWT_SECRET": JWT_SECRET}).api)).issue(
-            "bench", Role.ADMIN
-        )
-        http = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+    results = new_results(devices=args.devices, image_bytes=size)
+    with bench_stack("fb-ota-bench-", bridge_id=BRIDGE_ID, jwt_secret=JWT_SECRET, api_on_broker=True) as stack:
+        urls = stack.urls
+        http = httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {stack.token}"}, timeout=120)
         progress(f"starting {args.devices} simulated trucks")
-        fleet = start_fleet(urls["mqtt"], args.devices, args.fleet_procs, base)
-        children.extend(fleet)
+        fleet = start_fleet(urls["mqtt"], args.devices, args.fleet_procs, stack.base)
+        stack.children.extend(fleet)
         wait_online(urls["database"], args.devices, fleet)
         with psycopg.connect(urls["database"], autocommit=True) as conn:
             conn.execute("INSERT INTO device_groups (name) VALUES (%s)", (GROUP,))
             conn.execute("UPDATE devices SET group_name = %s WHERE id LIKE %s", (GROUP, PREFIX + "%"))
+            # A device that never connects: its update stays queued and is cancelled; only its link is
+            # wanted, for the bare downloads.
+            conn.execute("INSERT INTO devices (id, kind) VALUES ('ota-bench-link', 'truck')")
         params = {"kind": "truck", "version": "2.0.0", "sha256": hashlib.sha256(image).hexdigest()}
         made = http.post("/api/v1/firmware", params=params, content=image)
         made.raise_for_status()
         image_id = made.json()["id"]
 
         progress(f"baseline: {args.devices} bare downloads of {args.image_mib} MiB, {args.concurrency} at a time")
-        # A link for a device that never connects: its update stays queued, and is cancelled; only the
-        # link is wanted, for the bare downloads.
-        with psycopg.connect(urls["database"], autocommit=True) as conn:
-            conn.execute("INSERT INTO devices (id, kind) VALUES ('ota-bench-link', 'truck')")
         link = http.post("/api/v1/devices/ota-bench-link/firmware-update", json={"image_id": image_id}).json()
         http.post(f"/api/v1/commands/{link['id']}/cancel")
         wall, times = asyncio.run(bare_downloads(link["args"]["url"], args.devices, args.concurrency, size))
-        results["baseline_downloads"] = {
-            "wall_s": round(wall, 2),
-            "mib_per_s": round(args.devices * size / 2**20 / wall, 1),
-        }
-        results["baseline_downloads"] |= summary(times)
+        mib_per_s = round(args.devices * size / 2**20 / wall, 1)
+        results["baseline_downloads"] = {"wall_s": round(wall, 2), "mib_per_s": mib_per_s} | summary(times)
         print(f"baseline (bare downloads): {json.dumps(results['baseline_downloads'])}", flush=True)
 
         progress(f"fleetbridge: a one-wave rollout to {args.devices} trucks")
-        start = time.perf_counter()
-        rollout = http.post(
-            "/api/v1/rollouts", json={"image_id": image_id, "group": GROUP, "first_wave_pct": 100}
-        ).json()
-        while True:
-            state = http.get(f"/api/v1/rollouts/{rollout['id']}").json()
-            if state["state"] != "running":
-                break
-            time.sleep(0.5)
-        wall = time.perf_counter() - start
-        with psycopg.connect(urls["database"]) as conn:
-            rows = conn.execute(
-                "SELECT extract(epoch FROM c.finished_at - r.created_at) * 1000 FROM rollout_devices rd"
-                " JOIN commands c ON c.id = rd.command_id JOIN rollouts r ON r.id = rd.rollout_id"
-                " WHERE rd.rollout_id = %s AND c.state = 'succeeded'",
-                (rollout["id"],),
-            ).fetchall()
-            updated = conn.execute(
-                "SELECT count(*) FROM devices WHERE firmware_version = '2.0.0' AND id LIKE %s", (PREFIX + "%",)
-            ).fetchone()
-        per_device = [float(r[0]) for r in rows]
-        results["rollout"] = {
-            "state": state["state"],
-            "wall_s": round(wall, 2),
-            "updated": updated[0] if updated else 0,
-            "mib_per_s": round(len(per_device) * size / 2**20 / wall, 1),
-        } | (summary(per_device) if per_device else {})
+        results["rollout"] = rollout(http, urls["database"], image_id, size)
         print(f"rollout: {json.dumps(results['rollout'])}", flush=True)
         ratio = round(results["rollout"]["wall_s"] / results["baseline_downloads"]["wall_s"], 1)
         results["ratio_to_baseline"] = ratio
         print(f"rollout wall time / bare downloads wall time: {ratio}x", flush=True)
-    finally:
-        stop_all(children, servers)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    out = ROOT / "bench" / "results" / f"ota-{stamp}.json"
-    out.write_text(json.dumps(results, indent=1) + "\n")
-    progress(f"results in {out}")
+    write_results("ota", results)
     return 0
+
+
+def rollout(http: httpx.Client, database_url: str, image_id: int, size: int) -> dict[str, Any]:
+    """Run a one-wave rollout to the group until it ends; its wall time and per-device times."""
+    start = time.perf_counter()
+    made = http.post("/api/v1/rollouts", json={"image_id": image_id, "group": GROUP, "first_wave_pct": 100}).json()
+    while True:
+        state = http.get(f"/api/v1/rollouts/{made['id']}").json()
+        if state["state"] != "running":
+            break
+        time.sleep(0.5)
+    wall = time.perf_counter() - start
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT extract(epoch FROM c.finished_at - r.created_at) * 1000 FROM rollout_devices rd"
+            " JOIN commands c ON c.id = rd.command_id JOIN rollouts r ON r.id = rd.rollout_id"
+            " WHERE rd.rollout_id = %s AND c.state = 'succeeded'",
+            (made["id"],),
+        ).fetchall()
+        updated = conn.execute(
+            "SELECT count(*) FROM devices WHERE firmware_version = '2.0.0' AND id LIKE %s", (PREFIX + "%",)
+        ).fetchone()
+    per_device = [float(r[0]) for r in rows]
+    return {
+        "state": state["state"],
+        "wall_s": round(wall, 2),
+        "updated": updated[0] if updated else 0,
+        "mib_per_s": round(len(per_device) * size / 2**20 / wall, 1),
+    } | (summary(per_device) if per_device else {})
 
 
 if __name__ == "__main__":

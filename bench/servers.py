@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import multiprocessing
 import os
+import platform
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from api.accounts.roles import Role  # noqa: E402
+from api.auth import TokenIssuer, build_auth  # noqa: E402
+from config import load_settings  # noqa: E402
 from stack import servers  # noqa: E402
 from stack.process import ServerProcess  # noqa: E402
 
@@ -124,3 +137,69 @@ def stop_all(children: list[subprocess.Popen[bytes]], servers: list[Any]) -> Non
             child.kill()
     for server in reversed(servers):
         server.stop()
+
+
+@dataclass
+class BenchStack:
+    """The servers, a bridge and (when asked for) an API of one benchmark run, and an admin's token."""
+
+    base: Path
+    urls: dict[str, str]
+    children: list[subprocess.Popen[bytes]]
+    api_url: str = ""
+    token: str = ""
+
+
+@contextlib.contextmanager
+def bench_stack(
+    prefix: str, *, bridge_id: str, jwt_secret: str | None = None, api_on_broker: bool = False
+) -> Iterator[BenchStack]:
+    """Mosquitto, Redis and PostgreSQL under a new folder, a bridge, and with `jwt_secret` an API (with an
+    admin account `bench` and its token: live connections check the account exists; with `api_on_broker`,
+    its MQTT link, for commands); all stopped after."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    base.chmod(0o755)
+    servers: list[Any] = []
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        mosquitto, redis_server, postgres = start_servers(base, servers)
+        urls = {"mqtt": mosquitto.url, "redis": redis_server.url, "database": postgres.url}
+        stats = redis.Redis.from_url(urls["redis"], decode_responses=True)
+        children.append(start_bridge(urls, base, bridge_id))
+        while stats.hget(f"fleet:bridge:{bridge_id}", "connects") != "1":
+            if children[0].poll() is not None:
+                raise RuntimeError(f"the bridge exited: see {base / (bridge_id + '.log')}")
+            time.sleep(0.05)
+        stack = BenchStack(base, urls, children)
+        if jwt_secret is not None:
+            port = free_port()
+            extra = {"FLEETBRIDGE_API_MQTT_URL": urls["mqtt"]} if api_on_broker else None
+            children.append(start_api(urls, base, port, jwt_secret=jwt_secret, extra=extra))
+            with psycopg.connect(urls["database"], autocommit=True) as conn:
+                conn.execute(
+                    "INSERT INTO users (username, role, password_hash) VALUES ('bench', 'admin', '$argon2id$unusable')"
+                )
+            stack.api_url = f"http://127.0.0.1:{port}"
+            stack.token = TokenIssuer(build_auth(load_settings({"FLEETBRIDGE_API_JWT_SECRET": jwt_secret}).api)).issue(
+                "bench", Role.ADMIN
+            )
+        yield stack
+    finally:
+        stop_all(children, servers)
+
+
+def new_results(**fields: Any) -> dict[str, Any]:
+    """A run's results, stamped with when and on what."""
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": multiprocessing.cpu_count(), "python": platform.python_version()},
+    } | fields
+
+
+def write_results(name: str, results: dict[str, Any]) -> Path:
+    """Write `results` to bench/results/<name>-<time>.json; its path."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    out = ROOT / "bench" / "results" / f"{name}-{stamp}.json"
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    progress(f"results in {out}")
+    return out

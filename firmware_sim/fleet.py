@@ -239,6 +239,9 @@ class Fleet:
         # each, so no lock. A reboot's new boot is handed to the scheduler, which alone steps the truck.
         self._interval_s: list[float | None] = [None] * len(ids)
         self._rebooted: list[int | None] = [None] * len(ids)
+        # Devices restarting right now (a reboot or a firmware update): off the network on purpose, which a
+        # scenario's offline/online bookkeeping in `_step` must not undo.
+        self._rebooting: set[int] = set()
         self._pending: list[list[Sample]] = [[] for _ in ids]
         self._produced = [0] * len(ids)
         self._started_at: float | None = None
@@ -397,15 +400,23 @@ class Fleet:
             device.acknowledge(job.command_id, "failed", {"reason": str(exc), "version": device.firmware_version})
             return
         report("installing", version=job.version)
-        boot = device.reboot()
+        boot = self._restart(i)
         device.firmware_version = job.version
         self._rebooted[i] = boot
         report("running", version=job.version)
         device.acknowledge(job.command_id, "succeeded", {"version": job.version, "boot": boot})
 
+    def _restart(self, i: int) -> int:
+        """Reboot device `i` (its new boot), keeping the scheduler from bringing it back meanwhile."""
+        self._rebooting.add(i)
+        try:
+            return self.devices[i].reboot()
+        finally:
+            self._rebooting.discard(i)
+
     def _reboot(self, i: int, command_id: str) -> None:
         device = self.devices[i]
-        boot = device.reboot()
+        boot = self._restart(i)
         self._rebooted[i] = boot
         # Answered from the new boot, as firmware does once it is up again.
         device.acknowledge(command_id, "succeeded", {"boot": boot})
@@ -422,7 +433,7 @@ class Fleet:
                 self._pending[i] = pending = []
             truck.restart(rebooted)
         pending.append(truck.step(now, dt_s))
-        if truck.offline != self.devices[i].gone:
+        if truck.offline != self.devices[i].gone and i not in self._rebooting:
             # Before the sample is handed over: a device that has just gone keeps it in its store.
             if truck.offline:
                 self.devices[i].go_offline()
