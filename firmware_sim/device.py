@@ -35,6 +35,7 @@ Reconnecting is paho's own policy, configured on purpose and nothing else: `loop
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import random
@@ -472,10 +473,15 @@ class Device:
         logger.info("%s: rebooted into boot %d", self.device_id, boot)
         return boot
 
-    def report_update(self, progress: OtaProgress) -> None:
-        """Publish firmware update progress on `fleet/v1/{id}/ota` (QoS 1; paho holds it while offline)."""
+    def report_update(self, progress: OtaProgress, *, wait_s: float = 0.0) -> None:
+        """Publish firmware update progress on `fleet/v1/{id}/ota` (QoS 1; paho holds it while offline).
+        With `wait_s`, wait up to that long for the broker's acknowledgement: an updater about to restart
+        lets its reports leave first, so that they arrive before those of the new boot."""
         stamped = msgspec.structs.replace(progress, ts=progress.ts or self._wall_clock())
-        self._client.publish(self._ota_topic, msgspec.json.encode(stamped), qos=QOS_AT_LEAST_ONCE)
+        info = self._client.publish(self._ota_topic, msgspec.json.encode(stamped), qos=QOS_AT_LEAST_ONCE)
+        if wait_s > 0:
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(wait_s)
 
     def _publish_ack(self, payload: bytes) -> None:
         # paho queues it while disconnected and sends it after the reconnect (QoS 1, in-flight window).

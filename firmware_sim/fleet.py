@@ -59,8 +59,9 @@ logger = logging.getLogger(__name__)
 FDS_PER_DEVICE: Final = 3  # the connection and paho's wake-up socket pair
 FDS_SPARE: Final = 64
 MIN_SLEEP_S: Final = 0.0005  # shorter waits cost more than they are worth: send now
-IDLE_WAIT_S: Final = 0.05
-OTA_GIVE_UP_S: Final = 600.0  # a firmware download that cannot finish in this long fails  # unthrottled mode with every device at its window: wait for an ack this long
+IDLE_WAIT_S: Final = 0.05  # unthrottled mode with every device at its window: wait for an ack this long
+OTA_GIVE_UP_S: Final = 600.0  # a firmware download that cannot finish in this long fails
+REPORT_ACK_WAIT_S: Final = 5.0  # an updater about to restart waits this long for its last report's PUBACK
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,8 +384,8 @@ class Fleet:
         """Download, check, install, restart into the new version; or fail and keep the old one."""
         device = self.devices[i]
 
-        def report(stage: OtaStage, **fields: Any) -> None:
-            device.report_update(OtaProgress(command_id=job.command_id, stage=stage, **fields))
+        def report(stage: OtaStage, wait_s: float = 0.0, **fields: Any) -> None:
+            device.report_update(OtaProgress(command_id=job.command_id, stage=stage, **fields), wait_s=wait_s)
 
         try:
             report("downloading", percent=0.0)
@@ -399,7 +400,9 @@ class Fleet:
             report("failed", reason=str(exc), version=device.firmware_version)
             device.acknowledge(job.command_id, "failed", {"reason": str(exc), "version": device.firmware_version})
             return
-        report("installing", version=job.version)
+        # Acknowledged before the restart drops the connection (reports before it acknowledged too: QoS 1
+        # keeps their order), so the reports of the old boot arrive before those of the new one.
+        report("installing", wait_s=REPORT_ACK_WAIT_S, version=job.version)
         boot = self._restart(i)
         device.firmware_version = job.version
         self._rebooted[i] = boot
