@@ -9,7 +9,6 @@ per API instance, outside the pool: a listening connection must stay open and id
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -32,7 +31,12 @@ class Wake:
         which the caller's own reads will find out and report)."""
         try:
             conn = await self._connection()
+            # Run to its end (it stops after one): a generator left at its `yield` would keep holding the
+            # connection's lock.
+            notified = False
             async for _ in conn.notifies(timeout=timeout_s, stop_after=1):
+                notified = True
+            if notified:
                 return True
         except (psycopg.Error, OSError) as exc:
             await self.close()
@@ -41,11 +45,11 @@ class Wake:
         return False
 
     async def close(self) -> None:
-        """Close the listening connection, if any."""
+        """Close the listening connection, if any: at once and without awaiting the server, so that a stop
+        that cancels this again cannot leave the connection open."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(psycopg.Error, OSError):
-                await conn.close()
+            conn.pgconn.finish()
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
